@@ -1,0 +1,328 @@
+"""Load and validate the relay's configuration into frozen dataclasses, one per area.
+
+Every error names the file, the key path and what is allowed
+(``relay.yaml: upstream.port: expected an integer 1-65535, got "58x"``); unknown keys are
+errors. Secrets are read here once and wrapped in :class:`Secret`, whose repr hides them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from relay.cleanup.options import CleanupOptions
+from relay.errors import ConfigError
+from relay.schema import build, where
+
+__all__ = [
+    "CaptureConfig",
+    "Limits",
+    "QueueConfig",
+    "RelayConfig",
+    "Secret",
+    "TcpListener",
+    "UnixListener",
+    "UpstreamConfig",
+    "load_config",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Secret:
+    """A password or token: ``str()`` and ``repr()`` never show it; ``reveal()`` does."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret itself, for the one place that sends it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpListener:
+    """A TCP address the SMTP listener binds (IPv6 hosts are written ``[::1]:2525``)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnixListener:
+    """A unix socket the SMTP listener binds, with its owner group and mode."""
+
+    unix: Path
+    mode: int = 0o660
+    group: str | None = None
+
+    def __str__(self) -> str:
+        return f"unix:{self.unix}"
+
+
+Listener = TcpListener | UnixListener
+
+
+def _parse_port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f'expected an integer 1-65535, got "{text}"')
+    return int(text)
+
+
+def _parse_listener(item: object) -> Listener:
+    if isinstance(item, str):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f'expected "HOST:PORT" (IPv6: "[::1]:2525"), got "{item}"')
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        return TcpListener(host, _parse_port(port))
+    if isinstance(item, dict) and "unix" in item:
+        unknown = set(item) - {"unix", "mode", "group"}
+        if unknown:
+            raise ValueError(f"unknown key {sorted(unknown)[0]!r} (allowed: unix, mode, group)")
+        mode = str(item.get("mode", "0660"))
+        if not mode.isdigit() or set(mode) - set("01234567"):
+            raise ValueError(f'expected an octal mode such as "0660", got "{mode}"')
+        group = item.get("group")
+        return UnixListener(unix=Path(str(item["unix"])), mode=int(mode, 8), group=group)
+    raise ValueError(f'expected "HOST:PORT" or {{unix: PATH, mode: "0660", group: NAME}}, got {item!r}')
+
+
+def _parse_listeners(value: object) -> tuple[Listener, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("expected at least one address")
+    return tuple(_parse_listener(item) for item in items)
+
+
+def _parse_networks(value: object) -> tuple[Network, ...]:
+    items = value if isinstance(value, list) else [value]
+    try:
+        return tuple(ipaddress.ip_network(str(item), strict=False) for item in items)
+    except ValueError as exc:
+        raise ValueError(f"expected networks such as 127.0.0.0/8: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Listener limits; the defaults fit Gmail and Trac (all recipients in one transaction)."""
+
+    max_message_size: int = field(default=25 * 1024 * 1024, metadata={"min": 1024})
+    max_recipients: int = field(default=1000, metadata={"min": 1})
+    max_connections: int = field(default=100, metadata={"min": 1})
+    timeout: float = field(default=300.0, metadata={"duration": True, "min": 1})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamConfig:
+    """The smarthost the relay delivers to."""
+
+    host: str
+    port: int = field(default=0, metadata={"min": 1, "max": 65535})
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: Path | None = None
+    password_env: str | None = None
+    password_command: str | None = None
+    allow_insecure_auth: bool = False
+    ca_file: Path | None = None
+    fingerprint: str | None = None
+    helo: str | None = None
+    timeout: float = field(default=60.0, metadata={"duration": True, "min": 1})
+    data_timeout: float = field(default=600.0, metadata={"duration": True, "min": 1})
+    max_recipients_per_message: int = field(default=100, metadata={"min": 1})
+    connections: int = field(default=2, metadata={"min": 1, "max": 64})
+    batch_size: int = field(default=50, metadata={"min": 1})
+    secret: Secret | None = field(default=None, init=False, compare=False)
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, or the usual one for the TLS mode (587, 465, 25)."""
+        return self.port or {"starttls": 587, "implicit": 465, "none": 25}[self.tls]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.effective_port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryConfig:
+    """The retry schedule: exponential back-off with jitter, as Postfix does."""
+
+    min_backoff: float = field(default=300.0, metadata={"duration": True})
+    max_backoff: float = field(default=7200.0, metadata={"duration": True})
+    lifetime: float = field(default=5 * 86400.0, metadata={"duration": True})
+    jitter: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueConfig:
+    """Where the durable spool lives and how it retries."""
+
+    path: Path = Path("queue")
+    retry: RetryConfig = field(default_factory=RetryConfig)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaptureConfig:
+    """The capture store (a Maildir): on in capture mode, a switch in relay mode."""
+
+    path: Path = Path("mail")
+    enabled: bool | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayConfig:
+    """The whole configuration; each component gets only its own section."""
+
+    listen: tuple[Listener, ...] = field(
+        default=(TcpListener("127.0.0.1", 2525),), metadata={"parse": _parse_listeners}
+    )
+    allowed_networks: tuple[Network, ...] = field(
+        default=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+        metadata={"parse": _parse_networks},
+    )
+    hostname: str = field(default_factory=socket.gethostname)
+    limits: Limits = field(default_factory=Limits)
+    upstream: UpstreamConfig | None = None
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    notification: CleanupOptions = field(default_factory=CleanupOptions)
+    source: str = field(default="(defaults)", init=False)
+
+    @property
+    def capture_mode(self) -> bool:
+        """True without an upstream: every message goes to the capture store."""
+        return self.upstream is None
+
+    @property
+    def capture_enabled(self) -> bool:
+        """Whether delivered (or, in capture mode, all) messages are kept in the Maildir."""
+        return self.capture_mode or bool(self.capture.enabled)
+
+
+def load_config(path: str | os.PathLike[str] | None) -> RelayConfig:
+    """Read, validate and return the configuration at ``path`` (``None``: the defaults)."""
+    if path is None:
+        return RelayConfig()
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=file) from None
+    base = Path(path).resolve().parent
+    if isinstance(data, dict) and isinstance(data.get("capture"), bool):
+        data = {**data, "capture": {"enabled": data["capture"]}}
+    config = build(RelayConfig, data, file=file, base=base)
+    object.__setattr__(config, "source", file)
+    if config.upstream is not None:
+        _check_upstream(config.upstream, file)
+    return config
+
+
+def _check_upstream(upstream: UpstreamConfig, file: str) -> None:
+    """Resolve the password and refuse combinations that would leak it."""
+    sources = [name for name in _PASSWORD_SOURCES if getattr(upstream, name) is not None]
+    key = where("upstream", sources[0] if sources else "username")
+    if len(sources) > 1:
+        raise ConfigError(f"give only one of {', '.join(sources)}", file=file, key="upstream")
+    if sources and upstream.username is None:
+        raise ConfigError("a password needs upstream.username", file=file, key=key)
+    if upstream.username is not None:
+        if not sources:
+            raise ConfigError(
+                "username without a password: add password_file, password_env or "
+                "password_command",
+                file=file,
+                key="upstream.username",
+            )
+        if upstream.tls == "none" and not upstream.allow_insecure_auth:
+            raise ConfigError(
+                "credentials with tls: none would be sent in clear; use starttls or implicit, "
+                "or set allow_insecure_auth: true",
+                file=file,
+                key="upstream.tls",
+            )
+        secret = Secret(_read_password(upstream, sources[0], file, key))
+        object.__setattr__(upstream, "secret", secret)
+    if upstream.fingerprint is not None:
+        digits = upstream.fingerprint.replace(":", "").lower()
+        if len(digits) != 64 or set(digits) - set("0123456789abcdef"):
+            raise ConfigError(
+                "expected a SHA-256 fingerprint (64 hex digits, colons allowed)",
+                file=file,
+                key="upstream.fingerprint",
+            )
+        object.__setattr__(upstream, "fingerprint", digits)
+
+
+_PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_command")
+
+
+def _read_password(upstream: UpstreamConfig, source: str, file: str, key: str) -> str:
+    if source == "password":
+        return str(upstream.password)
+    if source == "password_env":
+        value = os.environ.get(str(upstream.password_env))
+        if not value:
+            raise ConfigError(f"environment variable {upstream.password_env} is not set", file=file, key=key)
+        return value
+    if source == "password_file":
+        return _read_password_file(Path(str(upstream.password_file)), file, key)
+    try:
+        done = subprocess.run(
+            str(upstream.password_command), shell=True, capture_output=True, text=True, timeout=30, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise ConfigError("the command did not finish within 30 s", file=file, key=key) from None
+    if done.returncode != 0 or not done.stdout.strip():
+        raise ConfigError(
+            f"the command failed (exit {done.returncode}) or printed nothing", file=file, key=key
+        )
+    return done.stdout.splitlines()[0]
+
+
+def _read_password_file(path: Path, file: str, key: str) -> str:
+    try:
+        info = path.stat()
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"{path} is readable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
+                f"run: chmod 600 {path}",
+                file=file,
+                key=key,
+            )
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", file=file, key=key) from None
+    if not lines or not lines[0]:
+        raise ConfigError(f"{path} is empty", file=file, key=key)
+    return lines[0]

@@ -1,0 +1,1 @@
+"""Delivery upstream: classify replies (pure) and speak SMTP to the smarthost (aiosmtplib)."""

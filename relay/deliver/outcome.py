@@ -1,0 +1,60 @@
+"""Turn an upstream reply into a delivery status (pure).
+
+Some 5xx replies are temporary in practice and must not bounce mail: Gmail's
+``550 5.4.5`` daily quota, and bad credentials (``535 5.7.8``), which are the operator's
+problem and hold the whole queue instead of failing every message.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+__all__ = ["Reply", "Status", "classify", "holds_queue"]
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+#: Enhanced codes that mean "over quota / rate limited": defer whatever the basic code says.
+_QUOTA = frozenset({"5.4.5", "4.7.0", "4.7.28", "4.5.3"})
+
+
+class Status(enum.Enum):
+    """The delivery status of a recipient, named as in Postfix's log lines."""
+
+    SENT = "sent"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An upstream reply, or a local failure to get one (``code`` 0, e.g. refused connection)."""
+
+    code: int
+    text: str
+
+    @property
+    def dsn(self) -> str:
+        """The enhanced status code (RFC 3463), from the text or derived from the basic code."""
+        match = _ENHANCED.match(self.text)
+        if match:
+            return match.group(0)
+        return f"{self.code // 100}.0.0" if self.code else "4.4.1"
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}" if self.code else self.text
+
+
+def classify(reply: Reply) -> Status:
+    """The status a recipient gets for ``reply``."""
+    if 200 <= reply.code < 300:
+        return Status.SENT
+    if reply.code >= 500 and reply.dsn not in _QUOTA and not holds_queue(reply):
+        return Status.BOUNCED
+    return Status.DEFERRED
+
+
+def holds_queue(reply: Reply) -> bool:
+    """True for replies that say the relay's credentials are wrong (retrying each message is futile)."""
+    return reply.code == 535 or reply.dsn == "5.7.8"

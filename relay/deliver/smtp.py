@@ -1,0 +1,169 @@
+"""One SMTP session with the upstream over aiosmtplib: TLS, AUTH, per-recipient results.
+
+TLS is never opportunistic: with ``tls: starttls`` a server that does not offer STARTTLS
+fails the session before AUTH is sent, and AUTH is only ever sent over TLS unless the
+config says ``allow_insecure_auth: true``. aiosmtplib's exceptions are translated here
+and nowhere else: session failures become :class:`~relay.errors.UpstreamError`, and
+per-recipient results become :class:`~relay.deliver.outcome.Reply` values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from collections.abc import Sequence
+
+import aiosmtplib
+
+from relay.config import UpstreamConfig
+from relay.deliver.outcome import Reply
+from relay.errors import UpstreamError
+
+__all__ = ["UpstreamSession", "tls_context"]
+
+_TRANSIENT = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError)
+
+
+def tls_context(config: UpstreamConfig) -> ssl.SSLContext:
+    """A verifying client context: the system CAs, or ``ca_file`` when given."""
+    return ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+
+
+class UpstreamSession:
+    """A connected, authenticated session; send any number of transactions, then close.
+
+    >>> async with UpstreamSession(config, hostname="relay.example") as session:  # doctest: +SKIP
+    ...     replies = await session.send("a@x", ["b@y"], message_bytes)
+    """
+
+    def __init__(self, config: UpstreamConfig, *, hostname: str) -> None:
+        self.config = config
+        self.relay = str(config)
+        self._smtp = aiosmtplib.SMTP(
+            hostname=config.host,
+            port=config.effective_port,
+            use_tls=config.tls == "implicit",
+            start_tls=False,
+            tls_context=tls_context(config) if config.tls != "none" else None,
+            local_hostname=config.helo or hostname,
+            timeout=config.timeout,
+        )
+
+    async def __aenter__(self) -> UpstreamSession:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect, secure the connection as configured and log in; raise ``UpstreamError``."""
+        config, smtp = self.config, self._smtp
+        try:
+            await smtp.connect()
+            peer = smtp.get_transport_info("peername")
+            self.relay = f"{config.host}[{peer[0]}]:{peer[1]}"
+            if config.tls == "starttls":
+                await smtp.ehlo()
+                if not smtp.supports_extension("starttls"):
+                    raise UpstreamError(0, f"{self.relay} does not offer STARTTLS; not sending mail or AUTH in clear")
+                await smtp.starttls()
+            if config.tls != "none":
+                self._check_pin()
+            if config.username is not None and config.secret is not None:
+                if smtp.get_transport_info("sslcontext") is None and not config.allow_insecure_auth:
+                    raise UpstreamError(0, f"refusing to send AUTH to {self.relay} without TLS")
+                await smtp.login(config.username, config.secret.reveal())
+        except aiosmtplib.SMTPResponseException as exc:
+            await self.close()
+            raise UpstreamError(exc.code, exc.message) from None
+        except ssl.SSLError as exc:
+            await self.close()
+            raise UpstreamError(0, f"TLS with {self.relay} failed: {exc.reason or exc}") from None
+        except (*_TRANSIENT, aiosmtplib.SMTPException) as exc:
+            await self.close()
+            raise UpstreamError(0, f"connect to {self.relay}: {_describe(exc)}") from None
+        except UpstreamError:
+            await self.close()
+            raise
+
+    def _check_pin(self) -> None:
+        if self.config.fingerprint is None:
+            return
+        ssl_object = self._smtp.get_transport_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        actual = hashlib.sha256(der or b"").hexdigest()
+        if actual != self.config.fingerprint:
+            raise UpstreamError(0, f"certificate of {self.relay} has SHA-256 {actual}, not the pinned one")
+
+    @property
+    def supports_8bitmime(self) -> bool:
+        """Whether the upstream advertised 8BITMIME."""
+        return self._smtp.supports_extension("8bitmime")
+
+    @property
+    def supports_smtputf8(self) -> bool:
+        """Whether the upstream advertised SMTPUTF8."""
+        return self._smtp.supports_extension("smtputf8")
+
+    @property
+    def usable(self) -> bool:
+        """False once the connection broke; open a new session then."""
+        return self._smtp.is_connected
+
+    async def send(
+        self, sender: str, recipients: Sequence[str], message: bytes, *, mail_options: Sequence[str] = ()
+    ) -> dict[str, Reply]:
+        """Run one transaction and return the reply for each recipient.
+
+        A recipient refused at RCPT gets its own reply; the others get the reply to the
+        final dot. A broken connection gives every unanswered recipient a local reply
+        (code 0) and leaves the session unusable.
+        """
+        smtp, replies = self._smtp, {}
+        options = list(mail_options)
+        if smtp.supports_extension("size"):
+            options.insert(0, f"SIZE={len(message)}")
+        try:
+            await smtp.mail(sender, options=options)
+            for rcpt in recipients:
+                try:
+                    await smtp.rcpt(rcpt)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    replies[rcpt] = Reply(exc.code, exc.message)
+            accepted = [rcpt for rcpt in recipients if rcpt not in replies]
+            if not accepted:
+                await smtp.rset()
+                return replies
+            response = await smtp.data(message, timeout=self.config.data_timeout)
+            replies.update(dict.fromkeys(accepted, Reply(response.code, response.message)))
+        except aiosmtplib.SMTPResponseException as exc:
+            reply = Reply(exc.code, exc.message)
+            replies.update({rcpt: reply for rcpt in recipients if rcpt not in replies})
+            await self._reset()
+        except _TRANSIENT as exc:
+            reply = Reply(0, f"lost connection with {self.relay}: {_describe(exc)}")
+            replies.update({rcpt: reply for rcpt in recipients if rcpt not in replies})
+            await self.close()
+        return replies
+
+    async def _reset(self) -> None:
+        try:
+            await self._smtp.rset()
+        except (*_TRANSIENT, aiosmtplib.SMTPException):
+            await self.close()
+
+    async def close(self) -> None:
+        """Say QUIT if possible and close the connection."""
+        if self._smtp.is_connected:
+            try:
+                await self._smtp.quit()
+            except (*_TRANSIENT, aiosmtplib.SMTPException):
+                self._smtp.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return f"timed out ({text})"
+    return text

@@ -1,0 +1,49 @@
+"""The error tree of the relay (the Gmail library has its own in ``relay.gmail.errors``).
+
+::
+
+    RelayError
+    ├── ConfigError          a config file or option is wrong: names the file and key path
+    ├── SpoolError           the queue directory cannot be written or read (local trouble: 4xx)
+    └── UpstreamError        the upstream cannot be used at all (connection, TLS, AUTH)
+
+Expected outcomes (a cleanup rejection, a delivery result) are values, not exceptions.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "RelayError", "SpoolError", "UpstreamError"]
+
+
+class RelayError(Exception):
+    """Root of every error the relay raises on purpose."""
+
+
+class ConfigError(RelayError):
+    """A configuration value is invalid.
+
+    ``str()`` reads ``relay.yaml: upstream.port: expected an integer 1-65535, got '58x'``.
+    """
+
+    def __init__(self, message: str, *, file: str = "", key: str = "") -> None:
+        self.file = file
+        self.key = key
+        self.message = message
+        super().__init__(": ".join(part for part in (file, key, message) if part))
+
+
+class SpoolError(RelayError):
+    """The spool could not store or read a message; the client is told to try again later."""
+
+
+class UpstreamError(RelayError):
+    """The upstream could not be used for a session: connection, TLS or AUTH failed.
+
+    ``code`` is the upstream's reply code, or 0 when there was no reply (refused
+    connection, certificate mismatch); ``text`` says what happened.
+    """
+
+    def __init__(self, code: int, text: str) -> None:
+        self.code = code
+        self.text = text
+        super().__init__(f"{code} {text}" if code else text)

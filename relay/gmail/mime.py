@@ -1,0 +1,171 @@
+"""Raw RFC 5322 bytes -> decoded headers, body text and attachments (what Gmail indexes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.errors
+import email.header
+import email.parser
+import email.policy
+import email.utils
+import re
+from dataclasses import dataclass
+from email.message import Message
+from html.parser import HTMLParser
+
+__all__ = ["ParsedMail", "PartInfo", "decode_words", "html_to_text", "parse_mail"]
+
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote br dd div dl dt fieldset figcaption figure footer form "
+    "h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section table tbody td tfoot th thead tr "
+    "ul".split()
+)
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class PartInfo:
+    """An attachment: decoded file name, content type, disposition and decoded size."""
+
+    filename: str
+    content_type: str
+    disposition: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMail:
+    """The decoded parts of one message; header names are lower-case."""
+
+    headers: dict[str, list[str]]
+    addresses: dict[str, list[tuple[str, str]]]
+    body: str
+    attachments: tuple[PartInfo, ...]
+    received_at: dt.datetime | None
+    date: dt.datetime | None
+
+
+_ADDRESS_HEADERS = ("from", "to", "cc", "bcc", "reply-to", "delivered-to")
+
+
+def parse_mail(raw: bytes) -> ParsedMail:
+    """Decode ``raw``: RFC 2047 headers, text and HTML bodies, attachments, Received time."""
+    message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw)
+    headers: dict[str, list[str]] = {}
+    for name, value in message.items():
+        headers.setdefault(name.lower(), []).append(_unescape(str(value)))
+    addresses = {
+        name: [(decode_words(display), addr) for display, addr in _addresses(headers, name)]
+        for name in _ADDRESS_HEADERS
+    }
+    texts: list[str] = []
+    htmls: list[str] = []
+    attachments: list[PartInfo] = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        info = _attachment(part)
+        if info is not None:
+            attachments.append(info)
+        elif part.get_content_type() == "text/plain":
+            texts.append(_text(part))
+        elif part.get_content_type() == "text/html":
+            htmls.append(html_to_text(_text(part)))
+    return ParsedMail(
+        headers={name: [decode_words(v) for v in values] for name, values in headers.items()},
+        addresses=addresses,
+        body="\n".join(texts or htmls),
+        attachments=tuple(attachments),
+        received_at=_received_at(headers.get("received", [])),
+        date=_date(headers.get("date", [""])[0]),
+    )
+
+
+def decode_words(value: str) -> str:
+    """Return header ``value`` unfolded with its RFC 2047 encoded words decoded."""
+    try:
+        decoded = str(email.header.make_header(email.header.decode_header(value)))
+    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+        decoded = value
+    return _SPACE.sub(" ", decoded).strip()
+
+
+def html_to_text(html: str) -> str:
+    """Return the text of ``html``: tags removed, entities decoded, blocks on their own lines."""
+    stripper = _Stripper()
+    stripper.feed(html)
+    stripper.close()
+    return "".join(stripper.chunks)
+
+
+class _Stripper(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self.hidden += 1
+        elif tag in _BLOCK_TAGS:
+            self.chunks.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in _BLOCK_TAGS:
+            self.chunks.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.chunks.append(data)
+
+
+def _unescape(value: str) -> str:
+    """Undo the parser's surrogate escapes of raw 8-bit (UTF-8) header bytes."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _addresses(headers: dict[str, list[str]], name: str) -> list[tuple[str, str]]:
+    pairs = email.utils.getaddresses(headers.get(name, []))
+    return [(display, addr) for display, addr in pairs if display or addr]
+
+
+def _attachment(part: Message) -> PartInfo | None:
+    raw_name = part.get_filename()
+    filename = decode_words(_unescape(raw_name)) if raw_name else ""
+    disposition = part.get_content_disposition() or ""
+    inline_file = disposition == "inline" and part.get_content_maintype() != "text"
+    if not (filename or disposition == "attachment" or inline_file):
+        return None
+    payload = part.get_payload(decode=True)
+    size = len(payload) if isinstance(payload, bytes) else 0
+    return PartInfo(filename, part.get_content_type(), disposition, size)
+
+
+def _text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    try:
+        text = data.decode(part.get_content_charset() or "utf-8", "replace")
+    except LookupError:
+        text = data.decode("utf-8", "replace")
+    return text.replace("\r\n", "\n")
+
+
+def _received_at(values: list[str]) -> dt.datetime | None:
+    """Return the time stamp of the topmost Received header that has one."""
+    for value in values:
+        _, _, stamp = value.rpartition(";")
+        when = _date(stamp)
+        if when is not None:
+            return when
+    return None
+
+
+def _date(value: str) -> dt.datetime | None:
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)

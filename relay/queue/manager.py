@@ -1,0 +1,247 @@
+"""The delivery loop: take records from the spool, deliver them upstream, move them by outcome.
+
+Workers (``upstream.connections`` of them) each take a batch of ready messages and send
+them over one authenticated session (Gmail throttles repeated logins). Every recipient
+ends delivered, bounced (kept in ``failed/`` with the reply) or deferred with a back-off;
+bad credentials hold the whole queue instead of failing each message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from relay.config import RetryConfig, UpstreamConfig
+from relay.deliver.outcome import Reply, Status, classify, holds_queue
+from relay.deliver.smtp import UpstreamSession
+from relay.errors import SpoolError, UpstreamError
+from relay.log import delivery_line, logger
+from relay.queue.record import Attempt, CorruptRecord, DeliveryState, Record
+from relay.queue.schedule import backoff, expired
+from relay.queue.spool import QueueState, Spool
+
+__all__ = ["QueueManager"]
+
+Delivered = Callable[[Record], Awaitable[None]]
+
+
+class QueueManager:
+    """Owns the in-memory schedule over a :class:`Spool`; the spool stays the truth."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        upstream: UpstreamConfig,
+        retry: RetryConfig,
+        *,
+        hostname: str,
+        on_delivered: Delivered | None = None,
+    ) -> None:
+        self.spool = spool
+        self.upstream = upstream
+        self.retry = retry
+        self.hostname = hostname
+        self.on_delivered = on_delivered
+        self._ready: asyncio.Queue[str] = asyncio.Queue()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._busy: set[str] = set()
+        self._paused_until = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Pick up everything left in the spool, then start the workers."""
+        incoming, deferred = await asyncio.to_thread(self._scan)
+        for queue_id in incoming:
+            self.submit(queue_id)
+        for queue_id, when in deferred:
+            self._schedule(queue_id, when)
+        if incoming or deferred:
+            logger.info("queue: resumed %d incoming and %d deferred messages", len(incoming), len(deferred))
+        self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.upstream.connections)]
+
+    async def stop(self) -> None:
+        """Stop the workers; messages in flight stay in the spool for the next start."""
+        for handle in self._timers.values():
+            handle.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def submit(self, queue_id: str) -> None:
+        """Deliver ``queue_id`` as soon as a worker is free."""
+        timer = self._timers.pop(queue_id, None)
+        if timer is not None:
+            timer.cancel()
+        self._ready.put_nowait(queue_id)
+
+    def _schedule(self, queue_id: str, when: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timers[queue_id] = loop.call_later(max(0.0, when - time.time()), self.submit, queue_id)
+
+    def _scan(self) -> tuple[list[str], list[tuple[str, float]]]:
+        for queue_id in self.spool.orphan_states():
+            (self.spool.root / "state" / f"{queue_id}.json").unlink(missing_ok=True)
+        deferred = []
+        for queue_id in self.spool.ids(QueueState.DEFERRED):
+            try:
+                deferred.append((queue_id, self.spool.read_state(queue_id).next_attempt))
+            except CorruptRecord as exc:
+                self._quarantine(queue_id, QueueState.DEFERRED, str(exc))
+        return self.spool.ids(QueueState.INCOMING), deferred
+
+    async def _worker(self) -> None:
+        while True:
+            batch = [await self._ready.get()]
+            while len(batch) < self.upstream.batch_size and not self._ready.empty():
+                batch.append(self._ready.get_nowait())
+            batch = [queue_id for queue_id in dict.fromkeys(batch) if queue_id not in self._busy]
+            self._busy.update(batch)
+            try:
+                await asyncio.sleep(max(0.0, self._paused_until - time.time()))
+                await self._deliver_batch(batch)
+            except SpoolError as exc:
+                logger.error("queue: %s; will retry the batch in %.0f s", exc, self.retry.min_backoff)
+                for queue_id in batch:
+                    self._schedule(queue_id, time.time() + self.retry.min_backoff)
+            finally:
+                self._busy.difference_update(batch)
+
+    async def _deliver_batch(self, batch: list[str]) -> None:
+        session: UpstreamSession | None = None
+        try:
+            for queue_id in batch:
+                loaded = await asyncio.to_thread(self._load, queue_id)
+                if loaded is None:
+                    continue
+                record, state, where = loaded
+                if session is None or not session.usable:
+                    session = UpstreamSession(self.upstream, hostname=self.hostname)
+                    try:
+                        await session.open()
+                    except UpstreamError as exc:
+                        await self._session_failed(exc, session.relay, batch[batch.index(queue_id) :])
+                        return
+                replies = await self._send(session, record, state.pending(record.envelope))
+                await self._settle(record, state, where, replies, session.relay)
+        finally:
+            if session is not None:
+                await session.close()
+
+    async def _send(self, session: UpstreamSession, record: Record, pending: tuple[str, ...]) -> dict[str, Reply]:
+        message, options = record.message, []
+        if any(byte > 127 for byte in message):
+            if session.supports_8bitmime:
+                options.append("BODY=8BITMIME")
+            else:
+                from relay.cleanup.encoding import downgrade_8bit
+
+                message = downgrade_8bit(message)
+        if "SMTPUTF8" in (option.upper() for option in record.envelope.mail_options):
+            if not session.supports_smtputf8:
+                return dict.fromkeys(pending, Reply(553, "5.6.7 upstream does not support SMTPUTF8 addresses"))
+            options.append("SMTPUTF8")
+        replies: dict[str, Reply] = {}
+        size = self.upstream.max_recipients_per_message
+        for start in range(0, len(pending), size):
+            chunk = pending[start : start + size]
+            if not session.usable:
+                replies.update(dict.fromkeys(chunk, Reply(0, f"connection to {session.relay} lost")))
+                continue
+            replies.update(await session.send(record.envelope.sender, chunk, message, mail_options=options))
+        return replies
+
+    async def _session_failed(self, exc: UpstreamError, relay: str, queue_ids: list[str]) -> None:
+        reply = Reply(exc.code, exc.text)
+        if holds_queue(reply):
+            self._paused_until = time.time() + self.retry.min_backoff
+            logger.error(
+                "queue: HOLDING ALL DELIVERY: %s rejected the credentials (%s); fix upstream.username/password "
+                "and reload; next try in %.0f s",
+                relay,
+                reply,
+                self.retry.min_backoff,
+            )
+        else:
+            logger.warning("queue: %s", reply)
+        for queue_id in queue_ids:
+            loaded = await asyncio.to_thread(self._load, queue_id)
+            if loaded is not None:
+                record, state, where = loaded
+                pending = state.pending(record.envelope)
+                await self._settle(record, state, where, dict.fromkeys(pending, reply), relay, hold=holds_queue(reply))
+
+    async def _settle(
+        self,
+        record: Record,
+        state: DeliveryState,
+        where: QueueState,
+        replies: dict[str, Reply],
+        relay: str,
+        *,
+        hold: bool = False,
+    ) -> None:
+        """Record the replies durably, log them, and move the record by outcome."""
+        now = time.time()
+        attempts = state.attempts + 1
+        done, failed, log = list(state.done), list(state.failed), list(state.log)
+        for rcpt, reply in replies.items():
+            status = classify(reply)
+            if status is Status.DEFERRED and not hold and expired(record.envelope.received_at, now, self.retry):
+                status, reply = Status.BOUNCED, Reply(reply.code, f"{reply.text} (gave up: queued too long)")
+            (done if status is Status.SENT else failed if status is Status.BOUNCED else []).append(rcpt)
+            log.append(Attempt(at=now, relay=relay, recipients=(rcpt,), status=status.value, reply=str(reply)))
+            line = delivery_line(
+                record.queue_id,
+                rcpt,
+                relay=relay,
+                delay=now - record.envelope.received_at,
+                attempts=attempts,
+                reply=reply,
+                status=status,
+            )
+            (logger.info if status is Status.SENT else logger.warning)(line)
+        new = replace(
+            state,
+            attempts=attempts,
+            done=tuple(done),
+            failed=tuple(failed),
+            log=tuple(log),
+            last_reply=log[-1].reply if log else state.last_reply,
+        )
+        pending = new.pending(record.envelope)
+        if pending:
+            when = max(now + backoff(attempts, self.retry), self._paused_until)
+            new = replace(new, next_attempt=when, reason="deferred")
+            await asyncio.to_thread(self._persist, record.queue_id, new, where, QueueState.DEFERRED)
+            self._schedule(record.queue_id, when)
+        elif failed:
+            new = replace(new, reason="failed")
+            await asyncio.to_thread(self._persist, record.queue_id, new, where, QueueState.FAILED)
+        else:
+            await asyncio.to_thread(self.spool.remove, record.queue_id, where)
+            logger.info("%s: removed", record.queue_id)
+        if done != list(state.done) and self.on_delivered is not None:
+            await self.on_delivered(record)
+
+    def _persist(self, queue_id: str, state: DeliveryState, source: QueueState, target: QueueState) -> None:
+        self.spool.write_state(queue_id, state)
+        if source is not target:
+            self.spool.move(queue_id, source, target)
+
+    def _load(self, queue_id: str) -> tuple[Record, DeliveryState, QueueState] | None:
+        where = self.spool.find(queue_id)
+        if where not in (QueueState.INCOMING, QueueState.DEFERRED):
+            return None  # delivered, held or deleted meanwhile
+        try:
+            return self.spool.read(queue_id, where), self.spool.read_state(queue_id), where
+        except CorruptRecord as exc:
+            self._quarantine(queue_id, where, str(exc))
+        except FileNotFoundError:
+            pass
+        return None
+
+    def _quarantine(self, queue_id: str, where: QueueState, why: str) -> None:
+        logger.error("%s: corrupt queue file (%s); moved to %s/", queue_id, why, QueueState.CORRUPT.value)
+        self.spool.move(queue_id, where, QueueState.CORRUPT)

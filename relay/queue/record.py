@@ -1,0 +1,171 @@
+"""The on-disk format of one queued message and of its delivery state (pure: bytes in, out).
+
+A record is written once and never changed::
+
+    notify-relay-queue/1 <meta length> <message length>\\n
+    <meta: JSON, UTF-8>\\n
+    <message bytes>\\n
+    end <crc32 of meta and message, 8 hex digits>\\n
+
+The lengths and the end line make a torn or truncated file detectable, as Postfix's END
+record does. The delivery state (attempts, per-recipient results, next attempt) changes
+after every attempt and lives in a small JSON file of its own beside the record.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field, replace
+
+from relay.model import Envelope, TraceEntry
+
+__all__ = [
+    "Attempt",
+    "CorruptRecord",
+    "DeliveryState",
+    "Record",
+    "decode_record",
+    "decode_state",
+    "encode_record",
+    "encode_state",
+]
+
+_MAGIC = b"notify-relay-queue/1"
+
+
+class CorruptRecord(ValueError):
+    """A queue file that cannot be decoded: truncated, torn, or not ours."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """One accepted message: its id, envelope, content and the cleanup trace."""
+
+    queue_id: str
+    envelope: Envelope
+    message: bytes
+    trace: tuple[TraceEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    """One delivery attempt for some recipients, with the upstream's reply."""
+
+    at: float
+    relay: str
+    recipients: tuple[str, ...]
+    status: str
+    reply: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryState:
+    """What happened to a message so far; ``done`` and ``failed`` recipients are final."""
+
+    attempts: int = 0
+    next_attempt: float = 0.0
+    done: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    last_reply: str = ""
+    reason: str = ""
+    log: tuple[Attempt, ...] = field(default=())
+
+    def pending(self, envelope: Envelope) -> tuple[str, ...]:
+        """Recipients of ``envelope`` that still need delivery."""
+        final = {*self.done, *self.failed}
+        return tuple(rcpt for rcpt in envelope.recipients if rcpt not in final)
+
+    def with_attempt(self, attempt: Attempt) -> DeliveryState:
+        """Return a copy with ``attempt`` appended to the log and as the last reply."""
+        return replace(self, log=(*self.log, attempt), last_reply=attempt.reply)
+
+
+def encode_record(record: Record) -> bytes:
+    """Serialise ``record`` to the bytes of a queue file."""
+    env = record.envelope
+    meta = json.dumps(
+        {
+            "id": record.queue_id,
+            "sender": env.sender,
+            "recipients": list(env.recipients),
+            "mail_options": list(env.mail_options),
+            "received_at": env.received_at,
+            "peer": env.peer,
+            "helo": env.helo,
+            "trace": [[entry.option, entry.change] for entry in record.trace],
+        },
+        ensure_ascii=False,
+    ).encode("utf-8")
+    checksum = zlib.crc32(record.message, zlib.crc32(meta))
+    head = b"%s %d %d\n" % (_MAGIC, len(meta), len(record.message))
+    return b"".join((head, meta, b"\n", record.message, b"\nend %08x\n" % checksum))
+
+
+def decode_record(data: bytes) -> Record:
+    """Parse the bytes of a queue file; raise :class:`CorruptRecord` if they are not whole."""
+    head, newline, rest = data.partition(b"\n")
+    parts = head.split(b" ")
+    if not newline or len(parts) != 3 or parts[0] != _MAGIC:
+        raise CorruptRecord("not a notify-relay queue file")
+    try:
+        meta_len, msg_len = int(parts[1]), int(parts[2])
+    except ValueError:
+        raise CorruptRecord("bad length field") from None
+    meta, message, tail = rest[:meta_len], rest[meta_len + 1 : meta_len + 1 + msg_len], rest[meta_len + 1 + msg_len :]
+    if len(message) != msg_len or not tail.startswith(b"\nend "):
+        raise CorruptRecord("truncated")
+    if tail != b"\nend %08x\n" % zlib.crc32(message, zlib.crc32(meta)):
+        raise CorruptRecord("checksum mismatch")
+    try:
+        fields = json.loads(meta)
+        envelope = Envelope(
+            sender=fields["sender"],
+            recipients=tuple(fields["recipients"]),
+            mail_options=tuple(fields["mail_options"]),
+            received_at=float(fields["received_at"]),
+            peer=fields["peer"],
+            helo=fields["helo"],
+        )
+        trace = tuple(TraceEntry(option, change) for option, change in fields["trace"])
+        return Record(queue_id=fields["id"], envelope=envelope, message=message, trace=trace)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptRecord(f"bad metadata: {exc}") from None
+
+
+def encode_state(state: DeliveryState) -> bytes:
+    """Serialise a delivery state as JSON."""
+    fields = {
+        "attempts": state.attempts,
+        "next_attempt": state.next_attempt,
+        "done": list(state.done),
+        "failed": list(state.failed),
+        "last_reply": state.last_reply,
+        "reason": state.reason,
+        "log": [
+            {"at": a.at, "relay": a.relay, "recipients": list(a.recipients), "status": a.status, "reply": a.reply}
+            for a in state.log
+        ],
+    }
+    return json.dumps(fields, ensure_ascii=False).encode("utf-8")
+
+
+def decode_state(data: bytes) -> DeliveryState:
+    """Parse a delivery state; raise :class:`CorruptRecord` if it does not parse."""
+    try:
+        fields = json.loads(data)
+        log = tuple(
+            Attempt(at=a["at"], relay=a["relay"], recipients=tuple(a["recipients"]), status=a["status"], reply=a["reply"])
+            for a in fields["log"]
+        )
+        return DeliveryState(
+            attempts=int(fields["attempts"]),
+            next_attempt=float(fields["next_attempt"]),
+            done=tuple(fields["done"]),
+            failed=tuple(fields["failed"]),
+            last_reply=fields["last_reply"],
+            reason=fields["reason"],
+            log=log,
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptRecord(f"bad delivery state: {exc}") from None

@@ -1,0 +1,111 @@
+"""The spool directories: write, fsync, rename; one directory per queue state.
+
+Layout under the queue path::
+
+    tmp/        files being written (ignored and cleaned at start)
+    incoming/   accepted, not yet attempted          (record files named by queue id)
+    deferred/   attempted, waiting for the next try
+    hold/       kept back by the operator
+    failed/     dead letters: every recipient final and at least one failed
+    corrupt/    files that did not decode, moved aside with a log line
+    state/      <id>.json: the delivery state of a record (attempts, per-recipient results)
+
+A record is immutable and moves between state directories by ``rename``; its delivery
+state is replaced atomically. Every method is blocking: call it from a worker thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+
+from relay.durable import fsync_dir, write_durably
+from relay.errors import SpoolError
+from relay.queue.record import DeliveryState, Record, decode_record, decode_state, encode_record, encode_state
+
+__all__ = ["QueueState", "Spool"]
+
+
+class QueueState(enum.Enum):
+    """Where a record is; the value is the directory name."""
+
+    INCOMING = "incoming"
+    DEFERRED = "deferred"
+    HOLD = "hold"
+    FAILED = "failed"
+    CORRUPT = "corrupt"
+
+
+_DIRS = ("tmp", "state", *(state.value for state in QueueState))
+
+
+class Spool:
+    """A queue directory on disk."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def create(self) -> None:
+        """Create the directories (mode 0700) and remove leftovers of interrupted writes."""
+        try:
+            for name in _DIRS:
+                (self.root / name).mkdir(mode=0o700, parents=True, exist_ok=True)
+            for leftover in (self.root / "tmp").iterdir():
+                leftover.unlink()
+        except OSError as exc:
+            raise SpoolError(f"cannot prepare queue directory {self.root}: {exc}") from exc
+
+    def accept(self, record: Record) -> None:
+        """Make ``record`` durable in ``incoming/``: write, fsync, rename, fsync directory."""
+        self._write_atomically(self.path(record.queue_id, QueueState.INCOMING), encode_record(record))
+
+    def path(self, queue_id: str, state: QueueState) -> Path:
+        """The file of ``queue_id`` in ``state``."""
+        return self.root / state.value / queue_id
+
+    def read(self, queue_id: str, state: QueueState) -> Record:
+        """Read and decode a record (raises ``CorruptRecord`` or ``OSError``)."""
+        return decode_record(self.path(queue_id, state).read_bytes())
+
+    def read_state(self, queue_id: str) -> DeliveryState:
+        """The delivery state of ``queue_id``; a fresh one if it was never attempted."""
+        try:
+            return decode_state((self.root / "state" / f"{queue_id}.json").read_bytes())
+        except FileNotFoundError:
+            return DeliveryState()
+
+    def write_state(self, queue_id: str, state: DeliveryState) -> None:
+        """Replace the delivery state of ``queue_id`` atomically and durably."""
+        self._write_atomically(self.root / "state" / f"{queue_id}.json", encode_state(state))
+
+    def move(self, queue_id: str, source: QueueState, target: QueueState) -> None:
+        """Move a record to another state directory, durably."""
+        os.rename(self.path(queue_id, source), self.path(queue_id, target))
+        fsync_dir(self.root / target.value)
+        fsync_dir(self.root / source.value)
+
+    def remove(self, queue_id: str, state: QueueState) -> None:
+        """Delete a record and its delivery state (after the last recipient is final)."""
+        self.path(queue_id, state).unlink(missing_ok=True)
+        (self.root / "state" / f"{queue_id}.json").unlink(missing_ok=True)
+        fsync_dir(self.root / state.value)
+
+    def ids(self, state: QueueState) -> list[str]:
+        """Queue ids in ``state``, oldest first."""
+        return sorted(entry.name for entry in os.scandir(self.root / state.value) if entry.is_file())
+
+    def find(self, queue_id: str) -> QueueState | None:
+        """The state directory holding ``queue_id``, or None."""
+        return next((state for state in QueueState if self.path(queue_id, state).exists()), None)
+
+    def orphan_states(self) -> list[str]:
+        """Ids with a delivery state but no record (left by a crash during removal)."""
+        known = {name for state in QueueState for name in os.listdir(self.root / state.value)}
+        return [name[:-5] for name in os.listdir(self.root / "state") if name[:-5] not in known]
+
+    def _write_atomically(self, target: Path, data: bytes) -> None:
+        try:
+            write_durably(target, data, self.root / "tmp")
+        except OSError as exc:
+            raise SpoolError(f"cannot write {target}: {exc.strerror or exc}") from exc

@@ -1,0 +1,1 @@
+"""The listener side: who may connect, the aiosmtpd hooks, and the servers."""

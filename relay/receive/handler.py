@@ -1,0 +1,125 @@
+"""The aiosmtpd hooks: check, call cleanup, hand the message to the sink, answer.
+
+Nothing here decides policy or rewrites mail: :mod:`relay.receive.policy` and
+:mod:`relay.cleanup` do. The handler maps their verdicts to SMTP replies, and answers
+``250`` only after the sink has made the message durable. Any local trouble answers
+``451 4.3.0`` (never 5xx, never a traceback text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from relay import cleanup
+from relay.config import Limits
+from relay.errors import SpoolError
+from relay.log import logger
+from relay.model import Envelope, TraceEntry, new_queue_id
+from relay.receive.policy import address_problem
+
+__all__ = ["RelayHandler", "Sink"]
+
+
+class Sink(Protocol):
+    """Where accepted messages go: the spool (relay mode) or the capture store."""
+
+    def accept(self, queue_id: str, envelope: Envelope, message: bytes, trace: tuple[TraceEntry, ...]) -> None:
+        """Store the message durably (blocking; runs in a worker thread)."""
+
+    def accepted(self, queue_id: str) -> None:
+        """Called on the event loop once the message is durable."""
+
+
+class RelayHandler:
+    """aiosmtpd handler for the relay's listeners."""
+
+    def __init__(
+        self,
+        *,
+        limits: Limits,
+        options: Callable[[], cleanup.CleanupOptions],
+        directory: Callable[[], cleanup.Directory],
+        sink: Sink,
+        account: str | None = None,
+    ) -> None:
+        self.limits = limits
+        self.options = options
+        self.directory = directory
+        self.sink = sink
+        self.account = account
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
+        sender = "" if address == "<>" else address
+        problem = address_problem(sender) if sender else None
+        if problem:
+            return f"553 5.1.7 Sender <{sender}> refused: {problem}"
+        envelope.mail_from = sender
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.limits.max_recipients:
+            return f"452 4.5.3 Too many recipients (at most {self.limits.max_recipients} per message)"
+        problem = address_problem(address)
+        if problem:
+            return f"553 5.1.3 Recipient <{address}> refused: {problem}"
+        rejection = cleanup.check_recipient(address, self.options(), self.directory())
+        if rejection is not None:
+            return rejection.reply()
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content: bytes = envelope.content
+        if _has_bare_newline(content):
+            return "550 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF"
+        model = Envelope(
+            sender=envelope.mail_from,
+            recipients=tuple(envelope.rcpt_tos),
+            mail_options=tuple(envelope.mail_options),
+            received_at=time.time(),
+            peer=_describe_peer(session.peer),
+            helo=session.host_name or "",
+        )
+        reply, queue_id = await asyncio.to_thread(self._process, model, content)
+        if queue_id is not None:
+            self.sink.accepted(queue_id)
+        return reply
+
+    def _process(self, envelope: Envelope, content: bytes) -> tuple[str, str | None]:
+        result = cleanup.run(envelope, content, self.options(), self.directory(), account=self.account)
+        if result.rejection is not None:
+            return result.rejection.reply(), None
+        queue_id = new_queue_id()
+        self.sink.accept(queue_id, result.envelope, result.message, result.trace)
+        logger.info(
+            "%s: from=<%s>, size=%d, nrcpt=%d, client=%s",
+            queue_id,
+            result.envelope.sender,
+            len(result.message),
+            len(result.envelope.recipients),
+            envelope.peer,
+        )
+        return f"250 2.0.0 Ok: queued as {queue_id}", queue_id
+
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, SpoolError | OSError):
+            logger.error("could not store a message: %s", error)
+        else:
+            logger.exception("unexpected error while receiving a message")
+        return "451 4.3.0 Local error in processing; try again later"
+
+
+def _has_bare_newline(content: bytes) -> bool:
+    """True when a CR or LF appears other than as part of CRLF (the SMTP smuggling vector)."""
+    return content.count(b"\r") != content.count(b"\r\n") or content.count(b"\n") != content.count(b"\r\n")
+
+
+def _describe_peer(peer: object) -> str:
+    if isinstance(peer, tuple | list):
+        return f"[{peer[0]}]:{peer[1]}"
+    return "unix-socket"

@@ -1,0 +1,42 @@
+"""Who may connect and what an address may look like (pure; the handler maps verdicts to replies)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from relay.config import Network
+
+__all__ = ["address_problem", "peer_allowed"]
+
+_MAX_ADDRESS = 254  # RFC 5321 path limit (256) minus the angle brackets
+
+
+def peer_allowed(peer: object, networks: Iterable[Network]) -> bool:
+    """True for a TCP peer inside ``networks`` and for any unix-socket peer.
+
+    A unix socket has no address (aiosmtpd reports ``""``); who may use it is decided by
+    the socket file's owner, group and mode.
+    """
+    if not isinstance(peer, tuple | list):
+        return True
+    try:
+        address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` cannot be relayed as it is, or None when it can."""
+    if len(address) > _MAX_ADDRESS:
+        return "address too long"
+    if any(ord(char) < 32 or ord(char) == 127 for char in address):
+        return "control characters in address"
+    if any(char in address for char in " ,;<>\\"):
+        return "characters not allowed in an address"
+    if address.count("@") > 1 and not address.startswith('"'):
+        return "more than one @ in address"
+    return None
