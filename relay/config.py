@@ -88,8 +88,8 @@ Listener = TcpListener | UnixListener
 
 
 def _parse_port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f'expected an integer 1-65535, got "{text}"')
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ValueError(f'expected a port 1-65535 (0: any free port), got "{text}"')
     return int(text)
 
 
@@ -109,7 +109,9 @@ def _parse_listener(item: object) -> Listener:
             raise ValueError(f'expected an octal mode such as "0660", got "{mode}"')
         group = item.get("group")
         return UnixListener(unix=Path(str(item["unix"])), mode=int(mode, 8), group=group)
-    raise ValueError(f'expected "HOST:PORT" or {{unix: PATH, mode: "0660", group: NAME}}, got {item!r}')
+    raise ValueError(
+        f'expected "HOST:PORT" or {{unix: PATH, mode: "0660", group: NAME}}, got {item!r}'
+    )
 
 
 def _parse_listeners(value: object) -> tuple[Listener, ...]:
@@ -259,8 +261,7 @@ def _check_upstream(upstream: UpstreamConfig, file: str) -> None:
     if upstream.username is not None:
         if not sources:
             raise ConfigError(
-                "username without a password: add password_file, password_env or "
-                "password_command",
+                "username without a password: add password_file, password_env or password_command",
                 file=file,
                 key="upstream.username",
             )
@@ -293,13 +294,20 @@ def _read_password(upstream: UpstreamConfig, source: str, file: str, key: str) -
     if source == "password_env":
         value = os.environ.get(str(upstream.password_env))
         if not value:
-            raise ConfigError(f"environment variable {upstream.password_env} is not set", file=file, key=key)
+            raise ConfigError(
+                f"environment variable {upstream.password_env} is not set", file=file, key=key
+            )
         return value
     if source == "password_file":
         return _read_password_file(Path(str(upstream.password_file)), file, key)
     try:
         done = subprocess.run(
-            str(upstream.password_command), shell=True, capture_output=True, text=True, timeout=30, check=False
+            str(upstream.password_command),
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise ConfigError("the command did not finish within 30 s", file=file, key=key) from None

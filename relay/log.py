@@ -22,9 +22,19 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def delivery_line(
-    queue_id: str, rcpt: str, *, relay: str, delay: float, attempts: int, reply: Reply, status: Status
+    queue_id: str,
+    rcpt: str,
+    *,
+    relay: str,
+    delay: float,
+    attempts: int,
+    reply: Reply,
+    status: Status,
 ) -> str:
-    """``QUEUEID: to=<a@x>, relay=host[ip]:port, delay=0.42, attempts=1, dsn=2.0.0, status=sent (...)``."""
+    """One line per recipient and attempt, in Postfix's shape.
+
+    ``QUEUEID: to=<a@x>, relay=host[ip]:port, delay=0.42, attempts=1, dsn=2.0.0, status=sent (...)``
+    """
     return (
         f"{queue_id}: to=<{rcpt}>, relay={relay}, delay={delay:.2f}, attempts={attempts}, "
         f"dsn={reply.dsn}, status={status.value} ({reply})"

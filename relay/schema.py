@@ -57,7 +57,9 @@ def build(cls: type[T], data: object, *, file: str, key: str = "", base: Path | 
     unknown = sorted(set(map(str, data)) - set(fields))
     if unknown:
         allowed = ", ".join(sorted(fields))
-        raise ConfigError(f"unknown key (allowed: {allowed})", file=file, key=where(key, unknown[0]))
+        raise ConfigError(
+            f"unknown key (allowed: {allowed})", file=file, key=where(key, unknown[0])
+        )
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for name, spec in fields.items():
@@ -69,7 +71,9 @@ def build(cls: type[T], data: object, *, file: str, key: str = "", base: Path | 
     return cls(**values)
 
 
-def _convert(hint: Any, meta: Mapping[str, Any], value: object, file: str, key: str, base: Path | None) -> Any:
+def _convert(
+    hint: Any, meta: Mapping[str, Any], value: object, file: str, key: str, base: Path | None
+) -> Any:
     try:
         if "parse" in meta:
             return meta["parse"](value)
@@ -80,7 +84,9 @@ def _convert(hint: Any, meta: Mapping[str, Any], value: object, file: str, key: 
         raise ConfigError(str(exc), file=file, key=key) from None
 
 
-def _by_type(hint: Any, meta: Mapping[str, Any], value: object, file: str, key: str, base: Path | None) -> Any:
+def _by_type(
+    hint: Any, meta: Mapping[str, Any], value: object, file: str, key: str, base: Path | None
+) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in args:

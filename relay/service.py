@@ -26,8 +26,12 @@ class _SpoolSink:
         self.spool = spool
         self.manager = manager
 
-    def accept(self, queue_id: str, envelope: Envelope, message: bytes, trace: tuple[TraceEntry, ...]) -> None:
-        self.spool.accept(Record(queue_id=queue_id, envelope=envelope, message=message, trace=trace))
+    def accept(
+        self, queue_id: str, envelope: Envelope, message: bytes, trace: tuple[TraceEntry, ...]
+    ) -> None:
+        self.spool.accept(
+            Record(queue_id=queue_id, envelope=envelope, message=message, trace=trace)
+        )
 
     def accepted(self, queue_id: str) -> None:
         self.manager.submit(queue_id)
@@ -39,7 +43,9 @@ class _CaptureSink:
     def __init__(self, store: CaptureStore) -> None:
         self.store = store
 
-    def accept(self, queue_id: str, envelope: Envelope, message: bytes, trace: tuple[TraceEntry, ...]) -> None:
+    def accept(
+        self, queue_id: str, envelope: Envelope, message: bytes, trace: tuple[TraceEntry, ...]
+    ) -> None:
         self.store.store(queue_id, envelope, message, trace)
 
     def accepted(self, queue_id: str) -> None:
@@ -85,7 +91,9 @@ class Relay:
 
     async def _keep_copy(self, record: Record) -> None:
         assert self.capture is not None
-        await asyncio.to_thread(self.capture.store, record.queue_id, record.envelope, record.message, record.trace)
+        await asyncio.to_thread(
+            self.capture.store, record.queue_id, record.envelope, record.message, record.trace
+        )
 
     async def start(self) -> None:
         """Prepare the storage, start delivery, then open the listeners."""
@@ -108,16 +116,23 @@ class Relay:
         for address in self.bound:
             logger.info("smtp: listening on %s", address)
         if config.upstream is None:
-            logger.info("capture mode: no upstream configured; every message is stored in %s", config.capture.path)
+            logger.info(
+                "capture mode: no upstream configured; every message is stored in %s",
+                config.capture.path,
+            )
         else:
             logger.info(
-                "relay mode: delivering to %s (tls=%s), queue in %s", config.upstream, config.upstream.tls, config.queue.path
+                "relay mode: delivering to %s (tls=%s), queue in %s",
+                config.upstream,
+                config.upstream.tls,
+                config.queue.path,
             )
         tcp = [listener for listener in config.listen if isinstance(listener, TcpListener)]
         if tcp:
             host, port = self.bound[0].rsplit(":", 1)
             logger.info(
-                "point Trac at it: in trac.ini [notification] set smtp_enabled = true, smtp_server = %s, "
+                "point Trac at it: in trac.ini [notification] set smtp_enabled = true, "
+                "smtp_server = %s, "
                 "smtp_port = %s",
                 host.strip("[]"),
                 port,

@@ -49,7 +49,9 @@ class CaptureStore:
             "trace": [[entry.option, entry.change] for entry in trace],
             "captured_at": time.time(),
         }
-        write_durably(self.root / "meta" / f"{queue_id}.json", json.dumps(meta).encode(), self.root / "tmp")
+        write_durably(
+            self.root / "meta" / f"{queue_id}.json", json.dumps(meta).encode(), self.root / "tmp"
+        )
         now = time.time()
         name = f"{int(now)}.M{int(now * 1e6) % 1_000_000}P{os.getpid()}Q{queue_id}.{self._host}"
         target = self.root / "new" / name
@@ -59,4 +61,3 @@ class CaptureStore:
     def mailbox(self) -> mailbox.Maildir:
         """The store as a stdlib :class:`mailbox.Maildir` (for reading)."""
         return mailbox.Maildir(self.root, factory=None, create=False)
-

@@ -24,7 +24,11 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return 78  # EX_CONFIG
-    mode = f"relay mode, upstream {config.upstream} (tls={config.upstream.tls})" if config.upstream else "capture mode"
+    mode = (
+        f"relay mode, upstream {config.upstream} (tls={config.upstream.tls})"
+        if config.upstream
+        else "capture mode"
+    )
     listen = ", ".join(map(str, config.listen))
     print(f"{args.config}: OK: {mode}; listening on {listen}")
     return 0

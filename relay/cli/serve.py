@@ -13,7 +13,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="run the relay",
-        description="Run the relay. Without --config: capture mode on 127.0.0.1:2525, mail stored in ./mail.",
+        description=(
+            "Run the relay. Without --config: capture mode on 127.0.0.1:2525, "
+            "every message stored in ./mail."
+        ),
     )
     parser.add_argument("--config", "-c", metavar="FILE", help="the relay's YAML config")
     parser.set_defaults(func=_run)

@@ -56,5 +56,5 @@ def classify(reply: Reply) -> Status:
 
 
 def holds_queue(reply: Reply) -> bool:
-    """True for replies that say the relay's credentials are wrong (retrying each message is futile)."""
+    """True when the upstream refused the relay's credentials: retrying each message is futile."""
     return reply.code == 535 or reply.dsn == "5.7.8"

@@ -21,7 +21,12 @@ from relay.errors import UpstreamError
 
 __all__ = ["UpstreamSession", "tls_context"]
 
-_TRANSIENT = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError)
+_TRANSIENT = (
+    aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPTimeoutError,
+    ConnectionError,
+    OSError,
+)
 
 
 def tls_context(config: UpstreamConfig) -> ssl.SSLContext:
@@ -66,7 +71,10 @@ class UpstreamSession:
             if config.tls == "starttls":
                 await smtp.ehlo()
                 if not smtp.supports_extension("starttls"):
-                    raise UpstreamError(0, f"{self.relay} does not offer STARTTLS; not sending mail or AUTH in clear")
+                    raise UpstreamError(
+                        0,
+                        f"{self.relay} does not offer STARTTLS; not sending mail or AUTH in clear",
+                    )
                 await smtp.starttls()
             if config.tls != "none":
                 self._check_pin()
@@ -77,6 +85,13 @@ class UpstreamSession:
         except aiosmtplib.SMTPResponseException as exc:
             await self.close()
             raise UpstreamError(exc.code, exc.message) from None
+        except ssl.SSLCertVerificationError as exc:
+            await self.close()
+            raise UpstreamError(
+                0,
+                f"TLS with {self.relay} failed: certificate verify failed ({exc.verify_message}); "
+                "if the server uses a private CA, set upstream.ca_file",
+            ) from None
         except ssl.SSLError as exc:
             await self.close()
             raise UpstreamError(0, f"TLS with {self.relay} failed: {exc.reason or exc}") from None
@@ -94,7 +109,9 @@ class UpstreamSession:
         der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         actual = hashlib.sha256(der or b"").hexdigest()
         if actual != self.config.fingerprint:
-            raise UpstreamError(0, f"certificate of {self.relay} has SHA-256 {actual}, not the pinned one")
+            raise UpstreamError(
+                0, f"certificate of {self.relay} has SHA-256 {actual}, not the pinned one"
+            )
 
     @property
     def supports_8bitmime(self) -> bool:
@@ -112,7 +129,12 @@ class UpstreamSession:
         return self._smtp.is_connected
 
     async def send(
-        self, sender: str, recipients: Sequence[str], message: bytes, *, mail_options: Sequence[str] = ()
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        message: bytes,
+        *,
+        mail_options: Sequence[str] = (),
     ) -> dict[str, Reply]:
         """Run one transaction and return the reply for each recipient.
 

@@ -30,7 +30,7 @@ class QuerySyntaxError(GmailError, ValueError):
         self.expected = expected
 
     def __str__(self) -> str:
-        return f"column {self.column}: expected {self.expected}"
+        return f"{self.query!r} column {self.column}: expected {self.expected}"
 
     def caret(self) -> str:
         """Return the query and a caret under the column, as two lines."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from email.message import Message
 from html.parser import HTMLParser
 
-__all__ = ["ParsedMail", "PartInfo", "decode_words", "html_to_text", "parse_mail"]
+__all__ = ["ParsedMail", "Attachment", "decode_words", "html_to_text", "parse_mail"]
 
 _BLOCK_TAGS = frozenset(
     "address article aside blockquote br dd div dl dt fieldset figcaption figure footer form "
@@ -24,7 +24,7 @@ _SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
-class PartInfo:
+class Attachment:
     """An attachment: decoded file name, content type, disposition and decoded size."""
 
     filename: str
@@ -40,7 +40,7 @@ class ParsedMail:
     headers: dict[str, list[str]]
     addresses: dict[str, list[tuple[str, str]]]
     body: str
-    attachments: tuple[PartInfo, ...]
+    attachments: tuple[Attachment, ...]
     received_at: dt.datetime | None
     date: dt.datetime | None
 
@@ -60,7 +60,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
     }
     texts: list[str] = []
     htmls: list[str] = []
-    attachments: list[PartInfo] = []
+    attachments: list[Attachment] = []
     for part in message.walk():
         if part.is_multipart():
             continue
@@ -131,7 +131,7 @@ def _addresses(headers: dict[str, list[str]], name: str) -> list[tuple[str, str]
     return [(display, addr) for display, addr in pairs if display or addr]
 
 
-def _attachment(part: Message) -> PartInfo | None:
+def _attachment(part: Message) -> Attachment | None:
     raw_name = part.get_filename()
     filename = decode_words(_unescape(raw_name)) if raw_name else ""
     disposition = part.get_content_disposition() or ""
@@ -140,7 +140,7 @@ def _attachment(part: Message) -> PartInfo | None:
         return None
     payload = part.get_payload(decode=True)
     size = len(payload) if isinstance(payload, bytes) else 0
-    return PartInfo(filename, part.get_content_type(), disposition, size)
+    return Attachment(filename, part.get_content_type(), disposition, size)
 
 
 def _text(part: Message) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
-__all__ = ["fold", "phrase_positions", "token_spans", "tokenize"]
+__all__ = ["Text", "fold", "tokenize"]
 
 # A word character is a letter, digit, underscore (``\w``) or combining mark; a dot between
 # two digits stays inside a number, so "1.2047" is one token and "example.com" is two.
@@ -31,16 +32,41 @@ def tokenize(text: str) -> tuple[str, ...]:
     return tuple(_TOKEN.findall(fold(text)))
 
 
-def token_spans(text: str) -> list[tuple[int, int]]:
-    """Return the (start, end) offsets in NFC-normalised ``text`` of the words it contains."""
-    return [m.span(1) for m in _TOKEN.finditer(unicodedata.normalize("NFC", text))]
+@dataclass(frozen=True, slots=True, eq=False)
+class Text:
+    """One searchable piece of a message (a subject, a body, a display name, an address...).
 
+    ``field`` names where it comes from; ``tokens`` are its folded words and ``index`` maps
+    each word to its positions, so a word costs one lookup and a phrase a few comparisons.
+    """
 
-def phrase_positions(
-    tokens: tuple[str, ...], index: dict[str, list[int]], phrase: tuple[str, ...]
-) -> Iterator[int]:
-    """Yield each position at which ``phrase`` occurs in ``tokens`` (``index``: word -> positions)."""
-    size = len(phrase)
-    for start in index.get(phrase[0], ()):
-        if size == 1 or tokens[start : start + size] == phrase:
-            yield start
+    field: str
+    text: str
+    tokens: tuple[str, ...]
+    index: dict[str, list[int]] = field(repr=False)
+
+    @classmethod
+    def of(cls, field: str, text: str) -> Text:
+        """Tokenise and index ``text``."""
+        tokens = tokenize(text)
+        index: dict[str, list[int]] = {}
+        for position, token in enumerate(tokens):
+            index.setdefault(token, []).append(position)
+        return cls(field, text, tokens, index)
+
+    def find(self, phrase: tuple[str, ...]) -> Iterator[int]:
+        """Yield each position at which the words of ``phrase`` occur consecutively."""
+        size = len(phrase)
+        for start in self.index.get(phrase[0], ()):
+            if size == 1 or self.tokens[start : start + size] == phrase:
+                yield start
+
+    def excerpt(self, start: int, end: int) -> str:
+        """Return the line(s) of the text holding the words ``start`` to ``end`` (exclusive)."""
+        spans = [m.span(1) for m in _TOKEN.finditer(unicodedata.normalize("NFC", self.text))]
+        if len(spans) != len(self.tokens) or not self.tokens:
+            return " ".join(self.tokens[start:end])
+        text = unicodedata.normalize("NFC", self.text)
+        first = text.rfind("\n", 0, spans[start][0]) + 1
+        last = text.find("\n", spans[end - 1][1])
+        return text[first : last if last >= 0 else len(text)].strip()

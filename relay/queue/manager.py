@@ -58,8 +58,12 @@ class QueueManager:
         for queue_id, when in deferred:
             self._schedule(queue_id, when)
         if incoming or deferred:
-            logger.info("queue: resumed %d incoming and %d deferred messages", len(incoming), len(deferred))
-        self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.upstream.connections)]
+            logger.info(
+                "queue: resumed %d incoming and %d deferred messages", len(incoming), len(deferred)
+            )
+        self._tasks = [
+            asyncio.create_task(self._worker()) for _ in range(self.upstream.connections)
+        ]
 
     async def stop(self) -> None:
         """Stop the workers; messages in flight stay in the spool for the next start."""
@@ -78,7 +82,9 @@ class QueueManager:
 
     def _schedule(self, queue_id: str, when: float) -> None:
         loop = asyncio.get_running_loop()
-        self._timers[queue_id] = loop.call_later(max(0.0, when - time.time()), self.submit, queue_id)
+        self._timers[queue_id] = loop.call_later(
+            max(0.0, when - time.time()), self.submit, queue_id
+        )
 
     def _scan(self) -> tuple[list[str], list[tuple[str, float]]]:
         for queue_id in self.spool.orphan_states():
@@ -102,7 +108,9 @@ class QueueManager:
                 await asyncio.sleep(max(0.0, self._paused_until - time.time()))
                 await self._deliver_batch(batch)
             except SpoolError as exc:
-                logger.error("queue: %s; will retry the batch in %.0f s", exc, self.retry.min_backoff)
+                logger.error(
+                    "queue: %s; will retry the batch in %.0f s", exc, self.retry.min_backoff
+                )
                 for queue_id in batch:
                     self._schedule(queue_id, time.time() + self.retry.min_backoff)
             finally:
@@ -121,7 +129,9 @@ class QueueManager:
                     try:
                         await session.open()
                     except UpstreamError as exc:
-                        await self._session_failed(exc, session.relay, batch[batch.index(queue_id) :])
+                        await self._session_failed(
+                            exc, session.relay, batch[batch.index(queue_id) :]
+                        )
                         return
                 replies = await self._send(session, record, state.pending(record.envelope))
                 await self._settle(record, state, where, replies, session.relay)
@@ -129,7 +139,9 @@ class QueueManager:
             if session is not None:
                 await session.close()
 
-    async def _send(self, session: UpstreamSession, record: Record, pending: tuple[str, ...]) -> dict[str, Reply]:
+    async def _send(
+        self, session: UpstreamSession, record: Record, pending: tuple[str, ...]
+    ) -> dict[str, Reply]:
         message, options = record.message, []
         if any(byte > 127 for byte in message):
             if session.supports_8bitmime:
@@ -140,16 +152,22 @@ class QueueManager:
                 message = downgrade_8bit(message)
         if "SMTPUTF8" in (option.upper() for option in record.envelope.mail_options):
             if not session.supports_smtputf8:
-                return dict.fromkeys(pending, Reply(553, "5.6.7 upstream does not support SMTPUTF8 addresses"))
+                return dict.fromkeys(
+                    pending, Reply(553, "5.6.7 upstream does not support SMTPUTF8 addresses")
+                )
             options.append("SMTPUTF8")
         replies: dict[str, Reply] = {}
         size = self.upstream.max_recipients_per_message
         for start in range(0, len(pending), size):
             chunk = pending[start : start + size]
             if not session.usable:
-                replies.update(dict.fromkeys(chunk, Reply(0, f"connection to {session.relay} lost")))
+                replies.update(
+                    dict.fromkeys(chunk, Reply(0, f"connection to {session.relay} lost"))
+                )
                 continue
-            replies.update(await session.send(record.envelope.sender, chunk, message, mail_options=options))
+            replies.update(
+                await session.send(record.envelope.sender, chunk, message, mail_options=options)
+            )
         return replies
 
     async def _session_failed(self, exc: UpstreamError, relay: str, queue_ids: list[str]) -> None:
@@ -157,7 +175,8 @@ class QueueManager:
         if holds_queue(reply):
             self._paused_until = time.time() + self.retry.min_backoff
             logger.error(
-                "queue: HOLDING ALL DELIVERY: %s rejected the credentials (%s); fix upstream.username/password "
+                "queue: HOLDING ALL DELIVERY: %s rejected the credentials (%s); "
+                "fix upstream.username/password "
                 "and reload; next try in %.0f s",
                 relay,
                 reply,
@@ -170,7 +189,14 @@ class QueueManager:
             if loaded is not None:
                 record, state, where = loaded
                 pending = state.pending(record.envelope)
-                await self._settle(record, state, where, dict.fromkeys(pending, reply), relay, hold=holds_queue(reply))
+                await self._settle(
+                    record,
+                    state,
+                    where,
+                    dict.fromkeys(pending, reply),
+                    relay,
+                    hold=holds_queue(reply),
+                )
 
     async def _settle(
         self,
@@ -188,10 +214,23 @@ class QueueManager:
         done, failed, log = list(state.done), list(state.failed), list(state.log)
         for rcpt, reply in replies.items():
             status = classify(reply)
-            if status is Status.DEFERRED and not hold and expired(record.envelope.received_at, now, self.retry):
-                status, reply = Status.BOUNCED, Reply(reply.code, f"{reply.text} (gave up: queued too long)")
-            (done if status is Status.SENT else failed if status is Status.BOUNCED else []).append(rcpt)
-            log.append(Attempt(at=now, relay=relay, recipients=(rcpt,), status=status.value, reply=str(reply)))
+            if (
+                status is Status.DEFERRED
+                and not hold
+                and expired(record.envelope.received_at, now, self.retry)
+            ):
+                status, reply = (
+                    Status.BOUNCED,
+                    Reply(reply.code, f"{reply.text} (gave up: queued too long)"),
+                )
+            (done if status is Status.SENT else failed if status is Status.BOUNCED else []).append(
+                rcpt
+            )
+            log.append(
+                Attempt(
+                    at=now, relay=relay, recipients=(rcpt,), status=status.value, reply=str(reply)
+                )
+            )
             line = delivery_line(
                 record.queue_id,
                 rcpt,
@@ -225,7 +264,9 @@ class QueueManager:
         if done != list(state.done) and self.on_delivered is not None:
             await self.on_delivered(record)
 
-    def _persist(self, queue_id: str, state: DeliveryState, source: QueueState, target: QueueState) -> None:
+    def _persist(
+        self, queue_id: str, state: DeliveryState, source: QueueState, target: QueueState
+    ) -> None:
         self.spool.write_state(queue_id, state)
         if source is not target:
             self.spool.move(queue_id, source, target)
@@ -243,5 +284,7 @@ class QueueManager:
         return None
 
     def _quarantine(self, queue_id: str, where: QueueState, why: str) -> None:
-        logger.error("%s: corrupt queue file (%s); moved to %s/", queue_id, why, QueueState.CORRUPT.value)
+        logger.error(
+            "%s: corrupt queue file (%s); moved to %s/", queue_id, why, QueueState.CORRUPT.value
+        )
         self.spool.move(queue_id, where, QueueState.CORRUPT)

@@ -112,7 +112,11 @@ def decode_record(data: bytes) -> Record:
         meta_len, msg_len = int(parts[1]), int(parts[2])
     except ValueError:
         raise CorruptRecord("bad length field") from None
-    meta, message, tail = rest[:meta_len], rest[meta_len + 1 : meta_len + 1 + msg_len], rest[meta_len + 1 + msg_len :]
+    meta, message, tail = (
+        rest[:meta_len],
+        rest[meta_len + 1 : meta_len + 1 + msg_len],
+        rest[meta_len + 1 + msg_len :],
+    )
     if len(message) != msg_len or not tail.startswith(b"\nend "):
         raise CorruptRecord("truncated")
     if tail != b"\nend %08x\n" % zlib.crc32(message, zlib.crc32(meta)):
@@ -143,7 +147,13 @@ def encode_state(state: DeliveryState) -> bytes:
         "last_reply": state.last_reply,
         "reason": state.reason,
         "log": [
-            {"at": a.at, "relay": a.relay, "recipients": list(a.recipients), "status": a.status, "reply": a.reply}
+            {
+                "at": a.at,
+                "relay": a.relay,
+                "recipients": list(a.recipients),
+                "status": a.status,
+                "reply": a.reply,
+            }
             for a in state.log
         ],
     }
@@ -155,7 +165,13 @@ def decode_state(data: bytes) -> DeliveryState:
     try:
         fields = json.loads(data)
         log = tuple(
-            Attempt(at=a["at"], relay=a["relay"], recipients=tuple(a["recipients"]), status=a["status"], reply=a["reply"])
+            Attempt(
+                at=a["at"],
+                relay=a["relay"],
+                recipients=tuple(a["recipients"]),
+                status=a["status"],
+                reply=a["reply"],
+            )
             for a in fields["log"]
         )
         return DeliveryState(

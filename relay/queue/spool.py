@@ -22,7 +22,14 @@ from pathlib import Path
 
 from relay.durable import fsync_dir, write_durably
 from relay.errors import SpoolError
-from relay.queue.record import DeliveryState, Record, decode_record, decode_state, encode_record, encode_state
+from relay.queue.record import (
+    DeliveryState,
+    Record,
+    decode_record,
+    decode_state,
+    encode_record,
+    encode_state,
+)
 
 __all__ = ["QueueState", "Spool"]
 
@@ -58,7 +65,9 @@ class Spool:
 
     def accept(self, record: Record) -> None:
         """Make ``record`` durable in ``incoming/``: write, fsync, rename, fsync directory."""
-        self._write_atomically(self.path(record.queue_id, QueueState.INCOMING), encode_record(record))
+        self._write_atomically(
+            self.path(record.queue_id, QueueState.INCOMING), encode_record(record)
+        )
 
     def path(self, queue_id: str, state: QueueState) -> Path:
         """The file of ``queue_id`` in ``state``."""
@@ -93,7 +102,9 @@ class Spool:
 
     def ids(self, state: QueueState) -> list[str]:
         """Queue ids in ``state``, oldest first."""
-        return sorted(entry.name for entry in os.scandir(self.root / state.value) if entry.is_file())
+        return sorted(
+            entry.name for entry in os.scandir(self.root / state.value) if entry.is_file()
+        )
 
     def find(self, queue_id: str) -> QueueState | None:
         """The state directory holding ``queue_id``, or None."""

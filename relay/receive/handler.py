@@ -26,7 +26,9 @@ __all__ = ["RelayHandler", "Sink"]
 class Sink(Protocol):
     """Where accepted messages go: the spool (relay mode) or the capture store."""
 
-    def accept(self, queue_id: str, envelope: Envelope, message: bytes, trace: tuple[TraceEntry, ...]) -> None:
+    def accept(
+        self, queue_id: str, envelope: Envelope, message: bytes, trace: tuple[TraceEntry, ...]
+    ) -> None:
         """Store the message durably (blocking; runs in a worker thread)."""
 
     def accepted(self, queue_id: str) -> None:
@@ -51,18 +53,24 @@ class RelayHandler:
         self.sink = sink
         self.account = account
 
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
         sender = "" if address == "<>" else address
         problem = address_problem(sender) if sender else None
         if problem:
             return f"553 5.1.7 Sender <{sender}> refused: {problem}"
-        envelope.mail_from = sender
+        envelope.mail_from = address  # aiosmtpd needs a non-empty value; "<>" maps to "" below
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         if len(envelope.rcpt_tos) >= self.limits.max_recipients:
-            return f"452 4.5.3 Too many recipients (at most {self.limits.max_recipients} per message)"
+            return (
+                f"452 4.5.3 Too many recipients (at most {self.limits.max_recipients} per message)"
+            )
         problem = address_problem(address)
         if problem:
             return f"553 5.1.3 Recipient <{address}> refused: {problem}"
@@ -78,7 +86,7 @@ class RelayHandler:
         if _has_bare_newline(content):
             return "550 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF"
         model = Envelope(
-            sender=envelope.mail_from,
+            sender="" if envelope.mail_from == "<>" else envelope.mail_from,
             recipients=tuple(envelope.rcpt_tos),
             mail_options=tuple(envelope.mail_options),
             received_at=time.time(),
@@ -91,7 +99,9 @@ class RelayHandler:
         return reply
 
     def _process(self, envelope: Envelope, content: bytes) -> tuple[str, str | None]:
-        result = cleanup.run(envelope, content, self.options(), self.directory(), account=self.account)
+        result = cleanup.run(
+            envelope, content, self.options(), self.directory(), account=self.account
+        )
         if result.rejection is not None:
             return result.rejection.reply(), None
         queue_id = new_queue_id()
@@ -116,7 +126,9 @@ class RelayHandler:
 
 def _has_bare_newline(content: bytes) -> bool:
     """True when a CR or LF appears other than as part of CRLF (the SMTP smuggling vector)."""
-    return content.count(b"\r") != content.count(b"\r\n") or content.count(b"\n") != content.count(b"\r\n")
+    return content.count(b"\r") != content.count(b"\r\n") or content.count(b"\n") != content.count(
+        b"\r\n"
+    )
 
 
 def _describe_peer(peer: object) -> str:

@@ -1,4 +1,4 @@
-"""Who may connect and what an address may look like (pure; the handler maps verdicts to replies)."""
+"""Who may connect and what an address may look like (pure; the handler maps verdicts)."""
 
 from __future__ import annotations
 

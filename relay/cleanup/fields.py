@@ -1,0 +1,151 @@
+"""Raw header fields: split a message, find, replace and write fields, keeping bytes as received.
+
+A field that cleanup does not change is written back byte for byte: no unfolding, no
+re-encoding, no re-generation through the ``email`` package.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "Field",
+    "MalformedMessage",
+    "find",
+    "join_message",
+    "make_field",
+    "normalise_line_ends",
+    "parse_fields",
+    "replace",
+    "split_message",
+    "text_of",
+]
+
+_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+_LINE = re.compile(rb"[^\n]*\n|[^\n]+$")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_FOLD_AT = 78
+_FOLD_POINTS = re.compile(r"(?<=[^ \t])(?=[ \t]+[^ \t])")
+
+
+class MalformedMessage(ValueError):
+    """The bytes are not a message cleanup can take apart; it is passed on unchanged."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Field:
+    """One header field: its name as written and its raw bytes, CRLF and folding included."""
+
+    name: str
+    raw: bytes
+
+    @property
+    def key(self) -> str:
+        """The case-folded name, for lookups."""
+        return self.name.lower()
+
+    @property
+    def value(self) -> bytes:
+        """The raw value after the colon, unfolded and stripped."""
+        _, _, value = self.raw.partition(b":")
+        return re.sub(rb"\r\n(?=[ \t])", b"", value).strip(b" \t\r\n")
+
+
+def normalise_line_ends(message: bytes) -> bytes:
+    """Turn bare LF line ends into CRLF (SMTP's only line end)."""
+    return _BARE_LF.sub(b"\r\n", message)
+
+
+def split_message(message: bytes) -> tuple[bytes, bytes, bytes]:
+    """Split into (header block, separator, body); the separator is the empty line or ``b""``."""
+    if message.startswith(b"\r\n"):
+        return b"", b"\r\n", message[2:]
+    head, sep, body = message.partition(b"\r\n\r\n")
+    if not sep:
+        return message, b"", b""
+    return head + b"\r\n", b"\r\n", body
+
+
+def parse_fields(head: bytes) -> tuple[Field, ...]:
+    """Cut a header block (each line ending in CRLF) into fields.
+
+    Raises :class:`MalformedMessage` for a line that is neither a field nor a continuation.
+    """
+    fields: list[Field] = []
+    for line in _LINE.findall(head):
+        if line[:1] in (b" ", b"\t"):
+            if not fields:
+                raise MalformedMessage("the header block starts with a continuation line")
+            last = fields.pop()
+            fields.append(Field(name=last.name, raw=last.raw + line))
+            continue
+        match = _NAME.match(line)
+        if not match:
+            raise MalformedMessage(f"not a header line: {line[:40]!r}")
+        fields.append(Field(name=match.group(1).decode("ascii"), raw=line))
+    return tuple(fields)
+
+
+def join_message(fields: tuple[Field, ...], separator: bytes, body: bytes) -> bytes:
+    """The message bytes from its fields, the empty line and the body."""
+    return b"".join(field.raw for field in fields) + separator + body
+
+
+def find(fields: tuple[Field, ...], name: str) -> tuple[Field, ...]:
+    """Every field called ``name`` (case-insensitive), in order."""
+    key = name.lower()
+    return tuple(field for field in fields if field.key == key)
+
+
+def text_of(field: Field) -> str | None:
+    """The unfolded value as text; ``None`` if it is not valid UTF-8."""
+    try:
+        return field.value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def replace(
+    fields: tuple[Field, ...], name: str, new: Field | None, *, after: str = ""
+) -> tuple[Field, ...]:
+    """Put ``new`` where the first ``name`` field was and drop the others.
+
+    A field not there before goes after the last ``after`` field, else at the end;
+    ``new=None`` removes every ``name`` field.
+    """
+    key = name.lower()
+    out: list[Field] = []
+    placed = new is None
+    for field in fields:
+        if field.key != key:
+            out.append(field)
+        elif not placed:
+            out.append(new)  # type: ignore[arg-type]
+            placed = True
+    if not placed:
+        anchors = [i for i, field in enumerate(out) if field.key == after.lower()]
+        out.insert(anchors[-1] + 1 if anchors else len(out), new)  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def make_field(name: str, value: str) -> Field:
+    """A new field ``Name: value``, folded at spaces to about 78 characters a line.
+
+    ``value`` must already be 7-bit header text (see :mod:`relay.cleanup.rfc2047`); any
+    CR or LF in it is replaced by a space, so a value can never start a new header line.
+    """
+    value = re.sub(r"[\r\n]", " ", value)
+    return Field(name=name, raw=_fold(name, value).encode("utf-8") + b"\r\n")
+
+
+def _fold(name: str, value: str) -> str:
+    """Break before white space so lines stay near 78 characters; unfolding undoes it."""
+    first, *rest = _FOLD_POINTS.split(value)
+    lines = [f"{name}: {first}"]
+    for token in rest:
+        if len(lines[-1]) + len(token) > _FOLD_AT:
+            lines.append(token)
+        else:
+            lines[-1] += token
+    return "\r\n".join(lines)

@@ -1,0 +1,128 @@
+"""The cleanup stage in order: each step, and the option that turns it on.
+
+=====================================  ==============================================
+step                                   turned on by
+=====================================  ==============================================
+envelope recipients expanded           aliases file, ``users``, ``trac_env``
+bare names get a domain                ``smtp_default_domain`` (``use_short_addr`` wins)
+recipients dropped                     ``ignore_domains``, ``admit_domains``
+recipients added                       ``smtp_always_cc``, ``smtp_always_bcc``
+envelope sender                        ``smtp_from``, ``smtp_default_domain``, ``align_sender``
+bare LF line ends become CRLF          always
+Bcc and Resent-Bcc removed             always
+To/Cc qualified, filtered, shown/hid   as above, ``remove_leaked_bcc``, ``use_public_cc``
+From, Reply-To                         ``smtp_from``, ``smtp_from_name``, ``smtp_replyto``
+From aligned with the account          ``align_sender``
+subject prefix                         ``smtp_subject_prefix``
+transfer encodings                     ``mime_encoding`` (lines over 998 octets: always)
+=====================================  ==============================================
+
+A message whose header block cannot be taken apart is passed on unchanged, with a trace
+note; so is the body when its MIME structure cannot be followed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from relay.cleanup.addresses import (
+    check_recipient,
+    qualify,
+    resolve_extras,
+    rewrite_recipients,
+    rewrite_visible,
+)
+from relay.cleanup.directory import Directory
+from relay.cleanup.encoding import transcode
+from relay.cleanup.fields import (
+    MalformedMessage,
+    join_message,
+    normalise_line_ends,
+    parse_fields,
+    split_message,
+)
+from relay.cleanup.headers import (
+    add_subject_prefix,
+    align_sender,
+    rewrite_from,
+    rewrite_reply_to,
+    strip_bcc,
+)
+from relay.cleanup.options import CleanupOptions
+from relay.cleanup.result import CleanupResult, Rejection
+from relay.model import Envelope, TraceEntry
+
+__all__ = ["check_recipient", "run"]
+
+Trace = tuple[TraceEntry, ...]
+
+
+def run(
+    envelope: Envelope,
+    message: bytes,
+    options: CleanupOptions,
+    directory: Directory,
+    *,
+    account: str | None = None,
+) -> CleanupResult:
+    """Apply every cleanup step to one message and return the result.
+
+    Pure: no I/O, no clock. ``account`` is the upstream login, used by ``align_sender``.
+    When no option applies, the message bytes come back as they were given.
+    """
+    extras = resolve_extras(options, directory)
+    recipients, trace = rewrite_recipients(envelope.recipients, options, directory, extras)
+    sender, more = _rewrite_sender(envelope.sender, options, directory, account)
+    trace += more
+    envelope = replace(envelope, sender=sender, recipients=recipients)
+    if not recipients:
+        text = "no deliverable recipient left after cleanup"
+        return CleanupResult(envelope, message, trace, Rejection(550, "5.1.1", text))
+    normalised = normalise_line_ends(message)
+    if normalised != message:
+        trace += (TraceEntry("line ends", "bare LF line ends turned into CRLF"),)
+    try:
+        head, separator, body = split_message(normalised)
+        fields = parse_fields(head)
+    except MalformedMessage as exc:
+        note = TraceEntry("cleanup", f"message passed on unchanged: {exc}")
+        return CleanupResult(envelope, message, (*trace, note))
+    original = fields
+    steps = (
+        (strip_bcc, ()),
+        (rewrite_visible, (recipients, options, directory, extras)),
+        (rewrite_from, (options, directory)),
+        (rewrite_reply_to, (options, directory)),
+        (align_sender, (options, account)),
+        (add_subject_prefix, (options,)),
+    )
+    for step, arguments in steps:
+        fields, more = step(fields, *arguments)  # type: ignore[operator]
+        trace += more
+    rewritten = normalised if fields == original else join_message(fields, separator, body)
+    try:
+        rewritten, more = transcode(rewritten, options.mime_encoding)
+    except MalformedMessage as exc:
+        more = (TraceEntry("mime_encoding", f"body left as it is: {exc}"),)
+    trace += more
+    return CleanupResult(envelope, rewritten if rewritten != message else message, trace)
+
+
+def _rewrite_sender(
+    sender: str, options: CleanupOptions, directory: Directory, account: str | None
+) -> tuple[str, Trace]:
+    """The envelope sender: ``smtp_from``, a domain for a bare name, the upstream account."""
+    trace: Trace = ()
+    if options.align_sender and account:
+        if sender != account:
+            trace = (TraceEntry("align_sender", f"MAIL FROM {sender or '<>'} -> {account}"),)
+        return account, trace
+    if options.smtp_from:
+        wanted, _ = qualify(options.smtp_from, options, directory)
+        if wanted != sender:
+            trace = (TraceEntry("smtp_from", f"MAIL FROM {sender or '<>'} -> {wanted}"),)
+        return wanted, trace
+    if sender:
+        wanted, more = qualify(sender, options, directory)
+        return wanted, tuple(TraceEntry(t.option, f"MAIL FROM {t.change}") for t in more)
+    return sender, ()

@@ -1,0 +1,83 @@
+"""Shared fixtures: trustme certificates, a real upstream, and the relay on loopback."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+import yaml
+
+from relay.config import RelayConfig, load_config
+from relay.service import Relay
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    """The upstream's TLS context: a certificate for 127.0.0.1 and localhost."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture
+def password_file(tmp_path: Path) -> Path:
+    path = tmp_path / "password"
+    path.write_text("s3cret-app-password\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., RelayConfig]:
+    """Write a YAML config under tmp_path (listening on a free port) and load it."""
+
+    def make(**sections: Any) -> RelayConfig:
+        data = {
+            "listen": ["127.0.0.1:0"],
+            "queue": {
+                "path": "queue",
+                "retry": {"min_backoff": 0.2, "max_backoff": 1, "jitter": 0},
+            },
+            "capture": {"path": "mail"},
+            **sections,
+        }
+        path = tmp_path / "relay.yaml"
+        path.write_text(yaml.safe_dump(json.loads(json.dumps(data, default=str))))
+        return load_config(path)
+
+    return make
+
+
+@pytest.fixture
+async def start_relay() -> AsyncIterator[Callable[[RelayConfig], Any]]:
+    """Start relays in the test's event loop; all are stopped at the end."""
+    relays: list[Relay] = []
+
+    async def start(config: RelayConfig) -> Relay:
+        relay = Relay(config)
+        await relay.start()
+        relays.append(relay)
+        return relay
+
+    yield start
+    for relay in relays:
+        await relay.stop()

@@ -1,0 +1,97 @@
+"""The message model built from raw RFC 5322 bytes."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from relay.gmail import MessageView
+from relay.gmail.mime import html_to_text
+
+MULTIPART = (
+    b"Received: from a by b; Tue, 10 Jun 2025 10:00:05 +0200\r\n"
+    b"Received: from c by a; Tue, 10 Jun 2025 09:59:00 +0200\r\n"
+    b"From: =?UTF-8?Q?J=C3=B6rg_M=C3=BCller?= <joerg@example.de>\r\n"
+    b"To: a@example.com, \"B, Bee\" <b@example.com>\r\n"
+    b"Subject: =?utf-8?b?R3LDvMOfZQ==?= und mehr\r\n"
+    b"Message-ID: <Abc@Example.com>\r\n"
+    b"List-Id: Dev list <dev.lists.example.org>\r\n"
+    b"List-Post: <mailto:dev@lists.example.org>\r\n"
+    b'Content-Type: multipart/mixed; boundary="B"\r\n'
+    b"\r\n"
+    b"--B\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+    b"<p>Hello&nbsp;<b>W</b>orld</p><script>var hidden;</script>\r\n"
+    b"--B\r\n"
+    b"Content-Type: application/pdf; name=\"x.pdf\"\r\n"
+    b"Content-Disposition: attachment; filename=\"=?utf-8?q?R=C3=A9sum=C3=A9.pdf?=\"\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n"
+    b"AAAA\r\n"
+    b"--B\r\n"
+    b"Content-Type: image/png\r\n"
+    b"Content-Disposition: inline\r\n\r\n"
+    b"PNG\r\n"
+    b"--B--\r\n"
+)
+
+
+def test_headers_are_decoded_and_addresses_split() -> None:
+    view = MessageView.from_bytes(MULTIPART)
+    (sender,) = view.mailboxes["from"]
+    assert (sender.name.text, sender.address.text) == ("Jörg Müller", "joerg@example.de")
+    assert [str(m) for m in view.mailboxes["to"]] == ["a@example.com", "B, Bee <b@example.com>"]
+    assert view.subject.text == "Grüße und mehr"
+    assert view.subject.tokens == ("grüsse", "und", "mehr")
+    assert view.message_id == "abc@example.com"
+    assert [str(m) for m in view.mailboxes["list"]] == [
+        "Dev list <dev.lists.example.org>",
+        "dev@lists.example.org",
+    ]
+
+
+def test_html_only_body_is_stripped_text_and_attachments_are_listed() -> None:
+    view = MessageView.from_bytes(MULTIPART)
+    assert view.body.tokens == ("hello", "world")
+    assert [(a.filename, a.content_type, a.disposition, a.size) for a in view.attachments] == [
+        ("Résumé.pdf", "application/pdf", "attachment", 3),
+        ("", "image/png", "inline", 3),
+    ]
+    assert [t.text for t in view.filenames] == ["Résumé.pdf"]
+
+
+def test_size_is_the_raw_length_and_arrival_is_the_topmost_received() -> None:
+    view = MessageView.from_bytes(MULTIPART)
+    assert view.size == len(MULTIPART)
+    assert view.received_at == dt.datetime(2025, 6, 10, 8, 0, 5, tzinfo=dt.UTC)
+    given = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    assert MessageView.from_bytes(MULTIPART, received_at=given).received_at == given
+
+
+def test_trac_base64_and_qp_bodies_decode_to_the_same_words(trac_view) -> None:
+    base64, qp, raw = map(trac_view, ("base64/0001", "qp/0001", "none-nonascii/0001"))
+    assert base64.body.tokens == qp.body.tokens == raw.body.tokens
+    assert "köln" in base64.body.index
+    assert base64.subject.text.endswith("Café crème – ümläüts, 日本語 and 😀")
+    assert base64.received_at is None
+    assert base64.arrival == dt.datetime(2026, 11, 21, 7, 31, 13, tzinfo=dt.UTC)
+
+
+def test_envelope_recipients_become_bcc_and_delivered_to(trac_view) -> None:
+    view = trac_view(
+        "always-public-cc/0001",
+        envelope_recipients=["bob@example.com", "Hidden@Example.com"],
+        user_addresses=["Me@Example.com"],
+    )
+    assert [m.folded for m in view.mailboxes["bcc"]] == ["hidden@example.com"]
+    assert [m.folded for m in view.mailboxes["deliveredto"]] == [
+        "bob@example.com",
+        "hidden@example.com",
+    ]
+    assert view.user_addresses == ("me@example.com",)
+
+
+def test_undisclosed_recipients_group_gives_no_mailbox(trac_view) -> None:
+    assert trac_view("new-and-change/0001").mailboxes["to"] == ()
+
+
+def test_html_to_text_breaks_blocks_but_not_inline_tags() -> None:
+    assert html_to_text("<b>Ch</b>anges<br>by<td>x</td>&amp;") == "Changes\nby\nx\n&"

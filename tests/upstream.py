@@ -1,0 +1,141 @@
+"""A real SMTP upstream for tests: aiosmtpd on 127.0.0.1 in its own thread.
+
+Misbehaviours are small named functions passed as ``rcpt_reply`` / ``data_reply``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+DROP = "drop"  # a data_reply that closes the connection instead of answering
+
+
+@dataclass
+class Received:
+    """One message as the upstream took it."""
+
+    sender: str
+    recipients: list[str]
+    content: bytes
+    tls: bool
+    auth: str | None
+    mail_options: list[str] = field(default_factory=list)
+
+
+def _over_tls(server: SMTP, session: Any) -> bool:
+    """STARTTLS sets session.ssl; an implicit-TLS transport only shows in its extra info."""
+    return session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None
+
+
+class _Handler:
+    def __init__(self, upstream: FakeUpstream) -> None:
+        self.upstream = upstream
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self.upstream.rcpt_reply(address) if self.upstream.rcpt_reply else None
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        reply = self.upstream.data_reply(envelope) if self.upstream.data_reply else None
+        if reply == DROP:
+            server.transport.close()
+            return "421 4.4.2 dropped"  # never reaches the client
+        if reply:
+            return reply
+        login = getattr(session, "test_login", None)
+        self.upstream.messages.append(
+            Received(
+                sender=envelope.mail_from,
+                recipients=list(envelope.rcpt_tos),
+                content=envelope.original_content,
+                tls=_over_tls(server, session),
+                auth=login,
+                mail_options=list(envelope.mail_options),
+            )
+        )
+        return f"250 2.0.0 OK queued as up{len(self.upstream.messages)}"
+
+
+class FakeUpstream:
+    """An upstream SMTP server: STARTTLS, implicit TLS or plain, with optional AUTH."""
+
+    def __init__(
+        self,
+        *,
+        tls: str = "none",
+        context: ssl.SSLContext | None = None,
+        credentials: tuple[str, str] | None = None,
+        rcpt_reply: Callable[[str], str | None] | None = None,
+        data_reply: Callable[[Any], str | None] | None = None,
+    ) -> None:
+        self.tls = tls
+        self.context = context
+        self.credentials = credentials
+        self.rcpt_reply = rcpt_reply
+        self.data_reply = data_reply
+        self.messages: list[Received] = []
+        self.auth_attempts: list[tuple[str, bool]] = []  # (login, whether over TLS)
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        assert isinstance(auth_data, LoginPassword)
+        login = auth_data.login.decode()
+        self.auth_attempts.append((login, _over_tls(server, session)))
+        ok = (
+            self.credentials is not None
+            and (login, auth_data.password.decode()) == self.credentials
+        )
+        session.test_login = login if ok else None
+        return AuthResult(success=ok, handled=False)
+
+    def _protocol(self) -> SMTP:
+        return SMTP(
+            _Handler(self),
+            hostname="upstream.test",
+            tls_context=self.context if self.tls == "starttls" else None,
+            require_starttls=False,
+            authenticator=self._authenticate if self.credentials else None,
+            # aiosmtpd does not count an implicit-TLS connection as TLS (aiosmtpd #281)
+            auth_require_tls=self.tls == "starttls",
+            auth_required=self.credentials is not None,
+            enable_SMTPUTF8=True,
+        )
+
+    def __enter__(self) -> FakeUpstream:
+        self._thread.start()
+        ssl_context = self.context if self.tls == "implicit" else None
+        server = asyncio.run_coroutine_threadsafe(
+            self._loop.create_server(self._protocol, "127.0.0.1", 0, ssl=ssl_context), self._loop
+        ).result(10)
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Block until ``count`` messages arrived (or fail after ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"upstream got {len(self.messages)} messages, expected {count}"
+                )
+            time.sleep(0.02)
+        return self.messages
