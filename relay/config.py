@@ -19,6 +19,7 @@ from typing import Literal
 import yaml
 
 from relay.cleanup.options import CleanupOptions
+from relay.cleanup.tracini import read_trac_ini
 from relay.errors import ConfigError
 from relay.schema import build, where
 
@@ -214,7 +215,9 @@ class RelayConfig:
     queue: QueueConfig = field(default_factory=QueueConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     notification: CleanupOptions = field(default_factory=CleanupOptions)
+    trac_ini: Path | None = None
     source: str = field(default="(defaults)", init=False)
+    trac_ini_report: tuple[str, ...] = field(default=(), init=False)
 
     @property
     def capture_mode(self) -> bool:
@@ -227,27 +230,54 @@ class RelayConfig:
         return self.capture_mode or bool(self.capture.enabled)
 
 
-def load_config(path: str | os.PathLike[str] | None) -> RelayConfig:
-    """Read, validate and return the configuration at ``path`` (``None``: the defaults)."""
-    if path is None:
-        return RelayConfig()
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", file=file) from None
-    base = Path(path).resolve().parent
-    if isinstance(data, dict) and isinstance(data.get("capture"), bool):
+def load_config(
+    path: str | os.PathLike[str] | None, *, trac_ini: str | os.PathLike[str] | None = None
+) -> RelayConfig:
+    """Read, validate and return the configuration at ``path`` (``None``: the defaults).
+
+    ``trac_ini`` (or the file's ``trac_ini:`` key) names a trac.ini whose ``[notification]``
+    options are applied first; the file's own ``notification:`` keys win over them.
+    """
+    file = str(path) if path is not None else "(no config file)"
+    data = _read_yaml(Path(path)) if path is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping at the top level", file=file)
+    base = Path(path).resolve().parent if path is not None else Path.cwd()
+    if isinstance(data.get("capture"), bool):
         data = {**data, "capture": {"enabled": data["capture"]}}
+    if trac_ini is not None:
+        data = {**data, "trac_ini": str(Path(trac_ini).resolve())}
+    report = None
+    if data.get("trac_ini") is not None:
+        ini = build(_TracIni, {"trac_ini": data["trac_ini"]}, file=file, base=base).trac_ini
+        report = read_trac_ini(ini)
+        notification = data.get("notification") or {}
+        if not isinstance(notification, dict):
+            raise ConfigError("expected a mapping", file=file, key="notification")
+        data = {**data, "notification": {**report.options, **notification}}
     config = build(RelayConfig, data, file=file, base=base)
     object.__setattr__(config, "source", file)
+    if report is not None:
+        object.__setattr__(config, "trac_ini_report", report.lines())
     if config.upstream is not None:
         _check_upstream(config.upstream, file)
     return config
+
+
+@dataclass(frozen=True, slots=True)
+class _TracIni:
+    trac_ini: Path
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from None
 
 
 def _check_upstream(upstream: UpstreamConfig, file: str) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from relay import cleanup
 from relay.capture.maildir import CaptureStore
+from relay.cleanup.sources import DirectorySource
 from relay.config import RelayConfig, TcpListener
 from relay.log import logger
 from relay.model import Envelope, TraceEntry
 from relay.queue.manager import QueueManager
-from relay.queue.record import Record
+from relay.queue.record import DeliveryState, Record
 from relay.queue.spool import Spool
 from relay.receive.handler import RelayHandler
 from relay.receive.server import Listeners
@@ -72,11 +72,11 @@ class Relay:
         else:
             assert self.capture is not None
             sink = _CaptureSink(self.capture)
-        directory = cleanup.Directory()
+        self.directory = DirectorySource.from_options(config.notification)
         handler = RelayHandler(
             limits=config.limits,
             options=lambda: config.notification,
-            directory=lambda: directory,
+            directory=self.directory.current,
             sink=sink,
             account=config.upstream.username if config.upstream else None,
         )
@@ -89,10 +89,16 @@ class Relay:
         )
         self.bound: list[str] = []
 
-    async def _keep_copy(self, record: Record) -> None:
+    async def _keep_copy(self, record: Record, state: DeliveryState) -> None:
         assert self.capture is not None
+        timeline = [attempt.as_dict() for attempt in state.log]
         await asyncio.to_thread(
-            self.capture.store, record.queue_id, record.envelope, record.message, record.trace
+            self.capture.store,
+            record.queue_id,
+            record.envelope,
+            record.message,
+            record.trace,
+            extra={"timeline": timeline},
         )
 
     async def start(self) -> None:
@@ -113,6 +119,8 @@ class Relay:
 
     def _announce(self) -> None:
         config = self.config
+        for line in config.trac_ini_report:
+            logger.info("trac.ini: %s", line)
         for address in self.bound:
             logger.info("smtp: listening on %s", address)
         if config.upstream is None:

@@ -14,6 +14,7 @@ import mailbox
 import os
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from relay.durable import write_durably
@@ -35,9 +36,20 @@ class CaptureStore:
             (self.root / name).mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def store(
-        self, queue_id: str, envelope: Envelope, message: bytes, trace: tuple[TraceEntry, ...] = ()
+        self,
+        queue_id: str,
+        envelope: Envelope,
+        message: bytes,
+        trace: tuple[TraceEntry, ...] = (),
+        *,
+        extra: Mapping[str, object] | None = None,
     ) -> Path:
-        """Write one message durably (tmp, fsync, rename into ``new/``, fsync) and its metadata."""
+        """Store one message durably (tmp, fsync, rename into ``new/``, fsync) with its metadata.
+
+        The metadata file is written first and not synced on its own: after a crash a message
+        may lack it (the index falls back to the message), but a message is never lost.
+        ``extra`` adds fields such as the delivery ``timeline`` or per-recipient ``filters``.
+        """
         meta = {
             "id": queue_id,
             "sender": envelope.sender,
@@ -48,10 +60,9 @@ class CaptureStore:
             "helo": envelope.helo,
             "trace": [[entry.option, entry.change] for entry in trace],
             "captured_at": time.time(),
+            **(extra or {}),
         }
-        write_durably(
-            self.root / "meta" / f"{queue_id}.json", json.dumps(meta).encode(), self.root / "tmp"
-        )
+        (self.root / "meta" / f"{queue_id}.json").write_text(json.dumps(meta), encoding="utf-8")
         now = time.time()
         name = f"{int(now)}.M{int(now * 1e6) % 1_000_000}P{os.getpid()}Q{queue_id}.{self._host}"
         target = self.root / "new" / name

@@ -93,10 +93,11 @@ def resolve(
 
 
 def _drop_reason(address: str, options: CleanupOptions) -> tuple[str, str] | None:
-    """Why ``address`` must not be delivered, as (option, reason); ``None`` if it may."""
+    """Why ``address`` must not be delivered, as (option, reason); ``None`` if it may.
+
+    Bare names are not judged here: :func:`check_recipient` refuses them at RCPT time.
+    """
     domain = domain_of(address)
-    if "@" not in address and not options.use_short_addr:
-        return "smtp_default_domain", "a user name with no domain to add"
     if domain and domain in options.ignore_domains:
         return "ignore_domains", f"domain {domain} is ignored"
     if (

@@ -114,7 +114,7 @@ def _choose(entity: Entity, content: bytes, mode: str) -> str | None:
         wanted = "8bit" if plain else _QP
     else:
         wanted = _smaller(content)
-    if wanted == "7bit" and current in _IDENTITY and plain:
+    if wanted == "7bit" and current == "7bit" and plain:
         return None
     if wanted == current and (current == "8bit" or (is_7bit(body) and _line_safe(body))):
         return None

@@ -125,7 +125,10 @@ def replace(
             placed = True
     if not placed:
         anchors = [i for i, field in enumerate(out) if field.key == after.lower()]
-        out.insert(anchors[-1] + 1 if anchors else len(out), new)  # type: ignore[arg-type]
+        index = anchors[-1] + 1 if anchors else len(out)
+        if index and not out[index - 1].raw.endswith(b"\n"):  # a last line without CRLF
+            out[index - 1] = Field(name=out[index - 1].name, raw=out[index - 1].raw + b"\r\n")
+        out.insert(index, new)  # type: ignore[arg-type]
     return tuple(out)
 
 

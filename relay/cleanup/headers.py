@@ -46,15 +46,16 @@ def rewrite_from(
     if items is None or len(items) > 1 or (items and not isinstance(items[0], Mailbox)):
         if not options.smtp_from:
             note = "From: left unchanged: not a single clean mailbox"
-            wanted = options.smtp_from_name or options.smtp_default_domain
-            return fields, ((TraceEntry("smtp_from", note),) if wanted else ())
+            wanted = "smtp_from_name" if options.smtp_from_name else "smtp_default_domain"
+            active = options.smtp_from_name or options.smtp_default_domain
+            return fields, ((TraceEntry(wanted, note),) if active else ())
         old = Mailbox(display_name(fields, "From"), "")
     else:
         items, trace = qualify_items(items, "From", options, directory)
         old = items[0] if items else Mailbox("", "")
     new = old
-    if options.smtp_from:
-        address, _ = qualify(options.smtp_from, options, directory)
+    address = qualify(options.smtp_from, options, directory)[0] if options.smtp_from else ""
+    if address and address != old.address:
         new = Mailbox(new.display, address)
         trace += (TraceEntry("smtp_from", f"From: address {old.address or '(none)'} -> {address}"),)
     if options.smtp_from_name and options.smtp_from_name != old.display:
@@ -69,11 +70,13 @@ def rewrite_reply_to(
     fields: Fields, options: CleanupOptions, directory: Directory
 ) -> tuple[Fields, Trace]:
     """Reply-To: qualify bare names, or replace it with ``smtp_replyto``."""
-    if options.smtp_replyto:
-        address, _ = qualify(options.smtp_replyto, options, directory)
-        change = TraceEntry("smtp_replyto", f"Reply-To: set to {address}")
-        return write_addresses(fields, "Reply-To", (Mailbox("", address),)), (change,)
     items = read_addresses(fields, "Reply-To")
+    if options.smtp_replyto:
+        wanted = (Mailbox("", qualify(options.smtp_replyto, options, directory)[0]),)
+        if items == wanted:
+            return fields, ()
+        change = TraceEntry("smtp_replyto", f"Reply-To: set to {wanted[0].address}")
+        return write_addresses(fields, "Reply-To", wanted), (change,)
     if not items:
         return fields, ()
     new, trace = qualify_items(items, "Reply-To", options, directory)
@@ -103,7 +106,8 @@ def align_sender(
         TraceEntry("align_sender", f"From: -> {format_address_list((Mailbox(display, account),))}"),
     )
     if found:
-        original = b"X-Original-From:" + found[0].raw.partition(b":")[2]
+        original = b"X-Original-From:" + found[0].raw.partition(b":")[2].rstrip(b"\r\n")
+        original += b"\r\n"
         field = Field(name="X-Original-From", raw=original)
         fields = replace(fields, "X-Original-From", field, after="From")
         trace += (TraceEntry("align_sender", "X-Original-From: the original From"),)

@@ -105,7 +105,7 @@ def run(
     except MalformedMessage as exc:
         more = (TraceEntry("mime_encoding", f"body left as it is: {exc}"),)
     trace += more
-    return CleanupResult(envelope, rewritten if rewritten != message else message, trace)
+    return CleanupResult(envelope, rewritten, trace)
 
 
 def _rewrite_sender(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import itertools
 import re
-from email import policy
-from email.errors import MessageError
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 
 __all__ = ["decode_unstructured", "encode_phrase", "encode_unstructured", "needs_encoding"]
 
@@ -61,12 +61,17 @@ def encode_phrase(text: str) -> str:
 
 
 def decode_unstructured(value: str) -> str | None:
-    """Decode the encoded words of an unfolded header value; ``None`` if they are broken."""
+    """Decode the encoded words of an unfolded header value; ``None`` if any is broken
+    (unknown charset, bad base64, bytes that are not in the declared charset).
+    """
     try:
-        header = policy.default.header_factory("Subject", value)
-    except (MessageError, ValueError, LookupError, IndexError):
+        parts = decode_header(value)
+        for data, charset in parts:
+            if isinstance(data, bytes):
+                data.decode(charset or "ascii")
+        return str(make_header(parts))
+    except (HeaderParseError, LookupError, ValueError):
         return None
-    return None if header.defects else str(header)
 
 
 def _encode_words(text: str, *, phrase: bool) -> str:

@@ -24,7 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     match.add_argument("files", nargs="+", type=Path, metavar="FILE.eml")
     match.add_argument("--explain", action="store_true", help="show how each part matched")
     match.add_argument("--json", action="store_true", help="with --explain: print JSON")
-    match.add_argument("--now", type=_instant, help="instant for older_than:/newer_than: (ISO 8601)")
+    match.add_argument(
+        "--now", type=_instant, help="instant for older_than:/newer_than: (ISO 8601)"
+    )
     _message_options(match)
     match.set_defaults(func=_match)
 
@@ -54,16 +56,32 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _message_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--timezone", default=_TIMEZONE, help=f"zone of calendar dates ({_TIMEZONE})")
-    parser.add_argument("--me", action="append", default=[], metavar="ADDRESS",
-                        help="your address (the meaning of 'me'); repeatable")  # fmt: skip
-    parser.add_argument("--received", type=_instant, metavar="ISO8601",
-                        help="arrival time of files without a Received header")  # fmt: skip
+    parser.add_argument(
+        "--timezone", default=_TIMEZONE, help=f"zone of calendar dates ({_TIMEZONE})"
+    )
+    parser.add_argument(
+        "--me",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="your address (the meaning of 'me'); repeatable",
+    )
+    parser.add_argument(
+        "--received",
+        type=_instant,
+        metavar="ISO8601",
+        help="arrival time of files without a Received header",
+    )
 
 
 def _param_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="set a ${NAME} parameter of the rules file; repeatable")  # fmt: skip
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a ${NAME} parameter of the rules file; repeatable",
+    )
 
 
 def _instant(text: str) -> dt.datetime:
@@ -92,8 +110,11 @@ def _match(args: argparse.Namespace) -> int:
             continue
         if args.explain:
             tree = gmail.explain(node, view, now=now, timezone=args.timezone)
-            print(json.dumps({"file": str(path), **tree}, ensure_ascii=False, indent=2)
-                  if args.json else f"{path}\n{_tree(tree, '  ')}")  # fmt: skip
+            print(
+                json.dumps({"file": str(path), **tree}, ensure_ascii=False, indent=2)
+                if args.json
+                else f"{path}\n{_tree(tree, '  ')}"
+            )
             matched = tree["matched"]
         else:
             matched = gmail.matches(node, view, now=now, timezone=args.timezone)
@@ -216,10 +237,8 @@ def _tree(entry: dict[str, Any], indent: str) -> str:
 def _describe(entry: dict[str, Any]) -> str:
     """Render one apply result as text."""
     matched = ", ".join(f"#{m['index']} {m['name']}".rstrip() for m in entry["matched"])
-    state = [
-        "archived" if entry["archived"] else "inbox",
-        "read" if entry["read"] else "unread",
-    ]
+    state = [word for key, word in (("in_inbox", "inbox"), ("archived", "archived")) if entry[key]]
+    state.append("read" if entry["read"] else "unread")
     state += [name for name in ("starred", "important", "trashed") if entry[name]]
     lines = [
         str(entry["file"]),

@@ -18,7 +18,7 @@ from relay import __version__
 __all__ = ["VERBS", "build_parser", "main"]
 
 #: Verb modules under ``relay.cli``, in the order ``--help`` lists them.
-VERBS = ("serve", "check_config")
+VERBS = ("serve", "check_config", "rewrite", "filters")
 
 
 def build_parser() -> argparse.ArgumentParser:

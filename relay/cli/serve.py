@@ -19,6 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--config", "-c", metavar="FILE", help="the relay's YAML config")
+    parser.add_argument(
+        "--trac-ini", metavar="FILE", help="apply the [notification] section of this trac.ini"
+    )
     parser.set_defaults(func=_run)
 
 
@@ -32,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
 
     setup_logging()
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, trac_ini=args.trac_ini)
         asyncio.run(serve(config))
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import enum
+from functools import lru_cache
+from typing import NamedTuple
 
 from relay.gmail.ast import Term
-from relay.gmail.terms import Hit, compile_term, term_hits
+from relay.gmail.terms import Hit, Pattern, compile_term, term_hits
 from relay.gmail.view import Mailbox, MessageView
 from relay.gmail.words import fold, tokenize
 
@@ -24,8 +26,25 @@ _SCOPES = {
 }
 
 
+class _Kind(enum.Enum):
+    WORDS = "words in the display name or the address"
+    ME = "the user's own address, or the word me"
+    ADDRESS = "the whole address"
+    LOCAL = "words of the local part (value ending in @)"
+    DOMAIN = "the end of the domain (value starting with @ or *@)"
+
+
+class _Rule(NamedTuple):
+    """How one value compares with a mailbox, worked out once per value."""
+
+    kind: _Kind
+    pattern: Pattern
+    words: tuple[str, ...] = ()
+    address: str = ""
+
+
 def canonical_address(address: str) -> str:
-    """Return ``address`` folded; for Gmail addresses without dots and ``+tag`` in the local part."""
+    """Return ``address`` folded; a Gmail address also loses local-part dots and ``+tag``."""
     local, _, domain = fold(address).rpartition("@")
     if domain not in _GMAIL_DOMAINS:
         return fold(address)
@@ -34,45 +53,44 @@ def canonical_address(address: str) -> str:
 
 def address_hits(operator: str, term: Term, view: MessageView) -> list[Hit]:
     """Return where ``operator:term`` matches the mailboxes of ``view`` (empty: no match)."""
+    rule = _rule(operator, term)
     mailboxes = [m for name in _SCOPES[operator] for m in view.mailboxes[name]]
+    if rule.kind is _Kind.WORDS:
+        return term_hits(rule.pattern, [t for m in mailboxes for t in (m.name, m.address)])
+    if rule.kind is _Kind.ME:
+        own = {canonical_address(a) for a in view.user_addresses}
+        hits = [_whole(m) for m in mailboxes if canonical_address(m.folded) in own]
+        return hits or term_hits(rule.pattern, [t for m in mailboxes for t in (m.name, m.address)])
+    if rule.kind is _Kind.ADDRESS:
+        own = {canonical_address(a) for a in view.user_addresses}
+        folding = rule.address.endswith("@gmail.com") and rule.address in own
+        return [
+            _whole(m)
+            for m in mailboxes
+            if m.folded == rule.words[0]
+            or (folding and canonical_address(m.folded) == rule.address)
+        ]
+    test = _in_local_part if rule.kind is _Kind.LOCAL else _ends_domain
+    return [_whole(m) for m in mailboxes if rule.words and test(m, rule.words)]
+
+
+@lru_cache(maxsize=4096)
+def _rule(operator: str, term: Term) -> _Rule:
     value = term.text.strip()
     if operator == "list":
         value = value.replace("@", ".")
+    pattern = compile_term(term)
     if " " in value or "@" not in value:
-        hits = _whole_address(mailboxes, _is_me(view)) if value.casefold() == "me" else []
-        return hits or term_hits(compile_term(term), [t for m in mailboxes for t in (m.name, m.address)])
+        return _Rule(_Kind.ME if value.casefold() == "me" else _Kind.WORDS, pattern)
     if value.endswith("@"):
-        return _address_hits(mailboxes, tokenize(value[:-1]), _in_local_part)
+        return _Rule(_Kind.LOCAL, pattern, tokenize(value[:-1]))
     if value.startswith(("@", "*@")):
-        return _address_hits(mailboxes, tokenize(value.lstrip("*@")), _ends_domain)
-    return _whole_address(mailboxes, _is_address(value, view))
+        return _Rule(_Kind.DOMAIN, pattern, tokenize(value.lstrip("*@")))
+    return _Rule(_Kind.ADDRESS, pattern, (fold(value),), canonical_address(value))
 
 
-def _whole_address(mailboxes: list[Mailbox], test: Callable[[Mailbox], bool]) -> list[Hit]:
-    return [Hit(m.address, 0, len(m.address.tokens)) for m in mailboxes if test(m)]
-
-
-def _is_address(value: str, view: MessageView) -> Callable[[Mailbox], bool]:
-    """Full address: equal, or equal in Gmail's dot/+tag folding if it is the user's own."""
-    folded = fold(value)
-    canonical = canonical_address(value)
-    own = canonical.endswith("@gmail.com") and canonical in {
-        canonical_address(a) for a in view.user_addresses
-    }
-    return lambda m: m.folded == folded or (own and canonical_address(m.folded) == canonical)
-
-
-def _is_me(view: MessageView) -> Callable[[Mailbox], bool]:
-    own = {canonical_address(a) for a in view.user_addresses}
-    return lambda m: canonical_address(m.folded) in own
-
-
-def _address_hits(
-    mailboxes: list[Mailbox],
-    words: tuple[str, ...],
-    test: Callable[[Mailbox, tuple[str, ...]], bool],
-) -> list[Hit]:
-    return _whole_address(mailboxes, lambda m: bool(words) and test(m, words))
+def _whole(mailbox: Mailbox) -> Hit:
+    return Hit(mailbox.address, 0, len(mailbox.address.tokens))
 
 
 def _in_local_part(mailbox: Mailbox, words: tuple[str, ...]) -> bool:

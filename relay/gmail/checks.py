@@ -39,8 +39,9 @@ from relay.gmail.view import MessageView
 
 __all__ = ["CheckOutcome", "CheckReport", "run_checks"]
 
-_TEST_KEYS = frozenset({"name", "message", "messages", "params", "actions", "matched", "query",
-                        "now", "match"})  # fmt: skip
+_TEST_KEYS = frozenset(
+    {"name", "message", "messages", "params", "actions", "matched", "query", "now", "match"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,9 @@ def run_checks(path: str | Path) -> CheckReport:
         str(data.get("timezone", DEFAULT_TIMEZONE)),
         tuple(data.get("user_addresses", ())),
     )
-    return CheckReport(tuple(_run(suite, number, test) for number, test in enumerate(data["tests"], 1)))
+    return CheckReport(
+        tuple(_run(suite, number, test) for number, test in enumerate(data["tests"], 1))
+    )
 
 
 def _run(suite: _Suite, number: int, test: object) -> CheckOutcome:
@@ -129,8 +132,17 @@ def _views(suite: _Suite, test: Mapping[str, Any], where: str) -> list[tuple[str
             raise RuleFileError(where, f"no message named {entry!r}")
         spec = named[entry] if isinstance(entry, str) else entry
         label = entry if isinstance(entry, str) else str(spec.get("eml", "inline message"))
-        views.append((label, sample_view(spec, where=f"{where}: {label}", base=suite.base,
-                                         user_addresses=suite.user_addresses)))  # fmt: skip
+        views.append(
+            (
+                label,
+                sample_view(
+                    spec,
+                    where=f"{where}: {label}",
+                    base=suite.base,
+                    user_addresses=suite.user_addresses,
+                ),
+            )
+        )
     return views
 
 
@@ -171,8 +183,10 @@ def _check_rules(
         except ValueError as exc:
             raise RuleFileError(where, str(exc)) from None
         if _normal(expected) != _normal(result.actions):
-            problems.append(f"{label}: expected actions {actions_to_yaml(expected)}, "
-                            f"got {actions_to_yaml(result.actions)}")  # fmt: skip
+            problems.append(
+                f"{label}: expected actions {actions_to_yaml(expected)}, "
+                f"got {actions_to_yaml(result.actions)}"
+            )
     if "matched" in test:
         names = [name or str(index + 1) for index, name in result.matched]
         if [str(name) for name in test["matched"] or []] != names:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from relay.gmail.addresses import address_hits
@@ -24,7 +25,7 @@ from relay.gmail.terms import Hit, around_hits, compile_term, term_hits
 from relay.gmail.view import MessageView
 from relay.gmail.words import Text, fold
 
-__all__ = ["DEFAULT_TIMEZONE", "explain", "label_key", "matches"]
+__all__ = ["DEFAULT_TIMEZONE", "explain", "label_key", "matcher", "matches"]
 
 #: Calendar dates in after:/before: are midnight in this zone (the Gmail API's PST/PDT).
 DEFAULT_TIMEZONE = "America/Los_Angeles"
@@ -38,8 +39,7 @@ _LINKS = {
 _LABEL_SEPARATORS = re.compile(r"[\s/_-]+")
 
 
-@dataclass(frozen=True, slots=True)
-class _Verdict:
+class _Verdict(NamedTuple):
     """A leaf's result: matched or not, where it matched, and a note for explanations."""
 
     matched: bool
@@ -47,8 +47,7 @@ class _Verdict:
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
+class _Context(NamedTuple):
     view: MessageView
     now: dt.datetime | None
     zone: dt.tzinfo
@@ -66,7 +65,18 @@ def matches(
     ``now`` is the instant relative dates count from; None means "at arrival", as a filter
     sees it (``newer_than:`` true, ``older_than:`` false). ``timezone`` gives calendar dates.
     """
-    return _evaluate(node, _context(view, now, timezone), None)
+    return matcher(view, now=now, timezone=timezone)(node)
+
+
+def matcher(
+    view: MessageView,
+    *,
+    now: dt.datetime | None = None,
+    timezone: str | dt.tzinfo = DEFAULT_TIMEZONE,
+) -> Callable[[Node], bool]:
+    """Return ``matches`` for many queries on one view (the context is prepared once)."""
+    context = _context(view, now, timezone)
+    return lambda node: _evaluate(node, context, None)
 
 
 def explain(
@@ -84,21 +94,34 @@ def explain(
     return _explain(node, _context(view, now, timezone), None)
 
 
+@lru_cache(maxsize=4096)
 def label_key(name: str) -> str:
     """Return how label names compare: case-folded, with ``/``, spaces, ``_`` and ``-`` alike."""
     return _LABEL_SEPARATORS.sub("-", fold(name).strip())
 
 
 def _context(view: MessageView, now: dt.datetime | None, timezone: str | dt.tzinfo) -> _Context:
-    zone = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
-    return _Context(view, now, zone)
+    return _Context(view, now, _zone(timezone) if isinstance(timezone, str) else timezone)
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> dt.tzinfo:
+    return ZoneInfo(name)
 
 
 def _evaluate(node: Node, context: _Context, field: str | None) -> bool:
+    """The fast path: short-circuits and records nothing."""
+    # Loops, not all()/any() over a generator: this is the hot path of every filter.
     if isinstance(node, And):
-        return all(_evaluate(operand, context, field) for operand in node.operands)
+        for operand in node.operands:  # noqa: SIM110
+            if not _evaluate(operand, context, field):
+                return False
+        return True
     if isinstance(node, Or):
-        return any(_evaluate(operand, context, field) for operand in node.operands)
+        for operand in node.operands:  # noqa: SIM110
+            if _evaluate(operand, context, field):
+                return True
+        return False
     if isinstance(node, Not):
         return not _evaluate(node.operand, context, field)
     if isinstance(node, Field):
@@ -117,9 +140,11 @@ def _explain(node: Node, context: _Context, field: str | None) -> dict[str, Any]
         operands = (node.operand,) if isinstance(node, Not) else node.operands
         children = [_explain(operand, context, field) for operand in operands]
         values = [child["matched"] for child in children]
-        matched = not values[0] if isinstance(node, Not) else (
-            all(values) if isinstance(node, And) else any(values)
-        )  # fmt: skip
+        matched = (
+            not values[0]
+            if isinstance(node, Not)
+            else (all(values) if isinstance(node, And) else any(values))
+        )
         return {"query": query, "matched": matched, "children": children}
     verdict = _leaf(node, context, field)
     entry: dict[str, Any] = {

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay.gmail.ast import And, Field, Node, Not, Or, Term
-from relay.gmail.evaluate import DEFAULT_TIMEZONE, label_key, matches
-from relay.gmail.operators import AGE_OPERATORS, STATE_OPERATORS
+from relay.gmail.evaluate import DEFAULT_TIMEZONE, label_key, matcher
+from relay.gmail.operators import AGE_OPERATORS, STATE_HAS, STATE_OPERATORS
 from relay.gmail.parser import parse
+from relay.gmail.printer import format_query
 from relay.gmail.view import MessageState, MessageView
 
 __all__ = [
@@ -141,16 +142,24 @@ class Conflict:
     def __str__(self) -> str:
         shown = ", ".join(map(str, self.values))
         numbers = ", ".join(f"#{i + 1}" for i in self.filters)
-        return f"{self.action}: filters {numbers} disagree ({shown}); Gmail's choice is undefined, using {self.chosen}"
+        return (
+            f"{self.action}: filters {numbers} disagree ({shown}); "
+            f"Gmail's choice is undefined, using {self.chosen}"
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FilterResult:
-    """The message as Gmail would show it after its filters ran."""
+    """The message as Gmail would show it after its filters ran.
+
+    ``archived``: it skipped the inbox; ``in_inbox``: it shows there (not archived, not in
+    Trash or Spam); ``matched``: (0-based index, name) of each filter that fired.
+    """
 
     matched: tuple[tuple[int, str], ...]
     actions: Actions
     labels: tuple[str, ...]
+    archived: bool
     in_inbox: bool
     read: bool
     starred: bool
@@ -161,11 +170,6 @@ class FilterResult:
     forwarded_to: tuple[str, ...]
     conflicts: tuple[Conflict, ...]
     warnings: tuple[str, ...]
-
-    @property
-    def archived(self) -> bool:
-        """Skipped (or removed from) the inbox."""
-        return not self.in_inbox
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as JSON-able data."""
@@ -189,11 +193,18 @@ class FilterResult:
 def make_filter(criteria: Criteria, actions: Actions, name: str = "") -> Filter:
     """Return a filter with its query compiled; raise like :meth:`Criteria.node`."""
     node, warnings = criteria.node()
-    operators = {f.name: f for f in _fields(node)}
-    notes = [f"uses {op}: which sees the arrival state unless mode is sequential"
-             for op in sorted(operators.keys() & STATE_OPERATORS)]  # fmt: skip
-    notes += [f"uses {op}: which is decided at arrival" for op in sorted(operators.keys() & AGE_OPERATORS)]
+    used = {format_query(f) for f in _fields(node) if _reads_state(f)}
+    notes = [f"{query} sees the arrival state unless mode is sequential" for query in sorted(used)]
+    ages = {f.name for f in _fields(node)} & AGE_OPERATORS
+    notes += [f"{op}: is decided at arrival (newer true, older false)" for op in sorted(ages)]
     return Filter(criteria, actions, name, node, (*warnings, *notes))
+
+
+def _reads_state(field: Field) -> bool:
+    """``label: is: in: category:`` and the label and star forms of ``has:``."""
+    if field.name == "has":
+        return isinstance(field.value, Term) and field.value.text.lower() in STATE_HAS
+    return field.name in STATE_OPERATORS
 
 
 def apply_filters(
@@ -211,12 +222,13 @@ def apply_filters(
     sequential = (mode or ruleset.mode) is Mode.SEQUENTIAL
     state = view.state
     fired: list[tuple[int, Filter]] = []
+    test = matcher(view, timezone=timezone)
     for index, rule in enumerate(ruleset.filters):
-        seen = dataclasses.replace(view, state=state) if sequential and fired else view
-        if matches(rule.node, seen, now=None, timezone=timezone):
+        if test(rule.node):
             fired.append((index, rule))
             if sequential:
                 state = _apply(state, rule.actions)
+                test = matcher(dataclasses.replace(view, state=state), timezone=timezone)
     merged, conflicts = merge_actions([(index, rule.actions) for index, rule in fired])
     if not sequential:
         state = _apply(state, merged)
@@ -227,7 +239,8 @@ def apply_filters(
         matched=tuple((index, rule.name) for index, rule in fired),
         actions=merged,
         labels=tuple(sorted(state.labels, key=label_key)),
-        in_inbox=state.in_inbox,
+        archived=not state.in_inbox,
+        in_inbox=state.in_inbox and not (state.trashed or state.spam),
         read=not state.unread,
         starred=state.starred,
         important=state.important,
@@ -255,30 +268,37 @@ def merge_actions(fired: Sequence[tuple[int, Actions]]) -> tuple[Actions, tuple[
             if value is not None:
                 settings[name].append((index, value))
     conflicts = [
-        Conflict(name, tuple(dict.fromkeys(v for _, v in chosen)), tuple(i for i, _ in chosen), chosen[-1][1])
+        Conflict(
+            name,
+            tuple(dict.fromkeys(v for _, v in chosen)),
+            tuple(i for i, _ in chosen),
+            chosen[-1][1],
+        )
         for name, chosen in settings.items()
         if len({value for _, value in chosen}) > 1
     ]
     if len(forward) > 1:
         conflicts.append(Conflict("forward", tuple(forward), tuple(forward.values()), "all"))
     merged = Actions(
-        **{flag: any(getattr(a, flag) for _, a in fired)
-           for flag in ("archive", "delete", "mark_read", "star", "never_spam")},
+        **{
+            flag: any(getattr(a, flag) for _, a in fired)
+            for flag in ("archive", "delete", "mark_read", "star", "never_spam")
+        },
         important=settings["important"][-1][1] if settings["important"] else None,
         category=settings["category"][-1][1] if settings["category"] else None,
         labels=tuple(labels.values()),
         forward=tuple(forward),
-    )  # fmt: skip
+    )
     return merged, tuple(conflicts)
 
 
 def _apply(state: MessageState, actions: Actions) -> MessageState:
-    """Apply ``actions`` in Gmail's order: labels, category, star, importance, read, archive, trash."""
-    labels = state.labels | {label for label in actions.labels
-                             if label_key(label) not in {label_key(x) for x in state.labels}}  # fmt: skip
+    """Apply ``actions`` in order: labels, category, star, importance, read, archive, trash."""
+    known = {label_key(label) for label in state.labels}
+    added = {label for label in actions.labels if label_key(label) not in known}
     return dataclasses.replace(
         state,
-        labels=frozenset(labels),
+        labels=state.labels | added,
         category=CATEGORIES[actions.category] if actions.category else state.category,
         starred=state.starred or actions.star,
         important=state.important if actions.important is None else actions.important,

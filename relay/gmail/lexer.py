@@ -58,7 +58,7 @@ _UNKNOWN_FIELD = re.compile(r"[A-Za-z_]+:[^/\s]")
 
 
 def lex(query: str, warnings: list[QueryWarning]) -> list[Token]:
-    """Split ``query`` into tokens ending with an END token; append soft problems to ``warnings``."""
+    """Split ``query`` into tokens, the last one END; append soft problems to ``warnings``."""
     tokens: list[Token] = []
     pos = 0
     while pos < len(query):

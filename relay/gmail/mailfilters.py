@@ -26,10 +26,20 @@ _SMART_LABELS = {
     "^smartlabel_group": "forums",
     "^smartlabel_receipt": "purchases",
 }
-_TEXT_CRITERIA = {"from": "from_", "to": "to", "subject": "subject", "hasTheWord": "query",
-                  "doesNotHaveTheWord": "negated_query"}  # fmt: skip
-_FLAGS = {"shouldArchive": "archive", "shouldMarkAsRead": "mark_read", "shouldStar": "star",
-          "shouldTrash": "delete", "shouldNeverSpam": "never_spam"}  # fmt: skip
+_TEXT_CRITERIA = {
+    "from": "from_",
+    "to": "to",
+    "subject": "subject",
+    "hasTheWord": "query",
+    "doesNotHaveTheWord": "negated_query",
+}
+_FLAGS = {
+    "shouldArchive": "archive",
+    "shouldMarkAsRead": "mark_read",
+    "shouldStar": "star",
+    "shouldTrash": "delete",
+    "shouldNeverSpam": "never_spam",
+}
 
 
 def read_mailfilters(data: str | bytes, where: str = "mailFilters.xml") -> tuple[Filter, ...]:
@@ -119,8 +129,11 @@ def filter_from_properties(properties: Sequence[tuple[str, str]]) -> Filter:
 
 def _entries(rule: Filter) -> list[list[tuple[str, str]]]:
     criteria, actions = rule.criteria, rule.actions
-    common = [(name, getattr(criteria, attr)) for name, attr in _TEXT_CRITERIA.items()
-              if getattr(criteria, attr)]  # fmt: skip
+    common = [
+        (name, getattr(criteria, attr))
+        for name, attr in _TEXT_CRITERIA.items()
+        if getattr(criteria, attr)
+    ]
     if criteria.has_attachment:
         common.append(("hasAttachment", "true"))
     if criteria.exclude_chats:
@@ -128,12 +141,21 @@ def _entries(rule: Filter) -> list[list[tuple[str, str]]]:
     if criteria.size is not None:
         unit = next(u for u in ("s_smb", "s_skb", "s_sb") if criteria.size % _UNITS[u] == 0)
         operator = next(k for k, v in _COMPARISONS.items() if v == criteria.size_comparison)
-        common += [("size", str(criteria.size // _UNITS[unit])), ("sizeOperator", operator),
-                   ("sizeUnit", unit)]  # fmt: skip
+        common += [
+            ("size", str(criteria.size // _UNITS[unit])),
+            ("sizeOperator", operator),
+            ("sizeUnit", unit),
+        ]
     first = [(name, "true") for name, attr in _FLAGS.items() if getattr(actions, attr)]
     if actions.important is not None:
-        first.append(("shouldAlwaysMarkAsImportant" if actions.important
-                      else "shouldNeverMarkAsImportant", "true"))  # fmt: skip
+        first.append(
+            (
+                "shouldAlwaysMarkAsImportant"
+                if actions.important
+                else "shouldNeverMarkAsImportant",
+                "true",
+            )
+        )
     if actions.category:
         first.append(("smartLabelToApply", _smart_label(actions.category)))
     first += [("forwardTo", address) for address in actions.forward]

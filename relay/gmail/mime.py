@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from email.message import Message
 from html.parser import HTMLParser
 
-__all__ = ["ParsedMail", "Attachment", "decode_words", "html_to_text", "parse_mail"]
+__all__ = ["Attachment", "ParsedMail", "decode_words", "html_to_text", "parse_mail"]
 
 _BLOCK_TAGS = frozenset(
-    "address article aside blockquote br dd div dl dt fieldset figcaption figure footer form "
-    "h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section table tbody td tfoot th thead tr "
-    "ul".split()
-)
+    {"address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "fieldset",
+     "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr",
+     "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody", "td", "tfoot", "th",
+     "thead", "tr", "ul"}
+)  # fmt: skip
 _SPACE = re.compile(r"\s+")
 
 

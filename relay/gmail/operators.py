@@ -1,4 +1,4 @@
-"""The search operators: names, what kind of value each takes, and value parsing (spec §2.2, §3.6)."""
+"""The search operators: their names, the kind of value each takes, value parsing (§2.2, §3.6)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ __all__ = [
     "DATE_OPERATORS",
     "OPERATORS",
     "SIZE_OPERATORS",
+    "STATE_HAS",
     "STATE_OPERATORS",
     "TEXT_OPERATORS",
     "canonical_operator",
@@ -41,16 +42,40 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "primary", "social", "promotions", "updates", "forums", "reservations", "purchases",
     ),
 }  # fmt: skip
-#: Operators that read the message's mutable state (labels, flags, location).
+#: Operators that read the message's mutable state (labels, flags, location) ...
 STATE_OPERATORS = frozenset({"label", "is", "in", "category"})
+#: ... and the has: values that do too.
+STATE_HAS = frozenset(CHOICES["has"]) - {
+    "attachment",
+    "drive",
+    "document",
+    "spreadsheet",
+    "presentation",
+    "youtube",
+}
 _ALIASES = {"newer": "after", "older": "before"}
 OPERATORS = frozenset(
-    ADDRESS_OPERATORS | TEXT_OPERATORS | SIZE_OPERATORS | DATE_OPERATORS | AGE_OPERATORS
-    | set(CHOICES) | {"label", "rfc822msgid"} | set(_ALIASES)
-)  # fmt: skip
+    ADDRESS_OPERATORS
+    | TEXT_OPERATORS
+    | SIZE_OPERATORS
+    | DATE_OPERATORS
+    | AGE_OPERATORS
+    | set(CHOICES)
+    | {"label", "rfc822msgid"}
+    | set(_ALIASES)
+)
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)(k|kb|m|mb|g|gb|b)?", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1 << 20, "mb": 1 << 20, "g": 1 << 30, "gb": 1 << 30}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "m": 1 << 20,
+    "mb": 1 << 20,
+    "g": 1 << 30,
+    "gb": 1 << 30,
+}
 _DATE_FORMATS = (
     (re.compile(r"(\d{4})[/-](\d{1,2})[/-](\d{1,2})"), (1, 2, 3)),
     (re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})"), (3, 1, 2)),
@@ -102,7 +127,7 @@ def parse_age(text: str) -> tuple[int, str]:
 
 
 def validate_value(operator: str, text: str) -> None:
-    """Raise ValueError (its text says what was expected) if ``text`` is no value of ``operator``."""
+    """Raise ValueError (saying what was expected) if ``text`` is no value of ``operator``."""
     if operator in SIZE_OPERATORS:
         parse_size(text)
     elif operator in DATE_OPERATORS:

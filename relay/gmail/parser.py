@@ -81,8 +81,9 @@ def _query(cursor: _Cursor) -> Node:
     node = _and_expr(cursor)
     if cursor.token.kind is not Kind.END:
         closing = cursor.token.kind in (Kind.RPAREN, Kind.RBRACE)
-        raise cursor.error(f"a search term, not an unmatched {cursor.token.text!r}" if closing
-                           else "a search term")  # fmt: skip
+        raise cursor.error(
+            f"a search term, not an unmatched {cursor.token.text!r}" if closing else "a search term"
+        )
     return node
 
 
@@ -176,8 +177,12 @@ def _field(cursor: _Cursor) -> Field:
     """field := OPERATOR ':' value"""
     operator = cursor.take()
     if cursor.token.start != operator.end or cursor.token.kind not in (
-        Kind.WORD, Kind.PHRASE, Kind.LPAREN, Kind.LBRACE, Kind.EXACT,
-    ):  # fmt: skip
+        Kind.WORD,
+        Kind.PHRASE,
+        Kind.LPAREN,
+        Kind.LBRACE,
+        Kind.EXACT,
+    ):
         raise QuerySyntaxError(
             cursor.text, operator.end + 1, f"a value right after '{operator.text}:'"
         )

@@ -36,8 +36,13 @@ __all__ = [
 ]
 
 _PARAM = re.compile(r"\$\{(\w+)\}")
-_CRITERIA = {"from": "from_", "to": "to", "subject": "subject", "query": "query",
-             "negatedQuery": "negated_query"}  # fmt: skip
+_CRITERIA = {
+    "from": "from_",
+    "to": "to",
+    "subject": "subject",
+    "query": "query",
+    "negatedQuery": "negated_query",
+}
 _CRITERIA_FLAGS = {"hasAttachment": "has_attachment", "excludeChats": "exclude_chats"}
 _ACTION_FLAGS = {"archive": "archive", "delete": "delete", "markRead": "mark_read", "star": "star"}
 _FILTER_KEYS = {*_CRITERIA, *_CRITERIA_FLAGS, "name", "size", "sizeComparison", "actions"}
@@ -53,8 +58,9 @@ def load_rules(path: str | Path, *, params: Mapping[str, str] | None = None) -> 
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RuleFileError(str(path), exc.strerror or "cannot read") from None
-    if path.suffix.lower() == ".xml" or (path.suffix.lower() not in (".yaml", ".yml")
-                                         and text.lstrip().startswith("<")):  # fmt: skip
+    if path.suffix.lower() == ".xml" or (
+        path.suffix.lower() not in (".yaml", ".yml") and text.lstrip().startswith("<")
+    ):
         filters = read_mailfilters(text.encode("utf-8"), str(path))
         return RuleSet(filters, warnings=_warnings(filters))
     return read_rules(text, str(path), params=params)
@@ -77,7 +83,7 @@ def read_rules(text: str, where: str, *, params: Mapping[str, str] | None = None
     for number, entry in enumerate(data["filters"], start=1):
         place = f"{where}: filter {number}"
         try:
-            filters.append(_filter(_substitute(entry, values, place)))
+            filters.append(_filter(_substitute(entry, values)))
         except (ValueError, TypeError) as exc:
             raise RuleFileError(place, str(exc)) from None
     return RuleSet(tuple(filters), mode, _warnings(filters))
@@ -89,7 +95,11 @@ def dump_rules(ruleset: RuleSet) -> str:
     for rule in ruleset.filters:
         entry: dict[str, Any] = {"name": rule.name} if rule.name else {}
         criteria = rule.criteria
-        entry |= {key: getattr(criteria, attr) for key, attr in _CRITERIA.items() if getattr(criteria, attr)}
+        entry |= {
+            key: getattr(criteria, attr)
+            for key, attr in _CRITERIA.items()
+            if getattr(criteria, attr)
+        }
         entry |= {key: True for key, attr in _CRITERIA_FLAGS.items() if getattr(criteria, attr)}
         if criteria.size is not None:
             entry |= {"size": criteria.size, "sizeComparison": criteria.size_comparison}
@@ -103,7 +113,14 @@ def actions_from_yaml(data: object) -> Actions:
     """Return the actions of a YAML ``actions`` mapping; raise ValueError if it is invalid."""
     if not isinstance(data, dict):
         raise ValueError("actions must be a mapping")
-    unknown = set(data) - {*_ACTION_FLAGS, "markSpam", "markImportant", "category", "labels", "forward"}
+    unknown = set(data) - {
+        *_ACTION_FLAGS,
+        "markSpam",
+        "markImportant",
+        "category",
+        "labels",
+        "forward",
+    }
     if unknown:
         raise ValueError(f"unknown actions: {', '.join(sorted(unknown))}")
     if data.get("markSpam", False) is not False:
@@ -125,7 +142,9 @@ def actions_from_yaml(data: object) -> Actions:
 
 def actions_to_yaml(actions: Actions) -> dict[str, Any]:
     """Return the YAML mapping of ``actions`` (only what is set)."""
-    data: dict[str, Any] = {key: True for key, attr in _ACTION_FLAGS.items() if getattr(actions, attr)}
+    data: dict[str, Any] = {
+        key: True for key, attr in _ACTION_FLAGS.items() if getattr(actions, attr)
+    }
     if actions.never_spam:
         data["markSpam"] = False
     if actions.important is not None:
@@ -155,7 +174,9 @@ def _filter(entry: object) -> Filter:
         size=None if size is None else parse_size(str(size)),
         size_comparison=comparison,
     )
-    return make_filter(criteria, actions_from_yaml(entry.get("actions", {})), str(entry.get("name", "")))
+    return make_filter(
+        criteria, actions_from_yaml(entry.get("actions", {})), str(entry.get("name", ""))
+    )
 
 
 def _flag(data: Mapping[str, Any], key: str) -> bool:
@@ -165,9 +186,10 @@ def _flag(data: Mapping[str, Any], key: str) -> bool:
     return value
 
 
-def _substitute(value: Any, params: Mapping[str, Any], where: str) -> Any:
+def _substitute(value: Any, params: Mapping[str, Any]) -> Any:
     """Replace ``${name}`` in every string of ``value`` by ``params[name]``."""
     if isinstance(value, str):
+
         def lookup(match: re.Match[str]) -> str:
             if match[1] not in params:
                 raise ValueError(f"${{{match[1]}}} is not set (add it to params)")
@@ -175,9 +197,9 @@ def _substitute(value: Any, params: Mapping[str, Any], where: str) -> Any:
 
         return _PARAM.sub(lookup, value)
     if isinstance(value, list):
-        return [_substitute(item, params, where) for item in value]
+        return [_substitute(item, params) for item in value]
     if isinstance(value, dict):
-        return {key: _substitute(item, params, where) for key, item in value.items()}
+        return {key: _substitute(item, params) for key, item in value.items()}
     return value
 
 

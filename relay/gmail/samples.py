@@ -16,9 +16,19 @@ __all__ = ["MESSAGE_KEYS", "message_bytes", "parse_instant", "sample_view"]
 
 #: The keys a message description may have (the schema of gmail-cases.yaml, plus ``eml``).
 MESSAGE_KEYS = frozenset(
-    {"headers", "body", "html", "attachments", "raw_size", "received_at", "state",
-     "user_addresses", "envelope_recipients", "eml"}
-)  # fmt: skip
+    {
+        "headers",
+        "body",
+        "html",
+        "attachments",
+        "raw_size",
+        "received_at",
+        "state",
+        "user_addresses",
+        "envelope_recipients",
+        "eml",
+    }
+)
 # The generated MIME structure decides these; a description's own values are dropped.
 _STRUCTURE_HEADERS = frozenset({"content-type", "mime-version", "content-transfer-encoding"})
 
@@ -72,7 +82,9 @@ def message_bytes(spec: Mapping[str, Any]) -> bytes:
     else:
         body.set_content(text or "")
     for attachment in spec.get("attachments", ()):
-        maintype, _, subtype = attachment.get("content_type", "application/octet-stream").partition("/")
+        maintype, _, subtype = attachment.get("content_type", "application/octet-stream").partition(
+            "/"
+        )
         body.add_attachment(
             b"\0" * int(attachment.get("size", 0)),
             maintype=maintype,

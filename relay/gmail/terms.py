@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from relay.gmail.ast import Around, Term
 from relay.gmail.words import Text, tokenize
@@ -17,8 +18,7 @@ __all__ = ["Hit", "Pattern", "around_hits", "compile_term", "term_hits"]
 _ANY_ORDER = re.compile(r"[~#$%^*;,<>?`]")
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     """Where a phrase matched: words ``start`` to ``end`` (exclusive) of ``text``."""
 
     text: Text
@@ -62,10 +62,15 @@ def term_hits(pattern: Pattern, texts: Sequence[Text]) -> list[Hit]:
     for alternative in pattern.alternatives:
         hits: list[Hit] = []
         for phrase in alternative:
-            found = [hit for text in texts if (hit := _first_hit(text, phrase)) is not None]
-            if not found:
+            before = len(hits)
+            for text in texts:
+                positions = text.index.get(phrase[0])
+                if positions:
+                    start = positions[0] if len(phrase) == 1 else next(text.find(phrase), None)
+                    if start is not None:
+                        hits.append(Hit(text, start, start + len(phrase)))
+            if len(hits) == before:
                 break
-            hits += found
         else:
             return hits
     return []
@@ -88,8 +93,3 @@ def around_hits(node: Around, texts: Sequence[Text]) -> list[Hit]:
                     hits.append(Hit(text, first, last))
                     break
     return hits
-
-
-def _first_hit(text: Text, phrase: tuple[str, ...]) -> Hit | None:
-    start = next(text.find(phrase), None)
-    return None if start is None else Hit(text, start, start + len(phrase))

@@ -31,7 +31,9 @@ class Mailbox:
     def of(cls, field: str, name: str, address: str) -> Mailbox:
         """Build the mailbox ``name <address>`` of field ``field``."""
         local = address.rpartition("@")[0] if "@" in address else address
-        return cls(Text.of(field, name), Text.of(field, address), fold(address), len(tokenize(local)))
+        return cls(
+            Text.of(field, name), Text.of(field, address), fold(address), len(tokenize(local))
+        )
 
     def __str__(self) -> str:
         name, address = self.name.text, self.address.text
@@ -95,7 +97,10 @@ class MessageView:
         as Delivered-To (Gmail adds that header on delivery). ``user_addresses`` mean ``me``.
         """
         mail = parse_mail(raw)
-        pairs = {name: list(mail.addresses.get(_HEADER_OF.get(name, name), [])) for name in ADDRESS_FIELDS}
+        pairs = {
+            name: list(mail.addresses.get(_HEADER_OF.get(name, name), []))
+            for name in ADDRESS_FIELDS
+        }
         visible = {fold(address) for name in ("to", "cc", "bcc") for _, address in pairs[name]}
         for recipient in envelope_recipients:
             if fold(recipient) not in visible:

@@ -17,9 +17,7 @@ _MARKS += "\u302a-\u302f\u3099\u309a\ufe20-\ufe2f"
 _WORD = rf"[\w{_MARKS}]+"
 # Leading zeros of a number are dropped ("01.2047" is the number 1.2047).
 _NUMBER_END = rf"(?![\w{_MARKS}])"
-_TOKEN = re.compile(
-    rf"(?:0+(?=\d+(?:\.\d+)*{_NUMBER_END}))?({_WORD}(?:(?<=\d)\.(?=\d){_WORD})*)"
-)
+_TOKEN = re.compile(rf"(?:0+(?=\d+(?:\.\d+)*{_NUMBER_END}))?({_WORD}(?:(?<=\d)\.(?=\d){_WORD})*)")
 
 
 def fold(text: str) -> str:

@@ -24,7 +24,7 @@ from relay.queue.spool import QueueState, Spool
 
 __all__ = ["QueueManager"]
 
-Delivered = Callable[[Record], Awaitable[None]]
+Delivered = Callable[[Record, DeliveryState], Awaitable[None]]
 
 
 class QueueManager:
@@ -118,6 +118,7 @@ class QueueManager:
 
     async def _deliver_batch(self, batch: list[str]) -> None:
         session: UpstreamSession | None = None
+        self._unsynced: set[QueueState] = set()
         try:
             for queue_id in batch:
                 loaded = await asyncio.to_thread(self._load, queue_id)
@@ -138,12 +139,14 @@ class QueueManager:
         finally:
             if session is not None:
                 await session.close()
+            if self._unsynced:  # one directory fsync for all removals of the batch
+                await asyncio.to_thread(self.spool.sync, self._unsynced)
 
     async def _send(
         self, session: UpstreamSession, record: Record, pending: tuple[str, ...]
     ) -> dict[str, Reply]:
         message, options = record.message, []
-        if any(byte > 127 for byte in message):
+        if not message.isascii():
             if session.supports_8bitmime:
                 options.append("BODY=8BITMIME")
             else:
@@ -259,10 +262,11 @@ class QueueManager:
             new = replace(new, reason="failed")
             await asyncio.to_thread(self._persist, record.queue_id, new, where, QueueState.FAILED)
         else:
-            await asyncio.to_thread(self.spool.remove, record.queue_id, where)
+            await asyncio.to_thread(self.spool.remove, record.queue_id, where, sync=False)
+            self._unsynced.add(where)
             logger.info("%s: removed", record.queue_id)
         if done != list(state.done) and self.on_delivered is not None:
-            await self.on_delivered(record)
+            await self.on_delivered(record, new)
 
     def _persist(
         self, queue_id: str, state: DeliveryState, source: QueueState, target: QueueState

@@ -58,6 +58,16 @@ class Attempt:
     status: str
     reply: str
 
+    def as_dict(self) -> dict[str, object]:
+        """The attempt as JSON-able data (the shape of the state file and the API)."""
+        return {
+            "at": self.at,
+            "relay": self.relay,
+            "recipients": list(self.recipients),
+            "status": self.status,
+            "reply": self.reply,
+        }
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeliveryState:
@@ -146,16 +156,7 @@ def encode_state(state: DeliveryState) -> bytes:
         "failed": list(state.failed),
         "last_reply": state.last_reply,
         "reason": state.reason,
-        "log": [
-            {
-                "at": a.at,
-                "relay": a.relay,
-                "recipients": list(a.recipients),
-                "status": a.status,
-                "reply": a.reply,
-            }
-            for a in state.log
-        ],
+        "log": [attempt.as_dict() for attempt in state.log],
     }
     return json.dumps(fields, ensure_ascii=False).encode("utf-8")
 

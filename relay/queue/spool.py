@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from relay.durable import fsync_dir, write_durably
@@ -94,11 +95,21 @@ class Spool:
         fsync_dir(self.root / target.value)
         fsync_dir(self.root / source.value)
 
-    def remove(self, queue_id: str, state: QueueState) -> None:
-        """Delete a record and its delivery state (after the last recipient is final)."""
+    def remove(self, queue_id: str, state: QueueState, *, sync: bool = True) -> None:
+        """Delete a record and its delivery state (after the last recipient is final).
+
+        With ``sync=False`` the caller batches the directory fsync through :meth:`sync`; a
+        crash before it can bring the record back, which means a duplicate, never a loss.
+        """
         self.path(queue_id, state).unlink(missing_ok=True)
         (self.root / "state" / f"{queue_id}.json").unlink(missing_ok=True)
-        fsync_dir(self.root / state.value)
+        if sync:
+            fsync_dir(self.root / state.value)
+
+    def sync(self, states: Iterable[QueueState]) -> None:
+        """Flush the entries of the given state directories."""
+        for state in states:
+            fsync_dir(self.root / state.value)
 
     def ids(self, state: QueueState) -> list[str]:
         """Queue ids in ``state``, oldest first."""

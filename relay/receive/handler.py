@@ -8,7 +8,6 @@ Nothing here decides policy or rewrites mail: :mod:`relay.receive.policy` and
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -93,7 +92,7 @@ class RelayHandler:
             peer=_describe_peer(session.peer),
             helo=session.host_name or "",
         )
-        reply, queue_id = await asyncio.to_thread(self._process, model, content)
+        reply, queue_id = self._process(model, content)
         if queue_id is not None:
             self.sink.accepted(queue_id)
         return reply

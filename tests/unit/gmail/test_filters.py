@@ -9,6 +9,7 @@ from relay.gmail import (
     Mode,
     RuleSet,
     apply_filters,
+    format_query,
     make_filter,
 )
 from relay.gmail.samples import message_bytes
@@ -20,7 +21,8 @@ VIEW = MessageView.from_bytes(
 
 def _rules(*pairs: tuple[str, Actions], mode: Mode = Mode.PURE) -> RuleSet:
     filters = tuple(
-        make_filter(Criteria(query=query), actions, f"f{n}") for n, (query, actions) in enumerate(pairs)
+        make_filter(Criteria(query=query), actions, f"f{n}")
+        for n, (query, actions) in enumerate(pairs)
     )
     return RuleSet(filters, mode)
 
@@ -36,7 +38,12 @@ def test_all_matching_filters_fire_and_effects_are_unioned() -> None:
     )
     assert result.matched == ((0, "f0"), (1, "f1"))
     assert result.labels == ("todo", "Trac")
-    assert (result.archived, result.read, result.starred, result.trashed) == (True, True, True, False)
+    assert (result.archived, result.read, result.starred, result.trashed) == (
+        True,
+        True,
+        True,
+        False,
+    )
     assert result.conflicts == ()
 
 
@@ -78,8 +85,13 @@ def test_state_operators_see_arrival_state_unless_sequential() -> None:
 
 
 def test_make_filter_warns_about_state_and_age_operators() -> None:
-    rule = make_filter(Criteria(query="label:x newer_than:2d dinner or pizza"), Actions(star=True))
-    assert any("label:" in w for w in rule.warnings)
+    rule = make_filter(
+        Criteria(query="label:x newer_than:2d has:nouserlabels has:attachment dinner or pizza"),
+        Actions(star=True),
+    )
+    assert any(w.startswith("label:x sees the arrival state") for w in rule.warnings)
+    assert any(w.startswith("has:nouserlabels sees") for w in rule.warnings)
+    assert not any(w.startswith("has:attachment") for w in rule.warnings)
     assert any("newer_than:" in w for w in rule.warnings)
     assert any("lower-case 'or'" in w for w in rule.warnings)
 
@@ -95,8 +107,6 @@ def test_criteria_become_one_query() -> None:
         ),
         Actions(),
     )
-    from relay.gmail import format_query
-
     assert format_query(rule.node) == (
         "from:(a OR b) subject:(x OR y) -(foo OR bar) has:attachment larger:5242880"
     )

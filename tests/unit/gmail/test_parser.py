@@ -130,9 +130,22 @@ def test_printer_parenthesises_nested_groups() -> None:
 # ---- the round trip: parse -> print -> parse gives the same tree ---------------------------
 
 _WORDS = st.sampled_from(
-    ["dinner", "PROJ-42", "example.com", "a@b.org", "foo+bar", "1.2047", "Größe", "or", "x_y",
-     "#123", "[tag]", "10M", "c:d"]
-)  # fmt: skip
+    [
+        "dinner",
+        "PROJ-42",
+        "example.com",
+        "a@b.org",
+        "foo+bar",
+        "1.2047",
+        "Größe",
+        "or",
+        "x_y",
+        "#123",
+        "[tag]",
+        "10M",
+        "c:d",
+    ]
+)
 _PHRASES = st.sampled_from(["Changes (by jonas)", "Reporter: jonas", "a b c", "AND", "OR x"])
 _TERMS = st.one_of(
     _WORDS.map(Term),
@@ -141,9 +154,15 @@ _TERMS = st.one_of(
 )
 _TEXT_FIELDS = st.sampled_from(["from", "to", "subject", "list", "filename", "deliveredto"])
 _TYPED = st.sampled_from(
-    [Field("larger", Term("10M")), Field("after", Term("2025/06/01")), Field("is", Term("unread")),
-     Field("has", Term("attachment")), Field("newer_than", Term("2d")), Field("label", Term("x/y"))]
-)  # fmt: skip
+    [
+        Field("larger", Term("10M")),
+        Field("after", Term("2025/06/01")),
+        Field("is", Term("unread")),
+        Field("has", Term("attachment")),
+        Field("newer_than", Term("2d")),
+        Field("label", Term("x/y")),
+    ]
+)
 _AROUND = st.builds(
     Around, _WORDS.map(Term), _WORDS.map(Term), st.integers(0, 20), st.just(False)
 ) | st.builds(
@@ -178,9 +197,34 @@ def test_print_then_parse_gives_the_same_tree(node: Node) -> None:
 
 
 _SNIPPETS = st.sampled_from(
-    ["a", "b", "OR", "AND", "AROUND", "3", "-", "+", "!", "(", ")", "{", "}", '"x y"', "from:",
-     "subject:", "larger:1K", "or", " ", "  ", "-c", "to:(", "é", "#", '"a AROUND 2 b"']
-)  # fmt: skip
+    [
+        "a",
+        "b",
+        "OR",
+        "AND",
+        "AROUND",
+        "3",
+        "-",
+        "+",
+        "!",
+        "(",
+        ")",
+        "{",
+        "}",
+        '"x y"',
+        "from:",
+        "subject:",
+        "larger:1K",
+        "or",
+        " ",
+        "  ",
+        "-c",
+        "to:(",
+        "é",
+        "#",
+        '"a AROUND 2 b"',
+    ]
+)
 
 
 @settings(max_examples=500, deadline=None)

@@ -39,9 +39,10 @@ def test_load_rules_reads_xml_by_extension_and_by_content(tmp_path: Path) -> Non
     (tmp_path / "filters.xml").write_bytes(example)
     (tmp_path / "filters.export").write_bytes(example)
     assert len(load_rules(tmp_path / "filters.xml").filters) == 2
-    assert load_rules(tmp_path / "filters.export").filters == load_rules(
-        tmp_path / "filters.xml"
-    ).filters
+    assert (
+        load_rules(tmp_path / "filters.export").filters
+        == load_rules(tmp_path / "filters.xml").filters
+    )
 
 
 def test_all_actions_and_criteria_keys() -> None:
@@ -68,9 +69,16 @@ filters:
     assert ruleset.mode.value == "sequential"
     assert (rule.criteria.size, rule.criteria.size_comparison) == (2048, "smaller")
     assert rule.actions == Actions(
-        archive=True, delete=True, mark_read=True, star=True, never_spam=True, important=False,
-        category="forums", labels=("x",), forward=("f@example.com",),
-    )  # fmt: skip
+        archive=True,
+        delete=True,
+        mark_read=True,
+        star=True,
+        never_spam=True,
+        important=False,
+        category="forums",
+        labels=("x",),
+        forward=("f@example.com",),
+    )
 
 
 @pytest.mark.parametrize(
