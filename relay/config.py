@@ -12,6 +12,7 @@ import os
 import socket
 import stat
 import subprocess
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,8 @@ from relay.schema import build, where
 
 __all__ = [
     "CaptureConfig",
+    "FilterSetConfig",
+    "FiltersConfig",
     "Limits",
     "QueueConfig",
     "RelayConfig",
@@ -198,6 +201,34 @@ class CaptureConfig:
     enabled: bool | None = None
 
 
+def _parse_timezone(value: object) -> str:
+    try:
+        zoneinfo.ZoneInfo(str(value))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f'expected a time zone such as "America/Los_Angeles", got "{value}"'
+        ) from None
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FilterSetConfig:
+    """Gmail filters of the recipients matching ``recipients`` (shell-style patterns)."""
+
+    recipients: tuple[str, ...]
+    rules: Path
+    params: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FiltersConfig:
+    """Per-recipient Gmail filter simulation; ``enforce: [delete]`` drops deleted copies."""
+
+    sets: tuple[FilterSetConfig, ...] = ()
+    enforce: tuple[Literal["delete"], ...] = ()
+    timezone: str = field(default="America/Los_Angeles", metadata={"parse": _parse_timezone})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RelayConfig:
     """The whole configuration; each component gets only its own section."""
@@ -215,6 +246,7 @@ class RelayConfig:
     queue: QueueConfig = field(default_factory=QueueConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     notification: CleanupOptions = field(default_factory=CleanupOptions)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
     trac_ini: Path | None = None
     source: str = field(default="(defaults)", init=False)
     trac_ini_report: tuple[str, ...] = field(default=(), init=False)

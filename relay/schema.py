@@ -3,8 +3,9 @@
 The section classes declare what they accept through their type hints; this module turns
 a mapping into an instance or raises :class:`~relay.errors.ConfigError`. Supported field
 types: ``bool``, ``int``, ``float``, ``str``, ``Path``, ``Literal[...]``,
-``tuple[str, ...]``, ``dict[str, tuple[str, ...]]``, ``X | None`` and nested section
-dataclasses. Field metadata may add ``min``/``max`` bounds, ``duration=True`` (numbers of
+``tuple[str, ...]``, ``tuple[Literal[...], ...]``, ``tuple[Section, ...]`` (a list of
+mappings), ``dict[str, str]``, ``dict[str, tuple[str, ...]]``, ``X | None`` and nested
+section dataclasses. Field metadata may add ``min``/``max`` bounds, ``duration=True`` (numbers of
 seconds or ``"90s"``, ``"5m"``, ``"2h"``, ``"5d"``) or ``parse`` (a function of the raw
 value that raises ``ValueError`` with what is allowed).
 """
@@ -100,12 +101,31 @@ def _by_type(
             raise ValueError(f"expected one of {', '.join(map(str, args))}; got {_show(value)}")
         return value
     if origin is tuple:
-        return _string_list(value)
+        return _sequence(args[0], value, file, key, base)
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ValueError(f"expected a mapping, got {_show(value)}")
-        return {str(k): _string_list(v) for k, v in value.items()}
+        inner = args[1]
+        return {
+            str(k): _by_type(inner, {}, v, file, where(key, str(k)), base) for k, v in value.items()
+        }
     return _scalar(hint, meta, value, base)
+
+
+def _sequence(inner: Any, value: object, file: str, key: str, base: Path | None) -> tuple[Any, ...]:
+    if dataclasses.is_dataclass(inner):
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list of mappings, got {_show(value)}")
+        return tuple(
+            build(inner, item, file=file, key=f"{key}[{n}]", base=base)  # type: ignore[arg-type]
+            for n, item in enumerate(value)
+        )
+    items = _string_list(value)
+    choices = typing.get_args(inner) if typing.get_origin(inner) is Literal else ()
+    wrong = [item for item in items if choices and item not in choices]
+    if wrong:
+        raise ValueError(f'expected items from {", ".join(choices)}; got "{wrong[0]}"')
+    return items
 
 
 def _scalar(hint: Any, meta: Mapping[str, Any], value: object, base: Path | None) -> Any:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
+from collections.abc import Callable
 
 from relay.capture.maildir import CaptureStore
-from relay.cleanup.sources import DirectorySource
+from relay.cleanup.filters import Simulation, simulate
+from relay.cleanup.sources import DirectorySource, load_filter_sets
 from relay.config import RelayConfig, TcpListener
 from relay.log import logger
-from relay.model import Envelope, TraceEntry
+from relay.model import Envelope
 from relay.queue.manager import QueueManager
 from relay.queue.record import DeliveryState, Record
 from relay.queue.spool import Spool
@@ -26,12 +29,8 @@ class _SpoolSink:
         self.spool = spool
         self.manager = manager
 
-    def accept(
-        self, queue_id: str, envelope: Envelope, message: bytes, trace: tuple[TraceEntry, ...]
-    ) -> None:
-        self.spool.accept(
-            Record(queue_id=queue_id, envelope=envelope, message=message, trace=trace)
-        )
+    def accept(self, record: Record) -> None:
+        self.spool.accept(record)
 
     def accepted(self, queue_id: str) -> None:
         self.manager.submit(queue_id)
@@ -43,13 +42,26 @@ class _CaptureSink:
     def __init__(self, store: CaptureStore) -> None:
         self.store = store
 
-    def accept(
-        self, queue_id: str, envelope: Envelope, message: bytes, trace: tuple[TraceEntry, ...]
-    ) -> None:
-        self.store.store(queue_id, envelope, message, trace)
+    def accept(self, record: Record) -> None:
+        self.store.store(record)
 
     def accepted(self, queue_id: str) -> None:
         logger.info("%s: captured in %s", queue_id, self.store.root)
+
+
+def _simulator(config: RelayConfig) -> Callable[[Envelope, bytes], Simulation] | None:
+    """The per-recipient filter simulation the config asks for, or None.
+
+    ``enforce: [delete]`` only acts in relay mode: capture mode keeps every message to show
+    what the filters would do.
+    """
+    sets = load_filter_sets(config.filters, file=config.source)
+    if not sets:
+        return None
+    enforce = "delete" in config.filters.enforce and not config.capture_mode
+    return functools.partial(
+        simulate, sets=sets, timezone=config.filters.timezone, enforce_delete=enforce
+    )
 
 
 class Relay:
@@ -79,6 +91,7 @@ class Relay:
             directory=self.directory.current,
             sink=sink,
             account=config.upstream.username if config.upstream else None,
+            simulate=_simulator(config),
         )
         self.listeners = Listeners(
             config.listen,
@@ -92,14 +105,7 @@ class Relay:
     async def _keep_copy(self, record: Record, state: DeliveryState) -> None:
         assert self.capture is not None
         timeline = [attempt.as_dict() for attempt in state.log]
-        await asyncio.to_thread(
-            self.capture.store,
-            record.queue_id,
-            record.envelope,
-            record.message,
-            record.trace,
-            extra={"timeline": timeline},
-        )
+        await asyncio.to_thread(self.capture.store, record, timeline=timeline)
 
     async def start(self) -> None:
         """Prepare the storage, start delivery, then open the listeners."""

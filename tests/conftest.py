@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -81,3 +82,9 @@ async def start_relay() -> AsyncIterator[Callable[[RelayConfig], Any]]:
     yield start
     for relay in relays:
         await relay.stop()
+
+
+@pytest.fixture(autouse=True)
+def relay_log_level(caplog: pytest.LogCaptureFixture) -> None:
+    """Capture the relay's INFO lines (per-delivery lines) so tests can assert on them."""
+    caplog.set_level(logging.INFO, logger="notify-relay")

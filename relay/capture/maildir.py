@@ -14,11 +14,11 @@ import mailbox
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from relay.durable import write_durably
-from relay.model import Envelope, TraceEntry
+from relay.queue.record import Record
 
 __all__ = ["CaptureStore"]
 
@@ -35,21 +35,14 @@ class CaptureStore:
         for name in ("cur", "new", "tmp", "meta"):
             (self.root / name).mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    def store(
-        self,
-        queue_id: str,
-        envelope: Envelope,
-        message: bytes,
-        trace: tuple[TraceEntry, ...] = (),
-        *,
-        extra: Mapping[str, object] | None = None,
-    ) -> Path:
+    def store(self, record: Record, *, timeline: Sequence[Mapping[str, object]] = ()) -> Path:
         """Store one message durably (tmp, fsync, rename into ``new/``, fsync) with its metadata.
 
         The metadata file is written first and not synced on its own: after a crash a message
         may lack it (the index falls back to the message), but a message is never lost.
-        ``extra`` adds fields such as the delivery ``timeline`` or per-recipient ``filters``.
+        ``timeline`` lists the delivery attempts (relay mode).
         """
+        envelope, queue_id = record.envelope, record.queue_id
         meta = {
             "id": queue_id,
             "sender": envelope.sender,
@@ -58,15 +51,16 @@ class CaptureStore:
             "received_at": envelope.received_at,
             "peer": envelope.peer,
             "helo": envelope.helo,
-            "trace": [[entry.option, entry.change] for entry in trace],
+            "trace": [[entry.option, entry.change] for entry in record.trace],
+            "filters": record.filters,
+            "timeline": list(timeline),
             "captured_at": time.time(),
-            **(extra or {}),
         }
         (self.root / "meta" / f"{queue_id}.json").write_text(json.dumps(meta), encoding="utf-8")
         now = time.time()
         name = f"{int(now)}.M{int(now * 1e6) % 1_000_000}P{os.getpid()}Q{queue_id}.{self._host}"
         target = self.root / "new" / name
-        write_durably(target, message, self.root / "tmp")
+        write_durably(target, record.message, self.root / "tmp")
         return target
 
     def mailbox(self) -> mailbox.Maildir:

@@ -190,6 +190,8 @@ def transcode(message: bytes, mode: MimeEncoding | str) -> tuple[bytes, Trace]:
     ``keep`` still re-encodes a part with a line over 998 octets. Raises
     :class:`~relay.cleanup.fields.MalformedMessage` if the MIME structure cannot be followed.
     """
+    if mode == "keep" and _line_safe(message):
+        return message, ()  # nothing to re-encode: skip taking the MIME tree apart
     entity, trace = _walk(parse(message), mode, "message", top=True)
     return (serialise(entity), trace) if trace else (message, ())
 

@@ -71,6 +71,7 @@ def run(
     When no option applies, the message bytes come back as they were given.
     """
     extras = resolve_extras(options, directory)
+    received = envelope.recipients
     recipients, trace = rewrite_recipients(envelope.recipients, options, directory, extras)
     sender, more = _rewrite_sender(envelope.sender, options, directory, account)
     trace += more
@@ -88,17 +89,38 @@ def run(
         note = TraceEntry("cleanup", f"message passed on unchanged: {exc}")
         return CleanupResult(envelope, message, (*trace, note))
     original = fields
-    steps = (
-        (strip_bcc, ()),
-        (rewrite_visible, (recipients, options, directory, extras)),
-        (rewrite_from, (options, directory)),
-        (rewrite_reply_to, (options, directory)),
-        (align_sender, (options, account)),
-        (add_subject_prefix, (options,)),
+    # Address headers are only parsed when an option can change them (the common case of
+    # a relay with no [notification] options must stay cheap).
+    names_change = bool(options.smtp_default_domain or directory.users)
+    visible_change = (
+        names_change
+        or recipients != received
+        or any(
+            (
+                options.use_public_cc is not None,
+                extras.cc,
+                extras.bcc,
+                options.ignore_domains,
+                options.admit_domains,
+            )
+        )
     )
-    for step, arguments in steps:
-        fields, more = step(fields, *arguments)  # type: ignore[operator]
-        trace += more
+    steps = (
+        (strip_bcc, (), True),
+        (rewrite_visible, (recipients, options, directory, extras), visible_change),
+        (
+            rewrite_from,
+            (options, directory),
+            names_change or options.smtp_from or options.smtp_from_name,
+        ),
+        (rewrite_reply_to, (options, directory), names_change or options.smtp_replyto),
+        (align_sender, (options, account), options.align_sender),
+        (add_subject_prefix, (options,), options.smtp_subject_prefix),
+    )
+    for step, arguments, wanted in steps:
+        if wanted:
+            fields, more = step(fields, *arguments)  # type: ignore[operator]
+            trace += more
     rewritten = normalised if fields == original else join_message(fields, separator, body)
     try:
         rewritten, more = transcode(rewritten, options.mime_encoding)

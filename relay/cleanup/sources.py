@@ -12,15 +12,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import yaml
 
 from relay.cleanup.directory import AliasError, Directory, flatten_aliases
+from relay.cleanup.filters import FilterSet
 from relay.cleanup.mailbox import is_address, is_bare_name
 from relay.cleanup.options import CleanupOptions
 from relay.errors import ConfigError
+from relay.gmail import GmailError, load_rules
 
-__all__ = ["DirectorySource", "load_aliases", "read_trac_users", "trac_database"]
+if TYPE_CHECKING:
+    from relay.config import FiltersConfig
+
+__all__ = [
+    "DirectorySource",
+    "load_aliases",
+    "load_filter_sets",
+    "read_trac_users",
+    "trac_database",
+]
 
 _USERS_QUERY = "SELECT sid, value FROM session_attribute WHERE authenticated = 1 AND name = 'email'"
 
@@ -166,3 +178,15 @@ class DirectorySource:
             aliases=MappingProxyType(aliases),
             users=MappingProxyType({**users, **self._inline}),
         )
+
+
+def load_filter_sets(config: FiltersConfig, *, file: str) -> tuple[FilterSet, ...]:
+    """Load the rules file of every configured filter set (raises ``ConfigError``)."""
+    sets = []
+    for n, entry in enumerate(config.sets):
+        try:
+            ruleset = load_rules(entry.rules, params=entry.params)
+        except GmailError as exc:
+            raise ConfigError(str(exc), file=file, key=f"filters.sets[{n}].rules") from None
+        sets.append(FilterSet(entry.recipients, entry.rules.name, ruleset))
+    return tuple(sets)

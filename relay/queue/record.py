@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from relay.model import Envelope, TraceEntry
 
@@ -40,12 +42,15 @@ class CorruptRecord(ValueError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Record:
-    """One accepted message: its id, envelope, content and the cleanup trace."""
+    """One accepted message: its id, envelope, content, the cleanup trace and, per recipient,
+    what their Gmail filters would do (``FilterResult.to_dict()`` data).
+    """
 
     queue_id: str
     envelope: Envelope
     message: bytes
     trace: tuple[TraceEntry, ...] = ()
+    filters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,6 +109,7 @@ def encode_record(record: Record) -> bytes:
             "peer": env.peer,
             "helo": env.helo,
             "trace": [[entry.option, entry.change] for entry in record.trace],
+            "filters": record.filters,
         },
         ensure_ascii=False,
     ).encode("utf-8")
@@ -142,7 +148,13 @@ def decode_record(data: bytes) -> Record:
             helo=fields["helo"],
         )
         trace = tuple(TraceEntry(option, change) for option, change in fields["trace"])
-        return Record(queue_id=fields["id"], envelope=envelope, message=message, trace=trace)
+        return Record(
+            queue_id=fields["id"],
+            envelope=envelope,
+            message=message,
+            trace=trace,
+            filters=fields.get("filters", {}),
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptRecord(f"bad metadata: {exc}") from None
 

@@ -8,15 +8,19 @@ Nothing here decides policy or rewrites mail: :mod:`relay.receive.policy` and
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from relay import cleanup
+from relay.cleanup.filters import Simulation
 from relay.config import Limits
 from relay.errors import SpoolError
 from relay.log import logger
-from relay.model import Envelope, TraceEntry, new_queue_id
+from relay.model import Envelope, new_queue_id
+from relay.queue.record import Record
 from relay.receive.policy import address_problem
 
 __all__ = ["RelayHandler", "Sink"]
@@ -25,9 +29,7 @@ __all__ = ["RelayHandler", "Sink"]
 class Sink(Protocol):
     """Where accepted messages go: the spool (relay mode) or the capture store."""
 
-    def accept(
-        self, queue_id: str, envelope: Envelope, message: bytes, trace: tuple[TraceEntry, ...]
-    ) -> None:
+    def accept(self, record: Record) -> None:
         """Store the message durably (blocking; runs in a worker thread)."""
 
     def accepted(self, queue_id: str) -> None:
@@ -45,12 +47,14 @@ class RelayHandler:
         directory: Callable[[], cleanup.Directory],
         sink: Sink,
         account: str | None = None,
+        simulate: Callable[[Envelope, bytes], Simulation] | None = None,
     ) -> None:
         self.limits = limits
         self.options = options
         self.directory = directory
         self.sink = sink
         self.account = account
+        self.simulate = simulate
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
@@ -92,7 +96,7 @@ class RelayHandler:
             peer=_describe_peer(session.peer),
             helo=session.host_name or "",
         )
-        reply, queue_id = self._process(model, content)
+        reply, queue_id = await asyncio.to_thread(self._process, model, content)
         if queue_id is not None:
             self.sink.accepted(queue_id)
         return reply
@@ -104,15 +108,29 @@ class RelayHandler:
         if result.rejection is not None:
             return result.rejection.reply(), None
         queue_id = new_queue_id()
-        self.sink.accept(queue_id, result.envelope, result.message, result.trace)
+        record = Record(
+            queue_id=queue_id, envelope=result.envelope, message=result.message, trace=result.trace
+        )
+        if self.simulate is not None:
+            simulation = self.simulate(result.envelope, result.message)
+            trace = result.trace + simulation.trace
+            record = replace(
+                record, envelope=simulation.envelope, trace=trace, filters=simulation.results
+            )
+            for entry in simulation.trace:
+                logger.info("%s: %s", queue_id, entry.change)
         logger.info(
             "%s: from=<%s>, size=%d, nrcpt=%d, client=%s",
             queue_id,
-            result.envelope.sender,
-            len(result.message),
-            len(result.envelope.recipients),
+            record.envelope.sender,
+            len(record.message),
+            len(record.envelope.recipients),
             envelope.peer,
         )
+        if not record.envelope.recipients:
+            logger.info("%s: discarded: every recipient's filters delete it", queue_id)
+            return f"250 2.0.0 Ok: {queue_id} discarded by recipients' filters", None
+        self.sink.accept(record)
         return f"250 2.0.0 Ok: queued as {queue_id}", queue_id
 
     async def handle_exception(self, error: Exception) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import aiosmtplib
 import pytest
 from helpers import eventually, port_of
@@ -26,7 +28,7 @@ def upstream_section(upstream, **extra):
 
 
 async def test_starttls_and_auth_delivery(
-    make_config, start_relay, server_context, ca_file, password_file
+    make_config, start_relay, server_context, ca_file, password_file, caplog
 ):
     with FakeUpstream(tls="starttls", context=server_context, credentials=CREDENTIALS) as upstream:
         relay = await start_relay(
@@ -50,6 +52,13 @@ async def test_starttls_and_auth_delivery(
         await eventually(
             lambda: not spool.ids(QueueState.INCOMING) and not spool.ids(QueueState.DEFERRED)
         )
+        queue_id = reply.rsplit(" ", 1)[1]
+        line = (
+            rf"{queue_id}: to=<bob@example.org>, relay=127.0.0.1\[127.0.0.1\]:{upstream.port}, "
+            r"delay=\d+\.\d\d, attempts=1, dsn=2.0.0, status=sent \(250 2.0.0 OK queued as up1\)"
+        )
+        assert re.search(line, caplog.text), caplog.text
+        assert "s3cret" not in caplog.text
 
 
 async def test_implicit_tls_delivery(

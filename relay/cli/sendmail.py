@@ -1,0 +1,279 @@
+"""``notify-relay sendmail`` (also ``notify-relay-sendmail``, or a link named ``sendmail``).
+
+Reads one message on stdin and submits it to the running relay over SMTP, so programs
+that only know ``sendmail -t -i -f SENDER`` (Trac's ``SendmailEmailSender`` among them)
+never open an SMTP connection themselves. Where the relay is, in this order:
+``--connect ADDRESS``; the ``listen:`` addresses of ``--config FILE`` or of the file
+named by ``$NOTIFY_RELAY_CONFIG`` (unix sockets first); else
+``unix:/run/notify-relay/smtp.sock`` then ``127.0.0.1:2525``. The first that answers is
+used. Exit codes follow sysexits.h; nothing is printed on success (Trac treats any
+output on stderr as a failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import getpass
+import os
+import smtplib
+import socket
+import sys
+from collections.abc import Sequence
+
+__all__ = ["DEFAULT_TARGETS", "add_parser", "exit_code", "main"]
+
+#: Where to look for the relay when neither --connect nor a config names it.
+DEFAULT_TARGETS = ("unix:/run/notify-relay/smtp.sock", "127.0.0.1:2525")
+_TIMEOUT = 30.0
+
+EX_USAGE, EX_DATAERR, EX_NOUSER, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 64, 65, 67, 75, 77, 78
+
+
+class _UsageError(Exception):
+    """A command-line mistake: exit 64 with the message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """sendmail's usage errors exit 64 (EX_USAGE), not argparse's 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(message)
+
+
+def _parser(prog: str) -> _Parser:
+    parser = _Parser(
+        prog=prog,
+        allow_abbrev=False,
+        description="Submit the message on stdin to the running notify-relay.",
+        epilog="Other sendmail options (-oem, -odi, -B 8BITMIME, -v ...) are accepted "
+        "and ignored; -bm is the only mode.",
+    )
+    parser.add_argument(
+        "-t",
+        dest="from_headers",
+        action="store_true",
+        help="add the To, Cc and Bcc addresses to the recipients; drop Bcc",
+    )
+    parser.add_argument(
+        "-i",
+        dest="dots",
+        action="store_true",
+        help="a line with a lone '.' does not end the message (also -oi)",
+    )
+    parser.add_argument(
+        "-o",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="sendmail option; only -oi has an effect",
+    )
+    parser.add_argument(
+        "-f",
+        "-r",
+        dest="sender",
+        metavar="SENDER",
+        help="envelope sender (default: your login name)",
+    )
+    parser.add_argument(
+        "-F",
+        dest="name",
+        metavar="NAME",
+        help="sender's full name for a From header the message lacks",
+    )
+    parser.add_argument("-b", dest="mode", default="m", metavar="MODE", help=argparse.SUPPRESS)
+    for ignored in ("-B", "-N", "-R", "-V", "-X"):
+        parser.add_argument(ignored, help=argparse.SUPPRESS)
+    parser.add_argument("-v", action="store_true", help="print the relay's reply on stdout")
+    parser.add_argument(
+        "--config", "-C", metavar="FILE", help="the relay's config: submit to its listen addresses"
+    )
+    parser.add_argument(
+        "--connect", metavar="ADDRESS", help="the relay's address: unix:/PATH or HOST:PORT"
+    )
+    parser.add_argument("recipients", nargs="*", metavar="RECIPIENT")
+    return parser
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``sendmail``; its arguments are parsed by sendmail's own rules."""
+    parser = subparsers.add_parser(
+        "sendmail",
+        help="submit a message on stdin to the running relay (sendmail -t -i -f ...)",
+        add_help=False,
+        prefix_chars="\0",  # hand every argument, -i and -f included, to sendmail's parser
+    )
+    parser.add_argument("arguments", nargs=argparse.REMAINDER)
+    parser.set_defaults(func=lambda args: main(args.arguments, prog="notify-relay sendmail"))
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "notify-relay-sendmail") -> int:
+    """Run the sendmail command; return its sysexits code."""
+    try:
+        args = _parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
+        if args.mode != "m":
+            raise _UsageError(f"-b{args.mode} is not supported (only -bm, the default)")
+        targets = _targets(args)
+    except _UsageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EX_USAGE
+    except ValueError as exc:  # a config that cannot be read
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    code, lines = _submit(args, targets)
+    for line in lines:
+        print(f"{prog}: {line}" if code else line, file=sys.stderr if code else sys.stdout)
+    return code
+
+
+def _targets(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.connect:
+        return (args.connect,)
+    config = args.config or os.environ.get("NOTIFY_RELAY_CONFIG")
+    if not config:
+        return DEFAULT_TARGETS
+    from relay.config import TcpListener, load_config
+    from relay.errors import ConfigError
+
+    try:
+        listen = load_config(config, secrets=False).listen
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    loopback = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+    unix = [str(item) for item in listen if not isinstance(item, TcpListener)]
+    tcp = [
+        str(TcpListener(loopback.get(item.host, item.host), item.port))
+        for item in listen
+        if isinstance(item, TcpListener) and item.port
+    ]
+    return (*unix, *tcp)
+
+
+def exit_code(code: int, stage: str) -> int:
+    """The sysexits code for an SMTP reply ``code`` at ``stage`` (connect, mail, rcpt, data)."""
+    if code < 500:
+        return EX_TEMPFAIL
+    return {"connect": EX_NOPERM, "rcpt": EX_NOUSER}.get(stage, EX_DATAERR)
+
+
+class _Refused(Exception):
+    """The relay answered an error at ``stage``; the exit code follows from the reply code."""
+
+    def __init__(self, stage: str, code: int, text: str) -> None:
+        super().__init__(f"{code} {text}")
+        self.stage, self.code = stage, code
+
+
+class _Client(smtplib.SMTP):
+    """smtplib over an already connected socket (TCP or unix)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        super().__init__(local_hostname="localhost", timeout=_TIMEOUT)
+
+    def _get_socket(self, host: str, port: int, timeout: float | None) -> socket.socket:
+        return self._sock
+
+    def check(self, stage: str, reply: tuple[int, bytes], *ok: int) -> str:
+        """The reply text; raise :class:`_Refused` unless its code is one of ``ok``."""
+        code, text = reply[0], reply[1].decode(errors="replace").replace("\n", " ")
+        if code not in ok:
+            raise _Refused(stage, code, text)
+        return f"{code} {text}"
+
+
+def _submit(args: argparse.Namespace, targets: tuple[str, ...]) -> tuple[int, list[str]]:
+    """Send the message; return the exit code and the lines to print."""
+    from relay.receive import sendmail
+
+    message = sendmail.read_message(
+        sys.stdin.buffer.read(), dot_ends=not (args.dots or "i" in args.options)
+    )
+    sender = getpass.getuser() if args.sender is None else args.sender.strip("<>")
+    recipients = list(args.recipients)
+    if args.from_headers:
+        recipients += [r for r in sendmail.header_recipients(message) if r not in recipients]
+        message = sendmail.without_header(message, "Bcc")
+    if args.name:
+        message = sendmail.with_from_name(message, sender, args.name)
+    if not recipients:
+        return EX_USAGE, ["no recipients: name them as arguments or use -t"]
+    lines: list[str] = []
+    code = 0
+    try:
+        with _connect(targets) as client:
+            client.check("connect", client.ehlo(), 250)
+            options = []
+            if not message.isascii() and client.has_extn("8bitmime"):
+                options.append("BODY=8BITMIME")
+            if not "".join([sender, *recipients]).isascii():
+                options.append("SMTPUTF8")  # smtplib refuses it if the relay does not offer it
+            client.check("mail", client.mail(sender, options), 250)
+            for rcpt in recipients:
+                try:
+                    client.check("rcpt", client.rcpt(rcpt), 250, 251)
+                except _Refused as exc:
+                    lines.append(f"recipient <{rcpt}> refused: {exc}")
+                    code = max(code, exit_code(exc.code, "rcpt"))
+            if len(lines) == len(recipients):
+                return code, lines
+            reply = client.check("data", client.data(message), 250)
+    except _Unreachable as exc:
+        return exc.code, [f"cannot reach the relay ({exc}); the message was not sent"]
+    except _Refused as exc:
+        return exit_code(exc.code, exc.stage), [f"the relay refused the message: {exc}"]
+    except (smtplib.SMTPException, OSError) as exc:
+        return EX_TEMPFAIL, [f"lost the relay ({exc or type(exc).__name__}); not sent"]
+    if lines:
+        return code, [*lines, "the message was sent to the other recipients"]
+    return 0, [reply] if args.v else []
+
+
+class _Unreachable(Exception):
+    """No target accepted a connection; ``code`` is the exit code to use."""
+
+    def __init__(self, reasons: list[str], code: int) -> None:
+        super().__init__("; ".join(reasons))
+        self.code = code
+
+
+def _open(target: str) -> socket.socket:
+    if not target.startswith("unix:"):
+        host, _, port = target.rpartition(":")
+        return socket.create_connection((host.strip("[]"), int(port)), timeout=_TIMEOUT)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(_TIMEOUT)
+    try:
+        sock.connect(target[5:])
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _connect(targets: tuple[str, ...]) -> _Client:
+    """A client greeted by the first target that answers; raise :class:`_Unreachable`."""
+    reasons, code = [], EX_TEMPFAIL
+    for target in targets:
+        try:
+            sock = _open(target)
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            if getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM):
+                code = EX_NOPERM
+                reason += " (add this user to the socket's group)"
+            reasons.append(f"{target}: {reason}")
+            continue
+        client = _Client(sock)
+        try:
+            client.check("connect", client.connect("localhost"), 220)
+        except (smtplib.SMTPException, OSError) as exc:
+            client.close()
+            reasons.append(f"{target}: no greeting ({exc or type(exc).__name__})")
+            continue
+        except _Refused:
+            client.close()
+            raise
+        return client
+    raise _Unreachable(reasons, code)
