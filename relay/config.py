@@ -31,10 +31,12 @@ __all__ = [
     "Limits",
     "QueueConfig",
     "RelayConfig",
+    "ReleaseConfig",
     "Secret",
     "TcpListener",
     "UnixListener",
     "UpstreamConfig",
+    "WebConfig",
     "load_config",
 ]
 
@@ -194,11 +196,47 @@ class QueueConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseConfig:
+    """Manual release of captured mail (web page, API, ``mail release``).
+
+    ``allowed``: shell-style recipient patterns a release may go to (empty: release is
+    off); ``upstream``: where to (default: the top-level ``upstream``).
+    """
+
+    allowed: tuple[str, ...] = ()
+    upstream: UpstreamConfig | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CaptureConfig:
-    """The capture store (a Maildir): on in capture mode, a switch in relay mode."""
+    """The capture store (a Maildir): on in capture mode, a switch in relay mode.
+
+    Retention: at most ``max_messages`` (0: no limit), none older than ``max_age`` (0: no
+    limit); the oldest go first.
+    """
 
     path: Path = Path("mail")
     enabled: bool | None = None
+    max_messages: int = field(default=10_000, metadata={"min": 0})
+    max_age: float = field(default=0.0, metadata={"duration": True})
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
+
+
+def _parse_web_listener(value: object) -> TcpListener:
+    listener = _parse_listener(value)
+    if not isinstance(listener, TcpListener):
+        raise ValueError(f'expected "HOST:PORT" such as "127.0.0.1:8025", got {value!r}')
+    return listener
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebConfig:
+    """The HTTP side: the page and JSON API over captured mail and the queue."""
+
+    enabled: bool = True
+    listen: TcpListener = field(
+        default=TcpListener("127.0.0.1", 8025), metadata={"parse": _parse_web_listener}
+    )
 
 
 def _parse_timezone(value: object) -> str:
@@ -247,6 +285,7 @@ class RelayConfig:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     notification: CleanupOptions = field(default_factory=CleanupOptions)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     trac_ini: Path | None = None
     source: str = field(default="(defaults)", init=False)
     trac_ini_report: tuple[str, ...] = field(default=(), init=False)
@@ -263,12 +302,17 @@ class RelayConfig:
 
 
 def load_config(
-    path: str | os.PathLike[str] | None, *, trac_ini: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str] | None,
+    *,
+    trac_ini: str | os.PathLike[str] | None = None,
+    secrets: bool = True,
 ) -> RelayConfig:
     """Read, validate and return the configuration at ``path`` (``None``: the defaults).
 
     ``trac_ini`` (or the file's ``trac_ini:`` key) names a trac.ini whose ``[notification]``
     options are applied first; the file's own ``notification:`` keys win over them.
+    ``secrets=False`` leaves the upstream password unread (``upstream.secret`` is None): for
+    commands that never log in, run by users who may not be able to read it.
     """
     file = str(path) if path is not None else "(no config file)"
     data = _read_yaml(Path(path)) if path is not None else {}
@@ -292,7 +336,13 @@ def load_config(
     if report is not None:
         object.__setattr__(config, "trac_ini_report", report.lines())
     if config.upstream is not None:
-        _check_upstream(config.upstream, file)
+        _check_upstream(config.upstream, file, secrets=secrets)
+    if config.capture.release.upstream is not None:
+        try:
+            _check_upstream(config.capture.release.upstream, file, secrets=secrets)
+        except ConfigError as exc:  # name the key where it is: capture.release.upstream...
+            key = where("capture.release", exc.key)
+            raise ConfigError(exc.message, file=file, key=key) from None
     return config
 
 
@@ -312,7 +362,7 @@ def _read_yaml(path: Path) -> object:
         raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from None
 
 
-def _check_upstream(upstream: UpstreamConfig, file: str) -> None:
+def _check_upstream(upstream: UpstreamConfig, file: str, *, secrets: bool = True) -> None:
     """Resolve the password and refuse combinations that would leak it."""
     sources = [name for name in _PASSWORD_SOURCES if getattr(upstream, name) is not None]
     key = where("upstream", sources[0] if sources else "username")
@@ -334,8 +384,9 @@ def _check_upstream(upstream: UpstreamConfig, file: str) -> None:
                 file=file,
                 key="upstream.tls",
             )
-        secret = Secret(_read_password(upstream, sources[0], file, key))
-        object.__setattr__(upstream, "secret", secret)
+        if secrets:
+            secret = Secret(_read_password(upstream, sources[0], file, key))
+            object.__setattr__(upstream, "secret", secret)
     if upstream.fingerprint is not None:
         digits = upstream.fingerprint.replace(":", "").lower()
         if len(digits) != 64 or set(digits) - set("0123456789abcdef"):

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
-__all__ = ["fsync_dir", "write_durably"]
+__all__ = ["DirectorySync", "fsync_dir", "write_durably"]
 
 
-def write_durably(target: Path, data: bytes, scratch: Path) -> None:
+def write_durably(
+    target: Path, data: bytes, scratch: Path, *, directory: DirectorySync | None = None
+) -> None:
     """Write ``data`` to ``scratch``, fsync it, rename it to ``target`` and fsync the directory.
 
     ``scratch`` must be on the same file system as ``target``. After a crash the target is
     either absent or complete, never partial. On error the scratch file is removed and the
-    ``OSError`` propagates.
+    ``OSError`` propagates. ``directory`` shares the directory fsync with concurrent writers.
     """
     temporary = scratch / f"{target.parent.name}-{target.name}"
     try:
@@ -29,7 +32,10 @@ def write_durably(target: Path, data: bytes, scratch: Path) -> None:
     except OSError:
         temporary.unlink(missing_ok=True)
         raise
-    fsync_dir(target.parent)
+    if directory is None:
+        fsync_dir(target.parent)
+    else:
+        directory.sync()
 
 
 def fsync_dir(path: Path) -> None:
@@ -39,3 +45,38 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class DirectorySync:
+    """Group commit for one directory: concurrent callers share one fsync.
+
+    A caller's entries are durable once an fsync that *started* after its rename has
+    finished; callers that arrive while one runs wait for the next, which covers them all.
+    Under load this turns N directory fsyncs into about two.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Condition()
+        self._requested = 0
+        self._done = 0
+        self._running = False
+
+    def sync(self) -> None:
+        """Return once every rename made in the directory before this call is durable."""
+        with self._lock:
+            self._requested += 1
+            ticket = self._requested
+            while self._done < ticket:
+                if self._running:
+                    self._lock.wait()
+                    continue
+                self._running, covered = True, self._requested
+                self._lock.release()
+                try:
+                    fsync_dir(self.path)
+                finally:
+                    self._lock.acquire()
+                    self._running = False
+                    self._lock.notify_all()
+                self._done = max(self._done, covered)

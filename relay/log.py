@@ -1,21 +1,73 @@
-"""Postfix-style log lines: the queue id first, then ``key=value`` pairs ops can grep."""
+"""Postfix-style log lines: the queue id first, then ``key=value`` pairs ops can grep.
+
+``setup_logging(fmt="json")`` writes the same events as one JSON object per line for log
+shippers, with the queue id and the ``key=value`` pairs of a line as fields of their own.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
+from typing import Literal
 
 from relay.deliver.outcome import Reply, Status
 
-__all__ = ["delivery_line", "logger", "setup_logging"]
+__all__ = ["delivery_line", "line_fields", "logger", "setup_logging"]
 
 logger = logging.getLogger("notify-relay")
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    """Send the relay's log lines to stderr, one line per event."""
+_QUEUE_ID = re.compile(r"^([0-9A-F]{18}): ")
+_PAIR = re.compile(r"(?:^|, )([a-z_]+)=(<[^>]*>|[^,\s]+)")
+_REPLY = re.compile(r" \((.*)\)$")
+
+
+def line_fields(message: str) -> dict[str, str]:
+    """The queue id, ``key=value`` pairs and final ``(reply)`` of a Postfix-style line.
+
+    ``"1A2B...: to=<b@x>, dsn=2.0.0, status=sent (250 ok)"`` gives ``{"queue_id": "1A2B...",
+    "to": "b@x", "dsn": "2.0.0", "status": "sent", "reply": "250 ok"}``; other lines, none.
+    """
+    match = _QUEUE_ID.match(message)
+    if match is None:
+        return {}
+    rest = message[match.end() :]
+    reply = _REPLY.search(rest) if "status=" in rest else None
+    if reply is not None:
+        rest = rest[: reply.start()]
+    fields = {key: value.strip("<>") for key, value in _PAIR.findall(rest)}
+    if reply is not None:
+        fields["reply"] = reply.group(1)
+    return {"queue_id": match.group(1), **fields}
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, pid, message and the line's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        data = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "pid": record.process,
+            "message": message,
+            **line_fields(message),
+        }
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup_logging(level: int = logging.INFO, fmt: Literal["text", "json"] = "text") -> None:
+    """Send the relay's log lines to stderr, one line per event, as text or JSON."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s notify-relay[%(process)d]: %(message)s"))
+    handler.setFormatter(
+        _JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s notify-relay[%(process)d]: %(message)s")
+    )
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False

@@ -5,19 +5,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
+import threading
 from collections.abc import Callable
 
 from relay.capture.maildir import CaptureStore
 from relay.cleanup.filters import Simulation, simulate
 from relay.cleanup.sources import DirectorySource, load_filter_sets
 from relay.config import RelayConfig, TcpListener
+from relay.errors import ConfigError, RelayError
 from relay.log import logger
+from relay.metrics import Metrics
 from relay.model import Envelope
+from relay.queue.control import ControlServer
 from relay.queue.manager import QueueManager
 from relay.queue.record import DeliveryState, Record
 from relay.queue.spool import Spool
 from relay.receive.handler import RelayHandler
 from relay.receive.server import Listeners
+from relay.web.server import WebServer
 
 __all__ = ["Relay", "serve"]
 
@@ -69,8 +74,18 @@ class Relay:
 
     def __init__(self, config: RelayConfig) -> None:
         self.config = config
-        self.capture = CaptureStore(config.capture.path) if config.capture_enabled else None
+        self.metrics = Metrics()
+        self.capture = (
+            CaptureStore(
+                config.capture.path,
+                max_messages=config.capture.max_messages,
+                max_age=config.capture.max_age,
+            )
+            if config.capture_enabled
+            else None
+        )
         self.manager: QueueManager | None = None
+        self.control: ControlServer | None = None
         if config.upstream is not None:
             spool = Spool(config.queue.path)
             self.manager = QueueManager(
@@ -79,28 +94,33 @@ class Relay:
                 config.queue.retry,
                 hostname=config.hostname,
                 on_delivered=self._keep_copy if self.capture else None,
+                metrics=self.metrics,
             )
+            self.metrics.watch(spool)
+            self.control = ControlServer(spool.root, self.manager.apply)
             sink: _SpoolSink | _CaptureSink = _SpoolSink(spool, self.manager)
         else:
             assert self.capture is not None
             sink = _CaptureSink(self.capture)
         self.directory = DirectorySource.from_options(config.notification)
-        handler = RelayHandler(
+        self.handler = RelayHandler(
             limits=config.limits,
-            options=lambda: config.notification,
-            directory=self.directory.current,
+            options=lambda: self.config.notification,  # read at each use: reload replaces it
+            directory=lambda: self.directory.current(),
             sink=sink,
             account=config.upstream.username if config.upstream else None,
             simulate=_simulator(config),
+            metrics=self.metrics,
         )
         self.listeners = Listeners(
             config.listen,
-            handler,
+            self.handler,
             networks=config.allowed_networks,
             limits=config.limits,
             hostname=config.hostname,
         )
         self.bound: list[str] = []
+        self.web: WebServer | None = None
 
     async def _keep_copy(self, record: Record, state: DeliveryState) -> None:
         assert self.capture is not None
@@ -112,16 +132,64 @@ class Relay:
         if self.capture is not None:
             await asyncio.to_thread(self.capture.create)
         if self.manager is not None:
+            assert self.control is not None
+            await self.control.start()  # the queue is ours from here on
             await asyncio.to_thread(self.manager.spool.create)
             await self.manager.start()
         self.bound = await self.listeners.start()
+        if self.capture is not None:
+            threading.Thread(target=self.capture.catch_up, name="capture", daemon=True).start()
+        if self.config.web.enabled:
+            self.web = await self._start_web()
         self._announce()
 
     async def stop(self) -> None:
         """Close the listeners, then stop delivery (queued mail stays on disk)."""
+        self.bound = []
+        if self.web is not None:
+            await self.web.stop()
+            self.web = None
         await self.listeners.stop()
         if self.manager is not None:
             await self.manager.stop()
+        if self.control is not None:
+            await self.control.stop()
+
+    async def _start_web(self) -> WebServer | None:
+        """The page and API; mail keeps flowing if the port is taken."""
+        server = WebServer(self, self.config.web.listen)
+        try:
+            await server.start()
+        except OSError as exc:
+            logger.error("web: cannot listen on %s: %s; no page or API", server.listen, exc)
+            return None
+        return server
+
+    def reload(self, config: RelayConfig) -> None:
+        """Put ``config`` in force for new messages and the next delivery attempts.
+
+        Raises :class:`~relay.errors.ConfigError` (and changes nothing) when the new
+        aliases or filter rules do not load or the mode would change. Connections stay
+        open; settings that only a restart can apply are named in a warning.
+        """
+        if (config.upstream is None) != (self.config.upstream is None):
+            raise ConfigError(
+                "switching between capture and relay mode needs a restart", file=config.source
+            )
+        directory = DirectorySource.from_options(config.notification)
+        simulate = _simulator(config)
+        restart = [
+            name for name in _RESTART_ONLY if _section(self.config, name) != _section(config, name)
+        ]
+        self.config, self.directory = config, directory
+        self.handler.limits = self.listeners.limits = config.limits
+        self.handler.simulate = simulate
+        self.handler.account = config.upstream.username if config.upstream else None
+        if self.manager is not None and config.upstream is not None:
+            self.manager.reconfigure(config.upstream, config.queue.retry)
+        logger.info("reload: configuration from %s in force", config.source)
+        if restart:
+            logger.warning("reload: a restart is needed to apply %s", ", ".join(restart))
 
     def _announce(self) -> None:
         config = self.config
@@ -129,6 +197,8 @@ class Relay:
             logger.info("trac.ini: %s", line)
         for address in self.bound:
             logger.info("smtp: listening on %s", address)
+        if self.web is not None:
+            logger.info("web: page and API on %s", self.web.url)
         if config.upstream is None:
             logger.info(
                 "capture mode: no upstream configured; every message is stored in %s",
@@ -153,14 +223,57 @@ class Relay:
             )
 
 
-async def serve(config: RelayConfig) -> None:
-    """Run the relay until SIGTERM or SIGINT."""
+#: Settings read once at start; a reload that changes them says a restart is needed.
+_RESTART_ONLY = (
+    "listen",
+    "allowed_networks",
+    "hostname",
+    "queue.path",
+    "capture",
+    "upstream.connections",
+)
+
+
+def _section(config: RelayConfig, name: str) -> object:
+    value: object = config
+    for part in name.split("."):
+        value = getattr(value, part, None)
+    return value
+
+
+async def serve(config: RelayConfig, *, reload: Callable[[], RelayConfig] | None = None) -> None:
+    """Run the relay until SIGTERM or SIGINT; on SIGHUP, put ``reload()``'s config in force.
+
+    A config that does not load or apply is refused with its error logged, and the one in
+    force stays.
+    """
     relay = Relay(config)
     await relay.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reloader(relay, reload))
     await stopping.wait()
     logger.info("stopping")
     await relay.stop()
+
+
+def _reloader(relay: Relay, load: Callable[[], RelayConfig]) -> Callable[[], None]:
+    """The SIGHUP handler: load the config in a thread (it may run a password command)."""
+    running: set[asyncio.Task[None]] = set()
+
+    async def reload_now() -> None:
+        try:
+            relay.reload(await asyncio.to_thread(load))
+        except (RelayError, OSError) as exc:
+            logger.error("reload: refused, keeping the configuration in force: %s", exc)
+
+    def on_hangup() -> None:
+        logger.info("reload: SIGHUP received")
+        task = asyncio.get_running_loop().create_task(reload_now())
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    return on_hangup

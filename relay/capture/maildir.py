@@ -2,44 +2,98 @@
 
 The message file is the exact bytes the relay would have sent; its name carries the queue
 id (``<seconds>.M<micro>P<pid>Q<queue id>.<host>``). What the Maildir cannot hold
-(envelope, rewrite trace, delivery timeline) sits in ``meta/<queue id>.json`` beside
-``cur/ new/ tmp/`` — a plain directory that mail clients ignore. Methods block: call them
-from a worker thread.
+(envelope, rewrite trace, filter results, delivery timeline, releases) sits in
+``meta/<queue id>.json`` beside ``cur/ new/ tmp/`` — a plain directory that mail clients
+ignore — and ``index.sqlite3`` indexes it all (:mod:`relay.capture.index`). Storing a
+queue id again replaces its earlier copy. Methods block: call them from a worker thread.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mailbox
+import multiprocessing
 import os
+import re
 import socket
+import sqlite3
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from functools import partial
+from itertools import islice
 from pathlib import Path
+from typing import Any
 
+from relay.capture.entry import IndexEntry, entry_of
+from relay.capture.events import Events, MailEvent, MailEventKind
+from relay.capture.index import CaptureIndex
+from relay.capture.search import Page, find, find_ids
+from relay.capture.timeline import delivery_status
 from relay.durable import write_durably
+from relay.log import logger
 from relay.queue.record import Record
 
 __all__ = ["CaptureStore"]
 
+_QUEUE_ID = re.compile(r"Q([0-9A-Za-z]+)\.")
+_BATCH = 500
+_PARALLEL = 2000  # messages to index before it pays to start worker processes
+
 
 class CaptureStore:
-    """A Maildir at ``root`` with a ``meta/`` directory."""
+    """A Maildir at ``root`` with a ``meta/`` directory and an index.
 
-    def __init__(self, root: Path) -> None:
+    ``max_messages`` (0: no limit) and ``max_age`` (seconds, 0: no limit) bound what is kept;
+    ``events`` hears of every message stored, deleted or released.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_messages: int = 0,
+        max_age: float = 0.0,
+        events: Events | None = None,
+    ) -> None:
         self.root = root
+        self.max_messages = max_messages
+        self.max_age = max_age
+        self.events = events or Events()
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+        self._index: CaptureIndex | None = None
+        self._reconciling = threading.Lock()
+        self._opening = threading.Lock()
+
+    @property
+    def index(self) -> CaptureIndex:
+        """The index, opened on first use (the next :meth:`refresh` fills a new one)."""
+        with self._opening:
+            if self._index is None:
+                self._index = CaptureIndex(self.root / "index.sqlite3")
+            return self._index
 
     def create(self) -> None:
-        """Create ``cur/ new/ tmp/ meta/`` if missing."""
+        """Create ``cur/ new/ tmp/ meta/`` if missing (the index opens on first use)."""
         for name in ("cur", "new", "tmp", "meta"):
             (self.root / name).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        """Close the index (it reopens on the next use)."""
+        with self._opening:
+            if self._index is not None:
+                self._index.close()
+                self._index = None
 
     def store(self, record: Record, *, timeline: Sequence[Mapping[str, object]] = ()) -> Path:
         """Store one message durably (tmp, fsync, rename into ``new/``, fsync) with its metadata.
 
         The metadata file is written first and not synced on its own: after a crash a message
-        may lack it (the index falls back to the message), but a message is never lost.
+        may lack it (the index falls back to the message), but a message is never lost. Nor
+        is it when the index cannot be written: the next reader reconciles.
         ``timeline`` lists the delivery attempts (relay mode).
         """
         envelope, queue_id = record.envelope, record.queue_id
@@ -56,13 +110,234 @@ class CaptureStore:
             "timeline": list(timeline),
             "captured_at": time.time(),
         }
-        (self.root / "meta" / f"{queue_id}.json").write_text(json.dumps(meta), encoding="utf-8")
+        self._write_meta(queue_id, meta)
         now = time.time()
         name = f"{int(now)}.M{int(now * 1e6) % 1_000_000}P{os.getpid()}Q{queue_id}.{self._host}"
         target = self.root / "new" / name
-        write_durably(target, record.message, self.root / "tmp")
+        entry = entry_of(queue_id, f"new/{name}", record.message, meta, file_time=now)
+        try:
+            with self._changing():
+                previous = self.index.path_of(queue_id)
+                write_durably(target, record.message, self.root / "tmp")
+                self.index.put([entry])
+                if previous is not None and previous != entry.path:
+                    (self.root / previous).unlink(missing_ok=True)
+            self.prune()
+        except sqlite3.Error as exc:
+            logger.warning("%s: capture index: %s; it will catch up", queue_id, exc)
+            if not target.exists():
+                write_durably(target, record.message, self.root / "tmp")
+        self.events.publish(MailEvent(MailEventKind.NEW, (queue_id,)))
         return target
 
     def mailbox(self) -> mailbox.Maildir:
         """The store as a stdlib :class:`mailbox.Maildir` (for reading)."""
         return mailbox.Maildir(self.root, factory=None, create=False)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def search(self, query: str, **options: Any) -> Page:
+        """One page of messages matching Gmail ``query``; see :func:`relay.capture.search.find`."""
+        self.refresh()
+        return find(self.index, self.load, query, **options)
+
+    def matching(self, query: str, *, recipient: str | None = None, timezone: str) -> list[str]:
+        """Every id matching ``query`` (empty: all), newest first."""
+        self.refresh()
+        return find_ids(self.index, self.load, query, recipient=recipient, timezone=timezone)
+
+    def resolve(self, queue_id: str) -> str | None:
+        """The full id of ``queue_id`` or of the one indexed id it abbreviates."""
+        self.refresh()
+        if self.index.path_of(queue_id) is not None:
+            return queue_id
+        found = self.index.ids_starting(queue_id) if queue_id else []
+        return found[0] if len(found) == 1 else None
+
+    def read(self, queue_id: str) -> tuple[bytes, dict[str, Any]] | None:
+        """The message bytes and metadata of ``queue_id``, or None if it is not stored."""
+        for _ in range(2):  # a mail client may have moved the file: reconcile and retry
+            path = self.index.path_of(queue_id)
+            if path is not None:
+                try:
+                    return self.load(queue_id, path)
+                except FileNotFoundError:
+                    pass
+            self.refresh()
+        return None
+
+    def load(self, queue_id: str, path: str) -> tuple[bytes, dict[str, Any]]:
+        """The bytes of the message file ``path`` and the metadata of ``queue_id``."""
+        return _load(self.root, queue_id, path)
+
+    def item(self, queue_id: str) -> dict[str, Any] | None:
+        """The list item of ``queue_id`` (what the list shows of it)."""
+        text = self.index.item(queue_id)
+        return json.loads(text) if text is not None else None
+
+    # -- changing --------------------------------------------------------------------------
+
+    def delete(self, ids: Sequence[str]) -> list[str]:
+        """Delete messages (file, metadata, index row); return the ids that existed."""
+        deleted = []
+        with self._changing():
+            for queue_id in ids:
+                path = self.index.path_of(queue_id)
+                if path is not None:
+                    (self.root / path).unlink(missing_ok=True)
+                    (self.root / "meta" / f"{queue_id}.json").unlink(missing_ok=True)
+                    deleted.append(queue_id)
+            self.index.remove(deleted)
+        if deleted:
+            self.events.publish(MailEvent(MailEventKind.DELETED, tuple(deleted)))
+        return deleted
+
+    def record_release(self, queue_id: str, attempts: Sequence[Mapping[str, object]]) -> None:
+        """Add manual release ``attempts`` to the message's metadata and status."""
+        found = self.read(queue_id)
+        item = self.item(queue_id)
+        if found is None or item is None:
+            return
+        meta = found[1]
+        meta["releases"] = [*meta.get("releases", ()), *attempts]
+        self._write_meta(queue_id, meta)
+        item["status"] = delivery_status(meta).value
+        with self.index.transaction():
+            self.index.update_item(queue_id, item)
+        self.events.publish(MailEvent(MailEventKind.CHANGED, (queue_id,)))
+
+    def prune(self, now: float | None = None) -> list[str]:
+        """Delete what is beyond ``max_messages`` or older than ``max_age``; return the ids."""
+        if not (self.max_messages or self.max_age):
+            return []
+        before = (now or time.time()) - self.max_age if self.max_age else None
+        expired = self.index.expired(self.max_messages, before)
+        return self.delete(expired) if expired else []
+
+    # -- keeping the index in line with the Maildir ----------------------------------------
+
+    def refresh(self, *, workers: int = 1) -> bool:
+        """Reconcile the index if the Maildir changed behind its back; True if it did.
+
+        ``workers`` > 1 parses many new messages in that many forked processes: only from a
+        single-threaded program (the ``mail`` verbs), never from the server. While one
+        thread reconciles, the others read the index as it is.
+        """
+        if self.index.info("maildir") == self._maildir_state():
+            return False
+        if not self._reconciling.acquire(blocking=False):
+            return False
+        try:
+            self._reconcile(workers)
+        finally:
+            self._reconciling.release()
+        return True
+
+    def catch_up(self) -> None:
+        """Index what reached the Maildir while nobody watched, then apply retention."""
+        try:
+            self.refresh()
+            self.prune()
+        except (sqlite3.Error, OSError) as exc:
+            logger.error("capture index: cannot catch up with %s: %s", self.root, exc)
+
+    def reindex(self, *, workers: int = 1) -> int:
+        """Rebuild the index from the Maildir; return how many messages it holds."""
+        with self._reconciling:
+            with self.index.transaction():
+                self.index.clear()
+            self._reconcile(workers)
+        return self.index.count()
+
+    def _reconcile(self, workers: int = 1) -> None:
+        state = self._maildir_state()  # taken first: what changes later shows up next time
+        listing = self._listing()
+        known = self.index.paths()
+        gone = [queue_id for queue_id in known if queue_id not in listing]
+        moved = {i: p for i, p in listing.items() if i in known and known[i] != p}
+        added = [(i, p) for i, p in listing.items() if i not in known]
+        added.sort(key=lambda found: found[1][4:])  # by name: oldest first, as they came
+        with _entries(self.root, added, workers) as entries:
+            for _ in range(0, len(added), _BATCH):
+                batch = [entry for entry in islice(entries, _BATCH) if entry is not None]
+                with self.index.transaction():
+                    self.index.put(batch)
+        with self.index.transaction():
+            self.index.remove(gone)
+            self.index.move(moved)
+            self.index.set_info("maildir", state)
+        if gone or moved or added:
+            logger.info(
+                "capture index: %d added, %d moved, %d removed", len(added), len(moved), len(gone)
+            )
+            self.events.publish(MailEvent(MailEventKind.RESET))
+
+    def _listing(self) -> dict[str, str]:
+        """Every message file by id; of two files with one id the later name wins."""
+        found: dict[str, str] = {}
+        for sub in ("new", "cur"):
+            for item in os.scandir(self.root / sub):
+                if item.name.startswith(".") or not item.is_file():
+                    continue
+                queue_id = _queue_id(item.name)
+                path = f"{sub}/{item.name}"
+                if queue_id not in found or found[queue_id][4:] < item.name:
+                    found[queue_id] = path
+        return found
+
+    def _maildir_state(self) -> str:
+        return " ".join(str((self.root / sub).stat().st_mtime_ns) for sub in ("new", "cur"))
+
+    @contextmanager
+    def _changing(self) -> Iterator[None]:
+        """A write transaction around file changes; the index stays "in line" if it was."""
+        with self.index.transaction():
+            in_line = self.index.info("maildir") == self._maildir_state()
+            yield
+            if in_line:
+                self.index.set_info("maildir", self._maildir_state())
+
+    def _write_meta(self, queue_id: str, meta: Mapping[str, object]) -> None:
+        (self.root / "meta" / f"{queue_id}.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def _queue_id(name: str) -> str:
+    """The queue id in a file name of ours, else a stable id made from the unique part."""
+    unique = name.split(":", 1)[0]
+    match = _QUEUE_ID.search(unique)
+    if match:
+        return match[1]
+    return "X" + hashlib.sha1(unique.encode("utf-8", "surrogateescape")).hexdigest()[:17].upper()
+
+
+def _load(root: Path, queue_id: str, path: str) -> tuple[bytes, dict[str, Any]]:
+    raw = (root / path).read_bytes()
+    try:
+        meta = json.loads((root / "meta" / f"{queue_id}.json").read_bytes())
+    except (FileNotFoundError, ValueError):
+        meta = {}
+    return raw, meta if isinstance(meta, dict) else {}
+
+
+def _entry(root: Path, found: tuple[str, str]) -> IndexEntry | None:
+    """The index entry of one message file (None if it vanished meanwhile)."""
+    queue_id, path = found
+    try:
+        raw, meta = _load(root, queue_id, path)
+        file_time = (root / path).stat().st_mtime
+    except FileNotFoundError:
+        return None
+    return entry_of(queue_id, path, raw, meta, file_time=file_time)
+
+
+@contextmanager
+def _entries(
+    root: Path, found: list[tuple[str, str]], workers: int
+) -> Iterator[Iterator[IndexEntry | None]]:
+    """The entries of ``found``, in order; parsed by ``workers`` processes when there are many."""
+    if len(found) < _PARALLEL or workers < 2:
+        yield (_entry(root, item) for item in found)
+        return
+    context = multiprocessing.get_context("fork")  # spawn would rerun an unguarded __main__
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield pool.map(partial(_entry, root), found, chunksize=max(1, _BATCH // workers))

@@ -10,15 +10,31 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from relay import __version__
 
-__all__ = ["VERBS", "build_parser", "main"]
+__all__ = ["CONFIG_ENV", "VERBS", "add_config_option", "build_parser", "main"]
 
 #: Verb modules under ``relay.cli``, in the order ``--help`` lists them.
-VERBS = ("serve", "check_config", "rewrite", "filters")
+VERBS = ("serve", "check_config", "rewrite", "filters", "sendmail", "queue", "check", "mail")
+
+#: The environment variable naming the config file when ``--config`` is not given.
+CONFIG_ENV = "NOTIFY_RELAY_CONFIG"
+
+
+def add_config_option(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Add ``--config FILE`` (and ``names``), defaulting to ``$NOTIFY_RELAY_CONFIG``."""
+    parser.add_argument(
+        "--config",
+        *names,
+        metavar="FILE",
+        default=os.environ.get(CONFIG_ENV) or None,
+        help=f"the relay's YAML config (default: ${CONFIG_ENV}, else built-in defaults)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``notify-relay`` with ``argv`` (default: the process arguments); return the exit code."""
+    """Run ``notify-relay`` with ``argv`` (default: the process arguments); return the exit code.
+
+    Called through a link named ``sendmail``, it is the sendmail command.
+    """
+    if argv is None and Path(sys.argv[0]).name == "sendmail":
+        from relay.cli import sendmail
+
+        return sendmail.main(prog="sendmail")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import errno
 import getpass
-import os
 import smtplib
 import socket
 import sys
 from collections.abc import Sequence
+
+from relay.cli.main import add_config_option
 
 __all__ = ["DEFAULT_TARGETS", "add_parser", "exit_code", "main"]
 
@@ -86,9 +87,7 @@ def _parser(prog: str) -> _Parser:
     for ignored in ("-B", "-N", "-R", "-V", "-X"):
         parser.add_argument(ignored, help=argparse.SUPPRESS)
     parser.add_argument("-v", action="store_true", help="print the relay's reply on stdout")
-    parser.add_argument(
-        "--config", "-C", metavar="FILE", help="the relay's config: submit to its listen addresses"
-    )
+    add_config_option(parser, "-C")
     parser.add_argument(
         "--connect", metavar="ADDRESS", help="the relay's address: unix:/PATH or HOST:PORT"
     )
@@ -130,14 +129,13 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "notify-relay-sendmai
 def _targets(args: argparse.Namespace) -> tuple[str, ...]:
     if args.connect:
         return (args.connect,)
-    config = args.config or os.environ.get("NOTIFY_RELAY_CONFIG")
-    if not config:
+    if not args.config:
         return DEFAULT_TARGETS
     from relay.config import TcpListener, load_config
     from relay.errors import ConfigError
 
     try:
-        listen = load_config(config, secrets=False).listen
+        listen = load_config(args.config, secrets=False).listen
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
     loopback = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
@@ -183,6 +181,14 @@ class _Client(smtplib.SMTP):
         return f"{code} {text}"
 
 
+def _login_name() -> str:
+    """sendmail's default sender: the user running the command."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid without a passwd entry, as in some containers
+        return "nobody"
+
+
 def _submit(args: argparse.Namespace, targets: tuple[str, ...]) -> tuple[int, list[str]]:
     """Send the message; return the exit code and the lines to print."""
     from relay.receive import sendmail
@@ -190,7 +196,7 @@ def _submit(args: argparse.Namespace, targets: tuple[str, ...]) -> tuple[int, li
     message = sendmail.read_message(
         sys.stdin.buffer.read(), dot_ends=not (args.dots or "i" in args.options)
     )
-    sender = getpass.getuser() if args.sender is None else args.sender.strip("<>")
+    sender = _login_name() if args.sender is None else args.sender.strip("<>")
     recipients = list(args.recipients)
     if args.from_headers:
         recipients += [r for r in sendmail.header_recipients(message) if r not in recipients]

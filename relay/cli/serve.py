@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from relay.cli.main import add_config_option
+
 __all__ = ["add_parser"]
 
 
@@ -14,13 +16,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="run the relay",
         description=(
-            "Run the relay. Without --config: capture mode on 127.0.0.1:2525, "
-            "every message stored in ./mail."
+            "Run the relay. Without --config (or $NOTIFY_RELAY_CONFIG): capture mode on "
+            "127.0.0.1:2525, every message stored in ./mail. SIGHUP reloads the config."
         ),
     )
-    parser.add_argument("--config", "-c", metavar="FILE", help="the relay's YAML config")
+    add_config_option(parser, "-c")
     parser.add_argument(
         "--trac-ini", metavar="FILE", help="apply the [notification] section of this trac.ini"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as Postfix-style text (default) or one JSON object per line",
     )
     parser.set_defaults(func=_run)
 
@@ -28,15 +36,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from relay.config import load_config
+    from relay.config import RelayConfig, load_config
     from relay.errors import ConfigError, RelayError
     from relay.log import logger, setup_logging
     from relay.service import serve
 
-    setup_logging()
+    setup_logging(fmt=args.log_format)
+
+    def load() -> RelayConfig:
+        return load_config(args.config, trac_ini=args.trac_ini)
+
     try:
-        config = load_config(args.config, trac_ini=args.trac_ini)
-        asyncio.run(serve(config))
+        asyncio.run(serve(load(), reload=load))
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return 78  # EX_CONFIG

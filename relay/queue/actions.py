@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from relay.queue.record import CorruptRecord
 from relay.queue.spool import QueueState, Spool
 
 __all__ = ["Action", "ActionRefused", "Report", "apply", "apply_all", "due"]
@@ -67,6 +68,13 @@ def apply(spool: Spool, action: Action, queue_id: str, now: float) -> str:
     if where not in allowed:
         states = " or ".join(state.value for state in allowed)
         raise ActionRefused(f"{queue_id}: it is {where.value}; {action.value} takes {states} mail")
+    try:
+        return _apply(spool, action, queue_id, where, now)
+    except (CorruptRecord, OSError) as exc:
+        raise ActionRefused(f"{queue_id}: {exc}") from None
+
+
+def _apply(spool: Spool, action: Action, queue_id: str, where: QueueState, now: float) -> str:
     if action is Action.DELETE:
         spool.remove(queue_id, where)
         return f"{queue_id}: deleted (was {where.value})"
@@ -95,7 +103,10 @@ def due(spool: Spool, queue_id: str) -> float | None:
     if where is QueueState.INCOMING:
         return 0.0
     if where is QueueState.DEFERRED:
-        return spool.read_state(queue_id).next_attempt
+        try:
+            return spool.read_state(queue_id).next_attempt
+        except (CorruptRecord, OSError):
+            return None  # the next start quarantines it
     return None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from relay.config import RetryConfig, UpstreamConfig
@@ -18,6 +18,8 @@ from relay.deliver.outcome import Reply, Status, classify, holds_queue
 from relay.deliver.smtp import UpstreamSession
 from relay.errors import SpoolError, UpstreamError
 from relay.log import delivery_line, logger
+from relay.metrics import Metrics
+from relay.queue.actions import Action, ActionRefused, Report, apply, due
 from relay.queue.record import Attempt, CorruptRecord, DeliveryState, Record
 from relay.queue.schedule import backoff, expired
 from relay.queue.spool import QueueState, Spool
@@ -38,8 +40,12 @@ class QueueManager:
         *,
         hostname: str,
         on_delivered: Delivered | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.spool = spool
+        self.metrics = metrics or Metrics()
+        #: When the upstream began failing to give a session (None: fine or not yet tried).
+        self.failing_since: float | None = None
         self.upstream = upstream
         self.retry = retry
         self.hostname = hostname
@@ -79,6 +85,50 @@ class QueueManager:
         if timer is not None:
             timer.cancel()
         self._ready.put_nowait(queue_id)
+
+    def reconfigure(self, upstream: UpstreamConfig, retry: RetryConfig) -> None:
+        """Use new upstream settings from the next session on (a reload).
+
+        A changed upstream (password included) ends a hold for bad credentials and makes
+        every deferred message due now: the operator fixed something, so try it.
+        """
+        changed = (upstream, upstream.secret) != (self.upstream, self.upstream.secret)
+        self.upstream, self.retry = upstream, retry
+        if changed:
+            self._paused_until = 0.0
+            for queue_id in list(self._timers):
+                self.submit(queue_id)
+
+    async def apply(self, action: Action, queue_ids: Sequence[str]) -> Report:
+        """Apply an operator action while delivery runs, then reschedule from the spool.
+
+        A message that is being delivered right now is refused, never changed under a worker.
+        """
+        done: list[str] = []
+        refused: list[str] = []
+        for queue_id in queue_ids:
+            if queue_id in self._busy:
+                refused.append(f"{queue_id}: being delivered right now; try again in a moment")
+                continue
+            self._busy.add(queue_id)
+            try:
+                line, ok, when = await asyncio.to_thread(self._apply_one, action, queue_id)
+            finally:
+                self._busy.discard(queue_id)
+            (done if ok else refused).append(line)
+            timer = self._timers.pop(queue_id, None)
+            if timer is not None:
+                timer.cancel()
+            if when is not None:
+                self._schedule(queue_id, when)
+        return Report(tuple(done), tuple(refused))
+
+    def _apply_one(self, action: Action, queue_id: str) -> tuple[str, bool, float | None]:
+        try:
+            line, ok = apply(self.spool, action, queue_id, time.time()), True
+        except ActionRefused as exc:
+            line, ok = str(exc), False
+        return line, ok, due(self.spool, queue_id)
 
     def _schedule(self, queue_id: str, when: float) -> None:
         loop = asyncio.get_running_loop()
@@ -129,7 +179,9 @@ class QueueManager:
                     session = UpstreamSession(self.upstream, hostname=self.hostname)
                     try:
                         await session.open()
+                        self.failing_since = None
                     except UpstreamError as exc:
+                        self.failing_since = self.failing_since or time.time()
                         await self._session_failed(
                             exc, session.relay, batch[batch.index(queue_id) :]
                         )
@@ -216,6 +268,7 @@ class QueueManager:
         attempts = state.attempts + 1
         done, failed, log = list(state.done), list(state.failed), list(state.log)
         for rcpt, reply in replies.items():
+            self.metrics.replied(reply.code)
             status = classify(reply)
             if (
                 status is Status.DEFERRED
@@ -258,13 +311,16 @@ class QueueManager:
             new = replace(new, next_attempt=when, reason="deferred")
             await asyncio.to_thread(self._persist, record.queue_id, new, where, QueueState.DEFERRED)
             self._schedule(record.queue_id, when)
+            self.metrics.deferred()
         elif failed:
             new = replace(new, reason="failed")
             await asyncio.to_thread(self._persist, record.queue_id, new, where, QueueState.FAILED)
+            self.metrics.failed()
         else:
             await asyncio.to_thread(self.spool.remove, record.queue_id, where, sync=False)
             self._unsynced.add(where)
             logger.info("%s: removed", record.queue_id)
+            self.metrics.delivered(now - record.envelope.received_at)
         if done != list(state.done) and self.on_delivered is not None:
             await self.on_delivered(record, new)
 

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from relay.durable import fsync_dir, write_durably
+from relay.durable import DirectorySync, fsync_dir, write_durably
 from relay.errors import SpoolError
 from relay.queue.record import (
     DeliveryState,
@@ -53,6 +53,7 @@ class Spool:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._syncs = {name: DirectorySync(root / name) for name in _DIRS}
 
     def create(self) -> None:
         """Create the directories (mode 0700) and remove leftovers of interrupted writes."""
@@ -128,6 +129,8 @@ class Spool:
 
     def _write_atomically(self, target: Path, data: bytes) -> None:
         try:
-            write_durably(target, data, self.root / "tmp")
+            write_durably(
+                target, data, self.root / "tmp", directory=self._syncs[target.parent.name]
+            )
         except OSError as exc:
             raise SpoolError(f"cannot write {target}: {exc.strerror or exc}") from exc

@@ -19,6 +19,7 @@ from relay.cleanup.filters import Simulation
 from relay.config import Limits
 from relay.errors import SpoolError
 from relay.log import logger
+from relay.metrics import Metrics
 from relay.model import Envelope, new_queue_id
 from relay.queue.record import Record
 from relay.receive.policy import address_problem
@@ -48,6 +49,7 @@ class RelayHandler:
         sink: Sink,
         account: str | None = None,
         simulate: Callable[[Envelope, bytes], Simulation] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.limits = limits
         self.options = options
@@ -55,6 +57,12 @@ class RelayHandler:
         self.sink = sink
         self.account = account
         self.simulate = simulate
+        self.metrics = metrics or Metrics()
+
+    def _refuse(self, reason: str, reply: str) -> str:
+        """Count a refusal under ``reason`` and return its reply."""
+        self.metrics.rejected(reason)
+        return reply
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
@@ -62,7 +70,7 @@ class RelayHandler:
         sender = "" if address == "<>" else address
         problem = address_problem(sender) if sender else None
         if problem:
-            return f"553 5.1.7 Sender <{sender}> refused: {problem}"
+            return self._refuse("sender", f"553 5.1.7 Sender <{sender}> refused: {problem}")
         envelope.mail_from = address  # aiosmtpd needs a non-empty value; "<>" maps to "" below
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
@@ -71,15 +79,16 @@ class RelayHandler:
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         if len(envelope.rcpt_tos) >= self.limits.max_recipients:
-            return (
-                f"452 4.5.3 Too many recipients (at most {self.limits.max_recipients} per message)"
+            return self._refuse(
+                "recipients_limit",
+                f"452 4.5.3 Too many recipients (at most {self.limits.max_recipients} per message)",
             )
         problem = address_problem(address)
         if problem:
-            return f"553 5.1.3 Recipient <{address}> refused: {problem}"
+            return self._refuse("recipient", f"553 5.1.3 Recipient <{address}> refused: {problem}")
         rejection = cleanup.check_recipient(address, self.options(), self.directory())
         if rejection is not None:
-            return rejection.reply()
+            return self._refuse("recipient", rejection.reply())
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
@@ -87,7 +96,10 @@ class RelayHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content: bytes = envelope.content
         if _has_bare_newline(content):
-            return "550 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF"
+            return self._refuse(
+                "bare_newline",
+                "550 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF",
+            )
         model = Envelope(
             sender="" if envelope.mail_from == "<>" else envelope.mail_from,
             recipients=tuple(envelope.rcpt_tos),
@@ -99,6 +111,9 @@ class RelayHandler:
         reply, queue_id = await asyncio.to_thread(self._process, model, content)
         if queue_id is not None:
             self.sink.accepted(queue_id)
+        if not reply.startswith("250"):
+            return self._refuse("content", reply)
+        self.metrics.received()
         return reply
 
     def _process(self, envelope: Envelope, content: bytes) -> tuple[str, str | None]:
@@ -138,7 +153,7 @@ class RelayHandler:
             logger.error("could not store a message: %s", error)
         else:
             logger.exception("unexpected error while receiving a message")
-        return "451 4.3.0 Local error in processing; try again later"
+        return self._refuse("local_error", "451 4.3.0 Local error in processing; try again later")
 
 
 def _has_bare_newline(content: bytes) -> bool:

@@ -1,0 +1,277 @@
+"""``notify-relay mail``: list, show, release, delete, reindex and wait for captured mail.
+
+Works on the capture store itself (the Maildir and its index), whether or not the server
+runs. Ids may be abbreviated to any unique prefix.
+
+Exit codes: 0 done (``wait``: a message matched); 1 not found, timed out, or the release
+was refused or failed; 2 a malformed query; 66 no capture store; 78 config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from relay.cli.main import add_config_option
+
+if TYPE_CHECKING:
+    from relay.capture.maildir import CaptureStore
+    from relay.config import RelayConfig
+
+__all__ = ["add_parser"]
+
+EX_NOINPUT, EX_CONFIG = 66, 78
+
+_VERBS = {
+    "list": "list captured messages, newest first",
+    "show": "show one message: headers, recipients' views, trace, timeline, text",
+    "release": "send one message to the upstream (allowed recipients only)",
+    "delete": "delete messages: these ids, those matching -q, or --all",
+    "reindex": "rebuild the search index from the Maildir",
+    "wait": "wait until a message matches -q (exit 0), or time out (exit 1)",
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``mail`` and its sub-verbs."""
+    parser = subparsers.add_parser("mail", help="inspect captured mail (without the server)")
+    verbs = parser.add_subparsers(dest="mail_verb", metavar="ACTION", required=True)
+    for name, text in _VERBS.items():
+        verb = verbs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        add_config_option(verb, "-c")
+        verb.add_argument(
+            "--store",
+            metavar="DIR",
+            help="the capture Maildir (default: the config's capture.path)",
+        )
+        if name in ("list", "delete", "wait"):
+            verb.add_argument(
+                "-q", "--query", default="", required=name == "wait", help="Gmail search query"
+            )
+            verb.add_argument(
+                "--as",
+                dest="recipient",
+                metavar="ADDRESS",
+                help="search as this recipient's Gmail (label:, is:, in:, me)",
+            )
+        if name in ("list", "show", "wait"):
+            verb.add_argument("--json", action="store_true", help="print JSON")
+        if name == "list":
+            verb.add_argument("--limit", type=int, default=50, help="at most this many (50)")
+        elif name == "show":
+            verb.add_argument("queue_id", metavar="ID")
+            verb.add_argument("--raw", action="store_true", help="the exact bytes, nothing else")
+        elif name == "release":
+            verb.add_argument("queue_id", metavar="ID")
+            verb.add_argument(
+                "--to",
+                action="append",
+                default=[],
+                metavar="ADDRESS",
+                help="release to this address instead (repeatable)",
+            )
+        elif name == "delete":
+            verb.add_argument("ids", nargs="*", metavar="ID")
+            verb.add_argument("--all", action="store_true", help="every (matching) message")
+        elif name == "wait":
+            verb.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+        verb.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from relay.config import load_config
+    from relay.errors import ConfigError
+    from relay.gmail import QuerySyntaxError
+
+    try:
+        config = load_config(args.config, secrets=args.mail_verb == "release")
+    except ConfigError as exc:
+        print(f"notify-relay: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    store = _store(args, config)
+    if store is None:
+        return EX_NOINPUT
+    try:
+        return int(_ACTIONS[args.mail_verb](args, store, config))
+    except QuerySyntaxError as exc:
+        print(f"{exc.caret()}\nexpected {exc.expected} (column {exc.column})", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+
+
+def _store(args: argparse.Namespace, config: RelayConfig) -> CaptureStore | None:
+    from relay.capture.maildir import CaptureStore
+
+    root = Path(args.store) if args.store else config.capture.path
+    if not (root / "new").is_dir():
+        print(f"notify-relay: no capture store at {root} (no new/ directory)", file=sys.stderr)
+        return None
+    return CaptureStore(root)
+
+
+def _list(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) -> int:
+    page = store.search(
+        args.query,
+        limit=args.limit,
+        recipient=args.recipient,
+        timezone=config.filters.timezone,
+        budget=30.0,
+    )
+    if args.json:
+        return _print_json({"total": page.total, "messages": list(page.items)})
+    for item in page.items:
+        sender = (item["from"] or {}).get("address", "")
+        line = f"{item['id']}  {item['received'][:16].replace('T', ' ')}  {sender[:28]:<28}  "
+        print(f"{line}{item['subject']}  [{', '.join(_marks(item))}]")
+    print(f"-- {len(page.items)} of {page.total} message(s)")
+    return 0
+
+
+def _marks(item: dict[str, Any]) -> list[str]:
+    marks = [item["status"]]
+    view = item.get("view")
+    if view:
+        place = "trash" if view["trashed"] else "archived" if view["archived"] else "inbox"
+        marks += [place, "read" if view["read"] else "unread"]
+        marks += ["starred"] * view["starred"] + [f"label:{label}" for label in view["labels"]]
+    return marks
+
+
+def _show(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) -> int:
+    from relay.capture.message import detail
+
+    found = _find(store, args.queue_id)
+    if found is None:
+        return 1
+    queue_id, raw, meta = found
+    if args.raw:
+        sys.stdout.buffer.write(raw)
+        return 0
+    shown = detail(store.item(queue_id) or {"id": queue_id}, raw, meta)
+    if args.json:
+        return _print_json(shown)
+    envelope = shown["envelope"]
+    lines = [f"{name}: {value}" for name, value in shown["headers"]]
+    rcpts = ", ".join(f"<{rcpt}>" for rcpt in envelope["recipients"] or ())
+    lines += ["", f"envelope: <{envelope['sender'] or ''}> -> {rcpts}"]
+    lines.append(f"status:   {shown['status']}")
+    for rcpt, result in shown["filters"].items():
+        place = "trash" if result["trashed"] else "archived" if result["archived"] else "inbox"
+        labels = ", ".join(result["labels"]) or "no labels"
+        flags = ("read" if result["read"] else "unread") + (", starred" * result["starred"])
+        lines.append(f"gmail of {rcpt}: {place}, {flags}; {labels}")
+    lines += [f"cleanup:  {step['option']}: {step['change']}" for step in shown["trace"]]
+    lines += [f"timeline: {_when(e['at'])} {e['event']} {e['detail']}" for e in shown["timeline"]]
+    lines += [
+        f"part {a['part']}:   {a['filename']} ({a['content_type']}, {a['size']} bytes)"
+        for a in shown["attachments"]
+    ]
+    body = shown["text"] if shown["text"] is not None else shown["html"] or ""
+    print("\n".join([*lines, "", body]))
+    return 0
+
+
+def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) -> int:
+    import asyncio
+
+    from relay.capture.release import release_refusal, send_release
+
+    found = _find(store, args.queue_id)
+    if found is None:
+        return 1
+    queue_id, raw, meta = found
+    recipients = args.to or meta.get("recipients") or []
+    refusal = release_refusal(recipients, config.capture.release.allowed)
+    upstream = config.capture.release.upstream or config.upstream
+    if refusal is None and upstream is None:
+        refusal = "no upstream to release to: configure capture.release.upstream"
+    if refusal is not None:
+        print(f"notify-relay: not released: {refusal}", file=sys.stderr)
+        return 1
+    assert upstream is not None
+    attempts = asyncio.run(
+        send_release(raw, meta.get("sender") or "", recipients, upstream, hostname=config.hostname)
+    )
+    store.record_release(queue_id, attempts)
+    for attempt in attempts:
+        rcpts = ", ".join(attempt["recipients"])
+        print(f"{queue_id}: to={rcpts}, status={attempt['status']} ({attempt['reply']})")
+    return 0 if all(attempt["status"] == "sent" for attempt in attempts) else 1
+
+
+def _delete(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) -> int:
+    if not (args.ids or args.query or args.all):
+        print("notify-relay: name ids, give -q QUERY, or say --all", file=sys.stderr)
+        return 2
+    ids = [store.resolve(queue_id) or queue_id for queue_id in args.ids]
+    if args.query or args.all:
+        timezone = config.filters.timezone
+        ids += store.matching(args.query, recipient=args.recipient, timezone=timezone)
+    deleted = store.delete(ids)
+    print(f"deleted {len(deleted)} message(s)")
+    return 0 if len(deleted) == len(set(ids)) else 1
+
+
+def _reindex(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) -> int:
+    import os
+    import time
+
+    started = time.monotonic()
+    count = store.reindex(workers=os.cpu_count() or 1)
+    print(f"indexed {count} message(s) in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _wait(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) -> int:
+    import time
+
+    deadline = time.monotonic() + args.timeout
+    while True:
+        page = store.search(
+            args.query, limit=1, recipient=args.recipient, timezone=config.filters.timezone
+        )
+        if page.items:
+            item = page.items[0]
+            if args.json:
+                return _print_json(item)
+            print(f"{item['id']}  {item['subject']}")
+            return 0
+        if time.monotonic() >= deadline:
+            print(f"notify-relay: nothing matched within {args.timeout:g} s", file=sys.stderr)
+            return 1
+        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+
+def _find(store: CaptureStore, queue_id: str) -> tuple[str, bytes, dict[str, Any]] | None:
+    full = store.resolve(queue_id)
+    found = store.read(full) if full else None
+    if full is None or found is None:
+        print(f"notify-relay: no message {queue_id} (or the prefix is ambiguous)", file=sys.stderr)
+        return None
+    return full, *found
+
+
+def _print_json(value: object) -> int:
+    import json
+
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _when(seconds: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+_ACTIONS = {
+    "list": _list,
+    "show": _show,
+    "release": _release,
+    "delete": _delete,
+    "reindex": _reindex,
+    "wait": _wait,
+}

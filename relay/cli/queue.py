@@ -1,0 +1,181 @@
+"""``notify-relay queue``: list, show, flush, retry, hold, release, delete, requeue.
+
+Works whether or not the server runs. Reading (``list``, ``show``) goes straight to the
+spool. Changes go to the running server over its control socket in the queue directory,
+so they never race a delivery; with no server running they are made on the spool
+directly, under the lock a starting server waits for (see :mod:`relay.queue.control`).
+Run it as the relay's user or as root (root acts as the queue directory's owner).
+
+Exit codes: 0 done; 1 some message was refused (unknown id, wrong state); 66 no queue
+directory; 75 the server holds the queue but does not answer; 77 no permission;
+78 config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from relay.cli.main import add_config_option
+
+if TYPE_CHECKING:
+    from relay.queue.actions import Action
+    from relay.queue.spool import Spool
+
+__all__ = ["add_parser"]
+
+EX_NOINPUT, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 66, 75, 77, 78
+
+_VERBS = {
+    "list": "list queued messages (like mailq)",
+    "show": "show one message: envelope, attempts, cleanup trace, content",
+    "flush": "attempt every deferred message now",
+    "retry": "attempt these messages now",
+    "hold": "keep these messages back until released",
+    "release": "release held messages",
+    "delete": "delete these messages (or --all-failed)",
+    "requeue": "move failed messages back for delivery (after fixing the config)",
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``queue`` and its sub-verbs."""
+    parser = subparsers.add_parser("queue", help="inspect and manage the delivery queue")
+    verbs = parser.add_subparsers(dest="queue_verb", metavar="ACTION", required=True)
+    for name, text in _VERBS.items():
+        verb = verbs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        add_config_option(verb, "-c")
+        verb.add_argument(
+            "--queue", metavar="DIR", help="the queue directory (default: the config's queue.path)"
+        )
+        if name == "list":
+            verb.add_argument("--json", action="store_true", help="one JSON array of messages")
+        elif name == "show":
+            verb.add_argument("queue_id", metavar="ID")
+        elif name == "delete":
+            verb.add_argument("ids", nargs="*", metavar="ID")
+            verb.add_argument("--all-failed", action="store_true", help="every failed message")
+        elif name != "flush":
+            verb.add_argument("ids", nargs="+", metavar="ID")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from relay.config import load_config
+    from relay.errors import ConfigError
+
+    if args.queue:
+        root = Path(args.queue)
+    else:
+        try:
+            config = load_config(args.config, secrets=False)
+        except ConfigError as exc:
+            return _fail(str(exc), EX_CONFIG)
+        if config.upstream is None:
+            return _fail(
+                f"{config.source}: capture mode (no upstream) has no queue; "
+                "messages are in the capture store",
+                EX_CONFIG,
+            )
+        root = config.queue.path
+    if not (root / "incoming").is_dir():
+        return _fail(f"no queue at {root} (has the relay run with this config?)", EX_NOINPUT)
+    _act_as_owner(root)
+    try:
+        return _dispatch(args, root)
+    except PermissionError as exc:
+        return _fail(f"{exc}; run as the relay's user or root", EX_NOPERM)
+
+
+def _dispatch(args: argparse.Namespace, root: Path) -> int:
+    import json
+
+    from relay.queue import listing
+    from relay.queue.actions import Action
+    from relay.queue.record import CorruptRecord
+    from relay.queue.spool import QueueState, Spool
+
+    spool = Spool(root)
+    verb = args.queue_verb
+    if verb == "list":
+        entries = listing.read_entries(spool)
+        if args.json:
+            print(json.dumps([entry.as_dict() for entry in entries], indent=2))
+        else:
+            print(listing.format_table(entries))
+        return 0
+    if verb == "show":
+        try:
+            found = listing.read_one(spool, args.queue_id)
+        except CorruptRecord as exc:
+            return _fail(f"{args.queue_id}: corrupt queue file: {exc}", 1)
+        if found is None:
+            return _fail(f"{args.queue_id}: no such message in the queue", 1)
+        print(listing.format_message(*found))
+        return 0
+    if verb == "flush":
+        action, ids = Action.RETRY, spool.ids(QueueState.DEFERRED)
+    elif verb == "delete" and args.all_failed:
+        action, ids = Action.DELETE, [*args.ids, *spool.ids(QueueState.FAILED)]
+    elif verb == "delete" and not args.ids:
+        return _fail("name the messages to delete, or use --all-failed", 64)
+    else:
+        action, ids = Action(verb), args.ids
+    if not ids:
+        print("nothing to do")
+        return 0
+    return _change(root, spool, action, ids)
+
+
+def _change(root: Path, spool: Spool, action: Action, ids: list[str]) -> int:
+    import time
+
+    from relay.queue import control
+    from relay.queue.actions import apply_all
+
+    try:
+        report = control.send(root, action, ids)
+    except PermissionError:
+        raise
+    except OSError as exc:
+        return _fail(f"the running server did not answer: {exc}", EX_TEMPFAIL)
+    note = ""
+    if report is None:
+        lock = control.QueueLock(root)
+        if not lock.try_acquire():
+            pid = control.owner(root) or "unknown"
+            return _fail(
+                f"a notify-relay server (pid {pid}) holds {root} but its control socket "
+                "does not answer; try again in a moment",
+                EX_TEMPFAIL,
+            )
+        try:
+            report = apply_all(spool, action, ids, time.time())
+        finally:
+            lock.release()
+        if action.value in ("release", "retry", "requeue") and report.done:
+            note = "no server is running: these messages go out when it starts"
+    for line in report.done:
+        print(line)
+    if note:
+        print(note)
+    for line in report.refused:
+        print(f"notify-relay queue: {line}", file=sys.stderr)
+    return 1 if report.refused else 0
+
+
+def _act_as_owner(root: Path) -> None:
+    """As root, become the queue directory's owner so that files keep the relay's ownership."""
+    import os
+
+    info = os.stat(root)
+    if os.geteuid() == 0 and info.st_uid != 0:
+        os.setgid(info.st_gid)
+        os.setuid(info.st_uid)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"notify-relay queue: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,254 @@
+"""Thin JSON handlers over the capture store and the queue: read parameters, call, encode.
+
+Store calls block, so each runs in a worker thread. Errors are JSON
+(``{"error": ..., "reason": ...}``); a malformed query answers 400 with its column.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.helpers import content_disposition_header
+
+from relay.capture.maildir import CaptureStore
+from relay.capture.message import contents, detail, link_inline_parts, part_payload
+from relay.capture.release import release_refusal, send_release
+from relay.gmail import QuerySyntaxError
+from relay.queue.listing import entry_of, read_entries, read_one
+from relay.web.context import fail, query_error, relay_of, store_of, timezone_of
+
+__all__ = [
+    "delete_message",
+    "delete_messages",
+    "get_message",
+    "html",
+    "list_messages",
+    "openapi",
+    "page",
+    "part",
+    "queue",
+    "raw",
+    "recipients",
+    "release",
+]
+
+_HERE = Path(__file__).parent
+_PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data:; frame-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_MIME_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
+
+
+async def page(request: web.Request) -> web.StreamResponse:
+    """The one page."""
+    response = web.FileResponse(_HERE / "static" / "index.html")
+    response.headers["Content-Security-Policy"] = _PAGE_POLICY
+    return response
+
+
+async def openapi(request: web.Request) -> web.StreamResponse:
+    """The API's OpenAPI description."""
+    return web.FileResponse(_HERE / "openapi.yaml", headers={"Content-Type": "application/yaml"})
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    """``GET /api/v1/messages?q=&limit=&offset=&as=``: one page, newest first."""
+    store = store_of(request)
+    query = request.query.get("q", "")
+    limit = _number(request, "limit", 50, 1, 500)
+    offset = _number(request, "offset", 0, 0, 10**9)
+    recipient = request.query.get("as") or None
+    try:
+        found = await asyncio.to_thread(
+            store.search,
+            query,
+            limit=limit,
+            offset=offset,
+            recipient=recipient,
+            timezone=timezone_of(request),
+        )
+    except QuerySyntaxError as exc:
+        query_error(exc)
+    return web.json_response(
+        {
+            "query": query,
+            "as": recipient,
+            "total": found.total,
+            "total_exact": found.exact,
+            "complete": found.complete,
+            "offset": offset,
+            "limit": limit,
+            "messages": list(found.items),
+        }
+    )
+
+
+async def get_message(request: web.Request) -> web.Response:
+    """``GET /api/v1/messages/{id}``: everything about one message."""
+    store, queue_id = store_of(request), request.match_info["id"]
+    raw, meta = await _read(store, queue_id)
+    item = await asyncio.to_thread(store.item, queue_id)
+    body = detail(item or {"id": queue_id}, raw, meta)
+    manager = relay_of(request).manager
+    queued = await asyncio.to_thread(read_one, manager.spool, queue_id) if manager else None
+    body["queue"] = entry_of(*queued).as_dict() if queued else None
+    return web.json_response(body)
+
+
+async def raw(request: web.Request) -> web.Response:
+    """``GET /api/v1/messages/{id}/raw``: the exact bytes."""
+    queue_id = request.match_info["id"]
+    message, _ = await _read(store_of(request), queue_id)
+    disposition = content_disposition_header("inline", filename=f"{queue_id}.eml")
+    return web.Response(
+        body=message,
+        content_type="message/rfc822",
+        headers={"Content-Disposition": disposition},
+    )
+
+
+async def html(request: web.Request) -> web.Response:
+    """``GET /api/v1/messages/{id}/html``: the HTML body, safe to show in a sandboxed frame.
+
+    Its policy forbids scripts, forms and every remote load (only this message's own inline
+    parts and ``data:`` images show); links would open a new window, which the sandbox
+    refuses.
+    """
+    queue_id = request.match_info["id"]
+    message, _ = await _read(store_of(request), queue_id)
+    parsed = await asyncio.to_thread(contents, message)
+    if parsed.html is None:
+        fail(404, "the message has no HTML body")
+    body = link_inline_parts(parsed.html, parsed.parts, lambda number: f"parts/{number}")
+    parts = f"{request.scheme}://{request.host}/api/v1/messages/{queue_id}/parts/"
+    policy = (
+        f"default-src 'none'; img-src data: {parts}; style-src 'unsafe-inline'; font-src data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox"
+    )
+    return web.Response(
+        text='<!doctype html><meta charset="utf-8"><base target="_blank">' + body,
+        content_type="text/html",
+        headers={"Content-Security-Policy": policy},
+    )
+
+
+async def part(request: web.Request) -> web.Response:
+    """``GET /api/v1/messages/{id}/parts/{n}``: one MIME part, decoded, as a download."""
+    queue_id, number = request.match_info["id"], int(request.match_info["n"])
+    message, _ = await _read(store_of(request), queue_id)
+    found = await asyncio.to_thread(part_payload, message, number)
+    if found is None:
+        fail(404, f"the message has no part {number}")
+    info, payload = found
+    kind = info.content_type if _MIME_TYPE.fullmatch(info.content_type) else ""
+    disposition = content_disposition_header(
+        "attachment", filename=info.filename or f"part-{number}"
+    )
+    return web.Response(
+        body=payload,
+        content_type=kind or "application/octet-stream",
+        headers={
+            "Content-Disposition": disposition,
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
+    )
+
+
+async def release(request: web.Request) -> web.Response:
+    """``POST /api/v1/messages/{id}/release``: send it upstream (body: ``{"to": [...]}``)."""
+    store, queue_id = store_of(request), request.match_info["id"]
+    config = relay_of(request).config
+    wanted = await _json_body(request)
+    message, meta = await _read(store, queue_id)
+    recipients = wanted.get("to") or meta.get("recipients") or []
+    if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
+        fail(400, 'expected {"to": ["address", ...]}')
+    refusal = release_refusal(recipients, config.capture.release.allowed)
+    if refusal is not None:
+        fail(403, refusal, recipients=recipients)
+    upstream = config.capture.release.upstream or config.upstream
+    if upstream is None:
+        fail(409, "no upstream to release to: configure capture.release.upstream")
+    attempts = await send_release(
+        message, meta.get("sender") or "", recipients, upstream, hostname=config.hostname
+    )
+    await asyncio.to_thread(store.record_release, queue_id, attempts)
+    released = all(attempt["status"] == "sent" for attempt in attempts)
+    return web.json_response(
+        {"released": released, "attempts": attempts}, status=200 if released else 502
+    )
+
+
+async def delete_message(request: web.Request) -> web.Response:
+    """``DELETE /api/v1/messages/{id}``."""
+    queue_id = request.match_info["id"]
+    deleted = await asyncio.to_thread(store_of(request).delete, [queue_id])
+    if not deleted:
+        fail(404, f"no message {queue_id}")
+    return web.json_response({"deleted": deleted})
+
+
+async def delete_messages(request: web.Request) -> web.Response:
+    """``DELETE /api/v1/messages?q=&as=``: every message, or those matching ``q``."""
+    store = store_of(request)
+    try:
+        ids = await asyncio.to_thread(
+            store.matching,
+            request.query.get("q", ""),
+            recipient=request.query.get("as") or None,
+            timezone=timezone_of(request),
+        )
+    except QuerySyntaxError as exc:
+        query_error(exc)
+    deleted = await asyncio.to_thread(store.delete, ids)
+    return web.json_response({"deleted": deleted})
+
+
+async def recipients(request: web.Request) -> web.Response:
+    """``GET /api/v1/recipients``: who got mail, most first (for "view as recipient")."""
+    found = await asyncio.to_thread(store_of(request).index.recipients)
+    return web.json_response(
+        {"recipients": [{"address": address, "messages": count} for address, count in found]}
+    )
+
+
+async def queue(request: web.Request) -> web.Response:
+    """``GET /api/v1/queue``: queued, deferred, held and failed messages (relay mode)."""
+    manager = relay_of(request).manager
+    if manager is None:
+        return web.json_response({"enabled": False, "messages": []})
+    entries = await asyncio.to_thread(read_entries, manager.spool)
+    return web.json_response({"enabled": True, "messages": [e.as_dict() for e in entries]})
+
+
+async def _read(store: CaptureStore, queue_id: str) -> tuple[bytes, dict[str, Any]]:
+    found = await asyncio.to_thread(store.read, queue_id)
+    if found is None:
+        fail(404, f"no message {queue_id}")
+    return found
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json(content_type=None)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        fail(400, 'expected a JSON object such as {"to": ["address", ...]}')
+    return body
+
+
+def _number(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        fail(400, f"{name} must be a whole number from {low} to {high}", parameter=name)
+    return int(text)

@@ -1,0 +1,75 @@
+"""What handlers reach through the app: the relay, its capture store, and JSON errors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from aiohttp import web
+
+from relay.capture.maildir import CaptureStore
+from relay.gmail import QuerySyntaxError
+
+if TYPE_CHECKING:
+    from relay.service import Relay
+
+__all__ = [
+    "CLOSING",
+    "RELAY",
+    "ApiError",
+    "fail",
+    "query_error",
+    "relay_of",
+    "store_of",
+    "timezone_of",
+]
+
+_ERRORS = {
+    400: "bad request",
+    403: "forbidden",
+    404: "not found",
+    408: "timeout",
+    409: "conflict",
+    502: "upstream failed",
+}
+
+RELAY: web.AppKey[Relay] = web.AppKey("relay")
+#: Set when the server shuts down: long-running responses (events, wait) end.
+CLOSING: web.AppKey[asyncio.Event] = web.AppKey("closing")
+
+
+def relay_of(request: web.Request) -> Relay:
+    """The relay the app serves."""
+    return request.app[RELAY]
+
+
+def store_of(request: web.Request) -> CaptureStore:
+    """The capture store; 404 with a reason when capture is off."""
+    store = request.app[RELAY].capture
+    if store is None:
+        fail(404, "capture is off: no messages are kept (set capture: true)")
+    return store
+
+
+def timezone_of(request: web.Request) -> str:
+    """The zone of calendar dates in queries (the filters' zone)."""
+    return request.app[RELAY].config.filters.timezone
+
+
+class ApiError(Exception):
+    """A request that cannot be served; the app answers ``status`` with ``body`` as JSON."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+
+
+def fail(status: int, reason: str, **extra: Any) -> NoReturn:
+    """Stop the handler with a JSON error: ``{"error": ..., "reason": ..., **extra}``."""
+    raise ApiError(status, {"error": _ERRORS.get(status, "error"), "reason": reason, **extra})
+
+
+def query_error(exc: QuerySyntaxError) -> NoReturn:
+    """Stop with 400 naming the column of ``exc`` and what was expected there."""
+    fail(400, str(exc), query=exc.query, column=exc.column, expected=exc.expected)

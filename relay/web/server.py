@@ -1,0 +1,37 @@
+"""Start and stop the HTTP listener in the relay's own event loop."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from relay.config import TcpListener
+from relay.web.app import create_app
+
+if TYPE_CHECKING:
+    from relay.service import Relay
+
+__all__ = ["WebServer"]
+
+
+class WebServer:
+    """The page and API of ``relay`` on ``listen``."""
+
+    def __init__(self, relay: Relay, listen: TcpListener) -> None:
+        self.listen = listen
+        self._runner = web.AppRunner(create_app(relay), access_log=None)
+        self.url = ""
+
+    async def start(self) -> str:
+        """Bind and serve; return the page's URL (with the real port if 0 was asked)."""
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.listen.host, self.listen.port, shutdown_timeout=2.0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+        return self.url
+
+    async def stop(self) -> None:
+        """End open event streams and waits, then close the listener."""
+        await self._runner.cleanup()

@@ -1,0 +1,316 @@
+"""Upstream misbehaviours for the fault tests, as small named functions and two servers.
+
+:class:`Upstream` is the shared :class:`~upstream.FakeUpstream` (aiosmtpd in a thread) with
+a few more knobs: a reply to the final dot that takes a while, STARTTLS tricks, a drop in
+the middle of DATA, hidden extensions. :class:`RawUpstream` runs a hand-written script per
+connection for what aiosmtpd cannot do (raw DATA bytes, hostile replies).
+
+``rcpt_reply``/``data_reply`` functions return a reply line, None (behave), :data:`DROP`
+(close without a reply; nothing recorded) or :data:`RECORD_THEN_DROP` (take the message,
+then close without a reply: the one window where SMTP must duplicate, RFC 1047).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import ssl
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+from upstream import DROP, FakeUpstream, Received
+
+__all__ = [
+    "DROP",
+    "RECORD_THEN_DROP",
+    "RawUpstream",
+    "Upstream",
+    "endless_continuation",
+    "fail_first",
+    "huge_reply_line",
+    "record_raw_data",
+    "refuse",
+    "starttls_then_garbage",
+    "starttls_then_silence",
+    "starttls_with_injected_plaintext",
+]
+
+RECORD_THEN_DROP = "record-then-drop"
+
+
+def fail_first(count: int, reply: str) -> Callable[[Any], str | None]:
+    """A reply function answering ``reply`` to its first ``count`` calls, then behaving."""
+    calls = itertools.count()
+    return lambda _: reply if next(calls) < count else None
+
+
+def refuse(replies: dict[str, str], *, times: int | None = None) -> Callable[[str], str | None]:
+    """An ``rcpt_reply`` answering ``replies[local part]`` (at most ``times`` times each)."""
+    used: dict[str, int] = {}
+
+    def reply(address: str) -> str | None:
+        local = address.partition("@")[0]
+        if local not in replies or (times is not None and used.get(local, 0) >= times):
+            return None
+        used[local] = used.get(local, 0) + 1
+        return replies[local]
+
+    return reply
+
+
+# --- STARTTLS misbehaviours: what the server does instead of (or around) the handshake ---
+
+
+async def starttls_with_injected_plaintext(server: SMTP) -> bool:
+    """Answer 220 and, in the same write, a fake EHLO reply (GHSA-vxj7-4xrp-5vr4); then
+    do the handshake. A client that keeps the plaintext would read it as the next reply.
+    """
+    server._writer.write(b"220 go ahead\r\n250-upstream.test fake\r\n250 AUTH PLAIN LOGIN\r\n")
+    await server._writer.drain()
+    return True  # go on with the real handshake
+
+
+async def starttls_then_garbage(server: SMTP) -> bool:
+    """Answer 220, then send plaintext where the TLS handshake should be."""
+    await server.push("220 Ready to start TLS")
+    server._writer.write(b"this is not a TLS server hello\r\n" * 4)
+    await server._writer.drain()
+    server.transport.close()
+    return False
+
+
+async def starttls_then_silence(server: SMTP) -> bool:
+    """Answer 220 and then never speak TLS (the handshake stalls)."""
+    await server.push("220 Ready to start TLS")
+    await asyncio.sleep(3600)
+    return False
+
+
+class _Protocol(SMTP):
+    def __init__(self, upstream: Upstream, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.upstream = upstream
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        trick = self.upstream.starttls
+        if trick is None or arg or not self.tls_context:
+            await super().smtp_STARTTLS(arg)
+            return
+        if await trick(self):
+            push = self.push
+
+            async def silent(status: str) -> None:  # the 220 was already sent by the trick
+                self.push = push  # type: ignore[method-assign]
+
+            self.push = silent  # type: ignore[method-assign]
+            await super().smtp_STARTTLS(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        cut = self.upstream.drop_during_data
+        if cut is None or not self.envelope or not self.envelope.rcpt_tos:
+            await super().smtp_DATA(arg)
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        await self._reader.readexactly(cut)
+        self.upstream.dropped_during_data += 1
+        self.transport.close()
+
+
+class _Handler:
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        self.upstream.ehlo_count += 1
+        hidden = tuple(f"250-{name}".upper() for name in self.upstream.hide)
+        return [line for line in responses if not line.upper().startswith(hidden)]
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        reply = self.upstream.mail_reply(address) if self.upstream.mail_reply else None
+        if reply == DROP:
+            server.transport.close()
+            return "421 4.4.2 dropped"  # never reaches the client
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self.upstream.rcpt_reply(address) if self.upstream.rcpt_reply else None
+        if reply == DROP:
+            server.transport.close()
+            return "421 4.4.2 dropped"
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        upstream = self.upstream
+        if upstream.final_dot_delay:
+            await asyncio.sleep(upstream.final_dot_delay())
+        reply = upstream.data_reply(envelope) if upstream.data_reply else None
+        if reply == DROP:
+            server.transport.close()
+            return "421 4.4.2 dropped"
+        if reply and reply != RECORD_THEN_DROP:
+            return reply
+        ssl_object = server.transport.get_extra_info("ssl_object")
+        upstream.messages.append(
+            Received(
+                sender=envelope.mail_from,
+                recipients=list(envelope.rcpt_tos),
+                content=envelope.original_content,
+                tls=session.ssl is not None or ssl_object is not None,
+                auth=getattr(session, "test_login", None),
+                mail_options=list(envelope.mail_options),
+            )
+        )
+        if reply == RECORD_THEN_DROP:
+            server.transport.close()
+            return "421 4.4.2 dropped"
+        return f"250 2.0.0 OK queued as up{len(upstream.messages)}"
+
+
+class Upstream(FakeUpstream):
+    """:class:`FakeUpstream` with more misbehaviours (all off by default).
+
+    ``mail_reply(address)``: like ``rcpt_reply``, for MAIL. ``final_dot_delay()``: seconds
+    to wait before answering the final dot. ``starttls``: one of the ``starttls_*``
+    functions. ``drop_during_data``: close after reading that many bytes of DATA.
+    ``hide``: EHLO keywords not to advertise (``("8BITMIME",)``).
+    """
+
+    def __init__(
+        self,
+        *,
+        mail_reply: Callable[[str], str | None] | None = None,
+        final_dot_delay: Callable[[], float] | None = None,
+        starttls: Callable[[SMTP], Awaitable[bool]] | None = None,
+        drop_during_data: int | None = None,
+        hide: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.mail_reply = mail_reply
+        self.final_dot_delay = final_dot_delay
+        self.starttls = starttls
+        self.drop_during_data = drop_during_data
+        self.hide = tuple(hide)
+        self.ehlo_count = 0
+        self.dropped_during_data = 0
+
+    def _protocol(self) -> SMTP:
+        return _Protocol(
+            self,
+            _Handler(self),
+            hostname="upstream.test",
+            tls_context=self.context if self.tls == "starttls" else None,
+            require_starttls=False,
+            authenticator=self._authenticate if self.credentials else None,
+            auth_require_tls=self.tls == "starttls",
+            auth_required=self.credentials is not None,
+            enable_SMTPUTF8=True,
+        )
+
+    def sequences(self, header: str = "X-Seq") -> list[str]:
+        """The ``header`` value of every message received, in arrival order."""
+        found = []
+        for message in list(self.messages):
+            for line in message.content.split(b"\r\n"):
+                if line.lower().startswith(header.lower().encode() + b":"):
+                    found.append(line.split(b":", 1)[1].strip().decode())
+                    break
+        return found
+
+
+# --- scripted servers: one coroutine per connection ---
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def record_raw_data(store: list[bytes]) -> Script:
+    """A minimal server that stores each DATA section exactly as it came off the wire
+    (dot-stuffing, line ends and the final ``.`` included)."""
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 raw.test ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                writer.write(b"250-raw.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go on\r\n")
+                await writer.drain()
+                data = await reader.readuntil(b"\r\n.\r\n")
+                store.append(data)
+                writer.write(b"250 2.0.0 stored\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                break
+            else:
+                writer.write(b"250 OK\r\n")
+            await writer.drain()
+        writer.close()
+
+    return session
+
+
+async def huge_reply_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Greet with a single 1 MB line."""
+    writer.write(b"220 " + b"x" * 2**20 + b"\r\n")
+    await writer.drain()
+    await reader.read()
+
+
+async def endless_continuation(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Greet, then answer EHLO with ``250-`` continuation lines until the client gives up."""
+    writer.write(b"220 hostile.test ESMTP\r\n")
+    await reader.readline()
+    try:
+        for _ in range(200_000):  # about 4 MB; the client must have stopped reading long ago
+            writer.write(b"250-AUTH PLAIN LOGIN XOAUTH2\r\n")
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    writer.close()
+
+
+class RawUpstream:
+    """A scripted server on 127.0.0.1 in its own thread: ``with RawUpstream(script) as up``."""
+
+    def __init__(self, script: Script, *, context: ssl.SSLContext | None = None) -> None:
+        self.script = script
+        self.context = context
+        self.connections = 0
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.script(reader, writer)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            writer.close()
+
+    def __enter__(self) -> RawUpstream:
+        self._thread.start()
+        start = asyncio.start_server(
+            self._session, "127.0.0.1", 0, ssl=self.context, limit=2**24
+        )
+        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

@@ -1,0 +1,250 @@
+"""A real Postfix as the upstream: a separate instance in a temporary directory.
+
+The instance has its own ``config_directory`` and ``queue_directory``, listens on a high
+loopback port with STARTTLS (a trustme certificate) and Cyrus SASL over a private sasldb,
+requires AUTH (``smtpd_tls_auth_only``: only after STARTTLS) for every recipient, and
+delivers the given addresses (any domain) into Maildirs under
+``maildir/<domain>/<local part>/`` with the ``virtual`` agent; other recipients bounce. Started with ``postfix -c DIR start`` as root (Postfix's master needs
+it; its daemons run as Debian's ``postfix`` user), stopped with ``postfix -c DIR stop``.
+
+:func:`why_unavailable` says why the tier cannot run here (no Postfix, not root), or
+returns None.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import trustme
+
+__all__ = ["PostfixInstance", "why_unavailable"]
+
+_POSTFIX = "/usr/sbin/postfix"
+_SASLPASSWD2 = "/usr/sbin/saslpasswd2"
+_NOBODY = 65534  # virtual(8) delivers as this uid/gid (it refuses root)
+_SERVICES = """\
+{listen} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+def why_unavailable() -> str | None:
+    """Why a Postfix instance cannot be started here, or None when it can."""
+    if not Path(_POSTFIX).exists():
+        return "Postfix is not installed (.ci/test.sh installs it when run as root)"
+    if not Path(_SASLPASSWD2).exists():
+        return "saslpasswd2 is not installed (Debian package sasl2-bin)"
+    if os.geteuid() != 0:
+        return "starting a Postfix instance needs root (its master process starts as root)"
+    try:
+        pwd.getpwnam("postfix")
+    except KeyError:
+        return "the postfix user does not exist (the Debian package creates it)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PostfixInstance:
+    """One private Postfix: ``with PostfixInstance(ca, login, password) as postfix: ...``."""
+
+    def __init__(
+        self, ca: trustme.CA, login: str, password: str, mailboxes: Iterable[str]
+    ) -> None:
+        self.ca, self.login, self.password = ca, login, password
+        self.mailboxes = sorted({address.lower() for address in mailboxes})
+        self.port = _free_port()
+        # Not under pytest's tmp_path: its parents are mode 0700 and Postfix's daemons,
+        # which run as the postfix user, must reach the sasldb and the Maildirs.
+        self.root = Path(tempfile.mkdtemp(prefix="notify-relay-postfix-"))
+        self.root.chmod(0o755)
+        self.config = self.root / "etc"
+        self.maildir = self.root / "maildir"
+
+    def __enter__(self) -> PostfixInstance:
+        try:
+            self._write_config()
+            self._postfix("start")
+            self._wait_until_listening()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        subprocess.run([_POSTFIX, "-c", str(self.config), "stop"], capture_output=True, check=False)
+        self._wait_for_master_exit()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def log(self) -> str:
+        """Postfix's log so far (``maillog_file``)."""
+        path = self.root / "maillog"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def messages(self, address: str) -> list[bytes]:
+        """The messages delivered to ``address``, oldest first."""
+        local, _, domain = address.partition("@")
+        path = self.maildir / domain / local
+        if not path.exists():
+            return []
+        box = mailbox.Maildir(path, factory=None, create=False)
+        keys = sorted(box.iterkeys(), key=lambda key: box.get_file(key)._file.name)  # type: ignore[attr-defined]
+        return [box.get_bytes(key) for key in keys]
+
+    def delivered(self) -> dict[str, list[bytes]]:
+        """Every Maildir with its messages, keyed by address."""
+        found: dict[str, list[bytes]] = {}
+        if self.maildir.exists():
+            for domain in sorted(self.maildir.iterdir()):
+                for local in sorted(domain.iterdir()):
+                    found[f"{local.name}@{domain.name}"] = self.messages(
+                        f"{local.name}@{domain.name}"
+                    )
+        return found
+
+    def _write_config(self) -> None:
+        root, config = self.root, self.config
+        for name in ("etc", "etc/sasl", "queue", "data", "maildir"):
+            (root / name).mkdir()
+        cert = self.ca.issue_cert("127.0.0.1", "localhost", "postfix.test")
+        cert.private_key_and_cert_chain_pem.write_to_path(str(config / "tls.pem"))
+        (config / "tls.pem").chmod(0o600)
+        # Debian's Postfix looks for <config_directory>/sasl/smtpd.conf
+        (config / "sasl" / "smtpd.conf").write_text(
+            "pwcheck_method: auxprop\n"
+            "auxprop_plugin: sasldb\n"
+            "mech_list: PLAIN LOGIN\n"
+            f"sasldb_path: {config / 'sasl' / 'sasldb2'}\n"
+        )
+        user, _, realm = self.login.partition("@")
+        subprocess.run(
+            [_SASLPASSWD2, "-p", "-c", "-f", str(config / "sasl" / "sasldb2"), "-u", realm, user],
+            input=self.password.encode(),
+            check=True,
+            capture_output=True,
+        )
+        postfix = pwd.getpwnam("postfix")
+        os.chown(config / "sasl" / "sasldb2", postfix.pw_uid, postfix.pw_gid)
+        os.chown(root / "data", postfix.pw_uid, postfix.pw_gid)
+        os.chown(root / "maildir", _NOBODY, _NOBODY)
+        # virtual(8) refuses regexp substitutions in mailbox paths: one line per address
+        (root / "mailboxes").write_text(
+            "".join(f"{a} {a.partition('@')[2]}/{a.partition('@')[0]}/\n" for a in self.mailboxes)
+        )
+        (root / "domains").write_text("/./ OK\n")
+        main = {
+            "compatibility_level": "3.6",
+            "config_directory": str(config),
+            "queue_directory": str(root / "queue"),
+            "data_directory": str(root / "data"),
+            "mail_owner": "postfix",
+            "setgid_group": "postdrop",
+            "myhostname": "postfix.test",
+            "mydestination": "",
+            "inet_interfaces": "127.0.0.1",
+            "inet_protocols": "ipv4",
+            "mynetworks": "127.0.0.0/8",
+            "maillog_file": str(root / "maillog"),
+            "maillog_file_prefixes": f"/var, /dev/stdout, {root}",
+            "alias_maps": "",
+            "alias_database": "",
+            "local_recipient_maps": "",
+            "smtputf8_enable": "yes",
+            "smtpd_tls_chain_files": str(config / "tls.pem"),
+            "smtpd_tls_security_level": "may",
+            "smtpd_tls_auth_only": "yes",
+            "smtpd_sasl_auth_enable": "yes",
+            "smtpd_sasl_type": "cyrus",
+            "smtpd_sasl_path": "smtpd",
+            "smtpd_sasl_security_options": "noanonymous",
+            "smtpd_sasl_local_domain": "",
+            # mynetworks alone would let 127.0.0.1 relay: only an authenticated client may
+            "smtpd_relay_restrictions": "permit_sasl_authenticated, reject",
+            "smtpd_recipient_restrictions": "permit_sasl_authenticated, reject",
+            "virtual_mailbox_domains": f"regexp:{root / 'domains'}",
+            "virtual_mailbox_base": str(root / "maildir"),
+            "virtual_mailbox_maps": f"texthash:{root / 'mailboxes'}",
+            "virtual_uid_maps": f"static:{_NOBODY}",
+            "virtual_gid_maps": f"static:{_NOBODY}",
+            "virtual_minimum_uid": "100",
+            "message_size_limit": str(30 * 1024 * 1024),
+            "smtpd_recipient_limit": "1000",
+        }
+        (config / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in main.items()))
+        (config / "master.cf").write_text(_SERVICES.format(listen=f"127.0.0.1:{self.port}"))
+        for file in ("dynamicmaps.cf", "postfix-files"):
+            if Path("/etc/postfix", file).exists():
+                shutil.copy(Path("/etc/postfix", file), config / file)
+        for folder in ("dynamicmaps.cf.d", "postfix-files.d"):
+            if Path("/etc/postfix", folder).is_dir():
+                shutil.copytree(Path("/etc/postfix", folder), config / folder)
+        self._postfix("set-permissions")
+
+    def _postfix(self, *command: str) -> None:
+        done = subprocess.run(
+            [_POSTFIX, "-c", str(self.config), *command],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"postfix {' '.join(command)} failed ({done.returncode}): "
+                f"{done.stderr.strip() or done.stdout.strip()}\n{self.log()[-2000:]}"
+            )
+
+    def _wait_until_listening(self) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"Postfix did not listen on {self.port}: {self.log()[-2000:]}")
+
+    def _wait_for_master_exit(self) -> None:
+        pid_file = self.root / "queue" / "pid" / "master.pid"
+        deadline = time.monotonic() + 10
+        while pid_file.exists() and time.monotonic() < deadline:
+            try:
+                os.kill(int(pid_file.read_text().split()[0]), 0)
+            except (OSError, ValueError, IndexError):
+                return
+            time.sleep(0.1)

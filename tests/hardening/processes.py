@@ -1,0 +1,92 @@
+"""``notify-relay serve`` as a child process: start, SIGKILL, restart, and read its memory.
+
+Used where the relay must be a process of its own: kill -9 loops, RSS budgets (the test
+process's own memory would blur them) and strace.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["RelayProcess", "free_port", "memory_kib", "write_config"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(path: Path, **sections: Any) -> Path:
+    """Write a relay YAML config (web page off) and return its path."""
+    path.write_text(yaml.safe_dump({"web": {"enabled": False}, **sections}))
+    return path
+
+
+def memory_kib(pid: int, field: str = "VmHWM") -> int:
+    """A memory figure of process ``pid`` from /proc (``VmHWM``: peak RSS; ``VmRSS``: now)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise LookupError(f"{field} not in /proc/{pid}/status")
+
+
+class RelayProcess:
+    """The relay as a child process; ``wrap`` prefixes the command (``["strace", ...]``)."""
+
+    def __init__(
+        self, config: Path, port: int, log: Path, *, wrap: Sequence[str] = ()
+    ) -> None:
+        self.config, self.port, self.log, self.wrap = config, port, log, tuple(wrap)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.kills = 0
+
+    @property
+    def pid(self) -> int:
+        """The relay's pid (with ``wrap``, the wrapper's)."""
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the relay and return once its listener accepts connections."""
+        command = [sys.executable, "-m", "relay", "serve", "--config", str(self.config)]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen([*self.wrap, *command], stderr=log, stdout=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError(f"relay did not start: {self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind runs."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.kills += 1
+
+    def stop(self) -> None:
+        """SIGTERM and wait (the orderly stop)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

@@ -1,0 +1,83 @@
+"""The sendmail command's input handling and exit codes (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.cli.sendmail import exit_code
+from relay.receive.sendmail import (
+    header_recipients,
+    read_message,
+    with_from_name,
+    without_header,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"Subject: x\n\nline\n", b"Subject: x\r\n\r\nline\r\n"),
+        (b"Subject: x\r\n\r\nline\r\n", b"Subject: x\r\n\r\nline\r\n"),
+        (b"Subject: x\n\nno final newline", b"Subject: x\r\n\r\nno final newline\r\n"),
+        (b"a\rb\n", b"a\r\nb\r\n"),
+        (b"", b""),
+    ],
+)
+def test_every_line_ending_becomes_crlf(raw: bytes, expected: bytes) -> None:
+    assert read_message(raw, dot_ends=False) == expected
+
+
+def test_lone_dot_is_text_with_dash_i() -> None:
+    raw = b"Subject: x\n\nbefore\n.\nafter\n"
+    assert read_message(raw, dot_ends=False) == b"Subject: x\r\n\r\nbefore\r\n.\r\nafter\r\n"
+
+
+@pytest.mark.parametrize(
+    "raw", [b"Subject: x\n\nbefore\n.\nafter\n", b"Subject: x\r\n\r\nbefore\r\n.\r\nafter\r\n"]
+)
+def test_lone_dot_ends_the_message_without_dash_i(raw: bytes) -> None:
+    assert read_message(raw, dot_ends=True) == b"Subject: x\r\n\r\nbefore\r\n"
+
+
+def test_dots_inside_lines_never_end_the_message() -> None:
+    raw = b"Subject: x\n\n..\n. x\nend.\n"
+    assert read_message(raw, dot_ends=True) == raw.replace(b"\n", b"\r\n")
+
+
+def test_header_recipients_reads_to_cc_and_bcc_once_each() -> None:
+    message = (
+        b'To: Bob <bob@x.org>, carol@x.org\r\nCc: "D, E" <de@x.org>\r\n'
+        b"Bcc: bob@x.org,\r\n hidden@x.org\r\nSubject: To: not@x.org\r\n\r\nTo: body@x.org\r\n"
+    )
+    assert header_recipients(message) == ("bob@x.org", "carol@x.org", "de@x.org", "hidden@x.org")
+
+
+def test_without_header_drops_folded_lines_and_keeps_the_body() -> None:
+    message = b"To: a@x\r\nBcc: b@x,\r\n\tc@x\r\nSubject: s\r\n\r\nBcc: in body\r\n"
+    assert without_header(message, "Bcc") == b"To: a@x\r\nSubject: s\r\n\r\nBcc: in body\r\n"
+
+
+def test_from_name_is_added_only_when_from_is_missing() -> None:
+    message = b"Subject: s\r\n\r\nbody\r\n"
+    assert with_from_name(message, "trac@x.org", "Trac Bot").startswith(
+        b"From: Trac Bot <trac@x.org>\r\nSubject"
+    )
+    assert with_from_name(message, "trac@x.org", "Tr\u00e4c").startswith(b"From: =?utf-8?")
+    already = b"From: other@x.org\r\n" + message
+    assert with_from_name(already, "trac@x.org", "Trac") == already
+
+
+@pytest.mark.parametrize(
+    ("code", "stage", "expected"),
+    [
+        (421, "connect", 75),
+        (554, "connect", 77),
+        (451, "mail", 75),
+        (553, "mail", 65),
+        (550, "rcpt", 67),
+        (452, "rcpt", 75),
+        (552, "data", 65),
+    ],
+)
+def test_exit_codes_follow_sysexits(code: int, stage: str, expected: int) -> None:
+    assert exit_code(code, stage) == expected
