@@ -27,6 +27,7 @@ from relay.queue.spool import QueueState, Spool
 __all__ = ["QueueManager"]
 
 Delivered = Callable[[Record, DeliveryState], Awaitable[None]]
+Loaded = tuple[Record, DeliveryState, QueueState]
 
 
 class QueueManager:
@@ -167,14 +168,17 @@ class QueueManager:
                 self._busy.difference_update(batch)
 
     async def _deliver_batch(self, batch: list[str]) -> None:
+        """Send a batch over one session; finished records are removed together at the end.
+
+        Disk work is done in two thread hops per batch (load all, remove all), not per
+        message. A crash before the removal can resend the batch's delivered messages: a
+        duplicate, never a loss.
+        """
+        loaded = await asyncio.to_thread(self._load_all, batch)
+        finished: list[tuple[str, QueueState]] = []
         session: UpstreamSession | None = None
-        self._unsynced: set[QueueState] = set()
         try:
-            for queue_id in batch:
-                loaded = await asyncio.to_thread(self._load, queue_id)
-                if loaded is None:
-                    continue
-                record, state, where = loaded
+            for index, (record, state, where) in enumerate(loaded):
                 if session is None or not session.usable:
                     session = UpstreamSession(self.upstream, hostname=self.hostname)
                     try:
@@ -182,17 +186,16 @@ class QueueManager:
                         self.failing_since = None
                     except UpstreamError as exc:
                         self.failing_since = self.failing_since or time.time()
-                        await self._session_failed(
-                            exc, session.relay, batch[batch.index(queue_id) :]
-                        )
+                        await self._session_failed(exc, session.relay, loaded[index:])
                         return
                 replies = await self._send(session, record, state.pending(record.envelope))
-                await self._settle(record, state, where, replies, session.relay)
+                if await self._settle(record, state, where, replies, session.relay):
+                    finished.append((record.queue_id, where))
         finally:
             if session is not None:
                 await session.close()
-            if self._unsynced:  # one directory fsync for all removals of the batch
-                await asyncio.to_thread(self.spool.sync, self._unsynced)
+            if finished:
+                await asyncio.to_thread(self._remove_all, finished)
 
     async def _send(
         self, session: UpstreamSession, record: Record, pending: tuple[str, ...]
@@ -225,7 +228,9 @@ class QueueManager:
             )
         return replies
 
-    async def _session_failed(self, exc: UpstreamError, relay: str, queue_ids: list[str]) -> None:
+    async def _session_failed(
+        self, exc: UpstreamError, relay: str, loaded: Sequence[Loaded]
+    ) -> None:
         reply = Reply(exc.code, exc.text)
         if holds_queue(reply):
             self._paused_until = time.time() + self.retry.min_backoff
@@ -239,19 +244,10 @@ class QueueManager:
             )
         else:
             logger.warning("queue: %s", reply)
-        for queue_id in queue_ids:
-            loaded = await asyncio.to_thread(self._load, queue_id)
-            if loaded is not None:
-                record, state, where = loaded
-                pending = state.pending(record.envelope)
-                await self._settle(
-                    record,
-                    state,
-                    where,
-                    dict.fromkeys(pending, reply),
-                    relay,
-                    hold=holds_queue(reply),
-                )
+        for record, state, where in loaded:
+            pending = state.pending(record.envelope)
+            replies = dict.fromkeys(pending, reply)
+            await self._settle(record, state, where, replies, relay, hold=holds_queue(reply))
 
     async def _settle(
         self,
@@ -262,8 +258,11 @@ class QueueManager:
         relay: str,
         *,
         hold: bool = False,
-    ) -> None:
-        """Record the replies durably, log them, and move the record by outcome."""
+    ) -> bool:
+        """Record the replies, log them, and move the record by outcome.
+
+        Returns True when every recipient is delivered: the caller removes the record.
+        """
         now = time.time()
         attempts = state.attempts + 1
         done, failed, log = list(state.done), list(state.failed), list(state.log)
@@ -317,12 +316,10 @@ class QueueManager:
             await asyncio.to_thread(self._persist, record.queue_id, new, where, QueueState.FAILED)
             self.metrics.failed()
         else:
-            await asyncio.to_thread(self.spool.remove, record.queue_id, where, sync=False)
-            self._unsynced.add(where)
-            logger.info("%s: removed", record.queue_id)
             self.metrics.delivered(now - record.envelope.received_at)
         if done != list(state.done) and self.on_delivered is not None:
             await self.on_delivered(record, new)
+        return not pending and not failed
 
     def _persist(
         self, queue_id: str, state: DeliveryState, source: QueueState, target: QueueState
@@ -331,7 +328,16 @@ class QueueManager:
         if source is not target:
             self.spool.move(queue_id, source, target)
 
-    def _load(self, queue_id: str) -> tuple[Record, DeliveryState, QueueState] | None:
+    def _load_all(self, queue_ids: Sequence[str]) -> list[Loaded]:
+        return [loaded for loaded in map(self._load, queue_ids) if loaded is not None]
+
+    def _remove_all(self, finished: Sequence[tuple[str, QueueState]]) -> None:
+        for queue_id, where in finished:
+            self.spool.remove(queue_id, where, sync=False)
+            logger.info("%s: removed", queue_id)
+        self.spool.sync({where for _, where in finished})  # one fsync per directory
+
+    def _load(self, queue_id: str) -> Loaded | None:
         where = self.spool.find(queue_id)
         if where not in (QueueState.INCOMING, QueueState.DEFERRED):
             return None  # delivered, held or deleted meanwhile
