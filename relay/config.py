@@ -21,8 +21,10 @@ import yaml
 
 from relay.cleanup.options import CleanupOptions
 from relay.cleanup.tracini import read_trac_ini
+from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
 from relay.errors import ConfigError
 from relay.schema import build, where
+from relay.secret import Secret
 
 __all__ = [
     "CaptureConfig",
@@ -41,30 +43,6 @@ __all__ = [
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class Secret:
-    """A password or token: ``str()`` and ``repr()`` never show it; ``reveal()`` does."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """Return the secret itself, for the one place that sends it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +125,18 @@ class Limits:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpstreamConfig:
-    """The smarthost the relay delivers to."""
+    """Where the relay delivers: a smarthost (``host``), or with ``mx: true`` (YAML shorthand
+    ``mx``) the MX hosts of each recipient's domain, on ``port`` 25 unless set (a lab knob).
 
-    host: str
+    ``auth``: ``password`` (PLAIN/LOGIN) or ``xoauth2``/``oauthbearer`` with ``oauth``.
+    ``senders``/``recipients``: shell-style patterns that route matching mail here
+    (:mod:`relay.deliver.routing`); ``quota``: the account's sending limits.
+    """
+
+    name: str | None = None
+    host: str = ""
+    mx: bool = False
+    mx_tls: Literal["opportunistic", "verify"] = "opportunistic"
     port: int = field(default=0, metadata={"min": 1, "max": 65535})
     tls: Literal["starttls", "implicit", "none"] = "starttls"
     username: str | None = None
@@ -166,15 +153,22 @@ class UpstreamConfig:
     max_recipients_per_message: int = field(default=100, metadata={"min": 1})
     connections: int = field(default=2, metadata={"min": 1, "max": 64})
     batch_size: int = field(default=50, metadata={"min": 1})
+    auth: Literal["password", "xoauth2", "oauthbearer"] = "password"
+    oauth: OAuthConfig | None = None
+    quota: QuotaConfig | None = None
+    senders: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
     secret: Secret | None = field(default=None, init=False, compare=False)
 
     @property
     def effective_port(self) -> int:
-        """The configured port, or the usual one for the TLS mode (587, 465, 25)."""
+        """The configured port, or the usual one for the TLS mode (587, 465, 25; MX: 25)."""
+        if self.mx:
+            return self.port or 25
         return self.port or {"starttls": 587, "implicit": 465, "none": 25}[self.tls]
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.effective_port}"
+        return self.name or ("mx" if self.mx else f"{self.host}:{self.effective_port}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,7 +263,11 @@ class FiltersConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RelayConfig:
-    """The whole configuration; each component gets only its own section."""
+    """The whole configuration; each component gets only its own section.
+
+    ``upstream`` (one) or ``upstreams`` (a list tried in order) may be given; once loaded,
+    ``upstreams`` lists them all and ``upstream`` is the first.
+    """
 
     listen: tuple[Listener, ...] = field(
         default=(TcpListener("127.0.0.1", 2525),), metadata={"parse": _parse_listeners}
@@ -281,6 +279,8 @@ class RelayConfig:
     hostname: str = field(default_factory=socket.gethostname)
     limits: Limits = field(default_factory=Limits)
     upstream: UpstreamConfig | None = None
+    upstreams: tuple[UpstreamConfig, ...] = ()
+    dns: DnsConfig = field(default_factory=DnsConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     notification: CleanupOptions = field(default_factory=CleanupOptions)
@@ -321,6 +321,7 @@ def load_config(
     base = Path(path).resolve().parent if path is not None else Path.cwd()
     if isinstance(data.get("capture"), bool):
         data = {**data, "capture": {"enabled": data["capture"]}}
+    data = _expand_mx(data)
     if trac_ini is not None:
         data = {**data, "trac_ini": str(Path(trac_ini).resolve())}
     report = None
@@ -343,7 +344,40 @@ def load_config(
         except ConfigError as exc:  # name the key where it is: capture.release.upstream...
             key = where("capture.release", exc.key)
             raise ConfigError(exc.message, file=file, key=key) from None
+    _check_upstreams(config, file, secrets=secrets)
     return config
+
+
+def _expand_mx(data: dict[str, object]) -> dict[str, object]:
+    """``upstream: mx`` (and ``- mx`` in ``upstreams``) is short for ``{mx: true}``."""
+
+    def expand(value: object) -> object:
+        return {"mx": True} if value == "mx" else value
+
+    upstreams = data.get("upstreams")
+    if isinstance(upstreams, list):
+        data = {**data, "upstreams": [expand(item) for item in upstreams]}
+    return {**data, "upstream": expand(data["upstream"])} if "upstream" in data else data
+
+
+def _check_upstreams(config: RelayConfig, file: str, *, secrets: bool) -> None:
+    """Check ``upstreams``; afterwards it lists every upstream and ``upstream`` is the first."""
+    if config.upstream is not None and config.upstreams:
+        raise ConfigError(
+            "give upstream (one) or upstreams (a list), not both", file=file, key="upstreams"
+        )
+    for n, upstream in enumerate(config.upstreams):
+        _check_upstream(upstream, file, secrets=secrets, section=f"upstreams[{n}]")
+    chain = config.upstreams or ((config.upstream,) if config.upstream else ())
+    if chain and all(upstream.senders or upstream.recipients for upstream in chain):
+        raise ConfigError(
+            "every upstream has senders or recipients patterns; add one without them for the "
+            "rest of the mail",
+            file=file,
+            key="upstreams" if config.upstreams else "upstream",
+        )
+    object.__setattr__(config, "upstreams", chain)
+    object.__setattr__(config, "upstream", chain[0] if chain else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,29 +396,38 @@ def _read_yaml(path: Path) -> object:
         raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from None
 
 
-def _check_upstream(upstream: UpstreamConfig, file: str, *, secrets: bool = True) -> None:
+def _check_upstream(
+    upstream: UpstreamConfig, file: str, *, secrets: bool = True, section: str = "upstream"
+) -> None:
     """Resolve the password and refuse combinations that would leak it."""
+    if upstream.mx:
+        _check_mx(upstream, file, section)
+        return
+    if not upstream.host:
+        raise ConfigError("required key is missing", file=file, key=where(section, "host"))
     sources = [name for name in _PASSWORD_SOURCES if getattr(upstream, name) is not None]
-    key = where("upstream", sources[0] if sources else "username")
+    key = where(section, sources[0] if sources else "username")
     if len(sources) > 1:
-        raise ConfigError(f"give only one of {', '.join(sources)}", file=file, key="upstream")
+        raise ConfigError(f"give only one of {', '.join(sources)}", file=file, key=section)
+    if upstream.auth != "password" or upstream.oauth is not None:
+        _check_oauth(upstream, sources, file, section, secrets=secrets)
     if sources and upstream.username is None:
-        raise ConfigError("a password needs upstream.username", file=file, key=key)
+        raise ConfigError(f"a password needs {section}.username", file=file, key=key)
     if upstream.username is not None:
-        if not sources:
+        if not sources and upstream.auth == "password":
             raise ConfigError(
                 "username without a password: add password_file, password_env or password_command",
                 file=file,
-                key="upstream.username",
+                key=where(section, "username"),
             )
         if upstream.tls == "none" and not upstream.allow_insecure_auth:
             raise ConfigError(
                 "credentials with tls: none would be sent in clear; use starttls or implicit, "
                 "or set allow_insecure_auth: true",
                 file=file,
-                key="upstream.tls",
+                key=where(section, "tls"),
             )
-        if secrets:
+        if secrets and sources:
             secret = Secret(_read_password(upstream, sources[0], file, key))
             object.__setattr__(upstream, "secret", secret)
     if upstream.fingerprint is not None:
@@ -393,12 +436,54 @@ def _check_upstream(upstream: UpstreamConfig, file: str, *, secrets: bool = True
             raise ConfigError(
                 "expected a SHA-256 fingerprint (64 hex digits, colons allowed)",
                 file=file,
-                key="upstream.fingerprint",
+                key=where(section, "fingerprint"),
             )
         object.__setattr__(upstream, "fingerprint", digits)
 
 
+def _check_mx(upstream: UpstreamConfig, file: str, section: str) -> None:
+    """MX hosts get no AUTH and no pinned certificate: refuse keys that would be ignored."""
+    unused = ["host"] if upstream.host else []
+    unused += [name for name in _NOT_FOR_MX if getattr(upstream, name) is not None]
+    if upstream.tls != "starttls" or upstream.auth != "password":
+        unused.append("tls" if upstream.tls != "starttls" else "auth")
+    if unused:
+        raise ConfigError(
+            "not used with mx: true (no AUTH to MX hosts; their TLS is set by mx_tls)",
+            file=file,
+            key=where(section, unused[0]),
+        )
+
+
+def _check_oauth(
+    upstream: UpstreamConfig, sources: list[str], file: str, section: str, *, secrets: bool
+) -> None:
+    """``auth: xoauth2``/``oauthbearer``: an ``oauth`` section and an account, no password."""
+    key = where(section, "oauth")
+    if upstream.auth == "password":
+        raise ConfigError(
+            "oauth is used with auth: xoauth2 or oauthbearer", file=file, key=where(section, "auth")
+        )
+    if upstream.oauth is None or upstream.username is None or sources:
+        raise ConfigError(
+            f"auth: {upstream.auth} needs username (the mail account) and an oauth section, "
+            "and no password",
+            file=file,
+            key=where(section, sources[0]) if sources else key,
+        )
+    oauth = upstream.oauth
+    files = (
+        ("client_secret", oauth.client_secret_file),
+        ("refresh_token", oauth.refresh_token_file),
+    )
+    for name, path in files:
+        if secrets and path is not None:
+            text = _read_password_file(path, file, where(key, f"{name}_file"))
+            object.__setattr__(oauth, name, Secret(text))
+
+
 _PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_command")
+_NOT_FOR_MX = ("username", "fingerprint", "oauth", *_PASSWORD_SOURCES)
 
 
 def _read_password(upstream: UpstreamConfig, source: str, file: str, key: str) -> str:

@@ -12,6 +12,7 @@ from relay.capture.maildir import CaptureStore
 from relay.cleanup.filters import Simulation, simulate
 from relay.cleanup.sources import DirectorySource, load_filter_sets
 from relay.config import RelayConfig, TcpListener
+from relay.deliver.dispatch import Dispatcher
 from relay.errors import ConfigError, RelayError
 from relay.log import logger
 from relay.metrics import Metrics
@@ -20,6 +21,7 @@ from relay.queue.control import ControlServer
 from relay.queue.manager import QueueManager
 from relay.queue.record import DeliveryState, Record
 from relay.queue.spool import Spool
+from relay.receive.domains import DomainCheck, domain_check
 from relay.receive.handler import RelayHandler
 from relay.receive.server import Listeners
 from relay.web.server import WebServer
@@ -95,6 +97,13 @@ class Relay:
                 hostname=config.hostname,
                 on_delivered=self._keep_copy if self.capture else None,
                 metrics=self.metrics,
+                dispatcher=Dispatcher(
+                    config.upstreams,
+                    hostname=config.hostname,
+                    state=config.queue.path / "quota",
+                    hold=config.queue.retry.min_backoff,
+                    dns=config.dns,
+                ),
             )
             self.metrics.watch(spool)
             self.control = ControlServer(spool.root, self.manager.apply)
@@ -111,6 +120,7 @@ class Relay:
             account=config.upstream.username if config.upstream else None,
             simulate=_simulator(config),
             metrics=self.metrics,
+            check_domain=self._domain_check(config),
         )
         self.listeners = Listeners(
             config.listen,
@@ -121,6 +131,12 @@ class Relay:
         )
         self.bound: list[str] = []
         self.web: WebServer | None = None
+
+    def _domain_check(self, config: RelayConfig) -> DomainCheck | None:
+        """The RCPT-time recipient-domain check, sharing the delivery's DNS cache."""
+        if self.manager is None:
+            return None
+        return domain_check(config, self.manager.dispatcher.resolver)
 
     async def _keep_copy(self, record: Record, state: DeliveryState) -> None:
         assert self.capture is not None
@@ -154,6 +170,8 @@ class Relay:
             await self.manager.stop()
         if self.control is not None:
             await self.control.stop()
+        if self.capture is not None:
+            self.capture.close()  # the index's connections; it reopens if used again
 
     async def _start_web(self) -> WebServer | None:
         """The page and API; mail keeps flowing if the port is taken."""
@@ -186,7 +204,10 @@ class Relay:
         self.handler.simulate = simulate
         self.handler.account = config.upstream.username if config.upstream else None
         if self.manager is not None and config.upstream is not None:
-            self.manager.reconfigure(config.upstream, config.queue.retry)
+            self.manager.reconfigure(
+                config.upstream, config.queue.retry, upstreams=config.upstreams, dns=config.dns
+            )
+        self.handler.check_domain = self._domain_check(config)
         logger.info("reload: configuration from %s in force", config.source)
         if restart:
             logger.warning("reload: a restart is needed to apply %s", ", ".join(restart))
@@ -207,7 +228,7 @@ class Relay:
         else:
             logger.info(
                 "relay mode: delivering to %s (tls=%s), queue in %s",
-                config.upstream,
+                ", ".join(map(str, config.upstreams)),
                 config.upstream.tls,
                 config.queue.path,
             )

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import aiosmtplib
 
 from relay.service import Relay
 
@@ -26,6 +28,18 @@ async def eventually(predicate: Callable[[], Any], timeout: float = 10.0) -> Any
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+#: A small Trac-like notification for tests that only need some message.
+MESSAGE = b"From: trac@example.org\r\nTo: bob@example.org\r\nSubject: #1\r\n\r\nHello\r\n"
+
+
+async def submit(
+    relay: Relay, recipients: Sequence[str], *, sender: str = "trac@example.org"
+) -> tuple[dict[str, Any], str]:
+    """Send :data:`MESSAGE` to the relay's listener; aiosmtplib's (refused, reply)."""
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port_of(relay)) as client:
+        return await client.sendmail(sender, list(recipients), MESSAGE)
 
 
 def free_port() -> int:

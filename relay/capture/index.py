@@ -78,7 +78,12 @@ class CaptureIndex:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
-        version = self._version()
+        try:
+            version = self._version()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, unreadable: not ours to fix
+                raise
+            version = -1  # not a database at all
         if version not in (0, _VERSION):  # another layout: it is only a cache, start again
             self.close()
             for suffix in ("", "-wal", "-shm"):

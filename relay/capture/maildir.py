@@ -67,6 +67,8 @@ class CaptureStore:
         self._index: CaptureIndex | None = None
         self._reconciling = threading.Lock()
         self._opening = threading.Lock()
+        self._counting = threading.Lock()
+        self._changes = 0  # changes of this process under way (see _changing)
 
     @property
     def index(self) -> CaptureIndex:
@@ -179,15 +181,18 @@ class CaptureStore:
 
     def delete(self, ids: Sequence[str]) -> list[str]:
         """Delete messages (file, metadata, index row); return the ids that existed."""
-        deleted = []
-        with self._changing():
-            for queue_id in ids:
-                path = self.index.path_of(queue_id)
-                if path is not None:
-                    (self.root / path).unlink(missing_ok=True)
-                    (self.root / "meta" / f"{queue_id}.json").unlink(missing_ok=True)
-                    deleted.append(queue_id)
-            self.index.remove(deleted)
+        deleted: list[str] = []
+        for start in range(0, len(ids), _BATCH):  # short transactions: store() never waits long
+            with self._changing():
+                batch = []
+                for queue_id in ids[start : start + _BATCH]:
+                    path = self.index.path_of(queue_id)
+                    if path is not None:
+                        (self.root / path).unlink(missing_ok=True)
+                        (self.root / "meta" / f"{queue_id}.json").unlink(missing_ok=True)
+                        batch.append(queue_id)
+                self.index.remove(batch)
+            deleted += batch
         if deleted:
             self.events.publish(MailEvent(MailEventKind.DELETED, tuple(deleted)))
         return deleted
@@ -223,8 +228,8 @@ class CaptureStore:
         single-threaded program (the ``mail`` verbs), never from the server. While one
         thread reconciles, the others read the index as it is.
         """
-        if self.index.info("maildir") == self._maildir_state():
-            return False
+        if self._changes or self.index.info("maildir") == self._maildir_state():
+            return False  # in line, or this process is changing it and will say so
         if not self._reconciling.acquire(blocking=False):
             return False
         try:
@@ -291,11 +296,17 @@ class CaptureStore:
     @contextmanager
     def _changing(self) -> Iterator[None]:
         """A write transaction around file changes; the index stays "in line" if it was."""
-        with self.index.transaction():
-            in_line = self.index.info("maildir") == self._maildir_state()
-            yield
-            if in_line:
-                self.index.set_info("maildir", self._maildir_state())
+        with self._counting:
+            self._changes += 1
+        try:
+            with self.index.transaction():
+                in_line = self.index.info("maildir") == self._maildir_state()
+                yield
+                if in_line:
+                    self.index.set_info("maildir", self._maildir_state())
+        finally:
+            with self._counting:
+                self._changes -= 1
 
     def _write_meta(self, queue_id: str, meta: Mapping[str, object]) -> None:
         (self.root / "meta" / f"{queue_id}.json").write_text(json.dumps(meta), encoding="utf-8")

@@ -20,7 +20,17 @@ from relay import __version__
 __all__ = ["CONFIG_ENV", "VERBS", "add_config_option", "build_parser", "main"]
 
 #: Verb modules under ``relay.cli``, in the order ``--help`` lists them.
-VERBS = ("serve", "check_config", "rewrite", "filters", "sendmail", "queue", "check", "mail")
+VERBS = (
+    "serve",
+    "check_config",
+    "rewrite",
+    "filters",
+    "sendmail",
+    "queue",
+    "check",
+    "mail",
+    "oauth",
+)
 
 #: The environment variable naming the config file when ``--config`` is not given.
 CONFIG_ENV = "NOTIFY_RELAY_CONFIG"

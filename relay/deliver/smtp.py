@@ -2,9 +2,11 @@
 
 TLS is never opportunistic: with ``tls: starttls`` a server that does not offer STARTTLS
 fails the session before AUTH is sent, and AUTH is only ever sent over TLS unless the
-config says ``allow_insecure_auth: true``. aiosmtplib's exceptions are translated here
-and nowhere else: session failures become :class:`~relay.errors.UpstreamError`, and
-per-recipient results become :class:`~relay.deliver.outcome.Reply` values.
+config says ``allow_insecure_auth: true``. The one exception is an MX host under
+``mx_tls: opportunistic`` (RFC 7435; no credentials go there). aiosmtplib's exceptions
+are translated here and nowhere else: session failures become
+:class:`~relay.errors.UpstreamError`, and per-recipient results become
+:class:`~relay.deliver.outcome.Reply` values.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections.abc import Sequence
 import aiosmtplib
 
 from relay.config import UpstreamConfig
+from relay.deliver.oauth import TokenSource
 from relay.deliver.outcome import Reply
+from relay.deliver.sasl import login_with_token
 from relay.errors import UpstreamError
 
 __all__ = ["UpstreamSession", "tls_context"]
@@ -30,8 +34,15 @@ _TRANSIENT = (
 
 
 def tls_context(config: UpstreamConfig) -> ssl.SSLContext:
-    """A verifying client context: the system CAs, or ``ca_file`` when given."""
-    return ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    """A verifying client context: the system CAs, or ``ca_file`` when given.
+
+    For MX hosts under ``mx_tls: opportunistic``: encryption without verification.
+    """
+    context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    if config.mx and config.mx_tls == "opportunistic":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class UpstreamSession:
@@ -41,11 +52,22 @@ class UpstreamSession:
     ...     replies = await session.send("a@x", ["b@y"], message_bytes)
     """
 
-    def __init__(self, config: UpstreamConfig, *, hostname: str) -> None:
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        *,
+        hostname: str,
+        tokens: TokenSource | None = None,
+        mx_host: tuple[str, str] | None = None,
+    ) -> None:
+        """``tokens``: for ``auth: xoauth2``/``oauthbearer``; ``mx_host``: (name, address)."""
         self.config = config
-        self.relay = str(config)
+        self.tokens = tokens
+        self.name = mx_host[0] if mx_host else config.host  # what the certificate must name
+        port = config.effective_port
+        self.relay = f"{self.name}[{mx_host[1]}]:{port}" if mx_host else str(config)
         self._smtp = aiosmtplib.SMTP(
-            hostname=config.host,
+            hostname=mx_host[1] if mx_host else config.host,
             port=config.effective_port,
             use_tls=config.tls == "implicit",
             start_tls=False,
@@ -67,21 +89,27 @@ class UpstreamSession:
         try:
             await smtp.connect()
             peer = smtp.get_transport_info("peername")
-            self.relay = f"{config.host}[{peer[0]}]:{peer[1]}"
+            self.relay = f"{self.name}[{peer[0]}]:{peer[1]}"
             if config.tls == "starttls":
                 await smtp.ehlo()
-                if not smtp.supports_extension("starttls"):
+                if smtp.supports_extension("starttls"):
+                    await smtp.starttls(server_hostname=self.name)
+                elif not (config.mx and config.mx_tls == "opportunistic"):
                     raise UpstreamError(
                         0,
                         f"{self.relay} does not offer STARTTLS; not sending mail or AUTH in clear",
                     )
-                await smtp.starttls()
             if config.tls != "none":
                 self._check_pin()
-            if config.username is not None and config.secret is not None:
+            if config.username is not None and (config.secret or self.tokens) is not None:
                 if smtp.get_transport_info("sslcontext") is None and not config.allow_insecure_auth:
                     raise UpstreamError(0, f"refusing to send AUTH to {self.relay} without TLS")
-                await smtp.login(config.username, config.secret.reveal())
+                await self._login()
+            if smtp.is_ehlo_or_helo_needed:  # know SIZE, 8BITMIME, SMTPUTF8 before the first MAIL
+                try:
+                    await smtp.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await smtp.helo()
         except aiosmtplib.SMTPResponseException as exc:
             await self.close()
             raise UpstreamError(exc.code, exc.message) from None
@@ -101,6 +129,18 @@ class UpstreamSession:
         except UpstreamError:
             await self.close()
             raise
+
+    async def _login(self) -> None:
+        config, smtp = self.config, self._smtp
+        assert config.username is not None
+        if config.auth == "password" or self.tokens is None:
+            assert config.secret is not None
+            await smtp.login(config.username, config.secret.reveal())
+        else:
+            port = config.effective_port
+            await login_with_token(
+                smtp, config.auth, config.username, self.tokens, host=self.name, port=port
+            )
 
     def _check_pin(self) -> None:
         if self.config.fingerprint is None:
@@ -146,11 +186,18 @@ class UpstreamSession:
         options = list(mail_options)
         if smtp.supports_extension("size"):
             options.insert(0, f"SIZE={len(message)}")
+        if not sender.isascii() or not all(rcpt.isascii() for rcpt in recipients):
+            if not self.supports_smtputf8:
+                reply = Reply(553, "5.6.7 upstream does not support SMTPUTF8 addresses")
+                return dict.fromkeys(recipients, reply)
+            if "SMTPUTF8" not in (option.upper() for option in options):
+                options.append("SMTPUTF8")  # RFC 6531: UTF-8 addresses need it, declared or not
+        encoding = "utf-8" if "SMTPUTF8" in (option.upper() for option in options) else "ascii"
         try:
-            await smtp.mail(sender, options=options)
+            await smtp.mail(sender, options=options, encoding=encoding)
             for rcpt in recipients:
                 try:
-                    await smtp.rcpt(rcpt)
+                    await smtp.rcpt(rcpt, encoding=encoding)
                 except aiosmtplib.SMTPRecipientRefused as exc:
                     replies[rcpt] = Reply(exc.code, exc.message)
             accepted = [rcpt for rcpt in recipients if rcpt not in replies]

@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from relay.config import RetryConfig, UpstreamConfig
-from relay.deliver.outcome import Reply, Status, classify, holds_queue
-from relay.deliver.smtp import UpstreamSession
-from relay.errors import SpoolError, UpstreamError
+from relay.deliver.dispatch import Dispatcher, Result
+from relay.deliver.options import DnsConfig
+from relay.deliver.outcome import Reply, Status, classify
+from relay.errors import SpoolError
 from relay.log import delivery_line, logger
 from relay.metrics import Metrics
 from relay.queue.actions import Action, ActionRefused, Report, apply, due
@@ -42,11 +43,14 @@ class QueueManager:
         hostname: str,
         on_delivered: Delivered | None = None,
         metrics: Metrics | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
+        """``dispatcher``: several upstreams, routes, quota, MX (default: ``upstream`` only)."""
         self.spool = spool
         self.metrics = metrics or Metrics()
-        #: When the upstream began failing to give a session (None: fine or not yet tried).
-        self.failing_since: float | None = None
+        self.dispatcher = dispatcher or Dispatcher(
+            (upstream,), hostname=hostname, state=spool.root / "quota", hold=retry.min_backoff
+        )
         self.upstream = upstream
         self.retry = retry
         self.hostname = hostname
@@ -54,7 +58,6 @@ class QueueManager:
         self._ready: asyncio.Queue[str] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._busy: set[str] = set()
-        self._paused_until = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -87,16 +90,29 @@ class QueueManager:
             timer.cancel()
         self._ready.put_nowait(queue_id)
 
-    def reconfigure(self, upstream: UpstreamConfig, retry: RetryConfig) -> None:
+    @property
+    def failing_since(self) -> float | None:
+        """When the upstream began failing to give a session (None: fine or not yet tried)."""
+        return self.dispatcher.failing_since
+
+    def reconfigure(
+        self,
+        upstream: UpstreamConfig,
+        retry: RetryConfig,
+        *,
+        upstreams: Sequence[UpstreamConfig] = (),
+        dns: DnsConfig | None = None,
+    ) -> None:
         """Use new upstream settings from the next session on (a reload).
 
         A changed upstream (password included) ends a hold for bad credentials and makes
         every deferred message due now: the operator fixed something, so try it.
+        ``upstreams``: all of them, when there are several.
         """
-        changed = (upstream, upstream.secret) != (self.upstream, self.upstream.secret)
+        hold = retry.min_backoff
+        changed = self.dispatcher.configure(upstreams or (upstream,), dns=dns, hold=hold)
         self.upstream, self.retry = upstream, retry
         if changed:
-            self._paused_until = 0.0
             for queue_id in list(self._timers):
                 self.submit(queue_id)
 
@@ -156,7 +172,6 @@ class QueueManager:
             batch = [queue_id for queue_id in dict.fromkeys(batch) if queue_id not in self._busy]
             self._busy.update(batch)
             try:
-                await asyncio.sleep(max(0.0, self._paused_until - time.time()))
                 await self._deliver_batch(batch)
             except SpoolError as exc:
                 logger.error(
@@ -168,7 +183,7 @@ class QueueManager:
                 self._busy.difference_update(batch)
 
     async def _deliver_batch(self, batch: list[str]) -> None:
-        """Send a batch over one session; finished records are removed together at the end.
+        """Send a batch over one session per upstream; finished records are removed together.
 
         Disk work is done in two thread hops per batch (load all, remove all), not per
         message. A crash before the removal can resend the batch's delivered messages: a
@@ -176,116 +191,53 @@ class QueueManager:
         """
         loaded = await asyncio.to_thread(self._load_all, batch)
         finished: list[tuple[str, QueueState]] = []
-        session: UpstreamSession | None = None
         try:
-            for index, (record, state, where) in enumerate(loaded):
-                if session is None or not session.usable:
-                    session = UpstreamSession(self.upstream, hostname=self.hostname)
-                    try:
-                        await session.open()
-                        self.failing_since = None
-                    except UpstreamError as exc:
-                        self.failing_since = self.failing_since or time.time()
-                        await self._session_failed(exc, session.relay, loaded[index:])
-                        return
-                replies = await self._send(session, record, state.pending(record.envelope))
-                if await self._settle(record, state, where, replies, session.relay):
-                    finished.append((record.queue_id, where))
+            async with self.dispatcher.run() as run:
+                for record, state, where in loaded:
+                    result = await run.deliver(record, state.pending(record.envelope))
+                    if await self._settle(record, state, where, result):
+                        finished.append((record.queue_id, where))
         finally:
-            if session is not None:
-                await session.close()
             if finished:
                 await asyncio.to_thread(self._remove_all, finished)
 
-    async def _send(
-        self, session: UpstreamSession, record: Record, pending: tuple[str, ...]
-    ) -> dict[str, Reply]:
-        message, options = record.message, []
-        if not message.isascii():
-            if session.supports_8bitmime:
-                options.append("BODY=8BITMIME")
-            else:
-                from relay.cleanup.encoding import downgrade_8bit
-
-                message = downgrade_8bit(message)
-        if "SMTPUTF8" in (option.upper() for option in record.envelope.mail_options):
-            if not session.supports_smtputf8:
-                return dict.fromkeys(
-                    pending, Reply(553, "5.6.7 upstream does not support SMTPUTF8 addresses")
-                )
-            options.append("SMTPUTF8")
-        replies: dict[str, Reply] = {}
-        size = self.upstream.max_recipients_per_message
-        for start in range(0, len(pending), size):
-            chunk = pending[start : start + size]
-            if not session.usable:
-                replies.update(
-                    dict.fromkeys(chunk, Reply(0, f"connection to {session.relay} lost"))
-                )
-                continue
-            replies.update(
-                await session.send(record.envelope.sender, chunk, message, mail_options=options)
-            )
-        return replies
-
-    async def _session_failed(
-        self, exc: UpstreamError, relay: str, loaded: Sequence[Loaded]
-    ) -> None:
-        reply = Reply(exc.code, exc.text)
-        if holds_queue(reply):
-            self._paused_until = time.time() + self.retry.min_backoff
-            logger.error(
-                "queue: HOLDING ALL DELIVERY: %s rejected the credentials (%s); "
-                "fix upstream.username/password "
-                "and reload; next try in %.0f s",
-                relay,
-                reply,
-                self.retry.min_backoff,
-            )
-        else:
-            logger.warning("queue: %s", reply)
-        for record, state, where in loaded:
-            pending = state.pending(record.envelope)
-            replies = dict.fromkeys(pending, reply)
-            await self._settle(record, state, where, replies, relay, hold=holds_queue(reply))
-
     async def _settle(
-        self,
-        record: Record,
-        state: DeliveryState,
-        where: QueueState,
-        replies: dict[str, Reply],
-        relay: str,
-        *,
-        hold: bool = False,
+        self, record: Record, state: DeliveryState, where: QueueState, result: Result
     ) -> bool:
-        """Record the replies, log them, and move the record by outcome.
+        """Record the results, log them, and move the record by outcome.
 
-        Returns True when every recipient is delivered: the caller removes the record.
+        Recipients waiting for a quota were not attempted: no attempt is counted for them
+        and they never expire. Returns True when every recipient is delivered: the caller
+        removes the record.
         """
         now = time.time()
-        attempts = state.attempts + 1
+        attempts = state.attempts + (1 if result.replies else 0)
         done, failed, log = list(state.done), list(state.failed), list(state.log)
-        for rcpt, reply in replies.items():
-            self.metrics.replied(reply.code)
-            status = classify(reply)
-            if (
-                status is Status.DEFERRED
-                and not hold
-                and expired(record.envelope.received_at, now, self.retry)
-            ):
-                status, reply = (
-                    Status.BOUNCED,
-                    Reply(reply.code, f"{reply.text} (gave up: queued too long)"),
+        for rcpt, reply in (*result.replies.items(), *result.waiting.items()):
+            relay, status = result.relays[rcpt], classify(reply)
+            if rcpt in result.replies:
+                self.metrics.replied(reply.code)
+                if (
+                    status is Status.DEFERRED
+                    and rcpt not in result.held
+                    and expired(record.envelope.received_at, now, self.retry)
+                ):
+                    status, reply = (
+                        Status.BOUNCED,
+                        Reply(reply.code, f"{reply.text} (gave up: queued too long)"),
+                    )
+                (
+                    done if status is Status.SENT else failed if status is Status.BOUNCED else []
+                ).append(rcpt)
+                log.append(
+                    Attempt(
+                        at=now,
+                        relay=relay,
+                        recipients=(rcpt,),
+                        status=status.value,
+                        reply=str(reply),
+                    )
                 )
-            (done if status is Status.SENT else failed if status is Status.BOUNCED else []).append(
-                rcpt
-            )
-            log.append(
-                Attempt(
-                    at=now, relay=relay, recipients=(rcpt,), status=status.value, reply=str(reply)
-                )
-            )
             line = delivery_line(
                 record.queue_id,
                 rcpt,
@@ -306,8 +258,10 @@ class QueueManager:
         )
         pending = new.pending(record.envelope)
         if pending:
-            when = max(now + backoff(attempts, self.retry), self._paused_until)
-            new = replace(new, next_attempt=when, reason="deferred")
+            retry = now + backoff(attempts, self.retry) if result.replies else 0.0
+            when = max(retry, result.not_before) or now
+            reason = "quota" if result.waiting else "deferred"
+            new = replace(new, next_attempt=when, reason=reason)
             await asyncio.to_thread(self._persist, record.queue_id, new, where, QueueState.DEFERRED)
             self._schedule(record.queue_id, when)
             self.metrics.deferred()

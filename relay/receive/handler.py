@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -50,7 +50,10 @@ class RelayHandler:
         account: str | None = None,
         simulate: Callable[[Envelope, bytes], Simulation] | None = None,
         metrics: Metrics | None = None,
+        check_domain: Callable[[str, str], Awaitable[str | None]] | None = None,
     ) -> None:
+        """``check_domain(sender, recipient)``: a refusal for the recipient's domain, or None."""
+        self.check_domain = check_domain
         self.limits = limits
         self.options = options
         self.directory = directory
@@ -89,6 +92,11 @@ class RelayHandler:
         rejection = cleanup.check_recipient(address, self.options(), self.directory())
         if rejection is not None:
             return self._refuse("recipient", rejection.reply())
+        if self.check_domain is not None:
+            sender = "" if envelope.mail_from == "<>" else envelope.mail_from
+            refusal = await self.check_domain(sender, address)
+            if refusal is not None:
+                return self._refuse("recipient_domain", refusal)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"

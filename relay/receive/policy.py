@@ -35,6 +35,8 @@ def address_problem(address: str) -> str | None:
         return "address too long"
     if any(ord(char) < 32 or ord(char) == 127 for char in address):
         return "control characters in address"
+    if not address.isascii() and any("\ud800" <= char <= "\udfff" for char in address):
+        return "address is not valid UTF-8"  # aiosmtpd hands undecodable octets as surrogates
     if any(char in address for char in " ,;<>\\"):
         return "characters not allowed in an address"
     if address.count("@") > 1 and not address.startswith('"'):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import grp
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -51,6 +52,19 @@ class _RelaySMTP(SMTP):
             await super()._handle_client()
         finally:
             self._gate.active -= 1
+
+    async def push(self, status: str) -> None:  # type: ignore[override]
+        """Send a reply; what it quotes from the client (an address) cannot break the line."""
+        await super().push(_one_line(status))
+
+
+_STRAY = re.compile(r"\r(?!\n)|(?<!\r)\n|[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _one_line(reply: str) -> str:
+    """``reply`` with stray CR, LF and control characters as ``?`` and undecodable octets
+    (aiosmtpd's surrogate escapes) as backslash escapes, so it can always be sent."""
+    return _STRAY.sub("?", reply.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 class Listeners:

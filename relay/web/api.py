@@ -237,7 +237,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     try:
-        body = await request.json(content_type=None)
+        body = await request.json()
     except ValueError:
         body = None
     if not isinstance(body, dict):

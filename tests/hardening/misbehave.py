@@ -114,6 +114,7 @@ class _Protocol(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         await self._reader.readexactly(cut)
+        self.upstream.drop_during_data = None  # once
         self.upstream.dropped_during_data += 1
         self.transport.close()
 
@@ -181,7 +182,7 @@ class Upstream(FakeUpstream):
 
     ``mail_reply(address)``: like ``rcpt_reply``, for MAIL. ``final_dot_delay()``: seconds
     to wait before answering the final dot. ``starttls``: one of the ``starttls_*``
-    functions. ``drop_during_data``: close after reading that many bytes of DATA.
+    functions. ``drop_during_data``: close after reading that many bytes of DATA (once).
     ``hide``: EHLO keywords not to advertise (``("8BITMIME",)``).
     """
 

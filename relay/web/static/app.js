@@ -68,7 +68,8 @@ async function loadList({ append = false } = {}) {
     page = await api(`/api/v1/messages?${params}`);
   } catch (error) {
     if (error.status === 400) return showQueryError(error.body);
-    throw error;
+    $("#summary").textContent = error.body.reason || error.message;  // e.g. capture is off
+    return;
   }
   showQueryError(null);
   state.items = append ? state.items.concat(page.messages) : page.messages;
@@ -336,7 +337,7 @@ async function showQueue() {
 // -- recipients, live updates, keys --------------------------------------------------------
 
 async function loadRecipients() {
-  const { recipients } = await api("/api/v1/recipients");
+  const { recipients } = await api("/api/v1/recipients").catch(() => ({ recipients: [] }));
   const select = $("#as");
   const current = state.as;
   select.replaceChildren(el("option", { value: "", text: "All recipients" }),
@@ -403,8 +404,9 @@ function start() {
   $("#search").addEventListener("submit", (event) => {
     event.preventDefault();
     state.query = $("#q").value.trim();
-    state.selected = 0;
-    loadList().then(() => { saveLocation(); $("#messages").focus(); });
+    state.selected = -1;
+    $("#messages").focus();
+    loadList().then(saveLocation);
   });
   $("#as").addEventListener("change", () => {
     state.as = $("#as").value;

@@ -31,9 +31,17 @@ GMAIL = "someone@gmail.com"
 #: a domain whose words start with a digit, a Gmail address written another way.
 EDGES = {
     "month_old": {
-        "headers": {"From": "ops@host1.2example.org", "To": "some.one+trac@gmail.com"},
-        "body": "A month ago.",
+        "headers": {
+            "From": '"2example org" <ops@host1.2example.org>',
+            "Cc": "some.one+x@gmail.com",
+        },
+        "body": "Not quite a month ago.",
         "received_at": "2025-05-16T00:00:00Z",
+    },
+    "month_and_a_bit": {
+        "headers": {"From": "ops@example.org"},
+        "body": "A little over a month ago.",
+        "received_at": "2025-05-15T00:00:00Z",
     },
     "year_old": {
         "headers": {"From": "ops@2example.org", "To": "ops@example.org"},
@@ -103,6 +111,8 @@ OUR_QUERIES = [
     "newer_than:1y",
     "from:@2example.org",
     "from:*@example.org",
+    "cc:me",
+    "cc:someone@gmail.com",
     '"crashes AROUND 1 frobnicator"',
 ]
 

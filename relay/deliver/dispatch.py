@@ -1,0 +1,373 @@
+"""Delivery of a queued message's recipients: routes, fail-over, sessions, quota, MX hosts.
+
+Each recipient's route is a chain of upstreams (:mod:`relay.deliver.routing`), tried in
+order while the answer is a failure to connect, a 4xx or a quota reply. An MX upstream
+stands for the recipient domain's MX hosts and their addresses (:mod:`relay.deliver.mx`).
+Sessions open on first use and serve a whole batch (one AUTH per batch: Gmail throttles
+logins); a target that failed once is not tried again in the same batch. Before every
+transaction the account's quota governor (:mod:`relay.deliver.quota`) is asked; what it
+holds back waits, deferred with the reason "quota", never failed. Bad credentials hold
+that upstream (not the others) until ``hold`` seconds pass or the config is reloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from relay.config import UpstreamConfig
+from relay.deliver.mx import addresses, mail_hosts
+from relay.deliver.oauth import TokenSource, token_source
+from relay.deliver.options import DnsConfig
+from relay.deliver.outcome import Reply, holds_queue
+from relay.deliver.quota import Governor, QuotaUsage, is_quota_reply
+from relay.deliver.routing import split
+from relay.deliver.smtp import UpstreamSession
+from relay.errors import UpstreamError
+from relay.log import logger
+from relay.queue.record import Record
+from relay.resolver import Resolver
+
+__all__ = ["Dispatcher", "Result", "Run"]
+
+#: At most this many MX addresses are tried per domain and attempt (Postfix's default).
+_MX_ADDRESS_LIMIT = 5
+
+Target = tuple[UpstreamConfig, tuple[str, str] | None]  # an upstream, and an MX (name, address)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    """What became of a message's pending recipients in one delivery run.
+
+    ``replies``: the last reply of each attempted recipient, from ``relays[rcpt]``;
+    ``held``: those deferred for the operator's reasons (credentials), which never expire;
+    ``waiting``: recipients not attempted because of a quota, which never expire either;
+    ``not_before``: no new attempt before this time (0: the usual back-off).
+    """
+
+    replies: Mapping[str, Reply] = field(default_factory=dict)
+    relays: Mapping[str, str] = field(default_factory=dict)
+    held: frozenset[str] = frozenset()
+    waiting: Mapping[str, Reply] = field(default_factory=dict)
+    not_before: float = 0.0
+
+
+class _Tally:
+    """Builds a :class:`Result`; the last thing that happened to a recipient counts."""
+
+    def __init__(self) -> None:
+        self.replies: dict[str, Reply] = {}
+        self.relays: dict[str, str] = {}
+        self.held: set[str] = set()
+        self.waiting: dict[str, Reply] = {}
+        self.until: list[float] = []
+
+    def reply(
+        self, rcpts: Sequence[str], reply: Reply, relay: str, *, held_until: float | None = None
+    ) -> None:
+        for rcpt in rcpts:
+            self.replies[rcpt], self.relays[rcpt] = reply, relay
+            self.waiting.pop(rcpt, None)
+            (self.held.discard if held_until is None else self.held.add)(rcpt)
+        if held_until is not None:
+            self.until.append(held_until)
+
+    def wait(self, rcpts: Sequence[str], reply: Reply, relay: str, until: float) -> None:
+        for rcpt in rcpts:
+            if rcpt not in self.replies:
+                self.waiting[rcpt], self.relays[rcpt] = reply, relay
+        self.until.append(until)
+
+    def result(self) -> Result:
+        return Result(
+            replies=self.replies,
+            relays=self.relays,
+            held=frozenset(self.held),
+            waiting=self.waiting,
+            not_before=min(self.until, default=0.0),
+        )
+
+
+def _moves_on(reply: Reply) -> bool:
+    """Whether the next upstream of the chain should get the recipient."""
+    return reply.code == 0 or 400 <= reply.code < 500 or is_quota_reply(reply)
+
+
+def _account(upstream: UpstreamConfig) -> str:
+    """Whose quota and tokens: the login at the host, or the upstream itself."""
+    return f"{upstream.username}@{upstream.host}" if upstream.username else str(upstream)
+
+
+class Dispatcher:
+    """The upstreams with what outlives a batch: token caches, quota governors, holds."""
+
+    def __init__(
+        self,
+        upstreams: Sequence[UpstreamConfig],
+        *,
+        hostname: str,
+        state: Path,
+        hold: float,
+        dns: DnsConfig | None = None,
+    ) -> None:
+        """``state``: the directory of quota files; ``hold``: seconds bad credentials hold."""
+        self.hostname = hostname
+        self.state = state
+        self.hold = hold
+        #: When sessions began failing (None: fine or not tried yet): the readiness check.
+        self.failing_since: float | None = None
+        self.upstreams: tuple[UpstreamConfig, ...] = ()
+        self.resolver = Resolver(dns or DnsConfig())
+        self._tokens: dict[str, TokenSource] = {}
+        self._governors: dict[str, Governor] = {}
+        self._holds: dict[str, tuple[float, Reply, str]] = {}
+        self.configure(upstreams, dns=dns, hold=hold)
+
+    def configure(
+        self, upstreams: Sequence[UpstreamConfig], *, dns: DnsConfig | None, hold: float
+    ) -> bool:
+        """Use ``upstreams`` from the next batch on; True when they (or their secrets) changed.
+
+        A change ends holds for bad credentials and drops cached tokens.
+        """
+
+        def secrets(chain: Sequence[UpstreamConfig]) -> list[object]:
+            return [
+                (u, u.secret, u.oauth and (u.oauth.refresh_token, u.oauth.client_secret))
+                for u in chain
+            ]
+
+        changed = secrets(upstreams) != secrets(self.upstreams)
+        self.upstreams, self.hold = tuple(upstreams), hold
+        if dns is not None and dns != self.resolver.config:
+            self.resolver = Resolver(dns)
+        if changed:
+            self._holds.clear()
+            self._tokens.clear()
+        return changed
+
+    def run(self) -> Run:
+        """The sessions of one batch (``async with``)."""
+        return Run(self)
+
+    def quota_usage(self, now: float) -> list[QuotaUsage]:
+        """The usage of every account with a quota that has been used since the start."""
+        return [governor.usage(now) for governor in self._governors.values()]
+
+    def tokens(self, upstream: UpstreamConfig) -> TokenSource | None:
+        """The (shared, caching) token source of an OAuth upstream."""
+        if upstream.auth == "password" or upstream.oauth is None:
+            return None
+        return self._tokens.setdefault(_account(upstream), token_source(upstream.oauth))
+
+    async def governor(self, upstream: UpstreamConfig) -> Governor | None:
+        """The quota governor of ``upstream``'s account, loaded from disk on first use."""
+        if upstream.quota is None:
+            return None
+        account = _account(upstream)
+        governor = self._governors.get(account)
+        if governor is None:
+            governor = Governor(account, upstream.quota, self.state)
+            await asyncio.to_thread(governor.load)
+            governor = self._governors.setdefault(account, governor)
+        governor.quota = upstream.quota
+        return governor
+
+    def held(self, upstream: UpstreamConfig, now: float) -> tuple[float, Reply, str] | None:
+        """(until, reply, relay) while ``upstream`` is held for bad credentials."""
+        hold = self._holds.get(_account(upstream))
+        return hold if hold is not None and hold[0] > now else None
+
+    async def session_failed(self, upstream: UpstreamConfig, reply: Reply, relay: str) -> None:
+        """Log a failed session; hold the upstream for bad credentials, pause it for quota."""
+        now = time.time()
+        self.failing_since = self.failing_since or now
+        if holds_queue(reply):
+            self._holds[_account(upstream)] = (now + self.hold, reply, relay)
+            logger.error(
+                "queue: HOLDING ALL DELIVERY through %s: %s rejected the credentials (%s); "
+                "fix the username, password or OAuth token and reload; next try in %.0f s",
+                upstream,
+                relay,
+                reply,
+                self.hold,
+            )
+        else:
+            logger.warning("queue: %s", reply)
+        governor = await self.governor(upstream)
+        if governor is not None and is_quota_reply(reply):
+            await governor.pause(now, reply)
+
+
+class Run:
+    """One batch: sessions opened on first use, closed together at the end."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self._sessions: dict[Target, UpstreamSession] = {}
+        self._failed: dict[Target, tuple[Reply, str]] = {}
+
+    async def __aenter__(self) -> Run:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for session in self._sessions.values():
+            await session.close()
+
+    async def deliver(self, record: Record, pending: Sequence[str]) -> Result:
+        """Try every pending recipient along its chain of upstreams."""
+        tally = _Tally()
+        upstreams, sender = self.dispatcher.upstreams, record.envelope.sender
+        for chain, recipients in split(upstreams, sender, pending):
+            left = list(recipients)
+            for upstream in chain:
+                if not left:
+                    break
+                if upstream.mx:
+                    left = await self._via_mx(upstream, record, left, tally)
+                else:
+                    left = await self._via((upstream, None), record, left, tally)
+        return tally.result()
+
+    async def _via_mx(
+        self, upstream: UpstreamConfig, record: Record, rcpts: list[str], tally: _Tally
+    ) -> list[str]:
+        """Deliver to each recipient domain's MX hosts, in order, until one takes the mail."""
+        domains: dict[str, list[str]] = {}
+        for rcpt in rcpts:
+            domains.setdefault(rcpt.rpartition("@")[2].lower(), []).append(rcpt)
+        left: list[str] = []
+        for domain, group in domains.items():
+            hosts = await mail_hosts(self.dispatcher.resolver, domain)
+            refusal = hosts.refusal()
+            if refusal is not None:
+                tally.reply(group, refusal, domain)
+                left += group if _moves_on(refusal) else []
+                continue
+            tried = 0
+            for host in hosts.hosts:
+                found, failure = await addresses(self.dispatcher.resolver, host)
+                if not found:
+                    why = f" ({failure})" if failure else ""
+                    tally.reply(
+                        group, Reply(451, f"4.4.3 MX host {host} has no address{why}"), host
+                    )
+                for address in found[: _MX_ADDRESS_LIMIT - tried]:
+                    tried += 1
+                    group = await self._via((upstream, (host, address)), record, group, tally)
+                    if not group:
+                        break
+                if not group or tried >= _MX_ADDRESS_LIMIT:
+                    break
+            left += group
+        return left
+
+    async def _via(
+        self, target: Target, record: Record, rcpts: list[str], tally: _Tally
+    ) -> list[str]:
+        """Send to one target in transactions; return the recipients for the next one."""
+        governor = await self.dispatcher.governor(target[0])
+        size = target[0].max_recipients_per_message
+        if governor is not None and governor.quota.recipient_limit:
+            size = min(size, governor.quota.recipient_limit)
+        left: list[str] = []
+        for start in range(0, len(rcpts), size):
+            left += await self._chunk(target, governor, record, rcpts[start : start + size], tally)
+        return left
+
+    async def _chunk(
+        self,
+        target: Target,
+        governor: Governor | None,
+        record: Record,
+        chunk: list[str],
+        tally: _Tally,
+    ) -> list[str]:
+        """One transaction, unless the upstream is held or over quota; those to move on."""
+        upstream, now = target[0], time.time()
+        if self._held(upstream, now, chunk, tally):
+            return chunk
+        slot = governor.admit(now, len(chunk)) if governor is not None else None
+        if governor is not None and slot is not None:
+            reply = Reply(0, f"4.7.0 waiting for the sending quota: {governor.usage(now)}")
+            tally.wait(chunk, reply, str(upstream), slot)
+            return chunk
+        session = await self._session(target)
+        if not isinstance(session, UpstreamSession):
+            if not self._held(upstream, now, chunk, tally):  # unless it was bad credentials
+                tally.reply(chunk, *session)
+            return chunk
+        if governor is not None:
+            await governor.reserve(now, len(chunk))
+        replies = await self._transact(session, record, chunk)
+        for rcpt, reply in replies.items():
+            tally.reply([rcpt], reply, session.relay)
+        if governor is not None:
+            await self._count(governor, now, len(chunk), list(replies.values()))
+        return [rcpt for rcpt, reply in replies.items() if _moves_on(reply)]
+
+    def _held(self, upstream: UpstreamConfig, now: float, chunk: list[str], tally: _Tally) -> bool:
+        hold = self.dispatcher.held(upstream, now)
+        if hold is not None:
+            until, reply, relay = hold
+            tally.reply(chunk, reply, relay, held_until=until)
+        return hold is not None
+
+    async def _count(self, governor: Governor, at: float, size: int, replies: list[Reply]) -> None:
+        """Uncount a transaction nobody took; pause the account after a quota reply."""
+        if not any(200 <= reply.code < 300 for reply in replies):
+            await governor.release(at, size)
+        quota = next((reply for reply in replies if is_quota_reply(reply)), None)
+        if quota is not None:
+            await governor.pause(time.time(), quota)
+
+    async def _session(self, target: Target) -> UpstreamSession | tuple[Reply, str]:
+        """The batch's session with ``target``, opened now if need be, or why there is none."""
+        if target in self._failed:
+            return self._failed[target]
+        session = self._sessions.get(target)
+        if session is not None and session.usable:
+            return session
+        upstream, mx_host = target
+        dispatcher = self.dispatcher
+        session = UpstreamSession(
+            upstream,
+            hostname=dispatcher.hostname,
+            tokens=dispatcher.tokens(upstream),
+            mx_host=mx_host,
+        )
+        try:
+            await session.open()
+        except UpstreamError as exc:
+            failed = self._failed[target] = (Reply(exc.code, exc.text), session.relay)
+            await dispatcher.session_failed(upstream, *failed)
+            return failed
+        dispatcher.failing_since = None
+        self._sessions[target] = session
+        return session
+
+    async def _transact(
+        self, session: UpstreamSession, record: Record, chunk: list[str]
+    ) -> dict[str, Reply]:
+        """One transaction: 8BITMIME or a 7-bit downgrade, SMTPUTF8 when the client asked."""
+        message, options = record.message, []
+        if not message.isascii():
+            if session.supports_8bitmime:
+                options.append("BODY=8BITMIME")
+            else:
+                from relay.cleanup.encoding import downgrade_8bit
+
+                message = downgrade_8bit(message)
+        if "SMTPUTF8" in (option.upper() for option in record.envelope.mail_options):
+            if not session.supports_smtputf8:
+                return dict.fromkeys(
+                    chunk, Reply(553, "5.6.7 upstream does not support SMTPUTF8 addresses")
+                )
+            options.append("SMTPUTF8")
+        if not session.usable:
+            return dict.fromkeys(chunk, Reply(0, f"connection to {session.relay} lost"))
+        return await session.send(record.envelope.sender, chunk, message, mail_options=options)

@@ -1,0 +1,277 @@
+"""OAuth2 logins: tokens from a local token endpoint, checked by an upstream that wants them."""
+
+from __future__ import annotations
+
+import io
+import urllib.parse
+
+import pytest
+import yaml
+from helpers import MESSAGE, eventually, submit
+from oauthserver import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    CODE,
+    REFRESH_TOKEN,
+    OAuthUpstream,
+    TokenEndpoint,
+)
+
+from relay.cli.main import main
+from relay.queue.spool import QueueState
+
+USER = "trac@example.org"
+
+
+@pytest.fixture
+def oauth_files(tmp_path):
+    """The client secret and refresh token files, mode 0600."""
+    paths = {}
+    for name, text in (
+        ("client_secret_file", CLIENT_SECRET),
+        ("refresh_token_file", REFRESH_TOKEN),
+    ):
+        path = paths[name] = tmp_path / name
+        path.write_text(text + "\n")
+        path.chmod(0o600)
+    return paths
+
+
+def oauth_section(upstream, endpoint, files, ca_file, auth="xoauth2"):
+    return {
+        "host": "127.0.0.1",
+        "port": upstream.port,
+        "tls": "starttls",
+        "ca_file": ca_file,
+        "username": USER,
+        "auth": auth,
+        "oauth": {"token_url": endpoint.url, "client_id": CLIENT_ID, **files},
+    }
+
+
+def no_secret_in(text: str, endpoint: TokenEndpoint) -> bool:
+    return not any(s in text for s in (CLIENT_SECRET, REFRESH_TOKEN, *endpoint.issued))
+
+
+async def test_xoauth2_with_a_token_from_the_refresh_token(
+    make_config, start_relay, server_context, ca_file, oauth_files, caplog
+):
+    with (
+        TokenEndpoint() as endpoint,
+        OAuthUpstream(
+            user=USER, valid={"access-1"}, tls="starttls", context=server_context
+        ) as upstream,
+    ):
+        config = make_config(upstream=oauth_section(upstream, endpoint, oauth_files, ca_file))
+        relay = await start_relay(config)
+        await submit(relay, ["bob@example.org"])
+        (received,) = await eventually(lambda: upstream.messages)
+        assert received.auth == USER and received.tls and received.content == MESSAGE
+        assert upstream.auth_strings == [
+            ("XOAUTH2", f"user={USER}\x01auth=Bearer access-1\x01\x01")
+        ]
+        assert endpoint.forms == [
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": REFRESH_TOKEN,
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+            }
+        ]
+        await submit(relay, ["bob@example.org"])
+        await eventually(lambda: len(upstream.messages) == 2)
+        assert len(endpoint.forms) == 1  # the token is cached until shortly before it expires
+        assert no_secret_in(caplog.text, endpoint)
+
+
+async def test_oauthbearer_names_the_user_host_and_port(
+    make_config, start_relay, server_context, ca_file, oauth_files
+):
+    with (
+        TokenEndpoint() as endpoint,
+        OAuthUpstream(
+            user=USER, valid={"access-1"}, tls="starttls", context=server_context
+        ) as upstream,
+    ):
+        section = oauth_section(upstream, endpoint, oauth_files, ca_file, auth="oauthbearer")
+        relay = await start_relay(make_config(upstream=section))
+        await submit(relay, ["bob@example.org"])
+        await eventually(lambda: upstream.messages)
+        expected = (
+            f"n,a={USER},\x01host=127.0.0.1\x01port={upstream.port}\x01auth=Bearer access-1\x01\x01"
+        )
+        assert upstream.auth_strings == [("OAUTHBEARER", expected)]
+
+
+async def test_a_refused_token_is_refreshed_once(
+    make_config, start_relay, server_context, ca_file, oauth_files, caplog
+):
+    with (
+        TokenEndpoint() as endpoint,
+        OAuthUpstream(
+            user=USER, valid={"access-2"}, tls="starttls", context=server_context
+        ) as upstream,
+    ):
+        relay = await start_relay(
+            make_config(upstream=oauth_section(upstream, endpoint, oauth_files, ca_file))
+        )
+        await submit(relay, ["bob@example.org"])
+        await eventually(lambda: upstream.messages)
+        tokens = [text.split("Bearer ")[1].strip("\x01") for _, text in upstream.auth_strings]
+        assert tokens == ["access-1", "access-2"] and len(endpoint.forms) == 2
+        assert no_secret_in(caplog.text, endpoint)
+
+
+async def test_a_token_refused_twice_holds_the_upstream_and_bounces_nothing(
+    make_config, start_relay, server_context, ca_file, oauth_files, caplog
+):
+    with (
+        TokenEndpoint() as endpoint,
+        OAuthUpstream(user=USER, valid=set(), tls="starttls", context=server_context) as upstream,
+    ):
+        relay = await start_relay(
+            make_config(upstream=oauth_section(upstream, endpoint, oauth_files, ca_file))
+        )
+        await submit(relay, ["bob@example.org"])
+        spool = relay.manager.spool
+        await eventually(lambda: spool.ids(QueueState.DEFERRED))
+        assert "HOLDING ALL DELIVERY" in caplog.text
+        assert len(upstream.auth_strings) == 2 and len(endpoint.forms) == 2  # once more, no more
+        assert not spool.ids(QueueState.FAILED) and upstream.messages == []
+        assert no_secret_in(caplog.text, endpoint)
+
+
+async def test_a_revoked_refresh_token_holds_the_upstream(
+    make_config, start_relay, server_context, ca_file, oauth_files, caplog
+):
+    oauth_files["refresh_token_file"].write_text("revoked-long-ago\n")
+    with (
+        TokenEndpoint() as endpoint,
+        OAuthUpstream(
+            user=USER, valid={"access-1"}, tls="starttls", context=server_context
+        ) as upstream,
+    ):
+        relay = await start_relay(
+            make_config(upstream=oauth_section(upstream, endpoint, oauth_files, ca_file))
+        )
+        await submit(relay, ["bob@example.org"])
+        await eventually(lambda: relay.manager.spool.ids(QueueState.DEFERRED))
+        assert "HOLDING ALL DELIVERY" in caplog.text and "invalid_grant" in caplog.text
+        assert "notify-relay oauth" in caplog.text and "revoked-long-ago" not in caplog.text
+        assert upstream.auth_strings == []  # no AUTH without a token
+
+
+async def test_a_rotated_refresh_token_is_stored_with_mode_0600(
+    make_config, start_relay, server_context, ca_file, oauth_files
+):
+    with (
+        TokenEndpoint(rotate=True) as endpoint,
+        OAuthUpstream(
+            user=USER, valid={"access-1"}, tls="starttls", context=server_context
+        ) as upstream,
+    ):
+        relay = await start_relay(
+            make_config(upstream=oauth_section(upstream, endpoint, oauth_files, ca_file))
+        )
+        await submit(relay, ["bob@example.org"])
+        await eventually(lambda: upstream.messages)
+        path = oauth_files["refresh_token_file"]
+        assert path.read_text() == f"{endpoint.refresh_token}\n" != f"{REFRESH_TOKEN}\n"
+        assert path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_token_command_prints_the_access_token(
+    make_config, start_relay, server_context, ca_file, tmp_path
+):
+    script = tmp_path / "token.sh"
+    script.write_text("#!/bin/sh\necho from-a-command\n")
+    script.chmod(0o700)
+    with OAuthUpstream(
+        user=USER, valid={"from-a-command"}, tls="starttls", context=server_context
+    ) as upstream:
+        section = {
+            "host": "127.0.0.1",
+            "port": upstream.port,
+            "ca_file": ca_file,
+            "username": USER,
+            "auth": "xoauth2",
+            "oauth": {"token_command": str(script)},
+        }
+        relay = await start_relay(make_config(upstream=section))
+        await submit(relay, ["bob@example.org"])
+        (received,) = await eventually(lambda: upstream.messages)
+        assert received.auth == USER
+
+
+class Paste:
+    """stdin for ``notify-relay oauth``: reads the consent URL it printed, pastes the redirect."""
+
+    def __init__(self, capsys, endpoint: TokenEndpoint) -> None:
+        self.capsys, self.endpoint, self.printed = capsys, endpoint, ""
+
+    def readline(self) -> str:
+        self.printed = self.capsys.readouterr().out
+        url = next(word for word in self.printed.split() if word.startswith("http://127.0.0.1"))
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+        self.query = {key: values[0] for key, values in query.items()}
+        self.endpoint.challenge = self.query["code_challenge"]
+        return f"http://localhost/?state={self.query['state']}&code={CODE}&scope=mail\n"
+
+
+def test_oauth_verb_stores_the_refresh_token_with_mode_0600(
+    tmp_path, oauth_files, capsys, monkeypatch, caplog
+):
+    refresh = oauth_files["refresh_token_file"]
+    refresh.unlink()  # the first run: no refresh token yet
+    with TokenEndpoint() as endpoint:
+        config = tmp_path / "relay.yaml"
+        section = {
+            "host": "smtp.example.org",
+            "username": USER,
+            "auth": "xoauth2",
+            "oauth": {
+                "token_url": endpoint.url,
+                "consent_url": "http://127.0.0.1:9/authorize",
+                "client_id": CLIENT_ID,
+                **{key: str(path) for key, path in oauth_files.items()},
+            },
+        }
+        config.write_text(yaml.safe_dump({"upstream": section}))
+        paste = Paste(capsys, endpoint)
+        monkeypatch.setattr("sys.stdin", paste)
+        assert main(["oauth", "--config", str(config)]) == 0
+    assert paste.query["client_id"] == CLIENT_ID and paste.query["login_hint"] == USER
+    assert paste.query["code_challenge_method"] == "S256"
+    (form,) = endpoint.forms
+    assert form["grant_type"] == "authorization_code" and form["code"] == CODE
+    assert form["redirect_uri"] == "http://localhost" and form["client_secret"] == CLIENT_SECRET
+    assert refresh.read_text() == f"{endpoint.refresh_token}\n"
+    assert refresh.stat().st_mode & 0o777 == 0o600
+    printed = paste.printed + capsys.readouterr().out
+    assert f"Stored the refresh token in {refresh}" in printed
+    assert no_secret_in(printed + caplog.text, endpoint)
+
+
+def test_oauth_verb_refuses_a_redirect_from_another_run(tmp_path, oauth_files, capsys, monkeypatch):
+    with TokenEndpoint() as endpoint:
+        config = tmp_path / "relay.yaml"
+        oauth = {"provider": "google", "token_url": endpoint.url, "client_id": CLIENT_ID}
+        oauth.update({key: str(path) for key, path in oauth_files.items()})
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "upstream": {
+                        "host": "smtp.gmail.com",
+                        "username": USER,
+                        "auth": "xoauth2",
+                        "oauth": oauth,
+                    }
+                }
+            )
+        )
+        monkeypatch.setattr("sys.stdin", io.StringIO(f"http://localhost/?state=old&code={CODE}\n"))
+        assert main(["oauth", "-c", str(config)]) == 1
+    out, err = capsys.readouterr()
+    assert "https://accounts.google.com/o/oauth2/v2/auth?" in out
+    assert "state in the URL does not match" in err and endpoint.forms == []
+    assert oauth_files["refresh_token_file"].read_text() == f"{REFRESH_TOKEN}\n"

@@ -1,0 +1,125 @@
+"""The sending-quota governor end to end: never past a limit, waiting mail, restarts, pauses."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from helpers import eventually, submit
+from upstream import FakeUpstream
+
+from relay.deliver.quota import read_usage
+from relay.queue.actions import Action
+from relay.queue.spool import QueueState
+from relay.service import Relay
+
+
+def section(upstream: FakeUpstream, **quota: object) -> dict[str, object]:
+    return {"host": "127.0.0.1", "port": upstream.port, "tls": "none", "quota": quota}
+
+
+def waiting(relay: Relay) -> list:
+    spool = relay.manager.spool
+    return [spool.read_state(queue_id) for queue_id in spool.ids(QueueState.DEFERRED)]
+
+
+async def test_more_mail_than_the_limit_never_exceeds_it_and_the_rest_waits(
+    make_config, start_relay, caplog
+):
+    with FakeUpstream() as upstream:
+        config = make_config(upstream=section(upstream, messages=3))
+        relay = await start_relay(config)
+        for n in range(5):
+            await submit(relay, [f"user{n}@example.org"])
+        await eventually(lambda: len(waiting(relay)) == 2 and len(upstream.messages) == 3)
+        await asyncio.sleep(1)  # retries every 0.2 s would show here
+        assert len(upstream.messages) == 3
+        for state in waiting(relay):
+            assert state.reason == "quota" and state.attempts == 0
+            assert state.next_attempt > time.time() + 23 * 3600  # when the first send ages out
+        assert not relay.manager.spool.ids(QueueState.FAILED)
+        assert "waiting for the sending quota: quota 127.0.0.1:" in caplog.text
+        assert "80% of the limit used" not in caplog.text  # 3 of 3 jumps from 67% to 100%
+        assert "100% of the limit used" in caplog.text
+        (usage,) = read_usage(config.queue.path / "quota", time.time())
+        assert (usage.messages, usage.message_limit) == (3, 3) and usage.next_slot is not None
+
+
+async def test_the_count_survives_a_restart(make_config, start_relay):
+    with FakeUpstream() as upstream:
+        config = make_config(upstream=section(upstream, messages=2))
+        first = Relay(config)
+        await first.start()
+        try:
+            for n in range(2):
+                await submit(first, [f"user{n}@example.org"])
+            await eventually(lambda: len(upstream.messages) == 2)
+        finally:
+            await first.stop()
+        relay = await start_relay(config)
+        await submit(relay, ["late@example.org"])
+        await eventually(lambda: [state.reason for state in waiting(relay)] == ["quota"])
+        await relay.manager.apply(Action.RETRY, relay.manager.spool.ids(QueueState.DEFERRED))
+        await asyncio.sleep(0.5)
+        assert len(upstream.messages) == 2
+
+
+async def test_recipients_count_too_and_a_message_is_split_at_the_limit(make_config, start_relay):
+    with FakeUpstream() as upstream:
+        relay = await start_relay(make_config(upstream=section(upstream, recipients=3)))
+        await submit(relay, [f"user{n}@example.org" for n in range(5)])
+        await eventually(lambda: upstream.messages and waiting(relay))
+        await asyncio.sleep(0.5)
+        assert [message.recipients for message in upstream.messages] == [
+            ["user0@example.org", "user1@example.org", "user2@example.org"]
+        ]
+        (state,) = waiting(relay)
+        assert state.reason == "quota" and state.done == (
+            "user0@example.org",
+            "user1@example.org",
+            "user2@example.org",
+        )
+
+
+async def test_the_pace_spreads_messages_over_minutes(make_config, start_relay):
+    with FakeUpstream() as upstream:
+        relay = await start_relay(make_config(upstream=section(upstream, per_minute=2)))
+        for n in range(3):
+            await submit(relay, [f"user{n}@example.org"])
+        await eventually(lambda: len(upstream.messages) == 2 and waiting(relay))
+        (state,) = waiting(relay)
+        assert 40 < state.next_attempt - time.time() <= 60
+
+
+async def test_warning_at_80_percent(make_config, start_relay, caplog):
+    with FakeUpstream() as upstream:
+        relay = await start_relay(make_config(upstream=section(upstream, messages=5)))
+        for n in range(4):
+            await submit(relay, [f"user{n}@example.org"])
+        await eventually(lambda: len(upstream.messages) == 4)
+        await eventually(lambda: "4/5 messages" in caplog.text)
+        assert caplog.text.count("80% of the limit used") == 1
+
+
+async def test_a_quota_reply_pauses_the_upstream(make_config, start_relay, caplog):
+    answers = ["550 5.4.5 Daily user sending limit exceeded"]
+    tries = []
+
+    def data_reply(envelope):
+        tries.append(envelope.rcpt_tos)
+        return answers.pop(0) if answers else None
+
+    with FakeUpstream(data_reply=data_reply) as upstream:
+        config = make_config(upstream=section(upstream, preset="gmail", pause="1h"))
+        relay = await start_relay(config)
+        await submit(relay, ["bob@example.org"])
+        await eventually(lambda: waiting(relay))
+        await submit(relay, ["carol@example.org"])
+        await eventually(lambda: len(waiting(relay)) == 2)
+        await asyncio.sleep(0.5)
+        assert len(tries) == 1 and upstream.messages == []  # nothing more went out
+        assert {state.reason for state in waiting(relay)} == {"quota"}  # the retry waits too
+        assert not relay.manager.spool.ids(QueueState.FAILED)
+        (usage,) = read_usage(config.queue.path / "quota", time.time())
+        assert usage.paused_until > time.time() + 3500 and usage.messages == 0
+        assert "pausing until" in caplog.text

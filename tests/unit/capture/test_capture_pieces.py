@@ -1,0 +1,170 @@
+"""The pure pieces of capture: timeline and status, index entries, MIME parts, release guard."""
+
+from __future__ import annotations
+
+import asyncio
+
+from relay.capture.entry import entry_of, recipient_view, reversed_domain, state_key, state_of
+from relay.capture.events import Events, MailEvent, MailEventKind
+from relay.capture.message import contents, detail, link_inline_parts, part_payload
+from relay.capture.release import release_refusal
+from relay.capture.timeline import DeliveryStatus, delivery_status, timeline
+from relay.gmail import MessageState
+from relay.gmail.samples import message_bytes
+
+SENT = {
+    "at": 20.0,
+    "relay": "up[1.2.3.4]:587",
+    "recipients": ["a@x"],
+    "status": "sent",
+    "reply": "250 ok",
+}
+DEFERRED = {**SENT, "at": 15.0, "recipients": ["b@x"], "status": "deferred", "reply": "451 later"}
+HTML_MAIL = message_bytes(
+    {
+        "headers": {
+            "From": "Trac <trac@example.org>",
+            "To": "a@x",
+            "Subject": "=?utf-8?q?caf=C3=A9?=",
+        },
+        "body": "plain words",
+        "html": '<p>hi <img src="cid:logo@x"></p>',
+        "attachments": [{"filename": "log.txt", "content_type": "text/plain", "size": 4}],
+    }
+)
+
+
+def test_status_is_the_last_word_per_recipient() -> None:
+    assert delivery_status({}) is DeliveryStatus.CAPTURED
+    assert delivery_status({"timeline": [SENT]}) is DeliveryStatus.SENT
+    assert delivery_status({"timeline": [SENT, DEFERRED]}) is DeliveryStatus.DEFERRED
+    retried = {**DEFERRED, "at": 30.0, "status": "sent"}
+    assert delivery_status({"timeline": [DEFERRED, retried]}) is DeliveryStatus.SENT
+    assert delivery_status({"releases": [SENT], "timeline": [DEFERRED]}).value == "released"
+
+
+def test_timeline_lists_every_event_in_time_order() -> None:
+    meta = {
+        "received_at": 10.0,
+        "peer": "[127.0.0.1]:4000",
+        "helo": "trac",
+        "captured_at": 21.0,
+        "timeline": [SENT, DEFERRED],
+        "releases": [{**SENT, "at": 40.0, "status": "deferred"}],
+    }
+    events = timeline(meta)
+    assert [e["event"] for e in events] == [
+        "received",
+        "queued",
+        "deferred",
+        "sent",
+        "captured",
+        "release failed",
+    ]
+    assert events[0]["detail"] == "[127.0.0.1]:4000 trac"
+    assert events[3]["detail"] == "250 ok" and events[3]["relay"] == "up[1.2.3.4]:587"
+
+
+def test_entry_holds_the_list_item_words_addresses_and_states() -> None:
+    filters = {
+        "A@X": {
+            "labels": ["Trac"],
+            "archived": True,
+            "read": True,
+            "starred": False,
+            "important": False,
+            "category": None,
+            "trashed": False,
+        }
+    }
+    meta = {"recipients": ["a@x", "b@y"], "received_at": 100.0, "filters": filters}
+    entry = entry_of("Q1", "new/f", HTML_MAIL, meta, file_time=5.0)
+    assert entry.received == 100.0 and entry.attachments == 1
+    assert entry.item["subject"] == "café" and entry.item["from"]["name"] == "Trac"
+    assert entry.item["snippet"] == "plain words" and entry.item["status"] == "captured"
+    assert entry.words["subject"] == "café" and entry.words["filename"] == "log txt"
+    assert ("from", "trac@example.org", "gro.elpmaxe.") in entry.addresses
+    states = dict(entry.states)
+    assert state_of(states["b@y"]) == MessageState()
+    alice = recipient_view("a@x", states["a@x"])
+    assert alice["archived"] and alice["read"] and alice["labels"] == ["Trac"]
+
+
+def test_entry_without_metadata_uses_the_file_time() -> None:
+    entry = entry_of("X1", "cur/f:2,S", HTML_MAIL, {}, file_time=7.0)
+    assert entry.received == 7.0 and entry.states == () and entry.item["recipients"] == []
+
+
+def test_state_keys_round_trip() -> None:
+    state = MessageState(labels=frozenset({"b", "a"}), unread=False, category="updates")
+    assert state_of(state_key(state)) == state
+    assert state_key(state) == state_key(
+        MessageState(labels=frozenset({"a", "b"}), unread=False, category="updates")
+    )
+
+
+def test_reversed_domain_lets_one_range_find_subdomains() -> None:
+    assert reversed_domain("bob@mail.example.org").startswith(reversed_domain("x@example.org"))
+    assert not reversed_domain("bob@myexample.org").startswith(reversed_domain("x@example.org"))
+    assert reversed_domain("postmaster") == ""
+
+
+def test_contents_split_the_mime_tree() -> None:
+    parsed = contents(HTML_MAIL)
+    assert ("Subject", "café") in parsed.headers
+    assert parsed.text == "plain words\n" and parsed.html.startswith("<p>hi")
+    assert [p.filename for p in parsed.attachments] == ["log.txt"]
+    part, payload = part_payload(HTML_MAIL, parsed.attachments[0].number)
+    assert part.content_type == "text/plain" and payload == b"\0" * 4
+    assert part_payload(HTML_MAIL, 99) is None
+
+
+def test_inline_images_point_at_their_parts() -> None:
+    raw = (
+        b'Content-Type: multipart/related; boundary="b"\r\n\r\n--b\r\n'
+        b'Content-Type: text/html\r\n\r\n<img src="cid:logo@x"><img src="cid:other">\r\n--b\r\n'
+        b"Content-Type: image/png\r\nContent-ID: <logo@x>\r\n\r\nPNG\r\n--b--\r\n"
+    )
+    parsed = contents(raw)
+    linked = link_inline_parts(parsed.html, parsed.parts, lambda n: f"parts/{n}")
+    assert linked == '<img src="parts/1"><img src="cid:other">'
+
+
+def test_detail_adds_envelope_trace_and_timeline() -> None:
+    meta = {
+        "sender": "trac@example.org",
+        "recipients": ["a@x"],
+        "trace": [["smtp_from", "From set"]],
+        "received_at": 1.0,
+    }
+    shown = detail({"id": "Q1"}, HTML_MAIL, meta)
+    assert shown["envelope"]["sender"] == "trac@example.org"
+    assert shown["trace"] == [{"option": "smtp_from", "change": "From set"}]
+    assert shown["timeline"][0]["event"] == "received" and shown["filters"] == {}
+
+
+def test_release_needs_every_recipient_allowed() -> None:
+    allowed = ("*@example.org", "dev@test.example")
+    assert release_refusal(["A@Example.org", "dev@test.example"], allowed) is None
+    assert "outsider@evil.example" in release_refusal(
+        ["a@example.org", "outsider@evil.example"], allowed
+    )
+    assert "release is off" in release_refusal(["a@example.org"], ())
+    assert release_refusal([], allowed) == "no recipients to release to"
+
+
+async def test_events_reach_subscribers_from_other_threads() -> None:
+    events = Events()
+    with events.subscribe() as queue:
+        await asyncio.to_thread(events.publish, MailEvent(MailEventKind.NEW, ("Q1",)))
+        assert await asyncio.wait_for(queue.get(), 5) == MailEvent(MailEventKind.NEW, ("Q1",))
+    events.publish(MailEvent(MailEventKind.DELETED))  # nobody listens: no error
+
+
+async def test_a_slow_subscriber_gets_a_reset() -> None:
+    events = Events()
+    with events.subscribe() as queue:
+        for number in range(1001):
+            events.publish(MailEvent(MailEventKind.NEW, (str(number),)))
+        assert queue.qsize() == 1
+        assert queue.get_nowait().kind is MailEventKind.RESET
