@@ -339,11 +339,8 @@ def load_config(
     if config.upstream is not None:
         _check_upstream(config.upstream, file, secrets=secrets)
     if config.capture.release.upstream is not None:
-        try:
-            _check_upstream(config.capture.release.upstream, file, secrets=secrets)
-        except ConfigError as exc:  # name the key where it is: capture.release.upstream...
-            key = where("capture.release", exc.key)
-            raise ConfigError(exc.message, file=file, key=key) from None
+        release = config.capture.release.upstream
+        _check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
     _check_upstreams(config, file, secrets=secrets)
     return config
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from relay.cleanup.encoding import downgrade_8bit
 from relay.config import UpstreamConfig
+from relay.deliver.oauth import token_source
 from relay.deliver.outcome import Reply, classify
 from relay.deliver.smtp import UpstreamSession
 from relay.errors import UpstreamError
@@ -50,8 +51,16 @@ async def send_release(
     *,
     hostname: str,
 ) -> list[dict[str, object]]:
-    """Send ``message`` to ``recipients`` over a new session; one attempt per distinct reply."""
-    session = UpstreamSession(upstream, hostname=hostname)
+    """Send ``message`` to ``recipients`` over a new session; one attempt per distinct reply.
+
+    An OAuth upstream gets a fresh token; an ``mx`` upstream cannot be released to.
+    """
+    if upstream.mx:
+        reply = Reply(0, "cannot release by MX lookup: configure capture.release.upstream")
+        return _attempts(str(upstream), dict.fromkeys(recipients, reply))
+    oauth = upstream.oauth if upstream.auth != "password" else None
+    tokens = token_source(oauth) if oauth is not None else None
+    session = UpstreamSession(upstream, hostname=hostname, tokens=tokens)
     try:
         await session.open()
     except UpstreamError as exc:

@@ -1,12 +1,11 @@
 """Thin JSON handlers over the capture store and the queue: read parameters, call, encode.
 
-Store calls block, so each runs in a worker thread. Errors are JSON
+Store calls block, so each runs in the web's own threads. Errors are JSON
 (``{"error": ..., "reason": ...}``); a malformed query answers 400 with its column.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,11 @@ from typing import Any
 from aiohttp import web
 from aiohttp.helpers import content_disposition_header
 
-from relay.capture.maildir import CaptureStore
 from relay.capture.message import contents, detail, link_inline_parts, part_payload
 from relay.capture.release import release_refusal, send_release
 from relay.gmail import QuerySyntaxError
 from relay.queue.listing import entry_of, read_entries, read_one
-from relay.web.context import fail, query_error, relay_of, store_of, timezone_of
+from relay.web.context import blocking, fail, query_error, relay_of, store_of, timezone_of
 
 __all__ = [
     "delete_message",
@@ -64,7 +62,8 @@ async def list_messages(request: web.Request) -> web.Response:
     offset = _number(request, "offset", 0, 0, 10**9)
     recipient = request.query.get("as") or None
     try:
-        found = await asyncio.to_thread(
+        found = await blocking(
+            request,
             store.search,
             query,
             limit=limit,
@@ -91,11 +90,11 @@ async def list_messages(request: web.Request) -> web.Response:
 async def get_message(request: web.Request) -> web.Response:
     """``GET /api/v1/messages/{id}``: everything about one message."""
     store, queue_id = store_of(request), request.match_info["id"]
-    raw, meta = await _read(store, queue_id)
-    item = await asyncio.to_thread(store.item, queue_id)
+    raw, meta = await _read(request, queue_id)
+    item = await blocking(request, store.item, queue_id)
     body = detail(item or {"id": queue_id}, raw, meta)
     manager = relay_of(request).manager
-    queued = await asyncio.to_thread(read_one, manager.spool, queue_id) if manager else None
+    queued = await blocking(request, read_one, manager.spool, queue_id) if manager else None
     body["queue"] = entry_of(*queued).as_dict() if queued else None
     return web.json_response(body)
 
@@ -103,7 +102,7 @@ async def get_message(request: web.Request) -> web.Response:
 async def raw(request: web.Request) -> web.Response:
     """``GET /api/v1/messages/{id}/raw``: the exact bytes."""
     queue_id = request.match_info["id"]
-    message, _ = await _read(store_of(request), queue_id)
+    message, _ = await _read(request, queue_id)
     disposition = content_disposition_header("inline", filename=f"{queue_id}.eml")
     return web.Response(
         body=message,
@@ -120,8 +119,8 @@ async def html(request: web.Request) -> web.Response:
     refuses.
     """
     queue_id = request.match_info["id"]
-    message, _ = await _read(store_of(request), queue_id)
-    parsed = await asyncio.to_thread(contents, message)
+    message, _ = await _read(request, queue_id)
+    parsed = await blocking(request, contents, message)
     if parsed.html is None:
         fail(404, "the message has no HTML body")
     body = link_inline_parts(parsed.html, parsed.parts, lambda number: f"parts/{number}")
@@ -140,8 +139,8 @@ async def html(request: web.Request) -> web.Response:
 async def part(request: web.Request) -> web.Response:
     """``GET /api/v1/messages/{id}/parts/{n}``: one MIME part, decoded, as a download."""
     queue_id, number = request.match_info["id"], int(request.match_info["n"])
-    message, _ = await _read(store_of(request), queue_id)
-    found = await asyncio.to_thread(part_payload, message, number)
+    message, _ = await _read(request, queue_id)
+    found = await blocking(request, part_payload, message, number)
     if found is None:
         fail(404, f"the message has no part {number}")
     info, payload = found
@@ -164,7 +163,7 @@ async def release(request: web.Request) -> web.Response:
     store, queue_id = store_of(request), request.match_info["id"]
     config = relay_of(request).config
     wanted = await _json_body(request)
-    message, meta = await _read(store, queue_id)
+    message, meta = await _read(request, queue_id)
     recipients = wanted.get("to") or meta.get("recipients") or []
     if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
         fail(400, 'expected {"to": ["address", ...]}')
@@ -177,7 +176,7 @@ async def release(request: web.Request) -> web.Response:
     attempts = await send_release(
         message, meta.get("sender") or "", recipients, upstream, hostname=config.hostname
     )
-    await asyncio.to_thread(store.record_release, queue_id, attempts)
+    await blocking(request, store.record_release, queue_id, attempts)
     released = all(attempt["status"] == "sent" for attempt in attempts)
     return web.json_response(
         {"released": released, "attempts": attempts}, status=200 if released else 502
@@ -187,7 +186,7 @@ async def release(request: web.Request) -> web.Response:
 async def delete_message(request: web.Request) -> web.Response:
     """``DELETE /api/v1/messages/{id}``."""
     queue_id = request.match_info["id"]
-    deleted = await asyncio.to_thread(store_of(request).delete, [queue_id])
+    deleted = await blocking(request, store_of(request).delete, [queue_id])
     if not deleted:
         fail(404, f"no message {queue_id}")
     return web.json_response({"deleted": deleted})
@@ -197,7 +196,8 @@ async def delete_messages(request: web.Request) -> web.Response:
     """``DELETE /api/v1/messages?q=&as=``: every message, or those matching ``q``."""
     store = store_of(request)
     try:
-        ids = await asyncio.to_thread(
+        ids = await blocking(
+            request,
             store.matching,
             request.query.get("q", ""),
             recipient=request.query.get("as") or None,
@@ -205,13 +205,13 @@ async def delete_messages(request: web.Request) -> web.Response:
         )
     except QuerySyntaxError as exc:
         query_error(exc)
-    deleted = await asyncio.to_thread(store.delete, ids)
+    deleted = await blocking(request, store.delete, ids)
     return web.json_response({"deleted": deleted})
 
 
 async def recipients(request: web.Request) -> web.Response:
     """``GET /api/v1/recipients``: who got mail, most first (for "view as recipient")."""
-    found = await asyncio.to_thread(store_of(request).index.recipients)
+    found = await blocking(request, store_of(request).index.recipients)
     return web.json_response(
         {"recipients": [{"address": address, "messages": count} for address, count in found]}
     )
@@ -222,12 +222,12 @@ async def queue(request: web.Request) -> web.Response:
     manager = relay_of(request).manager
     if manager is None:
         return web.json_response({"enabled": False, "messages": []})
-    entries = await asyncio.to_thread(read_entries, manager.spool)
+    entries = await blocking(request, read_entries, manager.spool)
     return web.json_response({"enabled": True, "messages": [e.as_dict() for e in entries]})
 
 
-async def _read(store: CaptureStore, queue_id: str) -> tuple[bytes, dict[str, Any]]:
-    found = await asyncio.to_thread(store.read, queue_id)
+async def _read(request: web.Request, queue_id: str) -> tuple[bytes, dict[str, Any]]:
+    found = await blocking(request, store_of(request).read, queue_id)
     if found is None:
         fail(404, f"no message {queue_id}")
     return found

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from relay.web import api, live, ops
-from relay.web.context import CLOSING, RELAY, ApiError
+from relay.web.context import CLOSING, RELAY, WORKERS, ApiError
 
 if TYPE_CHECKING:
     from relay.service import Relay
@@ -28,6 +29,7 @@ STATIC = Path(__file__).with_name("static")
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 _NO_CONTENT = "default-src 'none'; frame-ancestors 'none'"
+_WORKERS = 4  # threads for store calls; SQLite readers run side by side
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -36,7 +38,9 @@ def create_app(relay: Relay) -> web.Application:
     app = web.Application(middlewares=[_guard], client_max_size=1024 * 1024)
     app[RELAY] = relay
     app[CLOSING] = asyncio.Event()
+    app[WORKERS] = ThreadPoolExecutor(_WORKERS, thread_name_prefix="web")
     app.on_shutdown.append(_closing)
+    app.on_cleanup.append(_workers_done)
     app.add_routes(
         [
             web.get("/", api.page),
@@ -62,6 +66,10 @@ def create_app(relay: Relay) -> web.Application:
 
 async def _closing(app: web.Application) -> None:
     app[CLOSING].set()
+
+
+async def _workers_done(app: web.Application) -> None:
+    app[WORKERS].shutdown(wait=False, cancel_futures=True)
 
 
 @web.middleware

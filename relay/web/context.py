@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, NoReturn
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 from aiohttp import web
 
@@ -16,7 +19,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CLOSING",
     "RELAY",
+    "WORKERS",
     "ApiError",
+    "blocking",
     "fail",
     "query_error",
     "relay_of",
@@ -36,6 +41,22 @@ _ERRORS = {
 RELAY: web.AppKey[Relay] = web.AppKey("relay")
 #: Set when the server shuts down: long-running responses (events, wait) end.
 CLOSING: web.AppKey[asyncio.Event] = web.AppKey("closing")
+#: The page's own threads for store calls: a slow search never holds up the SMTP side,
+#: which uses the loop's default executor.
+WORKERS: web.AppKey[ThreadPoolExecutor] = web.AppKey("workers")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def blocking(
+    request: web.Request, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """Run a blocking ``call`` in the web's own threads."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        request.app[WORKERS], functools.partial(call, *args, **kwargs)
+    )
 
 
 def relay_of(request: web.Request) -> Relay:

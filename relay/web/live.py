@@ -9,7 +9,7 @@ from aiohttp import web
 
 from relay.capture.events import MailEvent, MailEventKind
 from relay.gmail import QuerySyntaxError
-from relay.web.context import CLOSING, fail, query_error, store_of, timezone_of
+from relay.web.context import CLOSING, blocking, fail, query_error, store_of, timezone_of
 
 __all__ = ["events", "wait"]
 
@@ -64,7 +64,8 @@ async def wait(request: web.Request) -> web.Response:
 
     async def newest(among: list[str] | None = None) -> dict[str, object] | None:
         try:
-            found = await asyncio.to_thread(
+            found = await blocking(
+                request,
                 store.search,
                 query,
                 limit=1,

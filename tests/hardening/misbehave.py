@@ -152,8 +152,6 @@ class _Handler:
 
     async def handle_DATA(self, server, session, envelope):
         upstream = self.upstream
-        if upstream.final_dot_delay:
-            await asyncio.sleep(upstream.final_dot_delay())
         reply = upstream.data_reply(envelope) if upstream.data_reply else None
         if reply == DROP:
             server.transport.close()
@@ -174,14 +172,17 @@ class _Handler:
         if reply == RECORD_THEN_DROP:
             server.transport.close()
             return "421 4.4.2 dropped"
-        return f"250 2.0.0 OK queued as up{len(upstream.messages)}"
+        count = len(upstream.messages)
+        if upstream.final_dot_delay:  # the message is taken; only the reply is late
+            await asyncio.sleep(upstream.final_dot_delay())
+        return f"250 2.0.0 OK queued as up{count}"
 
 
 class Upstream(FakeUpstream):
     """:class:`FakeUpstream` with more misbehaviours (all off by default).
 
     ``mail_reply(address)``: like ``rcpt_reply``, for MAIL. ``final_dot_delay()``: seconds
-    to wait before answering the final dot. ``starttls``: one of the ``starttls_*``
+    to wait, with the message taken, before answering the final dot. ``starttls``: one of the ``starttls_*``
     functions. ``drop_during_data``: close after reading that many bytes of DATA (once).
     ``hide``: EHLO keywords not to advertise (``("8BITMIME",)``).
     """

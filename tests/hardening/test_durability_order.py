@@ -1,0 +1,140 @@
+"""The durability promise, checked on the system calls (security reference b, test 1).
+
+The relay runs under ``strace -f`` and takes one message. Its queue file must be written,
+``fsync``ed, renamed into place, and the directory ``fsync``ed - each finished before the
+next starts - and only then may ``250`` be written to the socket. ``kill -9`` cannot catch
+a missing fsync (the page cache survives); this ordering check can.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import smtplib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .processes import RelayProcess, free_port, write_config
+
+CALLS = "openat,write,pwrite64,fsync,fdatasync,rename,renameat,renameat2,sendto,sendmsg"
+_DONE = re.compile(r"^(\d+) (\d+\.\d+) (\w+)\((.*)\) += (-?\d+)[^<]*<([\d.]+)>$")
+_UNFINISHED = re.compile(r"^(\d+) (\d+\.\d+) (\w+)\((.*) <unfinished \.\.\.>$")
+_RESUMED = re.compile(r"^(\d+) (\d+\.\d+) <\.\.\. (\w+) resumed>(.*)\) += (-?\d+)[^<]*<([\d.]+)>$")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One finished system call: when it started and ended, what it was given."""
+
+    start: float
+    end: float
+    name: str
+    args: str
+
+    def fd_path(self) -> str:
+        """The path strace -y printed for the first (file descriptor) argument."""
+        match = re.match(r"\d+<([^>]*)>", self.args)
+        return match.group(1) if match else ""
+
+
+def parse(trace: str) -> list[Call]:
+    """Finished calls in start order (an interrupted call is joined with its resumption)."""
+    calls, pending = [], {}
+    for line in trace.splitlines():
+        if match := _DONE.match(line):
+            tid, start, name, args, _, took = match.groups()
+            calls.append(Call(float(start), float(start) + float(took), name, args))
+        elif match := _UNFINISHED.match(line):
+            tid, start, name, args = match.groups()
+            pending[tid] = (float(start), name, args)
+        elif (match := _RESUMED.match(line)) and match.group(1) in pending:
+            start, name, args = pending.pop(match.group(1))
+            calls.append(Call(start, start + float(match.group(6)), name, args + match.group(4)))
+    return sorted(calls, key=lambda call: call.start)
+
+
+def why_no_strace() -> str | None:
+    if shutil.which("strace") is None:
+        return "strace is not installed (.ci/test.sh installs it when run as root)"
+    done = subprocess.run(
+        ["strace", "-f", "-o", os.devnull, "true"], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        return f"strace cannot trace processes here: {done.stderr.strip()[:200]}"
+    return None
+
+
+def traced_submission(tmp_path: Path, **sections) -> tuple[list[Call], str]:
+    """Run the relay under strace, submit one message; return the calls and the queue id."""
+    port = free_port()
+    config = write_config(tmp_path / "relay.yaml", listen=[f"127.0.0.1:{port}"], **sections)
+    trace = tmp_path / "trace"
+    strace = ["strace", "-f", "-ttt", "-T", "-y", "-s", "80", "-e", f"trace={CALLS}", "-o"]
+    relay = RelayProcess(config, port, tmp_path / "relay.log", wrap=[*strace, str(trace), "--"])
+    relay.start(timeout=60)
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.ehlo()
+            client.mail("trac@example.org")
+            client.rcpt("dev@example.org")
+            code, reply = client.data(b"Subject: durable\r\n\r\nkeep me\r\n")
+        assert code == 250
+    finally:
+        traced = Path(f"/proc/{relay.pid}/task/{relay.pid}/children").read_text().split()
+        for pid in traced:  # the relay itself; strace exits with it
+            os.kill(int(pid), signal.SIGTERM)
+        assert relay.process is not None
+        relay.process.wait(30)
+    return parse(trace.read_text()), reply.decode().rsplit(" ", 1)[1]
+
+
+def first(calls: list[Call], after: float, test) -> Call:
+    found = [call for call in calls if call.start >= after and test(call)]
+    assert found, "expected system call not found in the trace"
+    return found[0]
+
+
+def check_order(calls: list[Call], queue_id: str, target_dir: str) -> None:
+    """writes -> fsync(file) -> rename -> fsync(dir) -> 250 on the socket, each done first."""
+    rename = first(
+        calls,
+        0,
+        lambda c: c.name.startswith("rename") and f"/{target_dir}/" in c.args and queue_id in c.args,
+    )
+    scratch = re.search(r'"([^"]+)"', rename.args).group(1)  # type: ignore[union-attr]
+    writes = [c for c in calls if c.name in ("write", "pwrite64") and c.fd_path() == scratch]
+    syncs = [c for c in calls if c.name in ("fsync", "fdatasync") and c.fd_path() == scratch]
+    assert writes and syncs, f"no write or fsync of {scratch}"
+    assert max(w.end for w in writes) <= syncs[0].start, "data written after the file fsync"
+    assert syncs[0].end <= rename.start, "renamed before the file was synced"
+    directory = os.path.dirname(rename.args.split('", "')[1].rstrip('"'))
+    dir_sync = first(calls, rename.end, lambda c: c.name == "fsync" and c.fd_path() == directory)
+    reply = first(calls, 0, lambda c: c.name in ("sendto", "sendmsg") and queue_id in c.args)
+    assert '"250 ' in reply.args
+    assert dir_sync.end <= reply.start, "250 sent before the directory was synced"
+
+
+@pytest.fixture
+def strace_usable() -> None:
+    reason = why_no_strace()
+    if reason:
+        pytest.skip(reason)
+
+
+def test_relay_mode_syncs_file_rename_and_directory_before_250(tmp_path, strace_usable):
+    calls, queue_id = traced_submission(
+        tmp_path,
+        upstream={"host": "127.0.0.1", "port": free_port(), "tls": "none"},  # nobody there
+        queue={"path": str(tmp_path / "queue")},
+    )
+    check_order(calls, queue_id, "incoming")
+
+
+def test_capture_mode_syncs_file_rename_and_directory_before_250(tmp_path, strace_usable):
+    calls, queue_id = traced_submission(tmp_path, capture={"path": str(tmp_path / "mail")})
+    check_order(calls, queue_id, "new")
