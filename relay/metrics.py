@@ -12,6 +12,9 @@ one process, as in the tests, count separately. Names follow postfix_exporter's 
     notify_relay_upstream_replies_total{class}        2xx, 4xx, 5xx, or none (no reply at all)
     notify_relay_queue_messages{state}                messages per queue directory, at scrape time
     notify_relay_queue_oldest_message_age_seconds     oldest message waiting for delivery
+    notify_relay_quota_used{account,kind}             messages/recipients in the quota window
+    notify_relay_quota_limit{account,kind}            the account's limits (kinds with a limit)
+    notify_relay_quota_next_slot_timestamp_seconds{account}  when the next message may go (0: now)
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from relay.deliver.quota import read_usage
 from relay.queue.spool import QueueState, Spool
 
 __all__ = ["CONTENT_TYPE", "Metrics", "reply_class"]
@@ -98,6 +102,7 @@ class Metrics:
     def watch(self, spool: Spool) -> None:
         """Report the size of ``spool``'s directories and its oldest waiting message."""
         self.registry.register(_QueueCollector(spool))
+        self.registry.register(_QuotaCollector(spool))
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format."""
@@ -139,3 +144,38 @@ class _QueueCollector(Collector):
         oldest.add_metric([], now - first)
         yield sizes
         yield oldest
+
+
+class _QuotaCollector(Collector):
+    """Reads the quota state files beside the spool at scrape time."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.directory = spool.root / "quota"
+
+    def describe(self) -> list[Metric]:
+        return list(self._families())
+
+    def _families(self) -> tuple[GaugeMetricFamily, ...]:
+        kinds = ["account", "kind"]
+        return (
+            GaugeMetricFamily("notify_relay_quota_used", "Sent in the window.", labels=kinds),
+            GaugeMetricFamily("notify_relay_quota_limit", "Allowed per window.", labels=kinds),
+            GaugeMetricFamily(
+                "notify_relay_quota_next_slot_timestamp_seconds",
+                "When the next message may go (0: now).",
+                labels=["account"],
+            ),
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        used, limit, slot = self._families()
+        for usage in read_usage(self.directory, time.time()):
+            for kind, count, most in (
+                ("messages", usage.messages, usage.message_limit),
+                ("recipients", usage.recipients, usage.recipient_limit),
+            ):
+                used.add_metric([usage.account, kind], count)
+                if most:
+                    limit.add_metric([usage.account, kind], most)
+            slot.add_metric([usage.account], usage.next_slot or 0)
+        yield from (used, limit, slot)

@@ -170,8 +170,6 @@ class Relay:
             await self.manager.stop()
         if self.control is not None:
             await self.control.stop()
-        if self.capture is not None:
-            self.capture.close()  # the index's connections; it reopens if used again
 
     async def _start_web(self) -> WebServer | None:
         """The page and API; mail keeps flowing if the port is taken."""

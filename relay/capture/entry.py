@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import email.errors
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ __all__ = [
 #: FTS columns: the subject, the body, attachment names, and one per address field.
 WORD_COLUMNS = ("subject", "body", "filename", *(f"f_{name}" for name in ADDRESS_FIELDS))
 _SEPARATOR = " | "
+#: What relay.gmail may raise on a malformed message (a charset name that is not ASCII ...).
+_UNREADABLE = (email.errors.MessageError, ValueError, LookupError, UnicodeError)
 _SNIPPET = 200
 
 
@@ -68,14 +71,19 @@ def view_of(
     """The message as the Gmail evaluator sees it: arrival and envelope from ``meta``.
 
     ``recipient`` is who ``me`` means; ``state`` that recipient's labels, flags and place.
+    A message relay.gmail cannot parse is seen as an empty one of its size: it is still
+    kept, listed and found by envelope, size and date.
     """
     received = meta.get("received_at")
-    view = MessageView.from_bytes(
-        raw,
-        received_at=dt.datetime.fromtimestamp(received, dt.UTC) if received else None,
-        envelope_recipients=meta.get("recipients") or (),
-        user_addresses=(recipient,) if recipient else (),
-    )
+    options: dict[str, Any] = {
+        "received_at": dt.datetime.fromtimestamp(received, dt.UTC) if received else None,
+        "envelope_recipients": meta.get("recipients") or (),
+        "user_addresses": (recipient,) if recipient else (),
+    }
+    try:
+        view = MessageView.from_bytes(raw, **options)
+    except _UNREADABLE:
+        view = dataclasses.replace(MessageView.from_bytes(b"", **options), size=len(raw))
     return dataclasses.replace(view, state=state) if state is not None else view
 
 

@@ -110,7 +110,7 @@ class CaptureIndex:
         return db
 
     def close(self) -> None:
-        """Close every thread's connection."""
+        """Close every thread's connection: only when no other thread uses the index."""
         with self._guard:
             for db in self._connections:
                 db.close()

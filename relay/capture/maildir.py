@@ -84,7 +84,7 @@ class CaptureStore:
             (self.root / name).mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def close(self) -> None:
-        """Close the index (it reopens on the next use)."""
+        """Close the index (it reopens on the next use); not while another thread uses it."""
         with self._opening:
             if self._index is not None:
                 self._index.close()

@@ -34,7 +34,9 @@ Trace = tuple[TraceEntry, ...]
 _IDENTITY = ("7bit", "8bit", "binary")
 _QP = "quoted-printable"
 _MAX_LINE = 998
-_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (_MAX_LINE + 1))
+# anchored at line starts: unanchored, the engine rescans each line from every offset,
+# O(size x line length) with the GIL held (3 s a MB of 998-octet lines)
+_LONG_LINE = re.compile(rb"(?:\A|(?<=[\r\n]))[^\r\n]{%d}" % (_MAX_LINE + 1))
 _BARE_CR_LF_NUL = re.compile(rb"\r(?!\n)|(?<!\r)\n|\x00")
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 _ADDRESS_FIELDS = frozenset(
@@ -136,17 +138,17 @@ def _set_encoding(entity: Entity, encoding: str, content: bytes, *, top: bool) -
 def _encode_headers(fields: tuple[Field, ...], where: str) -> tuple[tuple[Field, ...], Trace]:
     """RFC 2047-encode fields that carry raw UTF-8 (address fields mailbox by mailbox)."""
     out: list[Field] = []
-    trace: Trace = ()
+    trace: list[TraceEntry] = []  # a list: += on a tuple per field is quadratic
     for field in fields:
         new = _encoded_field(field) if not is_7bit(field.raw) else field
         if new is None:
             note = f"{where}: {field.name} left 8-bit: cannot be encoded safely"
-            trace += (TraceEntry("mime_encoding", note),)
+            trace.append(TraceEntry("mime_encoding", note))
             new = field
         elif new is not field:
-            trace += (TraceEntry("mime_encoding", f"{where}: {field.name} RFC 2047-encoded"),)
+            trace.append(TraceEntry("mime_encoding", f"{where}: {field.name} RFC 2047-encoded"))
         out.append(new)
-    return tuple(out), trace
+    return tuple(out), tuple(trace)
 
 
 def _encoded_field(field: Field) -> Field | None:
@@ -165,13 +167,13 @@ def _walk(entity: Entity, mode: str, where: str, *, top: bool) -> tuple[Entity, 
         fields, trace = _encode_headers(entity.fields, where)
         entity = replace(entity, fields=fields)
     if entity.is_multipart or entity.is_enclosure:
-        parts = []
+        parts, notes = [], list(trace)  # a list: += on a tuple per part is quadratic
         for number, part in enumerate(entity.parts, start=1):
             label = f"{where}.{number}" if where != "message" else f"part {number}"
             new, more = _walk(part, mode, label if entity.is_multipart else where, top=False)
             parts.append(new)
-            trace += more
-        return entity.with_parts(tuple(parts)), trace
+            notes.extend(more)
+        return entity.with_parts(tuple(parts)), tuple(notes)
     content = decode_body(entity)
     if content is None:
         note = f"{where}: left as it is: cannot decode {entity.transfer_encoding}"

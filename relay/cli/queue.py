@@ -91,7 +91,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _dispatch(args: argparse.Namespace, root: Path) -> int:
     import json
+    import time
 
+    from relay.deliver.quota import read_usage
     from relay.queue import listing
     from relay.queue.actions import Action
     from relay.queue.record import CorruptRecord
@@ -105,6 +107,8 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
             print(json.dumps([entry.as_dict() for entry in entries], indent=2))
         else:
             print(listing.format_table(entries))
+            for usage in read_usage(root / "quota", time.time()):
+                print(usage)
         return 0
     if verb == "show":
         try:

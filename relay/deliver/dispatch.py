@@ -23,7 +23,7 @@ from relay.deliver.mx import addresses, mail_hosts
 from relay.deliver.oauth import TokenSource, token_source
 from relay.deliver.options import DnsConfig
 from relay.deliver.outcome import Reply, holds_queue
-from relay.deliver.quota import Governor, QuotaUsage, is_quota_reply
+from relay.deliver.quota import Governor, is_quota_reply
 from relay.deliver.routing import split
 from relay.deliver.smtp import UpstreamSession
 from relay.errors import UpstreamError
@@ -154,15 +154,14 @@ class Dispatcher:
         """The sessions of one batch (``async with``)."""
         return Run(self)
 
-    def quota_usage(self, now: float) -> list[QuotaUsage]:
-        """The usage of every account with a quota that has been used since the start."""
-        return [governor.usage(now) for governor in self._governors.values()]
-
     def tokens(self, upstream: UpstreamConfig) -> TokenSource | None:
         """The (shared, caching) token source of an OAuth upstream."""
         if upstream.auth == "password" or upstream.oauth is None:
             return None
-        return self._tokens.setdefault(_account(upstream), token_source(upstream.oauth))
+        account = _account(upstream)
+        if account not in self._tokens:
+            self._tokens[account] = token_source(upstream.oauth)
+        return self._tokens[account]
 
     async def governor(self, upstream: UpstreamConfig) -> Governor | None:
         """The quota governor of ``upstream``'s account, loaded from disk on first use."""
@@ -291,18 +290,20 @@ class Run:
         upstream, now = target[0], time.time()
         if self._held(upstream, now, chunk, tally):
             return chunk
-        slot = governor.admit(now, len(chunk)) if governor is not None else None
-        if governor is not None and slot is not None:
-            reply = Reply(0, f"4.7.0 waiting for the sending quota: {governor.usage(now)}")
-            tally.wait(chunk, reply, str(upstream), slot)
-            return chunk
+        if governor is not None:
+            slot = governor.admit(now, len(chunk))
+            if slot is not None:
+                reply = Reply(0, f"4.7.0 waiting for the sending quota: {governor.usage(now)}")
+                tally.wait(chunk, reply, str(upstream), slot)
+                return chunk
+            await governor.reserve(now, len(chunk))  # counted before any other worker looks
         session = await self._session(target)
         if not isinstance(session, UpstreamSession):
+            if governor is not None:
+                await governor.release(now, len(chunk))
             if not self._held(upstream, now, chunk, tally):  # unless it was bad credentials
                 tally.reply(chunk, *session)
             return chunk
-        if governor is not None:
-            await governor.reserve(now, len(chunk))
         replies = await self._transact(session, record, chunk)
         for rcpt, reply in replies.items():
             tally.reply([rcpt], reply, session.relay)
@@ -368,6 +369,4 @@ class Run:
                     chunk, Reply(553, "5.6.7 upstream does not support SMTPUTF8 addresses")
                 )
             options.append("SMTPUTF8")
-        if not session.usable:
-            return dict.fromkeys(chunk, Reply(0, f"connection to {session.relay} lost"))
         return await session.send(record.envelope.sender, chunk, message, mail_options=options)

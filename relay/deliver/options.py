@@ -87,7 +87,7 @@ class OAuthConfig:
             )
 
     def _preset(self, name: Literal["consent_url", "token_url", "scope"]) -> str | None:
-        own = getattr(self, name)
+        own: str | None = getattr(self, name)
         if own is not None or self.provider is None:
             return own
         return str(getattr(PROVIDERS[self.provider], name)).replace("{tenant}", self.tenant)

@@ -23,7 +23,10 @@ import aiosmtplib
 
 from relay.config import UpstreamConfig
 from relay.deliver.advice import Failure
+from relay.deliver.oauth import token_source
+from relay.deliver.sasl import login_with_token
 from relay.deliver.smtp import tls_context
+from relay.errors import UpstreamError
 
 __all__ = ["Step", "probe"]
 
@@ -215,7 +218,20 @@ async def _session(
         raise _Failed("greeting", _describe(exc), exc.code) from None
     methods = [method.upper() for method in smtp.server_auth_methods]
     report(Step("auth", f"offered: {', '.join(methods) or 'none'}"))
-    if config.username is not None and config.secret is not None:
+    if config.username is not None and config.oauth is not None and config.auth != "password":
+        if ssl_object is None and not config.allow_insecure_auth:
+            raise _Failed("login", "refusing to send the token without TLS")
+        tokens, port = token_source(config.oauth), config.effective_port
+        try:
+            await login_with_token(
+                smtp, config.auth, config.username, tokens, host=config.host, port=port
+            )
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _Failed("login", _describe(exc), exc.code) from None
+        except UpstreamError as exc:
+            raise _Failed("login", exc.text, exc.code) from None
+        report(Step("login", f"{config.username}: {config.auth.upper()} accepted"))
+    elif config.username is not None and config.secret is not None:
         if ssl_object is None and not config.allow_insecure_auth:
             raise _Failed("login", "refusing to send the password without TLS")
         if not {"PLAIN", "LOGIN", "CRAM-MD5"} & set(methods):

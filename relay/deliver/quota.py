@@ -77,10 +77,6 @@ class QuotaUsage:
         ]
         return max(shares, default=0.0)
 
-    def as_dict(self) -> dict[str, object]:
-        """JSON-able data for APIs."""
-        return {name: getattr(self, name) for name in self.__slots__}
-
     def __str__(self) -> str:
         limits = f"{self.messages}/{self.message_limit or '-'} messages, "
         limits += f"{self.recipients}/{self.recipient_limit or '-'} recipients"
@@ -231,8 +227,8 @@ class Governor:
             self.window = replace(self.window, sends=tuple(sends))
             await self._save()
 
-    async def pause(self, now: float, reply: Reply) -> float:
-        """Stop sending after a quota reply; return until when."""
+    async def pause(self, now: float, reply: Reply) -> None:
+        """Stop sending after a quota reply (see :func:`paused`)."""
         self.window = paused(self.window, self.quota, now, reply)
         logger.warning(
             "quota %s: the upstream said %s; pausing until %s",
@@ -241,7 +237,6 @@ class Governor:
             _clock(self.window.paused_until),
         )
         await self._save()
-        return self.window.paused_until
 
     async def _save(self) -> None:
         async with self._lock:  # each write carries the latest window, in order

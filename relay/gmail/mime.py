@@ -86,8 +86,8 @@ def decode_words(value: str) -> str:
     """Return header ``value`` unfolded with its RFC 2047 encoded words decoded."""
     try:
         decoded = str(email.header.make_header(email.header.decode_header(value)))
-    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
-        decoded = value
+    except (LookupError, UnicodeError, ValueError, email.errors.MessageError):
+        decoded = value  # CharsetError and HeaderParseError are MessageErrors
     return _SPACE.sub(" ", decoded).strip()
 
 

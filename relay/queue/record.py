@@ -87,9 +87,10 @@ class DeliveryState:
     log: tuple[Attempt, ...] = field(default=())
 
     def pending(self, envelope: Envelope) -> tuple[str, ...]:
-        """Recipients of ``envelope`` that still need delivery."""
+        """Recipients of ``envelope`` that still need delivery, each once (a client may
+        name the same mailbox twice: one delivery, one unit of the upstream's quota)."""
         final = {*self.done, *self.failed}
-        return tuple(rcpt for rcpt in envelope.recipients if rcpt not in final)
+        return tuple(dict.fromkeys(rcpt for rcpt in envelope.recipients if rcpt not in final))
 
     def with_attempt(self, attempt: Attempt) -> DeliveryState:
         """Return a copy with ``attempt`` appended to the log and as the last reply."""

@@ -20,13 +20,14 @@ class WebServer:
 
     def __init__(self, relay: Relay, listen: TcpListener) -> None:
         self.listen = listen
-        self._runner = web.AppRunner(create_app(relay), access_log=None)
+        # open event streams and waits end on shutdown; what still runs gets 2 s
+        self._runner = web.AppRunner(create_app(relay), access_log=None, shutdown_timeout=2.0)
         self.url = ""
 
     async def start(self) -> str:
         """Bind and serve; return the page's URL (with the real port if 0 was asked)."""
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.listen.host, self.listen.port, shutdown_timeout=2.0)
+        site = web.TCPSite(self._runner, self.listen.host, self.listen.port)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"

@@ -185,6 +185,7 @@ class PostfixInstance:
             "alias_maps": "",
             "alias_database": "",
             "local_recipient_maps": "",
+            "local_header_rewrite_clients": "",  # add no Date/Message-ID: keep bytes as sent
             "smtputf8_enable": "yes",
             "smtpd_tls_chain_files": str(config / "tls.pem"),
             "smtpd_tls_security_level": "may",

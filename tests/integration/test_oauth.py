@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import urllib.parse
+from contextlib import ExitStack
 
 import pytest
 import yaml
@@ -37,147 +38,97 @@ def oauth_files(tmp_path):
     return paths
 
 
-def oauth_section(upstream, endpoint, files, ca_file, auth="xoauth2"):
-    return {
-        "host": "127.0.0.1",
-        "port": upstream.port,
-        "tls": "starttls",
-        "ca_file": ca_file,
-        "username": USER,
-        "auth": auth,
-        "oauth": {"token_url": endpoint.url, "client_id": CLIENT_ID, **files},
-    }
+@pytest.fixture
+async def oauth_relay(make_config, start_relay, server_context, ca_file, oauth_files):
+    """Start a token endpoint, an upstream taking the ``valid`` tokens, and a relay using both."""
+    with ExitStack() as stack:
+
+        async def start(valid: set[str], *, auth: str = "xoauth2", rotate: bool = False):
+            endpoint = stack.enter_context(TokenEndpoint(rotate=rotate))
+            upstream = stack.enter_context(
+                OAuthUpstream(user=USER, valid=valid, tls="starttls", context=server_context)
+            )
+            section = {
+                "host": "127.0.0.1",
+                "port": upstream.port,
+                "ca_file": ca_file,
+                "username": USER,
+                "auth": auth,
+                "oauth": {"token_url": endpoint.url, "client_id": CLIENT_ID, **oauth_files},
+            }
+            relay = await start_relay(make_config(upstream=section))
+            await submit(relay, ["bob@example.org"])
+            return relay, endpoint, upstream
+
+        yield start
 
 
 def no_secret_in(text: str, endpoint: TokenEndpoint) -> bool:
     return not any(s in text for s in (CLIENT_SECRET, REFRESH_TOKEN, *endpoint.issued))
 
 
-async def test_xoauth2_with_a_token_from_the_refresh_token(
-    make_config, start_relay, server_context, ca_file, oauth_files, caplog
-):
-    with (
-        TokenEndpoint() as endpoint,
-        OAuthUpstream(
-            user=USER, valid={"access-1"}, tls="starttls", context=server_context
-        ) as upstream,
-    ):
-        config = make_config(upstream=oauth_section(upstream, endpoint, oauth_files, ca_file))
-        relay = await start_relay(config)
-        await submit(relay, ["bob@example.org"])
-        (received,) = await eventually(lambda: upstream.messages)
-        assert received.auth == USER and received.tls and received.content == MESSAGE
-        assert upstream.auth_strings == [
-            ("XOAUTH2", f"user={USER}\x01auth=Bearer access-1\x01\x01")
-        ]
-        assert endpoint.forms == [
-            {
-                "grant_type": "refresh_token",
-                "refresh_token": REFRESH_TOKEN,
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-            }
-        ]
-        await submit(relay, ["bob@example.org"])
-        await eventually(lambda: len(upstream.messages) == 2)
-        assert len(endpoint.forms) == 1  # the token is cached until shortly before it expires
-        assert no_secret_in(caplog.text, endpoint)
+def bearer_tokens(upstream: OAuthUpstream) -> list[str]:
+    return [text.split("Bearer ")[1].strip("\x01") for _, text in upstream.auth_strings]
 
 
-async def test_oauthbearer_names_the_user_host_and_port(
-    make_config, start_relay, server_context, ca_file, oauth_files
-):
-    with (
-        TokenEndpoint() as endpoint,
-        OAuthUpstream(
-            user=USER, valid={"access-1"}, tls="starttls", context=server_context
-        ) as upstream,
-    ):
-        section = oauth_section(upstream, endpoint, oauth_files, ca_file, auth="oauthbearer")
-        relay = await start_relay(make_config(upstream=section))
-        await submit(relay, ["bob@example.org"])
-        await eventually(lambda: upstream.messages)
-        expected = (
-            f"n,a={USER},\x01host=127.0.0.1\x01port={upstream.port}\x01auth=Bearer access-1\x01\x01"
-        )
-        assert upstream.auth_strings == [("OAUTHBEARER", expected)]
+async def test_xoauth2_with_a_token_from_the_refresh_token(oauth_relay, caplog):
+    relay, endpoint, upstream = await oauth_relay({"access-1"})
+    (received,) = await eventually(lambda: upstream.messages)
+    assert received.auth == USER and received.tls and received.content == MESSAGE
+    assert upstream.auth_strings == [("XOAUTH2", f"user={USER}\x01auth=Bearer access-1\x01\x01")]
+    assert endpoint.forms == [
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": REFRESH_TOKEN,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        }
+    ]
+    await submit(relay, ["carol@example.org"])
+    await eventually(lambda: len(upstream.messages) == 2)
+    assert len(endpoint.forms) == 1  # the token is cached until shortly before it expires
+    assert no_secret_in(caplog.text, endpoint)
 
 
-async def test_a_refused_token_is_refreshed_once(
-    make_config, start_relay, server_context, ca_file, oauth_files, caplog
-):
-    with (
-        TokenEndpoint() as endpoint,
-        OAuthUpstream(
-            user=USER, valid={"access-2"}, tls="starttls", context=server_context
-        ) as upstream,
-    ):
-        relay = await start_relay(
-            make_config(upstream=oauth_section(upstream, endpoint, oauth_files, ca_file))
-        )
-        await submit(relay, ["bob@example.org"])
-        await eventually(lambda: upstream.messages)
-        tokens = [text.split("Bearer ")[1].strip("\x01") for _, text in upstream.auth_strings]
-        assert tokens == ["access-1", "access-2"] and len(endpoint.forms) == 2
-        assert no_secret_in(caplog.text, endpoint)
+async def test_oauthbearer_names_the_user_host_and_port(oauth_relay):
+    _, _, upstream = await oauth_relay({"access-1"}, auth="oauthbearer")
+    await eventually(lambda: upstream.messages)
+    pairs = f"host=127.0.0.1\x01port={upstream.port}\x01auth=Bearer access-1\x01\x01"
+    assert upstream.auth_strings == [("OAUTHBEARER", f"n,a={USER},\x01{pairs}")]
 
 
-async def test_a_token_refused_twice_holds_the_upstream_and_bounces_nothing(
-    make_config, start_relay, server_context, ca_file, oauth_files, caplog
-):
-    with (
-        TokenEndpoint() as endpoint,
-        OAuthUpstream(user=USER, valid=set(), tls="starttls", context=server_context) as upstream,
-    ):
-        relay = await start_relay(
-            make_config(upstream=oauth_section(upstream, endpoint, oauth_files, ca_file))
-        )
-        await submit(relay, ["bob@example.org"])
-        spool = relay.manager.spool
-        await eventually(lambda: spool.ids(QueueState.DEFERRED))
-        assert "HOLDING ALL DELIVERY" in caplog.text
-        assert len(upstream.auth_strings) == 2 and len(endpoint.forms) == 2  # once more, no more
-        assert not spool.ids(QueueState.FAILED) and upstream.messages == []
-        assert no_secret_in(caplog.text, endpoint)
+async def test_a_refused_token_is_refreshed_once(oauth_relay, caplog):
+    _, endpoint, upstream = await oauth_relay({"access-2"})
+    await eventually(lambda: upstream.messages)
+    assert bearer_tokens(upstream) == ["access-1", "access-2"] and len(endpoint.forms) == 2
+    assert no_secret_in(caplog.text, endpoint)
 
 
-async def test_a_revoked_refresh_token_holds_the_upstream(
-    make_config, start_relay, server_context, ca_file, oauth_files, caplog
-):
+async def test_a_token_refused_twice_holds_the_upstream_and_bounces_nothing(oauth_relay, caplog):
+    relay, endpoint, upstream = await oauth_relay(set())
+    spool = relay.manager.spool
+    await eventually(lambda: spool.ids(QueueState.DEFERRED))
+    assert "HOLDING ALL DELIVERY" in caplog.text
+    assert bearer_tokens(upstream) == ["access-1", "access-2"]  # once more, no more
+    assert not spool.ids(QueueState.FAILED) and upstream.messages == []
+    assert no_secret_in(caplog.text, endpoint)
+
+
+async def test_a_revoked_refresh_token_holds_the_upstream(oauth_relay, oauth_files, caplog):
     oauth_files["refresh_token_file"].write_text("revoked-long-ago\n")
-    with (
-        TokenEndpoint() as endpoint,
-        OAuthUpstream(
-            user=USER, valid={"access-1"}, tls="starttls", context=server_context
-        ) as upstream,
-    ):
-        relay = await start_relay(
-            make_config(upstream=oauth_section(upstream, endpoint, oauth_files, ca_file))
-        )
-        await submit(relay, ["bob@example.org"])
-        await eventually(lambda: relay.manager.spool.ids(QueueState.DEFERRED))
-        assert "HOLDING ALL DELIVERY" in caplog.text and "invalid_grant" in caplog.text
-        assert "notify-relay oauth" in caplog.text and "revoked-long-ago" not in caplog.text
-        assert upstream.auth_strings == []  # no AUTH without a token
+    relay, _, upstream = await oauth_relay({"access-1"})
+    await eventually(lambda: relay.manager.spool.ids(QueueState.DEFERRED))
+    assert "HOLDING ALL DELIVERY" in caplog.text and "invalid_grant" in caplog.text
+    assert "notify-relay oauth" in caplog.text and "revoked-long-ago" not in caplog.text
+    assert upstream.auth_strings == []  # no AUTH without a token
 
 
-async def test_a_rotated_refresh_token_is_stored_with_mode_0600(
-    make_config, start_relay, server_context, ca_file, oauth_files
-):
-    with (
-        TokenEndpoint(rotate=True) as endpoint,
-        OAuthUpstream(
-            user=USER, valid={"access-1"}, tls="starttls", context=server_context
-        ) as upstream,
-    ):
-        relay = await start_relay(
-            make_config(upstream=oauth_section(upstream, endpoint, oauth_files, ca_file))
-        )
-        await submit(relay, ["bob@example.org"])
-        await eventually(lambda: upstream.messages)
-        path = oauth_files["refresh_token_file"]
-        assert path.read_text() == f"{endpoint.refresh_token}\n" != f"{REFRESH_TOKEN}\n"
-        assert path.stat().st_mode & 0o777 == 0o600
+async def test_a_rotated_refresh_token_is_stored_with_mode_0600(oauth_relay, oauth_files):
+    _, endpoint, upstream = await oauth_relay({"access-1"}, rotate=True)
+    await eventually(lambda: upstream.messages)
+    path = oauth_files["refresh_token_file"]
+    assert path.read_text() == f"{endpoint.refresh_token}\n" != f"{REFRESH_TOKEN}\n"
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 async def test_token_command_prints_the_access_token(
@@ -275,3 +226,21 @@ def test_oauth_verb_refuses_a_redirect_from_another_run(tmp_path, oauth_files, c
     assert "https://accounts.google.com/o/oauth2/v2/auth?" in out
     assert "state in the URL does not match" in err and endpoint.forms == []
     assert oauth_files["refresh_token_file"].read_text() == f"{REFRESH_TOKEN}\n"
+
+
+def test_check_verb_logs_in_with_a_token(tmp_path, oauth_files, server_context, ca_file, capsys):
+    with (
+        TokenEndpoint() as endpoint,
+        OAuthUpstream(
+            user=USER, valid={"access-1"}, tls="starttls", context=server_context
+        ) as upstream,
+    ):
+        config = tmp_path / "relay.yaml"
+        oauth = {"token_url": endpoint.url, "client_id": CLIENT_ID}
+        oauth.update({key: str(path) for key, path in oauth_files.items()})
+        section = {"host": "127.0.0.1", "port": upstream.port, "ca_file": str(ca_file)}
+        section.update(username=USER, auth="xoauth2", oauth=oauth)
+        config.write_text(yaml.safe_dump({"upstream": section}))
+        assert main(["check", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"{USER}: XOAUTH2 accepted" in out and no_secret_in(out, endpoint)

@@ -8,6 +8,7 @@ import time
 from helpers import eventually, submit
 from upstream import FakeUpstream
 
+from relay.cli.main import main
 from relay.deliver.quota import read_usage
 from relay.queue.actions import Action
 from relay.queue.spool import QueueState
@@ -43,6 +44,26 @@ async def test_more_mail_than_the_limit_never_exceeds_it_and_the_rest_waits(
         assert "100% of the limit used" in caplog.text
         (usage,) = read_usage(config.queue.path / "quota", time.time())
         assert (usage.messages, usage.message_limit) == (3, 3) and usage.next_slot is not None
+
+
+async def test_queue_list_and_metrics_show_quota_and_the_next_slot(
+    make_config, start_relay, tmp_path, capsys
+):
+    with FakeUpstream() as upstream:
+        relay = await start_relay(make_config(upstream=section(upstream, messages=1)))
+        await submit(relay, ["bob@example.org"])
+        await submit(relay, ["carol@example.org"])
+        await eventually(lambda: upstream.messages and waiting(relay))
+        metrics = relay.metrics.exposition().decode()
+        labels = f'account="127.0.0.1:{upstream.port}",kind="messages"'
+        assert f"notify_relay_quota_used{{{labels}}} 1.0" in metrics
+        assert f"notify_relay_quota_limit{{{labels}}} 1.0" in metrics
+        assert "notify_relay_quota_next_slot_timestamp_seconds{" in metrics
+        assert main(["queue", "list", "-c", str(tmp_path / "relay.yaml")]) == 0
+        last = capsys.readouterr().out.splitlines()[-1]
+        assert last.startswith(
+            f"quota 127.0.0.1:{upstream.port}: 1/1 messages, 1/- recipients in 24 h; next slot 2"
+        )
 
 
 async def test_the_count_survives_a_restart(make_config, start_relay):

@@ -95,3 +95,8 @@ def test_undisclosed_recipients_group_gives_no_mailbox(trac_view) -> None:
 
 def test_html_to_text_breaks_blocks_but_not_inline_tags() -> None:
     assert html_to_text("<b>Ch</b>anges<br>by<td>x</td>&amp;") == "Changes\nby\nx\n&"
+
+
+def test_header_with_a_garbage_charset_still_gives_a_view():
+    view = MessageView.from_bytes(b"Subject: =?\xffutf-8?q?x?=\r\nFrom: a@b.example\r\n\r\nhi\r\n")
+    assert view.subject.text == "=?\ufffdutf-8?q?x?="  # kept as raw text, not an error
