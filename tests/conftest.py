@@ -59,6 +59,7 @@ def make_config(tmp_path: Path) -> Callable[..., RelayConfig]:
                 "retry": {"min_backoff": 0.2, "max_backoff": 1, "jitter": 0},
             },
             "capture": {"path": "mail"},
+            "web": {"listen": "127.0.0.1:0"},
             **sections,
         }
         path = tmp_path / "relay.yaml"
