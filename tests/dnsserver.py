@@ -44,7 +44,7 @@ class DnsServer:
 
     def config(self, **extra: object) -> dict[str, object]:
         """The relay's ``dns:`` section pointing at this server."""
-        return {"nameservers": ["127.0.0.1"], "port": self.port, "timeout": 1, **extra}
+        return {"nameservers": ["127.0.0.1"], "port": self.port, "timeout": 0.5, **extra}
 
     def _serve(self) -> None:
         while not self._stop.is_set():

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import aiosmtplib
 
 from relay.config import UpstreamConfig
-from relay.deliver.oauth import TokenSource
+from relay.deliver.oauth import TokenSource, token_source
 from relay.deliver.outcome import Reply
 from relay.deliver.sasl import login_with_token
 from relay.errors import UpstreamError
@@ -60,9 +60,14 @@ class UpstreamSession:
         tokens: TokenSource | None = None,
         mx_host: tuple[str, str] | None = None,
     ) -> None:
-        """``tokens``: for ``auth: xoauth2``/``oauthbearer``; ``mx_host``: (name, address)."""
+        """Prepare the session; :meth:`open` connects.
+
+        ``tokens``: a shared, caching token source for ``auth: xoauth2``/``oauthbearer``
+        (default: one of this session's own); ``mx_host``: an MX host's (name, address).
+        """
         self.config = config
-        self.tokens = tokens
+        oauth = config.oauth if config.auth != "password" else None
+        self.tokens = tokens or (token_source(oauth) if oauth is not None else None)
         self.name = mx_host[0] if mx_host else config.host  # what the certificate must name
         port = config.effective_port
         self.relay = f"{self.name}[{mx_host[1]}]:{port}" if mx_host else str(config)
