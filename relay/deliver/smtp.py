@@ -199,12 +199,17 @@ class UpstreamSession:
                 options.append("SMTPUTF8")  # RFC 6531: UTF-8 addresses need it, declared or not
         encoding = "utf-8" if "SMTPUTF8" in (option.upper() for option in options) else "ascii"
         try:
-            await smtp.mail(sender, options=options, encoding=encoding)
+            try:
+                await smtp.mail(sender, options=options, encoding=encoding)
+            except ValueError as exc:  # an address aiosmtplib will not put on the wire as is
+                return dict.fromkeys(recipients, Reply(553, f"5.1.7 {exc}"))
             for rcpt in recipients:
                 try:
                     await smtp.rcpt(rcpt, encoding=encoding)
                 except aiosmtplib.SMTPRecipientRefused as exc:
                     replies[rcpt] = Reply(exc.code, exc.message)
+                except ValueError as exc:
+                    replies[rcpt] = Reply(553, f"5.1.3 {exc}")
             accepted = [rcpt for rcpt in recipients if rcpt not in replies]
             if not accepted:
                 await smtp.rset()

@@ -39,6 +39,10 @@ def address_problem(address: str) -> str | None:
         return "address is not valid UTF-8"  # aiosmtpd hands undecodable octets as surrogates
     if any(char in address for char in " ,;<>\\"):
         return "characters not allowed in an address"
+    if not address.isascii() and not all(char.isprintable() for char in address):
+        # Unicode spaces and invisible characters: aiosmtplib would strip them at the ends
+        # (another address) or refuse the address at delivery time
+        return "characters not allowed in an address"
     if address.count("@") > 1 and not address.startswith('"'):
         return "more than one @ in address"
     return None

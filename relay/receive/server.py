@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import grp
 import os
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -58,13 +57,14 @@ class _RelaySMTP(SMTP):
         await super().push(_one_line(status))
 
 
-_STRAY = re.compile(r"\r(?!\n)|(?<!\r)\n|[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
-
-
 def _one_line(reply: str) -> str:
-    """``reply`` with stray CR, LF and control characters as ``?`` and undecodable octets
-    (aiosmtpd's surrogate escapes) as backslash escapes, so it can always be sent."""
-    return _STRAY.sub("?", reply.encode("utf-8", "backslashreplace").decode("utf-8"))
+    """``reply`` with stray CR, LF, control and invisible characters as ``?`` and
+    undecodable octets (aiosmtpd's surrogate escapes) as backslash escapes, so it can
+    always be sent and never shows the client something it cannot see."""
+    text = reply.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "\r\n".join(
+        "".join(char if char.isprintable() else "?" for char in line) for line in text.split("\r\n")
+    )
 
 
 class Listeners:

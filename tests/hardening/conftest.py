@@ -50,9 +50,7 @@ def relay_process(tmp_path) -> Iterator[Callable[..., RelayProcess]]:
         name = f"relay{len(started)}"
         sections.setdefault("capture", {"path": str(tmp_path / name / "mail")})
         sections.setdefault("queue", {"path": str(tmp_path / name / "queue")})
-        config = write_config(
-            tmp_path / f"{name}.yaml", listen=[f"127.0.0.1:{port}"], **sections
-        )
+        config = write_config(tmp_path / f"{name}.yaml", listen=[f"127.0.0.1:{port}"], **sections)
         process = RelayProcess(config, port, tmp_path / f"{name}.log")
         process.start()
         started.append(process)

@@ -29,9 +29,11 @@ __all__ = [
     "Upstream",
     "endless_continuation",
     "fail_first",
+    "greet_421_once",
     "huge_reply_line",
     "record_raw_data",
     "refuse",
+    "starttls_refused",
     "starttls_then_garbage",
     "starttls_then_silence",
     "starttls_with_injected_plaintext",
@@ -70,6 +72,12 @@ async def starttls_with_injected_plaintext(server: SMTP) -> bool:
     server._writer.write(b"220 go ahead\r\n250-upstream.test fake\r\n250 AUTH PLAIN LOGIN\r\n")
     await server._writer.drain()
     return True  # go on with the real handshake
+
+
+async def starttls_refused(server: SMTP) -> bool:
+    """Offer STARTTLS, then refuse it (``454``), as a server in trouble or a MITM would."""
+    await server.push("454 4.7.0 TLS not available due to temporary reason")
+    return False
 
 
 async def starttls_then_garbage(server: SMTP) -> bool:
@@ -182,8 +190,9 @@ class Upstream(FakeUpstream):
     """:class:`FakeUpstream` with more misbehaviours (all off by default).
 
     ``mail_reply(address)``: like ``rcpt_reply``, for MAIL. ``final_dot_delay()``: seconds
-    to wait, with the message taken, before answering the final dot. ``starttls``: one of the ``starttls_*``
-    functions. ``drop_during_data``: close after reading that many bytes of DATA (once).
+    to wait, with the message taken, before answering the final dot. ``starttls``: one of
+    the ``starttls_*`` functions. ``drop_during_data``: close after reading that many bytes
+    of DATA (once).
     ``hide``: EHLO keywords not to advertise (``("8BITMIME",)``).
     """
 
@@ -263,6 +272,22 @@ def record_raw_data(store: list[bytes]) -> Script:
     return session
 
 
+def greet_421_once(then: Script) -> Script:
+    """Greet the first connection with ``421`` and hang up; run ``then`` for later ones."""
+    greeted = []
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not greeted:
+            greeted.append(True)
+            writer.write(b"421 4.3.2 System shutting down, try later\r\n")
+            await writer.drain()
+            writer.close()
+            return
+        await then(reader, writer)
+
+    return session
+
+
 async def huge_reply_line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Greet with a single 1 MB line."""
     writer.write(b"220 " + b"x" * 2**20 + b"\r\n")
@@ -270,9 +295,7 @@ async def huge_reply_line(reader: asyncio.StreamReader, writer: asyncio.StreamWr
     await reader.read()
 
 
-async def endless_continuation(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
+async def endless_continuation(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Greet, then answer EHLO with ``250-`` continuation lines until the client gives up."""
     writer.write(b"220 hostile.test ESMTP\r\n")
     await reader.readline()
@@ -305,9 +328,7 @@ class RawUpstream:
 
     def __enter__(self) -> RawUpstream:
         self._thread.start()
-        start = asyncio.start_server(
-            self._session, "127.0.0.1", 0, ssl=self.context, limit=2**24
-        )
+        start = asyncio.start_server(self._session, "127.0.0.1", 0, ssl=self.context, limit=2**24)
         self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(10)
         self.port = self._server.sockets[0].getsockname()[1]
         return self

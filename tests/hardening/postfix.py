@@ -4,8 +4,9 @@ The instance has its own ``config_directory`` and ``queue_directory``, listens o
 loopback port with STARTTLS (a trustme certificate) and Cyrus SASL over a private sasldb,
 requires AUTH (``smtpd_tls_auth_only``: only after STARTTLS) for every recipient, and
 delivers the given addresses (any domain) into Maildirs under
-``maildir/<domain>/<local part>/`` with the ``virtual`` agent; other recipients bounce. Started with ``postfix -c DIR start`` as root (Postfix's master needs
-it; its daemons run as Debian's ``postfix`` user), stopped with ``postfix -c DIR stop``.
+``maildir/<domain>/<local part>/`` with the ``virtual`` agent; other recipients bounce.
+Started with ``postfix -c DIR start`` as root (Postfix's master needs it; its daemons run
+as Debian's ``postfix`` user), stopped with ``postfix -c DIR stop``.
 
 :func:`why_unavailable` says why the tier cannot run here (no Postfix, not root), or
 returns None.
@@ -13,22 +14,24 @@ returns None.
 
 from __future__ import annotations
 
-import mailbox
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 import trustme
 
 __all__ = ["PostfixInstance", "why_unavailable"]
 
 _POSTFIX = "/usr/sbin/postfix"
+_PREFIX = "notify-relay-postfix-"
 _SASLPASSWD2 = "/usr/sbin/saslpasswd2"
 _NOBODY = 65534  # virtual(8) delivers as this uid/gid (it refuses root)
 _SERVICES = """\
@@ -84,16 +87,16 @@ def _free_port() -> int:
 class PostfixInstance:
     """One private Postfix: ``with PostfixInstance(ca, login, password) as postfix: ...``."""
 
-    def __init__(
-        self, ca: trustme.CA, login: str, password: str, mailboxes: Iterable[str]
-    ) -> None:
+    def __init__(self, ca: trustme.CA, login: str, password: str, mailboxes: Iterable[str]) -> None:
         self.ca, self.login, self.password = ca, login, password
         self.mailboxes = sorted({address.lower() for address in mailboxes})
         self.port = _free_port()
+        _reap_abandoned()
         # Not under pytest's tmp_path: its parents are mode 0700 and Postfix's daemons,
         # which run as the postfix user, must reach the sasldb and the Maildirs.
-        self.root = Path(tempfile.mkdtemp(prefix="notify-relay-postfix-"))
+        self.root = Path(tempfile.mkdtemp(prefix=_PREFIX))
         self.root.chmod(0o755)
+        (self.root / "owner").write_text(str(os.getpid()))
         self.config = self.root / "etc"
         self.maildir = self.root / "maildir"
 
@@ -108,9 +111,7 @@ class PostfixInstance:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        subprocess.run([_POSTFIX, "-c", str(self.config), "stop"], capture_output=True, check=False)
-        self._wait_for_master_exit()
-        shutil.rmtree(self.root, ignore_errors=True)
+        _stop(self.root)
 
     def log(self) -> str:
         """Postfix's log so far (``maillog_file``)."""
@@ -121,11 +122,10 @@ class PostfixInstance:
         """The messages delivered to ``address``, oldest first."""
         local, _, domain = address.partition("@")
         path = self.maildir / domain / local
-        if not path.exists():
-            return []
-        box = mailbox.Maildir(path, factory=None, create=False)
-        keys = sorted(box.iterkeys(), key=lambda key: box.get_file(key)._file.name)  # type: ignore[attr-defined]
-        return [box.get_bytes(key) for key in keys]
+        # read new/ and cur/ directly: virtual(8) may be creating the Maildir right now
+        folders = [path / sub for sub in ("new", "cur") if (path / sub).is_dir()]
+        files = [file for folder in folders for file in folder.iterdir()]
+        return [file.read_bytes() for file in sorted(files, key=lambda f: f.name)]
 
     def delivered(self) -> dict[str, list[bytes]]:
         """Every Maildir with its messages, keyed by address."""
@@ -218,16 +218,13 @@ class PostfixInstance:
         self._postfix("set-permissions")
 
     def _postfix(self, *command: str) -> None:
-        done = subprocess.run(
-            [_POSTFIX, "-c", str(self.config), *command],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        output = self.root / "postfix-command.log"
+        with output.open("w") as log:  # a file, not a pipe: the master inherits it
+            done = _run_postfix(self.config, *command, output=log)
         if done.returncode != 0:
             raise RuntimeError(
                 f"postfix {' '.join(command)} failed ({done.returncode}): "
-                f"{done.stderr.strip() or done.stdout.strip()}\n{self.log()[-2000:]}"
+                f"{output.read_text().strip()}\n{self.log()[-2000:]}"
             )
 
     def _wait_until_listening(self) -> None:
@@ -240,12 +237,54 @@ class PostfixInstance:
                 time.sleep(0.1)
         raise RuntimeError(f"Postfix did not listen on {self.port}: {self.log()[-2000:]}")
 
-    def _wait_for_master_exit(self) -> None:
-        pid_file = self.root / "queue" / "pid" / "master.pid"
-        deadline = time.monotonic() + 10
-        while pid_file.exists() and time.monotonic() < deadline:
-            try:
-                os.kill(int(pid_file.read_text().split()[0]), 0)
-            except (OSError, ValueError, IndexError):
-                return
-            time.sleep(0.1)
+
+def _run_postfix(config: Path, *command: str, output: int | IO[str] = subprocess.DEVNULL):
+    """``postfix -c CONFIG COMMAND``; stdin is closed (post-install would wait on a tty)."""
+    return subprocess.run(
+        [_POSTFIX, "-c", str(config), *command],
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        timeout=60,
+        check=False,
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop(root: Path) -> None:
+    """Stop the instance under ``root`` (``postfix stop``, then its master by pid if need
+    be) and remove the directory."""
+    if (root / "etc" / "main.cf").exists():
+        _run_postfix(root / "etc", "stop")
+    pid_file = root / "queue" / "pid" / "master.pid"
+    try:
+        master = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        master = 0
+    deadline = time.monotonic() + 10
+    while master and _alive(master) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if master and _alive(master):
+        os.kill(master, signal.SIGKILL)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _reap_abandoned() -> None:
+    """Stop instances left behind by a test process that died (SIGKILL, a closed pipe)
+    before its clean-up ran; an instance whose owner still runs is left alone."""
+    for owner in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*/owner"):
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(pid):
+            _stop(owner.parent)

@@ -45,9 +45,7 @@ def memory_kib(pid: int, field: str = "VmHWM") -> int:
 class RelayProcess:
     """The relay as a child process; ``wrap`` prefixes the command (``["strace", ...]``)."""
 
-    def __init__(
-        self, config: Path, port: int, log: Path, *, wrap: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, config: Path, port: int, log: Path, *, wrap: Sequence[str] = ()) -> None:
         self.config, self.port, self.log, self.wrap = config, port, log, tuple(wrap)
         self.process: subprocess.Popen[bytes] | None = None
         self.kills = 0

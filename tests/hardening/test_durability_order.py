@@ -104,7 +104,9 @@ def check_order(calls: list[Call], queue_id: str, target_dir: str) -> None:
     rename = first(
         calls,
         0,
-        lambda c: c.name.startswith("rename") and f"/{target_dir}/" in c.args and queue_id in c.args,
+        lambda c: (
+            c.name.startswith("rename") and f"/{target_dir}/" in c.args and queue_id in c.args
+        ),
     )
     scratch = re.search(r'"([^"]+)"', rename.args).group(1)  # type: ignore[union-attr]
     writes = [c for c in calls if c.name in ("write", "pwrite64") and c.fd_path() == scratch]
@@ -138,3 +140,26 @@ def test_relay_mode_syncs_file_rename_and_directory_before_250(tmp_path, strace_
 def test_capture_mode_syncs_file_rename_and_directory_before_250(tmp_path, strace_usable):
     calls, queue_id = traced_submission(tmp_path, capture={"path": str(tmp_path / "mail")})
     check_order(calls, queue_id, "new")
+
+
+GOOD_TRACE = "\n".join(
+    [
+        '10 100.000000 openat(AT_FDCWD</>, "/q/tmp/incoming-Q1", O_WRONLY) = 7</q/tmp/incoming-Q1>'
+        " <0.000010>",
+        '10 100.000100 write(7</q/tmp/incoming-Q1>, "notify-relay-queue/1"..., 9) = 9 <0.000010>',
+        "10 100.000200 fsync(7</q/tmp/incoming-Q1>) = 0 <0.001000>",
+        '10 100.001300 rename("/q/tmp/incoming-Q1", "/q/incoming/Q1") = 0 <0.000010>',
+        "10 100.001500 fsync(7</q/incoming> <unfinished ...>",
+        '11 100.001600 sendto(9<socket:[1]>, "250 2.0.0 Ok: queued as Q1\\r\\n", 29, 0, NULL, 0)'
+        " = 29 <0.000010>",
+        "10 100.002600 <... fsync resumed>) = 0 <0.001100>",
+    ]
+)
+
+
+def test_the_order_check_catches_a_250_sent_before_the_directory_sync():
+    # the checker itself must be able to fail: here the 250 leaves while fsync(dir) runs
+    with pytest.raises(AssertionError, match="before the directory was synced"):
+        check_order(parse(GOOD_TRACE), "Q1", "incoming")
+    fixed = GOOD_TRACE.replace("11 100.001600 sendto", "11 100.003000 sendto")
+    check_order(parse(fixed), "Q1", "incoming")

@@ -77,6 +77,8 @@ BAD_RECIPIENTS = {
     "space-in-quotes": (b'RCPT TO:<"x y"@example.org>', 553),
     "long-local-part": (b"RCPT TO:<" + b"x" * 300 + b"@example.org>", 553),
     "invalid-utf8": (b"RCPT TO:<\xff\xfe@example.org>", 553),
+    "unicode-space": ("RCPT TO:<dev\u00a0ops@example.org>".encode(), 553),
+    "zero-width-space": ("RCPT TO:<de\u200bv@example.org>".encode(), 553),
     "dsn-parameter": (b"RCPT TO:<dev@example.org> NOTIFY=NEVER", 555),
 }
 BAD_SENDERS = {
@@ -84,6 +86,7 @@ BAD_SENDERS = {
     "bare-cr": (b"MAIL FROM:<a@example.org\rRCPT TO:<evil@attacker.test>>", 501),
     "invalid-utf8": (b"MAIL FROM:<\xff@example.org>", 553),
     "long": (b"MAIL FROM:<" + b"x" * 300 + b"@example.org>", 553),
+    "binarymime": (b"MAIL FROM:<trac@example.org> BODY=BINARYMIME", 501),
 }
 
 
@@ -398,8 +401,10 @@ async def test_an_http_request_to_the_smtp_port_ends_fast(relay_for, upstream):
     wire = await Wire.open(port_of(relay))
     assert code(await wire.reply()) == 220
     started = time.monotonic()
-    await wire.send(b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: probe\r\nAccept: */*\r\n"
-                    b"Connection: close\r\n\r\n")
+    await wire.send(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: probe\r\nAccept: */*\r\n"
+        b"Connection: close\r\n\r\n"
+    )
     said = await wire.replies_until_closed()
     assert said[-1].startswith(b"502 5.5.1") and time.monotonic() - started < 1.0
     assert await barrier(port_of(relay), upstream) == []

@@ -87,5 +87,8 @@ async def test_trac_fixtures_reach_postfix_maildirs_over_starttls_and_auth(
             received = TRACE_HEADERS.match(matches[0])
             assert received and b"with ESMTPSA" in received.group(0)  # TLS and AUTH
     log = postfix.log()
-    print(log[-3000:])
+    logins = re.findall(
+        r"client=localhost\[127\.0\.0\.1\], sasl_method=(\w+), sasl_username=(\S+)", log
+    )
+    assert logins and set(logins) == {("PLAIN", LOGIN)}
     assert "status=bounced" not in log and "warning: SASL" not in log

@@ -28,6 +28,7 @@ from .misbehave import (
     RawUpstream,
     endless_continuation,
     fail_first,
+    greet_421_once,
     huge_reply_line,
     record_raw_data,
     refuse,
@@ -108,9 +109,7 @@ async def test_mixed_recipient_replies_end_each_recipient_once(relay_for, upstre
     assert set(state.done) == {"alice@example.org", "carol@example.org", "dave@example.org"}
 
 
-async def test_a_slow_reply_to_the_final_dot_is_waited_for_not_resent(
-    relay_for, upstream, caplog
-):
+async def test_a_slow_reply_to_the_final_dot_is_waited_for_not_resent(relay_for, upstream, caplog):
     # RFC 5321 4.5.3.2.6: the client waits (data_timeout) for the reply to the final dot,
     # although every other command times out after ``timeout``.
     upstream.final_dot_delay = lambda: 3.0
@@ -143,6 +142,16 @@ async def test_a_lost_reply_to_the_final_dot_gives_one_counted_duplicate(
     await drained(relay)
     duplicates = len(upstream.messages) - 1
     assert duplicates == 1 and copies(upstream) == [["dev@example.org"]] * 2
+
+
+async def test_a_421_greeting_is_deferred_and_retried(relay_for):
+    raw: list[bytes] = []
+    with RawUpstream(greet_421_once(record_raw_data(raw))) as server:
+        relay = await relay_for(server)
+        await submit(port_of(relay), MESSAGE)
+        (data,) = await wait_for(lambda: raw)
+        await drained(relay)
+        assert server.connections == 2 and data.startswith(MESSAGE)
 
 
 @pytest.mark.parametrize("script", [huge_reply_line, endless_continuation])
@@ -181,11 +190,12 @@ async def test_permanent_size_refusal_bounces_and_intake_limit_stays_under_gmail
     assert relay.manager.spool.read_state(queue_id).last_reply.startswith("552 5.3.4")
 
 
-async def test_stored_bare_line_ends_and_dots_go_out_crlf_and_dot_stuffed(
-    relay_for, tmp_path
-):
+async def test_stored_bare_line_ends_and_dots_go_out_crlf_and_dot_stuffed(relay_for, tmp_path):
     # A.3: the outbound safety net, for stored bytes the listener itself would refuse
-    stored = b"Subject: dots\r\n\r\nhello\n.\r\nMAIL FROM:<evil@attacker.test>\r\n\r.\r\n.\r\n.x\r\nend\r\n"
+    stored = (
+        b"Subject: dots\r\n\r\nhello\n.\r\nMAIL FROM:<evil@attacker.test>\r\n"
+        b"\r.\r\n.\r\n.x\r\nend\r\n"
+    )
     spool = Spool(tmp_path / "queue")
     spool.create()
     envelope = Envelope(sender="trac@example.org", recipients=("dev@example.org",))
@@ -199,6 +209,26 @@ async def test_stored_bare_line_ends_and_dots_go_out_crlf_and_dot_stuffed(
     assert data.count(b"\r\n.\r\n") == 1 and data.endswith(b"\r\n.\r\n")
     assert b"\r\n..\r\n" in data and b"\r\n..x\r\n" in data
     assert data.startswith(b"Subject: dots\r\n\r\nhello\r\n..\r\nMAIL FROM:")
+
+
+async def test_a_stored_address_aiosmtplib_will_not_send_bounces_alone(
+    relay_for, upstream, tmp_path
+):
+    # aiosmtplib refuses (ValueError) or strips Unicode spaces in an address; one that got
+    # into the queue (an aliases file, an older version) must fail alone, not the worker
+    spool = Spool(tmp_path / "queue")
+    spool.create()
+    bad = "dev\u3000ops@example.org"
+    envelope = Envelope(sender="trac@example.org", recipients=("dev@example.org", bad))
+    spool.accept(Record(queue_id="SPACE", envelope=envelope, message=MESSAGE))
+    relay = await relay_for(upstream)
+    (received,) = await wait_for(lambda: upstream.messages)
+    assert received.recipients == ["dev@example.org"]
+    state = relay.manager.spool.read_state((await wait_for(lambda: queued(relay).get("failed")))[0])
+    (refusal,) = [attempt for attempt in state.log if attempt.recipients == (bad,)]
+    assert state.failed == (bad,) and refusal.reply.startswith("553 5.1.3")
+    await submit(port_of(relay), MESSAGE)  # the worker is still there
+    await wait_for(lambda: len(upstream.messages) == 2)
 
 
 @pytest.mark.xfail(

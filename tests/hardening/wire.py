@@ -6,6 +6,7 @@ and dot-stuff, which is precisely what these tests must not do).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mailbox
 from pathlib import Path
 
@@ -32,9 +33,7 @@ class Wire:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(
-        cls, port: int, *, host: str = "127.0.0.1", source: str | None = None
-    ) -> Wire:
+    async def open(cls, port: int, *, host: str = "127.0.0.1", source: str | None = None) -> Wire:
         """Connect (from ``source`` when given: any 127.0.0.0/8 address works on Linux)."""
         local = (source, 0) if source else None
         reader, writer = await asyncio.open_connection(host, port, local_addr=local, limit=2**20)
@@ -80,7 +79,5 @@ class Wire:
     async def close(self) -> None:
         """Close without QUIT."""
         self.writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await self.writer.wait_closed()
-        except OSError:
-            pass
