@@ -11,7 +11,6 @@ are translated here and nowhere else: session failures become
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import ssl
 from collections.abc import Sequence
@@ -240,19 +239,6 @@ class UpstreamSession:
                 await self._smtp.quit()
             except (*_TRANSIENT, aiosmtplib.SMTPException):
                 self._smtp.close()
-        _raise_if_cancelled()  # every failure path of open() comes through here
-
-
-def _raise_if_cancelled() -> None:
-    """Re-raise a cancellation that became an SMTP or connection error on the way up.
-
-    Python 3.11's ``asyncio.wait_for`` (inside aiosmtplib) returns the inner result when a
-    cancel and the end of a read or connect meet; the caller would then carry on instead
-    of stopping, and ``QueueManager.stop`` would wait for it forever.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _describe(exc: BaseException) -> str:

@@ -76,12 +76,19 @@ class QueueManager:
         ]
 
     async def stop(self) -> None:
-        """Stop the workers; messages in flight stay in the spool for the next start."""
+        """Stop the workers; messages in flight stay in the spool for the next start.
+
+        A worker is cancelled until it ends: one cancellation can be lost below it (Python
+        3.11's ``asyncio.wait_for`` inside aiosmtplib, gh-86296, e.g. at a refused connect),
+        and stop would then wait for ever.
+        """
         for handle in self._timers.values():
             handle.cancel()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        running = set(self._tasks)
+        while running:
+            for task in running:
+                task.cancel()
+            _, running = await asyncio.wait(running, timeout=0.1)
 
     def submit(self, queue_id: str) -> None:
         """Deliver ``queue_id`` as soon as a worker is free."""
