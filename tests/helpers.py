@@ -6,11 +6,15 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 
 from relay.service import Relay
+
+#: Sample messages: real Trac output under trac/, the Gmail corpus.
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def port_of(relay: Relay) -> int:

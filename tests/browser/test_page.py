@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import pytest
 import tracmail
-from conftest import FIXTURES
+from helpers import FIXTURES
 from served import Served, mail
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")

@@ -16,8 +16,7 @@ import json
 import re
 
 import pytest
-from conftest import FIXTURES
-from helpers import port_of
+from helpers import FIXTURES, port_of
 
 from .flow import submit, wait_for
 from .postfix import PostfixInstance, why_unavailable

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import aiosmtplib
-from conftest import FIXTURES
-from helpers import eventually, port_of
+from helpers import FIXTURES, eventually, port_of
 from upstream import FakeUpstream
 
 RULES = Path(__file__).resolve().parents[2] / "rules" / "trac-own-changes.yaml"

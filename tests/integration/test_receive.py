@@ -11,8 +11,7 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
-from conftest import FIXTURES
-from helpers import port_of
+from helpers import FIXTURES, port_of
 
 from relay.queue.spool import QueueState
 

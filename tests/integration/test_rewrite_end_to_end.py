@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import aiosmtplib
-from conftest import FIXTURES
-from helpers import eventually, port_of
+from helpers import FIXTURES, eventually, port_of
 from upstream import FakeUpstream
 
 SHORT = FIXTURES / "trac" / "short-addr" / "0001.eml"

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
-from conftest import FIXTURES
+from helpers import FIXTURES
 from served import Served, mail
 from upstream import FakeUpstream
 
