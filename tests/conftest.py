@@ -86,8 +86,15 @@ async def start_relay() -> AsyncIterator[Callable[[RelayConfig], Any]]:
 
 
 @pytest.fixture(autouse=True)
-def relay_log_level(caplog: pytest.LogCaptureFixture) -> None:
-    """Capture the relay's INFO lines (per-delivery lines) so tests can assert on them."""
+def relay_log_level(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Capture the relay's INFO lines (per-delivery lines) so tests can assert on them.
+
+    An in-process CLI test may have run ``setup_logging`` (own handler, no propagation);
+    undo that for each test so caplog sees the lines.
+    """
+    relay_logger = logging.getLogger("notify-relay")
+    monkeypatch.setattr(relay_logger, "propagate", True)
+    monkeypatch.setattr(relay_logger, "handlers", [])
     caplog.set_level(logging.INFO, logger="notify-relay")
 
 

@@ -33,6 +33,29 @@ class _RelaySMTP(SMTP):
     def __init__(self, handler: RelayHandler, gate: _Gate, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._gate = gate
+        self._unbroken = 0  # octets received since the last CRLF
+        self._after_cr = False
+
+    def data_received(self, data: bytes) -> None:
+        """Hang up on a "line" longer than a whole message before it reaches aiosmtpd, which
+        keeps every fragment of an over-long DATA line until its CRLF arrives, whatever
+        ``data_size_limit`` says (memory would grow with the stream until the timeout).
+        """
+        end = data.rfind(b"\r\n")
+        if end >= 0:
+            self._unbroken = len(data) - end - 2
+        elif self._after_cr and data.startswith(b"\n"):
+            self._unbroken = len(data) - 1
+        else:
+            self._unbroken += len(data)
+        self._after_cr = data.endswith(b"\r")
+        if self._unbroken > max(self.data_size_limit or 0, 2**20):
+            if self.transport is not None and not self.transport.is_closing():
+                logger.warning("reject: %s sent a line longer than a message", self.session.peer)
+                self.transport.write(b"421 4.7.0 Line too long; closing connection\r\n")
+                self.transport.close()
+            return
+        super().data_received(data)
 
     async def _handle_client(self) -> None:
         peer = self.session.peer
