@@ -96,23 +96,3 @@ def relay_log_level(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.Monkey
     monkeypatch.setattr(relay_logger, "propagate", True)
     monkeypatch.setattr(relay_logger, "handlers", [])
     caplog.set_level(logging.INFO, logger="notify-relay")
-
-
-#: Hardening cases written for issue 7 whose fixes are not in yet (open work, not a pass):
-#: they run and report XFAIL until the fix lands; remove an entry with its fix.
-_ORDER = (
-    "tests/hardening/test_durability_order.py::"
-    "test_{}_mode_syncs_file_rename_and_directory_before_250"
-)
-_GROUP_COMMIT = (
-    "issue 7 open: the strace order check does not yet follow the group-committed dir fsync"
-)
-OPEN_HARDENING_CASES = {_ORDER.format(mode): _GROUP_COMMIT for mode in ("relay", "capture")}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the open hardening cases as expected failures (see OPEN_HARDENING_CASES)."""
-    for item in items:
-        reason = OPEN_HARDENING_CASES.get(item.nodeid)
-        if reason is not None:
-            item.add_marker(pytest.mark.xfail(reason=reason, strict=False))

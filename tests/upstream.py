@@ -9,9 +9,9 @@ import asyncio
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
@@ -67,7 +67,32 @@ class _Handler:
         return f"250 2.0.0 OK queued as up{len(self.upstream.messages)}"
 
 
-class FakeUpstream:
+class ThreadedServer:
+    """An asyncio server on 127.0.0.1 with its own loop in its own thread: ``with`` it."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def _create(self) -> Coroutine[Any, Any, asyncio.Server]:
+        """The coroutine that starts the server (run on the server's loop)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(self._create(), self._loop).result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # asyncio.Server is not thread-safe: close it on its own loop's thread
+        self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+class FakeUpstream(ThreadedServer):
     """An upstream SMTP server: STARTTLS, implicit TLS or plain, with optional AUTH."""
 
     def __init__(
@@ -86,9 +111,7 @@ class FakeUpstream:
         self.data_reply = data_reply
         self.messages: list[Received] = []
         self.auth_attempts: list[tuple[str, bool]] = []  # (login, whether over TLS)
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        super().__init__()
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         assert isinstance(auth_data, LoginPassword)
@@ -101,33 +124,25 @@ class FakeUpstream:
         session.test_login = login if ok else None
         return AuthResult(success=ok, handled=False)
 
-    def _protocol(self) -> SMTP:
-        return SMTP(
-            _Handler(self),
-            hostname="upstream.test",
-            tls_context=self.context if self.tls == "starttls" else None,
-            require_starttls=False,
-            authenticator=self._authenticate if self.credentials else None,
+    def _options(self) -> dict[str, Any]:
+        """The aiosmtpd ``SMTP`` keyword arguments for this upstream's mode."""
+        return {
+            "hostname": "upstream.test",
+            "tls_context": self.context if self.tls == "starttls" else None,
+            "require_starttls": False,
+            "authenticator": self._authenticate if self.credentials else None,
             # aiosmtpd does not count an implicit-TLS connection as TLS (aiosmtpd #281)
-            auth_require_tls=self.tls == "starttls",
-            auth_required=self.credentials is not None,
-            enable_SMTPUTF8=True,
-        )
+            "auth_require_tls": self.tls == "starttls",
+            "auth_required": self.credentials is not None,
+            "enable_SMTPUTF8": True,
+        }
 
-    def __enter__(self) -> FakeUpstream:
-        self._thread.start()
+    def _protocol(self) -> SMTP:
+        return SMTP(_Handler(self), **self._options())
+
+    def _create(self) -> Coroutine[Any, Any, asyncio.Server]:
         ssl_context = self.context if self.tls == "implicit" else None
-        server = asyncio.run_coroutine_threadsafe(
-            self._loop.create_server(self._protocol, "127.0.0.1", 0, ssl=ssl_context), self._loop
-        ).result(10)
-        self._server = server
-        self.port = server.sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.close()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        return self._loop.create_server(self._protocol, "127.0.0.1", 0, ssl=ssl_context)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """Block until ``count`` messages arrived (or fail after ``timeout`` seconds)."""

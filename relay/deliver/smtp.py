@@ -98,7 +98,7 @@ class UpstreamSession:
             if config.tls == "starttls":
                 await smtp.ehlo()
                 if smtp.supports_extension("starttls"):
-                    await smtp.starttls(server_hostname=self.name)
+                    await self._starttls()
                 elif not (config.mx and config.mx_tls == "opportunistic"):
                     raise UpstreamError(
                         0,
@@ -134,6 +134,17 @@ class UpstreamSession:
         except UpstreamError:
             await self.close()
             raise
+
+    async def _starttls(self) -> None:
+        """Upgrade the connection; a connection lost in the handshake is a TLS failure."""
+        try:
+            await self._smtp.starttls(server_hostname=self.name)
+        except (aiosmtplib.SMTPResponseException, ssl.SSLError):
+            raise
+        except (*_TRANSIENT, aiosmtplib.SMTPException) as exc:
+            raise UpstreamError(
+                0, f"TLS with {self.relay} failed in the STARTTLS handshake: {_describe(exc)}"
+            ) from None
 
     async def _login(self) -> None:
         config, smtp = self.config, self._smtp

@@ -181,13 +181,18 @@ class QueueManager:
             try:
                 await self._deliver_batch(batch)
             except SpoolError as exc:
-                logger.error(
-                    "queue: %s; will retry the batch in %.0f s", exc, self.retry.min_backoff
-                )
-                for queue_id in batch:
-                    self._schedule(queue_id, time.time() + self.retry.min_backoff)
+                self._retry_batch(batch, str(exc))
+            except Exception:  # a bug must not end the worker: the batch stays queued
+                logger.exception("queue: unexpected error while delivering %s", " ".join(batch))
+                self._retry_batch(batch, "unexpected error")
             finally:
                 self._busy.difference_update(batch)
+
+    def _retry_batch(self, batch: list[str], why: str) -> None:
+        """Try a batch again after the shortest back-off; its files never left the spool."""
+        logger.error("queue: %s; will retry the batch in %.0f s", why, self.retry.min_backoff)
+        for queue_id in batch:
+            self._schedule(queue_id, time.time() + self.retry.min_backoff)
 
     async def _deliver_batch(self, batch: list[str]) -> None:
         """Send a batch over one session per upstream; finished records are removed together.

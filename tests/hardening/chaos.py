@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers import free_port
+
 from .misbehave import DROP, RECORD_THEN_DROP, Upstream
-from .processes import RelayProcess, free_port, write_config
+from .processes import RelayProcess, write_config
 from .wire import code
 
 __all__ = ["Tally", "format_table", "run_bad_inputs", "run_crash_loop", "run_fault_matrix"]

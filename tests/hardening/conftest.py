@@ -6,12 +6,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import free_port
 
 from relay.service import Relay
 
 from .flow import upstream_section
 from .misbehave import Upstream
-from .processes import RelayProcess, free_port, write_config
+from .processes import RelayProcess, write_config
 
 
 @pytest.fixture

@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
-import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
-from upstream import DROP, FakeUpstream, Received
+from upstream import DROP, FakeUpstream, Received, ThreadedServer
 
 __all__ = [
     "DROP",
@@ -127,6 +126,15 @@ class _Protocol(SMTP):
         self.transport.close()
 
 
+def _misbehaving(server: SMTP, reply_to: Callable[[str], str | None] | None, address: str):
+    """The reply a misbehaviour asks for (None: behave); DROP closes the connection."""
+    reply = reply_to(address) if reply_to else None
+    if reply == DROP:
+        server.transport.close()
+        return "421 4.4.2 dropped"  # never reaches the client
+    return reply
+
+
 class _Handler:
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
@@ -138,23 +146,15 @@ class _Handler:
         return [line for line in responses if not line.upper().startswith(hidden)]
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        reply = self.upstream.mail_reply(address) if self.upstream.mail_reply else None
-        if reply == DROP:
-            server.transport.close()
-            return "421 4.4.2 dropped"  # never reaches the client
-        if reply:
-            return reply
+        if answer := _misbehaving(server, self.upstream.mail_reply, address):
+            return answer
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        reply = self.upstream.rcpt_reply(address) if self.upstream.rcpt_reply else None
-        if reply == DROP:
-            server.transport.close()
-            return "421 4.4.2 dropped"
-        if reply:
-            return reply
+        if answer := _misbehaving(server, self.upstream.rcpt_reply, address):
+            return answer
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -216,17 +216,7 @@ class Upstream(FakeUpstream):
         self.dropped_during_data = 0
 
     def _protocol(self) -> SMTP:
-        return _Protocol(
-            self,
-            _Handler(self),
-            hostname="upstream.test",
-            tls_context=self.context if self.tls == "starttls" else None,
-            require_starttls=False,
-            authenticator=self._authenticate if self.credentials else None,
-            auth_require_tls=self.tls == "starttls",
-            auth_required=self.credentials is not None,
-            enable_SMTPUTF8=True,
-        )
+        return _Protocol(self, _Handler(self), **self._options())
 
     def sequences(self, header: str = "X-Seq") -> list[str]:
         """The ``header`` value of every message received, in arrival order."""
@@ -308,16 +298,14 @@ async def endless_continuation(reader: asyncio.StreamReader, writer: asyncio.Str
     writer.close()
 
 
-class RawUpstream:
+class RawUpstream(ThreadedServer):
     """A scripted server on 127.0.0.1 in its own thread: ``with RawUpstream(script) as up``."""
 
     def __init__(self, script: Script, *, context: ssl.SSLContext | None = None) -> None:
         self.script = script
         self.context = context
         self.connections = 0
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        super().__init__()
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -326,14 +314,5 @@ class RawUpstream:
         except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             writer.close()
 
-    def __enter__(self) -> RawUpstream:
-        self._thread.start()
-        start = asyncio.start_server(self._session, "127.0.0.1", 0, ssl=self.context, limit=2**24)
-        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(10)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.close()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+    def _create(self) -> Coroutine[Any, Any, asyncio.Server]:
+        return asyncio.start_server(self._session, "127.0.0.1", 0, ssl=self.context, limit=2**24)

@@ -18,7 +18,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 import trustme
+from helpers import free_port, wait_for_port
 
 __all__ = ["PostfixInstance", "why_unavailable"]
 
@@ -78,19 +78,13 @@ def why_unavailable() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class PostfixInstance:
     """One private Postfix: ``with PostfixInstance(ca, login, password) as postfix: ...``."""
 
     def __init__(self, ca: trustme.CA, login: str, password: str, mailboxes: Iterable[str]) -> None:
         self.ca, self.login, self.password = ca, login, password
         self.mailboxes = sorted({address.lower() for address in mailboxes})
-        self.port = _free_port()
+        self.port = free_port()
         _reap_abandoned()
         # Not under pytest's tmp_path: its parents are mode 0700 and Postfix's daemons,
         # which run as the postfix user, must reach the sasldb and the Maildirs.
@@ -228,14 +222,8 @@ class PostfixInstance:
             )
 
     def _wait_until_listening(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"Postfix did not listen on {self.port}: {self.log()[-2000:]}")
+        if not wait_for_port(self.port, 20):
+            raise RuntimeError(f"Postfix did not listen on {self.port}: {self.log()[-2000:]}")
 
 
 def _run_postfix(config: Path, *command: str, output: int | IO[str] = subprocess.DEVNULL):

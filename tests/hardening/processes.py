@@ -8,24 +8,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+from helpers import wait_for_port
 
-__all__ = ["RelayProcess", "free_port", "memory_kib", "write_config"]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["RelayProcess", "memory_kib", "write_config"]
 
 
 def write_config(path: Path, **sections: Any) -> Path:
@@ -61,16 +53,8 @@ class RelayProcess:
         command = [sys.executable, "-m", "relay", "serve", "--config", str(self.config)]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen([*self.wrap, *command], stderr=log, stdout=log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise AssertionError(f"relay did not start: {self.log.read_text()[-3000:]}")
+        if not wait_for_port(self.port, timeout):
+            raise AssertionError(f"relay did not start: {self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:
         """SIGKILL: no clean-up of any kind runs."""

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
-from .processes import RelayProcess, free_port, write_config
+from .processes import RelayProcess, write_config
 
 CALLS = "openat,write,pwrite64,fsync,fdatasync,rename,renameat,renameat2,sendto,sendmsg"
 _DONE = re.compile(r"^(\d+) (\d+\.\d+) (\w+)\((.*)\) += (-?\d+)[^<]*<([\d.]+)>$")
