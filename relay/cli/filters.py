@@ -127,10 +127,8 @@ def _match(args: argparse.Namespace) -> int:
 def _apply(args: argparse.Namespace) -> int:
     from relay import gmail
 
-    try:
-        ruleset = gmail.load_rules(args.rules, params=_params(args.param))
-    except (gmail.GmailError, ValueError) as exc:
-        print(f"notify-relay filters: {exc}", file=sys.stderr)
+    ruleset = _ruleset(args.rules, args.param)
+    if ruleset is None:
         return 2
     mode = gmail.Mode(args.mode) if args.mode else None
     results = []
@@ -167,21 +165,15 @@ def _test(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from relay import gmail
 
-    try:
-        ruleset = gmail.load_rules(args.source)
-    except (gmail.GmailError, ValueError) as exc:
-        print(f"notify-relay filters: {exc}", file=sys.stderr)
-        return 2
-    return _write(args.output, gmail.dump_rules(ruleset))
+    ruleset = _ruleset(args.source, [])
+    return 2 if ruleset is None else _write(args.output, gmail.dump_rules(ruleset))
 
 
 def _export(args: argparse.Namespace) -> int:
     from relay import gmail
 
-    try:
-        ruleset = gmail.load_rules(args.source, params=_params(args.param))
-    except (gmail.GmailError, ValueError) as exc:
-        print(f"notify-relay filters: {exc}", file=sys.stderr)
+    ruleset = _ruleset(args.source, args.param)
+    if ruleset is None:
         return 2
     xml = gmail.write_mailfilters(ruleset.filters, updated=dt.datetime.now(dt.UTC))
     return _write(args.output, xml)
@@ -202,6 +194,17 @@ def _view(args: argparse.Namespace, path: Path) -> Any:
     if view.received_at is None and args.received is not None:
         view = dataclasses.replace(view, received_at=args.received)
     return view
+
+
+def _ruleset(source: Path, param: list[str]) -> Any:
+    """The rules in ``source`` with ``--param`` values (None after reporting why not)."""
+    from relay import gmail
+
+    try:
+        return gmail.load_rules(source, params=_params(param))
+    except (gmail.GmailError, ValueError) as exc:
+        print(f"notify-relay filters: {exc}", file=sys.stderr)
+        return None
 
 
 def _params(pairs: list[str]) -> dict[str, str]:

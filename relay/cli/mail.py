@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from relay.cli.main import add_config_option
+from relay.cli.main import add_sub_verbs
 
 if TYPE_CHECKING:
     from relay.capture.maildir import CaptureStore
@@ -36,11 +36,9 @@ _VERBS = {
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``mail`` and its sub-verbs."""
-    parser = subparsers.add_parser("mail", help="inspect captured mail (without the server)")
-    verbs = parser.add_subparsers(dest="mail_verb", metavar="ACTION", required=True)
-    for name, text in _VERBS.items():
-        verb = verbs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        add_config_option(verb, "-c")
+    for name, verb in add_sub_verbs(
+        subparsers, "mail", "inspect captured mail (without the server)", _VERBS
+    ):
         verb.add_argument(
             "--store",
             metavar="DIR",

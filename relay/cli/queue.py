@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from relay.cli.main import add_config_option
+from relay.cli.main import add_sub_verbs
 
 if TYPE_CHECKING:
     from relay.queue.actions import Action
@@ -42,11 +42,9 @@ _VERBS = {
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``queue`` and its sub-verbs."""
-    parser = subparsers.add_parser("queue", help="inspect and manage the delivery queue")
-    verbs = parser.add_subparsers(dest="queue_verb", metavar="ACTION", required=True)
-    for name, text in _VERBS.items():
-        verb = verbs.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        add_config_option(verb, "-c")
+    for name, verb in add_sub_verbs(
+        subparsers, "queue", "inspect and manage the delivery queue", _VERBS
+    ):
         verb.add_argument(
             "--queue", metavar="DIR", help="the queue directory (default: the config's queue.path)"
         )
@@ -59,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             verb.add_argument("--all-failed", action="store_true", help="every failed message")
         elif name != "flush":
             verb.add_argument("ids", nargs="+", metavar="ID")
-    parser.set_defaults(func=_run)
+        verb.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
