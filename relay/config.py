@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import ssl
 import stat
 import subprocess
 import zoneinfo
@@ -23,6 +24,8 @@ from relay.cleanup.options import CleanupOptions
 from relay.cleanup.tracini import read_trac_ini
 from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
 from relay.errors import ConfigError
+from relay.receive.options import ListenAuthConfig, ListenTlsConfig, server_context
+from relay.receive.users import parse_users
 from relay.schema import build, where
 from relay.secret import Secret
 
@@ -31,6 +34,8 @@ __all__ = [
     "FilterSetConfig",
     "FiltersConfig",
     "Limits",
+    "ListenAuthConfig",
+    "ListenTlsConfig",
     "QueueConfig",
     "RelayConfig",
     "ReleaseConfig",
@@ -277,6 +282,8 @@ class RelayConfig:
         metadata={"parse": _parse_networks},
     )
     hostname: str = field(default_factory=socket.gethostname)
+    listen_tls: ListenTlsConfig | None = None
+    listen_auth: ListenAuthConfig | None = None
     limits: Limits = field(default_factory=Limits)
     upstream: UpstreamConfig | None = None
     upstreams: tuple[UpstreamConfig, ...] = ()
@@ -342,6 +349,7 @@ def load_config(
         release = config.capture.release.upstream
         _check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
     _check_upstreams(config, file, secrets=secrets)
+    _check_listen_security(config, file, secrets=secrets)
     return config
 
 
@@ -514,6 +522,14 @@ def _read_password(upstream: UpstreamConfig, source: str, file: str, key: str) -
 
 
 def _read_password_file(path: Path, file: str, key: str) -> str:
+    lines = _read_private(path, file, key).splitlines()
+    if not lines or not lines[0]:
+        raise ConfigError(f"{path} is empty", file=file, key=key)
+    return lines[0]
+
+
+def _read_private(path: Path, file: str, key: str) -> str:
+    """The text of a secret file, refused when group or others may read it."""
     try:
         info = path.stat()
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -523,9 +539,54 @@ def _read_password_file(path: Path, file: str, key: str) -> str:
                 file=file,
                 key=key,
             )
-        lines = path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", file=file, key=key) from None
-    if not lines or not lines[0]:
-        raise ConfigError(f"{path} is empty", file=file, key=key)
-    return lines[0]
+
+
+def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> None:
+    """AUTH only with STARTTLS, STARTTLS only with a TCP listener; load the certificate and
+    the users once (not with ``secrets=False``: the key and users file stay unread)."""
+    tls, auth = config.listen_tls, config.listen_auth
+    if auth is not None and tls is None:
+        message = "AUTH is offered only inside TLS: add a listen_tls section"
+        raise ConfigError(message, file=file, key="listen_auth")
+    if tls is None:
+        return
+    if not any(isinstance(listener, TcpListener) for listener in config.listen):
+        raise ConfigError(
+            "listen has no TCP address; a unix socket needs no STARTTLS or AUTH",
+            file=file,
+            key="listen_tls",
+        )
+    if not secrets:
+        return
+    object.__setattr__(tls, "context", _listen_context(tls, file))
+    if auth is not None:
+        key = "listen_auth.users_file"
+        try:
+            users = parse_users(_read_private(auth.users_file, file, key))
+        except ValueError as exc:
+            raise ConfigError(f"{auth.users_file}: {exc}", file=file, key=key) from None
+        object.__setattr__(auth, "users", users)
+
+
+def _listen_context(tls: ListenTlsConfig, file: str) -> ssl.SSLContext:
+    """The listener's TLS context; an error names the file that is missing or wrong."""
+    for name in ("cert_file", "key_file"):
+        path: Path = getattr(tls, name)
+        try:
+            path.open("rb").close()
+        except OSError as exc:
+            key = f"listen_tls.{name}"
+            raise ConfigError(f"cannot read {path}: {exc.strerror}", file=file, key=key) from None
+    try:
+        return server_context(tls.cert_file, tls.key_file)
+    except ssl.SSLError as exc:
+        reason = exc.reason or exc.strerror or str(exc)
+        if b"-----BEGIN CERTIFICATE-----" not in tls.cert_file.read_bytes():
+            message, key = f"{tls.cert_file} holds no PEM certificate", "listen_tls.cert_file"
+        else:
+            message = f"{tls.key_file} is not the unencrypted PEM key of {tls.cert_file}"
+            key = "listen_tls.key_file"
+        raise ConfigError(f"{message} ({reason})", file=file, key=key) from None

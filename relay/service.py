@@ -128,6 +128,8 @@ class Relay:
             networks=config.allowed_networks,
             limits=config.limits,
             hostname=config.hostname,
+            tls=config.listen_tls,
+            auth=config.listen_auth,
         )
         self.bound: list[str] = []
         self.web: WebServer | None = None
@@ -199,6 +201,7 @@ class Relay:
         ]
         self.config, self.directory = config, directory
         self.handler.limits = self.listeners.limits = config.limits
+        self.listeners.tls, self.listeners.auth = config.listen_tls, config.listen_auth
         self.handler.simulate = simulate
         self.handler.account = config.upstream.username if config.upstream else None
         if self.manager is not None and config.upstream is not None:
@@ -231,14 +234,24 @@ class Relay:
                 config.queue.path,
             )
         tcp = [listener for listener in config.listen if isinstance(listener, TcpListener)]
+        trac = ""
+        if config.listen_tls is not None:  # config loading made sure there is a TCP listener
+            required = config.listen_tls.required or config.listen_auth is not None
+            logger.info(
+                "smtp: TCP listeners offer STARTTLS (%s)%s",
+                "required" if required else "optional",
+                "; MAIL needs AUTH, offered inside TLS" if config.listen_auth else "",
+            )
+            trac = ", use_tls = true" + (", smtp_user, smtp_password" if config.listen_auth else "")
         if tcp:
             host, port = self.bound[0].rsplit(":", 1)
             logger.info(
                 "point Trac at it: in trac.ini [notification] set smtp_enabled = true, "
                 "smtp_server = %s, "
-                "smtp_port = %s",
+                "smtp_port = %s%s",
                 host.strip("[]"),
                 port,
+                trac,
             )
 
 

@@ -14,6 +14,7 @@ import trustme
 import yaml
 
 from relay.config import RelayConfig, load_config
+from relay.receive.users import hash_password
 from relay.service import Relay
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -37,6 +38,48 @@ def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ca") / "ca.pem"
     ca.cert_pem.write_to_path(str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def client_context(ca_file: Path) -> ssl.SSLContext:
+    """A client's TLS context trusting the test CA (for STARTTLS to the relay's listener)."""
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
+@pytest.fixture(scope="session")
+def listener_cert(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The relay listener's certificate chain and key files, for 127.0.0.1 and localhost."""
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    directory = tmp_path_factory.mktemp("listener")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
+    return cert, key
+
+
+#: The cheapest hash a users file accepts: keeps AUTH tests fast.
+CHEAP_HASH = "pbkdf2:sha256:100000"
+
+
+@pytest.fixture
+def listen_security(listener_cert: tuple[Path, Path], tmp_path: Path) -> Callable[..., Any]:
+    """Config sections for STARTTLS on the listener and, given ``users`` (login: password),
+    AUTH; other keywords go to ``listen_auth``."""
+
+    def sections(
+        *, required: bool = False, users: dict[str, str] | None = None, **auth: Any
+    ) -> dict[str, Any]:
+        cert, key = listener_cert
+        tls = {"cert_file": str(cert), "key_file": str(key), "required": required}
+        if users is None:
+            return {"listen_tls": tls}
+        path = tmp_path / "users"
+        lines = (f"{login}:{hash_password(pw, method=CHEAP_HASH)}\n" for login, pw in users.items())
+        path.write_text("".join(lines))
+        path.chmod(0o600)
+        return {"listen_tls": tls, "listen_auth": {"users_file": str(path), **auth}}
+
+    return sections
 
 
 @pytest.fixture

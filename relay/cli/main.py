@@ -23,6 +23,7 @@ __all__ = ["CONFIG_ENV", "VERBS", "add_config_option", "add_sub_verbs", "build_p
 VERBS = (
     "serve",
     "check_config",
+    "hash_password",
     "rewrite",
     "filters",
     "sendmail",

@@ -1,21 +1,33 @@
-"""Start and stop the SMTP listeners (TCP and unix sockets) on the running event loop."""
+"""Start and stop the SMTP listeners (TCP and unix sockets) on the running event loop.
+
+With ``listen_tls`` the TCP listeners offer STARTTLS; with ``listen_auth`` they offer AUTH
+PLAIN and LOGIN inside TLS only and MAIL needs it. Unix sockets get neither (their mode and
+group say who may connect). Password checks run in a worker thread: they are slow on purpose.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import functools
 import grp
 import os
 from collections.abc import Iterable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
-from relay.config import Limits, Listener, Network, TcpListener
+from relay.config import Limits, ListenAuthConfig, Listener, ListenTlsConfig, Network, TcpListener
 from relay.log import logger
 from relay.receive.handler import RelayHandler
 from relay.receive.policy import peer_allowed
+from relay.receive.users import check_login
 
 __all__ = ["Listeners"]
+
+#: The AUTH mechanisms the listener implements (``auth_PLAIN``, ``auth_LOGIN`` below).
+_MECHANISMS = ("PLAIN", "LOGIN")
 
 
 class _Gate:
@@ -28,11 +40,30 @@ class _Gate:
 
 
 class _RelaySMTP(SMTP):
-    """aiosmtpd's protocol with admission control before the greeting."""
+    """aiosmtpd's protocol with admission control before the greeting, and the listener's
+    STARTTLS and AUTH policy (``tls`` and ``auth`` are None on unix sockets)."""
 
-    def __init__(self, handler: RelayHandler, gate: _Gate, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
+    def __init__(
+        self,
+        handler: RelayHandler,
+        gate: _Gate,
+        *,
+        tls: ListenTlsConfig | None,
+        auth: ListenAuthConfig | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            handler,
+            tls_context=tls.context if tls is not None else None,
+            auth_required=auth is not None,
+            auth_require_tls=True,  # never False: AUTH before STARTTLS would show the password
+            auth_exclude_mechanism=() if auth is not None else _MECHANISMS,
+            **kwargs,
+        )
         self._gate = gate
+        self._tls_required = tls is not None and tls.required
+        self._auth = auth
+        self._auth_failures = 0
         self._unbroken = 0  # octets received since the last CRLF
         self._after_cr = False
 
@@ -75,9 +106,88 @@ class _RelaySMTP(SMTP):
         finally:
             self._gate.active -= 1
 
-    async def push(self, status: str) -> None:  # type: ignore[override]
-        """Send a reply; what it quotes from the client (an address) cannot break the line."""
-        await super().push(_one_line(status))
+    async def push(self, status: str | bytes) -> None:  # type: ignore[override]
+        """Send a reply; what it quotes from the client (an address) cannot break the line.
+
+        Bytes are AUTH challenges (base64 made here) and go out as they are. aiosmtpd lists
+        AUTH inside TLS even when no mechanism is left; that empty line is left out.
+        """
+        if isinstance(status, bytes):
+            await super().push(status)
+        elif status != "250-AUTH ":
+            await super().push(_one_line(status))
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        """MAIL, refused with ``530 5.7.0`` before STARTTLS when ``listen_tls.required``."""
+        if self._tls_required and self.session.ssl is None:
+            await self.push("530 5.7.0 Must issue a STARTTLS command first")
+            return
+        await super().smtp_MAIL(arg)
+
+    async def auth_PLAIN(self, _: SMTP, args: list[str]) -> AuthResult:
+        """AUTH PLAIN (RFC 4616): ``authzid NUL login NUL password``, with the command or
+        after an empty challenge. The authzid is ignored: the login is the only identity."""
+        blob = await self._auth_answer(args, "")
+        if blob is None:
+            return AuthResult(success=False, handled=True)
+        fields = blob.split(b"\0")
+        if len(fields) != 3:
+            await self.push("501 5.5.2 Cannot split the PLAIN credentials")
+            return AuthResult(success=False, handled=True)
+        return await self._check(fields[1], fields[2], "PLAIN")
+
+    async def auth_LOGIN(self, _: SMTP, args: list[str]) -> AuthResult:
+        """AUTH LOGIN: the login (with the command or challenged), then the password."""
+        login = await self._auth_answer(args, "Username:")
+        password = await self._auth_answer([], "Password:") if login is not None else None
+        if login is None or password is None:
+            return AuthResult(success=False, handled=True)
+        return await self._check(login, password, "LOGIN")
+
+    async def _auth_answer(self, args: list[str], challenge: str) -> bytes | None:
+        """The decoded initial response in ``args``, else the answer to ``challenge``;
+        None once the client was told why there is none (bad base64, ``*``)."""
+        if len(args) < 2:
+            answer = await self.challenge_auth(challenge)
+            return None if answer is MISSING else answer
+        try:
+            return base64.b64decode(args[1], validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 Cannot decode base64")
+            return None
+
+    async def _check(self, login: bytes, password: bytes, mechanism: str) -> AuthResult:
+        """Check the credentials in a worker thread. A failure is logged with the login
+        (never the password), then answered after ``failure_delay``, or with ``421 4.7.0``
+        and a hang-up at ``max_failures``."""
+        assert self._auth is not None
+        if self._auth_failures >= self._auth.max_failures:  # pipelined behind the 421
+            return AuthResult(success=False, handled=True)
+        name = login.decode("utf-8", "replace")
+        if await asyncio.to_thread(check_login, self._auth.users, name, password):
+            logger.info("auth: %s logged in as %s (%s)", self.session.peer, _shown(name), mechanism)
+            return AuthResult(success=True, auth_data=name)
+        self._auth_failures += 1
+        logger.warning(
+            "auth: %s failed %s login as %s (failure %d of %d)",
+            self.session.peer,
+            mechanism,
+            _shown(name),
+            self._auth_failures,
+            self._auth.max_failures,
+        )
+        if self._auth_failures >= self._auth.max_failures:
+            await self.push("421 4.7.0 Too many failed AUTH attempts; closing connection")
+            self.transport.close()
+            return AuthResult(success=False, handled=True)
+        await asyncio.sleep(self._auth.failure_delay)
+        return AuthResult(success=False, handled=False)  # aiosmtpd answers 535 5.7.8
+
+
+def _shown(login: str) -> str:
+    """A login as it may appear in a log line: quoted, nothing invisible, at most 64 characters."""
+    return '"' + "".join(char if char.isprintable() else "?" for char in login[:64]) + '"'
 
 
 def _one_line(reply: str) -> str:
@@ -101,18 +211,26 @@ class Listeners:
         networks: tuple[Network, ...],
         limits: Limits,
         hostname: str,
+        tls: ListenTlsConfig | None = None,
+        auth: ListenAuthConfig | None = None,
     ) -> None:
+        """``tls`` and ``auth`` apply to the TCP listeners; they (and ``limits``) are read
+        for each new connection, so replacing them puts a reload in force."""
         self.listeners = tuple(listeners)
         self.handler = handler
         self.limits = limits
         self.hostname = hostname
+        self.tls = tls
+        self.auth = auth
         self._gate = _Gate(networks, limits.max_connections)
         self._servers: list[asyncio.Server] = []
 
-    def _protocol(self) -> _RelaySMTP:
+    def _protocol(self, *, tcp: bool) -> _RelaySMTP:
         return _RelaySMTP(
             self.handler,
             self._gate,
+            tls=self.tls if tcp else None,
+            auth=self.auth if tcp else None,
             hostname=self.hostname,
             ident="notify-relay",
             data_size_limit=self.limits.max_message_size,
@@ -127,7 +245,8 @@ class Listeners:
         bound = []
         for listener in self.listeners:
             if isinstance(listener, TcpListener):
-                server = await loop.create_server(self._protocol, listener.host, listener.port)
+                protocol = functools.partial(self._protocol, tcp=True)
+                server = await loop.create_server(protocol, listener.host, listener.port)
                 for sock in server.sockets:
                     host, port = sock.getsockname()[:2]
                     bound.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
@@ -136,7 +255,8 @@ class Listeners:
                 if path.is_socket():
                     path.unlink()
                 path.parent.mkdir(parents=True, exist_ok=True)
-                server = await loop.create_unix_server(self._protocol, str(path))
+                protocol = functools.partial(self._protocol, tcp=False)
+                server = await loop.create_unix_server(protocol, str(path))
                 os.chmod(path, listener.mode)
                 if listener.group is not None:
                     os.chown(path, -1, grp.getgrnam(listener.group).gr_gid)

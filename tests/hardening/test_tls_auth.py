@@ -1,16 +1,20 @@
 """STARTTLS, TLS and AUTH (security reference B.7-B.14) on both edges.
 
-The listener offers neither STARTTLS nor AUTH (it serves Trac on loopback or a unix
-socket); the first test keeps that true, so the listener cases below stay "not applicable"
-until someone adds them. The upstream cases run against a misbehaving aiosmtpd with
-trustme certificates: the relay must never send AUTH or mail unless the TLS it asked for
-is up with the certificate it trusts.
+By default the listener offers neither STARTTLS nor AUTH (it serves Trac on loopback or a
+unix socket); the first test keeps that true. With ``listen_tls`` and ``listen_auth`` it
+offers both, and the listener cases B.7, B.13 and B.14 run against it over raw sockets.
+The upstream cases run against a misbehaving aiosmtpd with trustme certificates: the relay
+must never send AUTH or mail unless the TLS it asked for is up with the certificate it
+trusts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import datetime
 import hashlib
+import logging
 import ssl
 
 import pytest
@@ -27,8 +31,10 @@ from .misbehave import (
 )
 from .wire import Wire, code
 
-NOT_APPLICABLE = "not applicable: the listener offers no STARTTLS/AUTH"
 CREDENTIALS = ("relay@example.org", "s3cret-app-password")
+#: The listener's user (the upstream's CREDENTIALS are another account).
+LISTENER_USER = ("trac", "listener-pass-7Q")
+LISTENER_USERS = dict([LISTENER_USER])
 MESSAGE = b"From: trac@example.org\r\nTo: dev@example.org\r\nSubject: tls\r\n\r\nhello\r\n"
 
 
@@ -47,19 +53,110 @@ async def test_listener_offers_no_starttls_and_no_auth(relay_for, upstream):
     await wire.close()
 
 
-@pytest.mark.skip(reason=NOT_APPLICABLE + " (B.7: commands pipelined after STARTTLS)")
-def test_commands_pipelined_after_starttls_are_discarded():
-    """Would send STARTTLS, EHLO and MAIL in one write, handshake, then RCPT: expect 503."""
+def b64(data: bytes) -> bytes:
+    return base64.b64encode(data)
 
 
-@pytest.mark.skip(reason=NOT_APPLICABLE + " (B.13: AUTH before TLS)")
-def test_auth_is_offered_only_after_starttls():
-    """Would check AUTH is absent before STARTTLS and ``AUTH PLAIN`` gets 538 5.7.11."""
+def auth_plain(login: str, password: str) -> bytes:
+    """The ``AUTH PLAIN`` command line with its initial response."""
+    return b"AUTH PLAIN " + b64(f"\0{login}\0{password}".encode()) + b"\r\n"
 
 
-@pytest.mark.skip(reason=NOT_APPLICABLE + " (B.14: AUTH brute force on the listener)")
-def test_auth_brute_force_is_cut_off_and_never_logged():
-    """Would send 50 wrong AUTH PLAIN: 535 each, then 421 4.7.0; the secret never logged."""
+async def tls_session(port: int, context: ssl.SSLContext) -> Wire:
+    """Connect, EHLO, STARTTLS, and EHLO again inside TLS."""
+    wire = await Wire.open(port)
+    await wire.greet()
+    assert code(await wire.command(b"STARTTLS\r\n")) == 220
+    await wire.starttls(context)
+    assert code(await wire.command(b"EHLO client.test\r\n")) == 250
+    return wire
+
+
+async def test_commands_pipelined_after_starttls_are_discarded(
+    relay_for, upstream, listen_security, client_context
+):
+    # B.7: EHLO, a valid AUTH and MAIL ride in plaintext behind STARTTLS in one write
+    relay = await relay_for(upstream, **listen_security(users=LISTENER_USERS))
+    wire = await Wire.open(port_of(relay))
+    await wire.greet()
+    injected = b"EHLO injected\r\n" + auth_plain(*LISTENER_USER) + b"MAIL FROM:<injected@x>\r\n"
+    await wire.send(b"STARTTLS\r\n" + injected)
+    assert code(await wire.reply()) == 220
+    await wire.starttls(client_context)
+    # the first reply inside TLS answers this RCPT: nothing answered the injected lines,
+    # and the session starts from scratch (no EHLO, no AUTH, no MAIL)
+    assert (await wire.command(b"RCPT TO:<b@y>\r\n")).startswith(b"503 Error: send HELO first")
+    assert code(await wire.command(b"EHLO client.test\r\n")) == 250
+    assert (await wire.command(b"MAIL FROM:<a@x>\r\n")).startswith(b"530 5.7.0")
+    assert code(await wire.command(auth_plain(*LISTENER_USER))) == 235
+    assert (await wire.command(b"RCPT TO:<b@y>\r\n")).startswith(b"503 Error: need MAIL")
+    await wire.close()
+
+
+async def test_auth_is_offered_only_after_starttls(
+    relay_for, upstream, listen_security, client_context
+):
+    # B.13: neither advertised nor accepted in plaintext, even with the right password
+    relay = await relay_for(upstream, **listen_security(users=LISTENER_USERS))
+    wire = await Wire.open(port_of(relay))
+    assert code(await wire.reply()) == 220
+    await wire.send(b"EHLO client.test\r\n")
+    keywords = {line[4:].split()[0].upper() for line in await wire.lines()}
+    assert b"STARTTLS" in keywords and b"AUTH" not in keywords
+    assert (await wire.command(auth_plain(*LISTENER_USER))).startswith(b"538 5.7.11")
+    assert (await wire.command(b"AUTH LOGIN\r\n")).startswith(b"538 5.7.11")
+    assert (await wire.command(b"MAIL FROM:<a@x>\r\n")).startswith(b"530 5.7.0")
+    assert code(await wire.command(b"STARTTLS\r\n")) == 220
+    await wire.starttls(client_context)
+    await wire.send(b"EHLO client.test\r\n")
+    extensions = [line[4:].strip() for line in await wire.lines()]
+    assert b"AUTH LOGIN PLAIN" in extensions and b"STARTTLS" not in extensions
+    assert (await wire.command(b"MAIL FROM:<a@x>\r\n")).startswith(b"530 5.7.0")
+    assert code(await wire.command(auth_plain(*LISTENER_USER))) == 235
+    assert code(await wire.command(b"MAIL FROM:<trac@example.org>\r\n")) == 250
+    await wire.close()
+
+
+async def test_auth_brute_force_is_cut_off_and_never_logged(
+    relay_for, upstream, listen_security, client_context, caplog
+):
+    # B.14: 535 after a delay, 421 and a hang-up at the budget, on every connection
+    caplog.set_level(logging.DEBUG)  # aiosmtpd's and asyncio's debug lines too
+    login, password = LISTENER_USER
+    relay = await relay_for(
+        upstream,
+        **listen_security(users={login: password}, max_failures=3, failure_delay=0.3),
+    )
+    guesses = [f"guess-{n}-{password}" for n in range(50)]
+    wire = await tls_session(port_of(relay), client_context)
+    await wire.send(b"".join(auth_plain(login, guess) for guess in guesses))
+    replies = await wire.replies_until_closed()
+    await wire.close()
+    assert [reply[:9] for reply in replies] == [b"535 5.7.8", b"535 5.7.8", b"421 4.7.0"]
+    loop = asyncio.get_running_loop()
+    for guess in guesses[:2]:  # a new connection gets a new budget, and it is the same
+        wire = await tls_session(port_of(relay), client_context)
+        started = loop.time()
+        assert (await wire.command(auth_plain(login, guess))).startswith(b"535 5.7.8")
+        assert (await wire.command(b"AUTH LOGIN " + b64(login.encode()) + b"\r\n"))[:3] == b"334"
+        assert (await wire.command(b64(guess.encode()) + b"\r\n")).startswith(b"535 5.7.8")
+        assert loop.time() - started >= 2 * 0.3
+        assert (await wire.command(auth_plain(login, guess))).startswith(b"421 4.7.0")
+        assert await wire.replies_until_closed() == []
+        await wire.close()
+    wire = await tls_session(port_of(relay), client_context)
+    assert code(await wire.command(auth_plain(login, password))) == 235
+    await wire.close()
+    failures = [
+        r
+        for r in caplog.records
+        if r.getMessage().startswith("auth: ") and "failed" in r.getMessage()
+    ]
+    assert len(failures) == 9 and all(f'as "{login}"' in r.getMessage() for r in failures)
+    for secret in [password, *guesses]:
+        blob = f"\0{login}\0{secret}".encode()
+        for shown in (secret.encode(), b64(secret.encode()), b64(blob)):
+            assert shown.decode() not in caplog.text
 
 
 # --- the upstream -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import mailbox
+import ssl
 from pathlib import Path
 
 __all__ = ["Wire", "captured", "code"]
@@ -75,6 +76,11 @@ class Wire:
         greeting = await self.reply()
         await self.command(b"EHLO attacker.test\r\n")
         return greeting
+
+    async def starttls(self, context: ssl.SSLContext, server_hostname: str = "localhost") -> None:
+        """Do the TLS handshake (after the server's 220 to STARTTLS); later replies are
+        read inside TLS."""
+        await self.writer.start_tls(context, server_hostname=server_hostname)
 
     async def close(self) -> None:
         """Close without QUIT."""
