@@ -45,7 +45,7 @@ class IndexEntry:
 
     ``received`` orders the list (arrival at the relay, else the file's time); ``arrival``
     is what date operators read; ``addresses`` holds (field, folded address,
-    :func:`reversed_domain`).
+    :func:`reversed_domain`); ``unread`` says why only the header was indexed (None: all).
     """
 
     id: str
@@ -59,6 +59,7 @@ class IndexEntry:
     words: dict[str, str]
     addresses: tuple[tuple[str, str, str], ...]
     states: tuple[tuple[str, str], ...]
+    unread: str | None = None
 
 
 def view_of(
@@ -139,6 +140,7 @@ def entry_of(
         words=words,
         addresses=tuple(sorted(addresses)),
         states=states,
+        unread=view.unread,
     )
 
 

@@ -95,8 +95,10 @@ class CaptureStore:
 
         The metadata file is written first and not synced on its own: after a crash a message
         may lack it (the index falls back to the message), but a message is never lost. Nor
-        is it when the index cannot be written: the next reader reconciles.
-        ``timeline`` lists the delivery attempts (relay mode).
+        is it when the index cannot be written, or the message not be read for it: the index
+        is a cache, so only a failure to write the message itself raises; any other is
+        logged and the next reader reconciles. ``timeline`` lists the delivery attempts
+        (relay mode).
         """
         envelope, queue_id = record.envelope, record.queue_id
         meta = {
@@ -116,18 +118,27 @@ class CaptureStore:
         now = time.time()
         name = f"{int(now)}.M{int(now * 1e6) % 1_000_000}P{os.getpid()}Q{queue_id}.{self._host}"
         target = self.root / "new" / name
-        entry = entry_of(queue_id, f"new/{name}", record.message, meta, file_time=now)
+        durable = False
         try:
+            entry = entry_of(queue_id, f"new/{name}", record.message, meta, file_time=now)
+            if entry.unread is not None:
+                logger.warning("%s: capture index: header only: %s", queue_id, entry.unread)
             with self._changing():
                 previous = self.index.path_of(queue_id)
                 write_durably(target, record.message, self.root / "tmp")
+                durable = True
                 self.index.put([entry])
                 if previous is not None and previous != entry.path:
                     (self.root / previous).unlink(missing_ok=True)
             self.prune()
-        except sqlite3.Error as exc:
-            logger.warning("%s: capture index: %s; it will catch up", queue_id, exc)
-            if not target.exists():
+        except Exception as exc:  # the index's trouble, unless the message could not be written
+            if not durable and isinstance(exc, OSError):
+                raise
+            unexpected = not isinstance(exc, sqlite3.Error | OSError)
+            logger.warning(
+                "%s: capture index: %s; it will catch up", queue_id, exc, exc_info=unexpected
+            )
+            if not durable:
                 write_durably(target, record.message, self.root / "tmp")
         self.events.publish(MailEvent(MailEventKind.NEW, (queue_id,)))
         return target
@@ -331,14 +342,22 @@ def _load(root: Path, queue_id: str, path: str) -> tuple[bytes, dict[str, Any]]:
 
 
 def _entry(root: Path, found: tuple[str, str]) -> IndexEntry | None:
-    """The index entry of one message file (None if it vanished meanwhile)."""
+    """The index entry of one message file (None if it vanished meanwhile, or if it cannot
+    be read: one bad file must not stop the index from catching up with the others)."""
     queue_id, path = found
     try:
         raw, meta = _load(root, queue_id, path)
         file_time = (root / path).stat().st_mtime
     except FileNotFoundError:
         return None
-    return entry_of(queue_id, path, raw, meta, file_time=file_time)
+    try:
+        entry = entry_of(queue_id, path, raw, meta, file_time=file_time)
+    except Exception:
+        logger.exception("%s: capture index: cannot index %s; left out", queue_id, path)
+        return None
+    if entry.unread is not None:
+        logger.warning("%s: capture index: header only: %s", queue_id, entry.unread)
+    return entry
 
 
 @contextmanager

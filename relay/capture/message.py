@@ -6,7 +6,7 @@ HTML bodies are parts too (``body``), everything else is an attachment or inline
 
 from __future__ import annotations
 
-import email
+import email.parser
 import email.policy
 import re
 from collections.abc import Callable, Mapping
@@ -15,6 +15,7 @@ from email.message import EmailMessage, Message
 from typing import Any
 
 from relay.capture.timeline import timeline
+from relay.gmail.mime import nesting_problem
 
 __all__ = ["Contents", "Part", "contents", "detail", "link_inline_parts", "part_payload"]
 
@@ -118,7 +119,10 @@ def link_inline_parts(html: str, parts: tuple[Part, ...], url: Callable[[int], s
 
 
 def _parse(raw: bytes) -> EmailMessage:
-    message = email.message_from_bytes(raw, policy=email.policy.default)
+    """The message as the stdlib reads it; header only (the body one part) if it may nest
+    deeper than the stdlib parser can recurse (:func:`relay.gmail.mime.nesting_problem`)."""
+    parser = email.parser.BytesParser(policy=email.policy.default)
+    message = parser.parsebytes(raw, headersonly=nesting_problem(raw) is not None)
     assert isinstance(message, EmailMessage)
     return message
 

@@ -62,6 +62,8 @@ def simulate(
     )
     results: dict[str, dict[str, object]] = {}
     trace: list[TraceEntry] = []
+    if view.unread is not None:
+        trace.append(TraceEntry("filters", f"matched on the header only: {view.unread}"))
     dropped: set[str] = set()
     for rcpt, filter_set in chosen.items():
         if filter_set is None:

@@ -18,7 +18,8 @@ transfer encodings                     ``mime_encoding`` (lines over 998 octets:
 =====================================  ==============================================
 
 A message whose header block cannot be taken apart is passed on unchanged, with a trace
-note; so is the body when its MIME structure cannot be followed.
+note; so is the body when its MIME structure cannot be followed. Either way the result's
+``unreadable`` says why, for the caller to log.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def run(
         fields = parse_fields(head)
     except MalformedMessage as exc:
         note = TraceEntry("cleanup", f"message passed on unchanged: {exc}")
-        return CleanupResult(envelope, message, (*trace, note))
+        return CleanupResult(envelope, message, (*trace, note), unreadable=note.change)
     original = fields
     # Address headers are only parsed when an option can change them (the common case of
     # a relay with no [notification] options must stay cheap).
@@ -122,12 +123,14 @@ def run(
             fields, more = step(fields, *arguments)  # type: ignore[operator]
             trace += more
     rewritten = normalised if fields == original else join_message(fields, separator, body)
+    unreadable = None
     try:
         rewritten, more = transcode(rewritten, options.mime_encoding)
     except MalformedMessage as exc:
-        more = (TraceEntry("mime_encoding", f"body left as it is: {exc}"),)
+        unreadable = f"body left as it is: {exc}"
+        more = (TraceEntry("mime_encoding", unreadable),)
     trace += more
-    return CleanupResult(envelope, rewritten, trace)
+    return CleanupResult(envelope, rewritten, trace, unreadable=unreadable)
 
 
 def _rewrite_sender(

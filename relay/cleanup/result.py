@@ -24,9 +24,14 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class CleanupResult:
-    """What cleanup made of a message; ``rejection`` set means it must not be queued."""
+    """What cleanup made of a message; ``rejection`` set means it must not be queued.
+
+    ``unreadable`` says why cleanup could not take the message (or its MIME body) apart
+    and passed it (or the body) on as it came; the caller logs it. None: it could.
+    """
 
     envelope: Envelope
     message: bytes
     trace: tuple[TraceEntry, ...] = ()
     rejection: Rejection | None = None
+    unreadable: str | None = None

@@ -54,7 +54,8 @@ def _parser(prog: str) -> _Parser:
         "-t",
         dest="from_headers",
         action="store_true",
-        help="add the To, Cc and Bcc addresses to the recipients; drop Bcc",
+        help="add the To, Cc and Bcc addresses to the recipients; drop Bcc (a header "
+        "that cannot be read strictly refuses the message: exit 65)",
     )
     parser.add_argument(
         "-i",
@@ -199,7 +200,11 @@ def _submit(args: argparse.Namespace, targets: tuple[str, ...]) -> tuple[int, li
     sender = _login_name() if args.sender is None else args.sender.strip("<>")
     recipients = list(args.recipients)
     if args.from_headers:
-        recipients += [r for r in sendmail.header_recipients(message) if r not in recipients]
+        try:
+            found = sendmail.header_recipients(message)
+        except sendmail.UnreadableHeader as exc:
+            return EX_DATAERR, [f"-t: {exc}; the message was not sent"]
+        recipients += [r for r in found if r not in recipients]
         message = sendmail.without_header(message, "Bcc")
     if args.name:
         message = sendmail.with_from_name(message, sender, args.name)

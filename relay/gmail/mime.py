@@ -13,7 +13,23 @@ from dataclasses import dataclass
 from email.message import Message
 from html.parser import HTMLParser
 
-__all__ = ["Attachment", "ParsedMail", "decode_words", "html_to_text", "parse_mail"]
+__all__ = [
+    "MAX_CONTAINERS",
+    "Attachment",
+    "ParsedMail",
+    "decode_words",
+    "html_to_text",
+    "nesting_problem",
+    "parse_mail",
+]
+
+#: The stdlib parser (and ``walk``) recurse once per MIME nesting level, without a bound: a
+#: message nested some 1000 deep raises RecursionError. Each level needs a multipart or
+#: message Content-Type field (two levels per multipart: the parts of a multipart/digest
+#: are messages without one), so with at most this many such fields a message nests at
+#: most twice as deep, well inside the recursion limit. A message with more is read
+#: header only (:func:`nesting_problem`).
+MAX_CONTAINERS = 100
 
 _BLOCK_TAGS = frozenset(
     {"address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "fieldset",
@@ -22,6 +38,9 @@ _BLOCK_TAGS = frozenset(
      "thead", "tr", "ul"}
 )  # fmt: skip
 _SPACE = re.compile(r"\s+")
+#: A Content-Type field (in lower-cased bytes) and its value, continuation lines included;
+#: the parser breaks lines at CR, LF and CRLF.
+_CONTENT_TYPE = re.compile(rb"content-type[ \t]*:([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +55,10 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class ParsedMail:
-    """The decoded parts of one message; header names are lower-case."""
+    """The decoded parts of one message; header names are lower-case.
+
+    ``unread`` says why the body (text and attachments) was not read; None: it was.
+    """
 
     headers: dict[str, list[str]]
     addresses: dict[str, list[tuple[str, str]]]
@@ -44,14 +66,38 @@ class ParsedMail:
     attachments: tuple[Attachment, ...]
     received_at: dt.datetime | None
     date: dt.datetime | None
+    unread: str | None = None
 
 
 _ADDRESS_HEADERS = ("from", "to", "cc", "bcc", "reply-to", "delivered-to")
 
 
+def nesting_problem(raw: bytes) -> str | None:
+    """Why the stdlib parser must read only the header of ``raw``; None if it may read it all.
+
+    A cheap, conservative count of the fields that can open a nesting level (see
+    :data:`MAX_CONTAINERS`); text that merely looks like one counts too.
+    """
+    text = raw.lower()
+    containers = 0
+    for match in _CONTENT_TYPE.finditer(text):
+        at_line_start = match.start() == 0 or text[match.start() - 1] in b"\r\n"
+        if at_line_start and (b"multipart" in match[1] or b"message" in match[1]):
+            containers += 1
+    if containers <= MAX_CONTAINERS:
+        return None
+    return f"over {MAX_CONTAINERS} multipart or message/* parts: they may nest too deep to read"
+
+
 def parse_mail(raw: bytes) -> ParsedMail:
-    """Decode ``raw``: RFC 2047 headers, text and HTML bodies, attachments, Received time."""
-    message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw)
+    """Decode ``raw``: RFC 2047 headers, text and HTML bodies, attachments, Received time.
+
+    A message whose MIME structure may nest too deep (:func:`nesting_problem`) is read
+    header only: no body text, no attachments, and ``unread`` says why.
+    """
+    unread = nesting_problem(raw)
+    parser = email.parser.BytesParser(policy=email.policy.compat32)
+    message = parser.parsebytes(raw, headersonly=unread is not None)
     headers: dict[str, list[str]] = {}
     for name, value in message.items():
         headers.setdefault(name.lower(), []).append(_unescape(str(value)))
@@ -62,7 +108,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
     texts: list[str] = []
     htmls: list[str] = []
     attachments: list[Attachment] = []
-    for part in message.walk():
+    for part in message.walk() if unread is None else ():
         if part.is_multipart():
             continue
         info = _attachment(part)
@@ -79,6 +125,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
         attachments=tuple(attachments),
         received_at=_received_at(headers.get("received", [])),
         date=_date(headers.get("date", [""])[0]),
+        unread=unread,
     )
 
 

@@ -66,7 +66,8 @@ class MessageView:
     """The normalised fields of one message. Build it with :meth:`from_bytes`.
 
     ``size`` is the byte length of the raw message; ``received_at`` the arrival time (from
-    the argument, else the topmost Received header); ``date`` the Date header.
+    the argument, else the topmost Received header); ``date`` the Date header. ``unread``
+    says why only the header was read (no body words, no attachments); None: all was.
     """
 
     mailboxes: dict[str, tuple[Mailbox, ...]]
@@ -81,6 +82,7 @@ class MessageView:
     user_addresses: tuple[str, ...] = ()
     state: MessageState = field(default_factory=MessageState)
     searchable: tuple[Text, ...] = ()
+    unread: str | None = None
 
     @classmethod
     def from_bytes(
@@ -131,6 +133,7 @@ class MessageView:
             date=mail.date,
             user_addresses=tuple(fold(a) for a in user_addresses),
             searchable=tuple(searchable),
+            unread=mail.unread,
         )
 
     @property

@@ -131,6 +131,8 @@ class RelayHandler:
         if result.rejection is not None:
             return result.rejection.reply(), None
         queue_id = new_queue_id()
+        if result.unreadable is not None:
+            logger.warning("%s: cleanup: %s", queue_id, result.unreadable)
         record = Record(
             queue_id=queue_id, envelope=result.envelope, message=result.message, trace=result.trace
         )

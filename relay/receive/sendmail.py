@@ -5,9 +5,18 @@ from __future__ import annotations
 import re
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from email.utils import formataddr, getaddresses
+from email.utils import formataddr
 
-__all__ = ["header_recipients", "read_message", "with_from_name", "without_header"]
+from relay.cleanup.fields import MalformedMessage, find, parse_fields, split_message, text_of
+from relay.cleanup.mailbox import mailboxes, parse_address_list
+
+__all__ = [
+    "UnreadableHeader",
+    "header_recipients",
+    "read_message",
+    "with_from_name",
+    "without_header",
+]
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _LONE_DOT = re.compile(rb"(?:^|\r?\n)\.\r?(?:\n|$)")
@@ -33,11 +42,33 @@ def _head(message: bytes) -> bytes:
     return message if end < 0 else message[: end + 2]
 
 
+class UnreadableHeader(ValueError):
+    """The header block, or a To, Cc or Bcc field in it, cannot be read unambiguously."""
+
+
 def header_recipients(message: bytes) -> tuple[str, ...]:
-    """The addresses in the To, Cc and Bcc headers (``sendmail -t``), in order, once each."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(_head(message))
-    values = [value for name in ("To", "Cc", "Bcc") for value in headers.get_all(name, [])]
-    return tuple(dict.fromkeys(address for _, address in getaddresses(values) if address))
+    """The addresses in the To, Cc and Bcc headers (``sendmail -t``), in order, once each.
+
+    Each field is parsed strictly, as cleanup parses address headers
+    (:func:`relay.cleanup.mailbox.parse_address_list`): a value a lenient parser would have
+    to guess at (``alice@example.org)<evil@attacker.test>``, which ``getaddresses`` on an
+    unpatched Python reads as two addresses: CVE-2023-27043) raises
+    :class:`UnreadableHeader` instead of naming a recipient nobody meant.
+    """
+    head, _, _ = split_message(message)
+    try:
+        fields = parse_fields(head)
+    except MalformedMessage as exc:
+        raise UnreadableHeader(f"cannot read the header block: {exc}") from None
+    found: list[str] = []
+    for field in (field for name in ("To", "Cc", "Bcc") for field in find(fields, name)):
+        text = text_of(field)
+        items = parse_address_list(text) if text is not None else None
+        if items is None:
+            shown = field.value[:200].decode("utf-8", "backslashreplace")
+            raise UnreadableHeader(f"cannot read the addresses in {field.name}: {shown!r}")
+        found += [mailbox.address for mailbox in mailboxes(items)]
+    return tuple(dict.fromkeys(found))
 
 
 def without_header(message: bytes, name: str) -> bytes:

@@ -54,6 +54,32 @@ def test_storing_an_id_again_replaces_its_earlier_copy(tmp_path: Path) -> None:
     assert item["id"] == "Q1" and item["status"] == "sent"
 
 
+def test_trouble_after_the_message_is_on_disk_is_logged_not_raised(tmp_path: Path, caplog) -> None:
+    # the handler answers 451 to whatever store() raises: once the message file is durable,
+    # a failure (here: retention cannot remove an older message) must not become that refusal
+    store = CaptureStore(tmp_path / "mail", max_messages=1)
+    store.create()
+    store.store(record("Q1", "older", 100.0))
+    (older,) = (tmp_path / "mail" / "new").iterdir()
+    older.unlink()
+    older.mkdir()  # unlink() now fails
+    (older / "in the way").touch()
+    stored = store.store(record("Q2", "newer", 200.0))
+    assert b"Subject: newer" in stored.read_bytes()
+    assert "Q2: capture index: " in caplog.text
+    assert ids(store) == ["Q2"]
+
+
+def test_a_file_the_index_cannot_read_is_left_out_with_a_log_line(tmp_path: Path, caplog) -> None:
+    root = tmp_path / "mail"
+    generated = tracmail.fill(root, 3)
+    meta = root / "meta" / f"{generated[1]}.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "received_at": "yesterday"}))
+    store = CaptureStore(root)
+    assert ids(store) == [generated[2], generated[0]]
+    assert f"{generated[1]}: capture index: cannot index" in caplog.text
+
+
 def test_retention_keeps_the_newest_and_drops_the_old(tmp_path: Path) -> None:
     store = CaptureStore(tmp_path / "mail", max_messages=3, max_age=3600)
     store.create()

@@ -81,7 +81,8 @@ async def test_without_dash_i_a_lone_dot_ends_the_message(relay, tmp_path):
 
 async def test_dash_t_takes_recipients_from_headers_and_drops_bcc(relay, tmp_path):
     stdin = (
-        b"From: trac@example.org\nTo: Bob <bob@example.org>\nCc: carol@example.org\n"
+        b'From: trac@example.org\nTo: "Doe, Bob" <bob@example.org>\n'
+        b"Cc: =?utf-8?q?Car=C3=B6l=2C_QA?= <carol@example.org>\n"
         b"Bcc: dave@example.org,\n  erin@example.org\nSubject: t\n\nbody\n"
     )
     done = await asyncio.to_thread(

@@ -130,6 +130,27 @@ def test_contents_split_the_mime_tree() -> None:
     assert part_payload(HTML_MAIL, 99) is None
 
 
+def deep(depth: int) -> bytes:
+    """``depth`` multiparts inside each other: the stdlib parser recurses once per level."""
+    opening = b"".join(
+        b'Content-Type: multipart/mixed; boundary="d%d"\r\n\r\n--d%d\r\n' % (n, n)
+        for n in range(depth)
+    )
+    closing = b"".join(b"\r\n--d%d--\r\n" % n for n in reversed(range(depth)))
+    return b"Subject: deep\r\n" + opening + b"Content-Type: text/plain\r\n\r\nx\r\n" + closing
+
+
+def test_a_message_nested_too_deep_is_shown_and_indexed_by_its_header() -> None:
+    raw = deep(5000)
+    entry = entry_of("Q1", "new/f", raw, {"recipients": ["b@y"]}, file_time=1.0)
+    assert entry.item["subject"] == "deep" and entry.unread is not None
+    parsed = contents(raw)  # the message view: the header, and the body as one raw part
+    assert ("Subject", "deep") in parsed.headers and parsed.text is None
+    (part,) = parsed.parts
+    _, payload = part_payload(raw, part.number)
+    assert raw.endswith(payload)
+
+
 def test_inline_images_point_at_their_parts() -> None:
     raw = (
         b'Content-Type: multipart/related; boundary="b"\r\n\r\n--b\r\n'

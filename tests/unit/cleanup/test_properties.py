@@ -164,6 +164,10 @@ def test_a_damaged_message_never_raises(data, draw):
     result = run(ENVELOPE, damaged, options, Directory())
     if any("message passed on unchanged" in entry.change for entry in result.trace):
         assert result.message == damaged
+    # a message or body it could not take apart is reported for the log, and only that
+    notes = ("message passed on unchanged: ", "body left as it is: ")
+    unread = [entry.change for entry in result.trace if entry.change.startswith(notes)]
+    assert [result.unreadable] == (unread or [None])
 
 
 @SETTINGS

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from relay.gmail import MessageView
-from relay.gmail.mime import html_to_text
+from relay.gmail.mime import MAX_CONTAINERS, html_to_text, nesting_problem
 
 MULTIPART = (
     b"Received: from a by b; Tue, 10 Jun 2025 10:00:05 +0200\r\n"
@@ -100,3 +102,60 @@ def test_html_to_text_breaks_blocks_but_not_inline_tags() -> None:
 def test_header_with_a_garbage_charset_still_gives_a_view():
     view = MessageView.from_bytes(b"Subject: =?\xffutf-8?q?x?=\r\nFrom: a@b.example\r\n\r\nhi\r\n")
     assert view.subject.text == "=?\ufffdutf-8?q?x?="  # kept as raw text, not an error
+
+
+def nested(depth: int, subtype: bytes = b"mixed") -> bytes:
+    """``depth`` multiparts inside each other around one text part.
+
+    The part of a multipart/digest has no header (it is a message/rfc822 by default): the
+    message inside it is one more level.
+    """
+    part_head = b"\r\n" if subtype == b"digest" else b""
+    opening = b"".join(
+        b'Content-Type: multipart/%s; boundary="d%d"\r\n\r\n--d%d\r\n%s'
+        % (subtype, n, n, part_head)
+        for n in range(depth)
+    )
+    closing = b"".join(b"\r\n--d%d--\r\n" % n for n in reversed(range(depth)))
+    head = b"From: trac@example.org\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
+    return head + opening + b"Content-Type: text/plain\r\n\r\ndeep words\r\n" + closing
+
+
+def test_a_message_nested_too_deep_for_the_parser_is_read_header_only() -> None:
+    # the stdlib parser recurses once per level: 5000 would raise RecursionError
+    view = MessageView.from_bytes(nested(5000))
+    assert view.subject.text == "deep" and view.mailboxes["from"][0].folded == "trac@example.org"
+    assert view.body.text == "" and view.attachments == ()
+    assert view.unread is not None and str(MAX_CONTAINERS) in view.unread
+
+
+def test_nesting_up_to_the_limit_is_read_whole() -> None:
+    # digest parts are messages without a Content-Type: two levels per multipart
+    for message in (nested(MAX_CONTAINERS, b"digest"), nested(MAX_CONTAINERS)):
+        view = MessageView.from_bytes(message)
+        assert view.unread is None and view.body.text.strip() == "deep words"
+    assert MessageView.from_bytes(nested(MAX_CONTAINERS + 1)).unread is not None
+
+
+def test_a_wide_message_is_not_mistaken_for_a_deep_one() -> None:
+    part = b"--B\r\nContent-Type: text/plain\r\n\r\nword\r\n"
+    wide = b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n' + part * 5000 + b"--B--\r\n"
+    view = MessageView.from_bytes(wide)
+    assert view.unread is None and view.body.text.count("word") == 5000
+
+
+@pytest.mark.parametrize(
+    ("field", "counted"),
+    [
+        (b"Content-Type: multipart/mixed", True),
+        (b"CONTENT-TYPE : Multipart/Mixed", True),
+        (b"Content-Type:\r\n (comment)\r\n\tmessage/rfc822", True),  # folded, after a comment
+        (b"X-Other: x\rContent-Type: multipart/mixed", True),  # the parser breaks at a bare CR
+        (b"Content-Type: text/plain", False),
+        (b"X-Content-Type: multipart/mixed", False),
+        (b"Subject: Content-Type: multipart/mixed", False),
+    ],
+)
+def test_nesting_problem_counts_every_field_that_can_open_a_level(field, counted) -> None:
+    message = (field + b"\r\n") * (MAX_CONTAINERS + 1) + b"\r\nbody\r\n"
+    assert (nesting_problem(message) is not None) == counted

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import email
+from email import policy
+from email.utils import getaddresses
+
 import pytest
+from helpers import FIXTURES
 
 from relay.cli.sendmail import exit_code
 from relay.receive.sendmail import (
+    UnreadableHeader,
     header_recipients,
     read_message,
     with_from_name,
@@ -50,6 +56,49 @@ def test_header_recipients_reads_to_cc_and_bcc_once_each() -> None:
         b"Bcc: bob@x.org,\r\n hidden@x.org\r\nSubject: To: not@x.org\r\n\r\nTo: body@x.org\r\n"
     )
     assert header_recipients(message) == ("bob@x.org", "carol@x.org", "de@x.org", "hidden@x.org")
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        (b'To: "Doe, Jane" <jane@x.org>, bob@x.org', ("jane@x.org", "bob@x.org")),
+        (b"To: =?utf-8?q?B=C3=A9a=2C_Ops?= <bea@x.org>", ("bea@x.org",)),
+        (b'To: "evil@attacker.test" <dev@x.org>', ("dev@x.org",)),
+        (b"To: undisclosed-recipients: ;", ()),
+        (b"To: team: ann@x.org, al@x.org;", ("ann@x.org", "al@x.org")),
+        (b"To: alice, bob@x.org", ("alice", "bob@x.org")),  # Trac's bare user names
+        ("To: Zo\u00eb <zoe@x.org>".encode(), ("zoe@x.org",)),
+    ],
+)
+def test_header_recipients_reads_real_address_headers(field: bytes, expected: tuple) -> None:
+    assert header_recipients(field + b"\r\nSubject: s\r\n\r\nbody\r\n") == expected
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"To: alice@example.org)<evil@attacker.test>",  # getaddresses: alice *and* evil
+        b"To: <dev@example.org>evil@attacker.test",
+        b'To: "unclosed <dev@example.org>, evil@attacker.test',
+        b"To: dev@example.org\r\nCc: a@x.org, b@@x.org",
+        b"Bcc: dev@example.org,\r\n evil@attacker.test>",
+        b"To: caf\xe9@x.org",  # not UTF-8
+        b"not a header line\r\nTo: dev@example.org",
+    ],
+)
+def test_header_recipients_refuses_what_it_cannot_read_strictly(head: bytes) -> None:
+    with pytest.raises(UnreadableHeader):
+        header_recipients(head + b"\r\nSubject: s\r\n\r\nbody\r\n")
+
+
+@pytest.mark.parametrize("path", sorted((FIXTURES / "trac").rglob("*.eml")), ids=str)
+def test_header_recipients_reads_every_trac_fixture(path) -> None:
+    # on well-formed headers the strict reading and the stdlib's lenient one agree
+    message = read_message(path.read_bytes(), dot_ends=False)
+    parsed = email.message_from_bytes(message, policy=policy.compat32)
+    values = [value for name in ("To", "Cc", "Bcc") for value in parsed.get_all(name, [])]
+    lenient = [address for _, address in getaddresses(values) if address]
+    assert header_recipients(message) == tuple(dict.fromkeys(lenient))
 
 
 def test_without_header_drops_folded_lines_and_keeps_the_body() -> None:
