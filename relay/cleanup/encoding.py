@@ -158,7 +158,10 @@ def _encoded_field(field: Field) -> Field | None:
     if field.key in _ADDRESS_FIELDS:
         items = parse_address_list(text)
         return None if items is None else make_field(field.name, format_address_list(items))
-    return make_field(field.name, encode_unstructured(text))
+    # unstructured text keeps trailing blanks (RFC 5322 3.2.5), which Field.value strips
+    unfolded = field.raw.partition(b":")[2].rstrip(b"\r\n").replace(b"\r\n", b"")
+    trailing = unfolded[len(unfolded.rstrip(b" \t")) :].decode("ascii")
+    return make_field(field.name, encode_unstructured(text + trailing))
 
 
 def _walk(entity: Entity, mode: str, where: str, *, top: bool) -> tuple[Entity, Trace]:
