@@ -2,7 +2,8 @@
 
 ``records`` maps ``"name TYPE"`` to record texts (``{"example.test MX": ["10 mx.example.test."]}``);
 a name with some records answers "no data" for other types, an unknown name NXDOMAIN with
-an SOA. Names in ``silent`` never get an answer: the resolver times out.
+an SOA. Names in ``silent`` never get an answer: the resolver times out; names in
+``failing`` get SERVFAIL.
 """
 
 from __future__ import annotations
@@ -22,9 +23,16 @@ TTL = 300
 class DnsServer:
     """Answers UDP queries on 127.0.0.1:``port`` from a dict of records."""
 
-    def __init__(self, records: dict[str, list[str]], *, silent: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        records: dict[str, list[str]],
+        *,
+        silent: frozenset[str] = frozenset(),
+        failing: frozenset[str] = frozenset(),
+    ):
         self.records = records
         self.silent = silent
+        self.failing = failing
         self.queries: list[tuple[str, str]] = []
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.bind(("127.0.0.1", 0))
@@ -65,6 +73,9 @@ class DnsServer:
             return None
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
+        if name in self.failing:
+            response.set_rcode(dns.rcode.SERVFAIL)
+            return response.to_wire()
         texts = self.records.get(f"{name} {rdtype}")
         if texts:
             response.answer.append(dns.rrset.from_text(question.name, TTL, "IN", rdtype, *texts))

@@ -93,17 +93,22 @@ class ThreadedServer:
 
 
 class FakeUpstream(ThreadedServer):
-    """An upstream SMTP server: STARTTLS, implicit TLS or plain, with optional AUTH."""
+    """An upstream SMTP server: STARTTLS, implicit TLS or plain, with optional AUTH.
+
+    ``host``: the loopback address to listen on (``"::1"`` for an IPv6-only host).
+    """
 
     def __init__(
         self,
         *,
+        host: str = "127.0.0.1",
         tls: str = "none",
         context: ssl.SSLContext | None = None,
         credentials: tuple[str, str] | None = None,
         rcpt_reply: Callable[[str], str | None] | None = None,
         data_reply: Callable[[Any], str | None] | None = None,
     ) -> None:
+        self.host = host
         self.tls = tls
         self.context = context
         self.credentials = credentials
@@ -142,7 +147,7 @@ class FakeUpstream(ThreadedServer):
 
     def _create(self) -> Coroutine[Any, Any, asyncio.Server]:
         ssl_context = self.context if self.tls == "implicit" else None
-        return self._loop.create_server(self._protocol, "127.0.0.1", 0, ssl=ssl_context)
+        return self._loop.create_server(self._protocol, self.host, 0, ssl=ssl_context)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """Block until ``count`` messages arrived (or fail after ``timeout`` seconds)."""

@@ -24,7 +24,7 @@ import aiosmtplib
 from relay.config import UpstreamConfig
 from relay.deliver.advice import Failure
 from relay.deliver.oauth import token_source
-from relay.deliver.sasl import login_with_token
+from relay.deliver.sasl import login_with_password, login_with_token
 from relay.deliver.smtp import tls_context
 from relay.errors import UpstreamError
 
@@ -237,7 +237,7 @@ async def _session(
         if not {"PLAIN", "LOGIN", "CRAM-MD5"} & set(methods):
             raise _Failed("auth", f"no usable AUTH mechanism among: {', '.join(methods) or 'none'}")
         try:
-            response = await smtp.login(config.username, config.secret.reveal())
+            response = await login_with_password(smtp, config.username, config.secret.reveal())
         except aiosmtplib.SMTPResponseException as exc:
             raise _Failed("login", _describe(exc), exc.code) from None
         report(Step("login", f"{config.username}: {response.code} {response.message}"))

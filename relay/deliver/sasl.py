@@ -1,7 +1,10 @@
-"""AUTH with an OAuth2 token: XOAUTH2 (Google's) and OAUTHBEARER (RFC 7628).
+"""AUTH with an OAuth2 token (XOAUTH2, Google's; OAUTHBEARER, RFC 7628) or a password.
 
 A refused token (535, also after the 334 error challenge both mechanisms send) is retried
-once with a fresh one: the cached token may have been revoked before it expired.
+once with a fresh one: the cached token may have been revoked before it expired. A password
+gets one attempt, PLAIN first: the next mechanism is tried only when the server does not
+implement the one tried, never after a refusal (535) or a rate limit (``454 4.7.0``), which
+every further attempt would make worse.
 """
 
 from __future__ import annotations
@@ -15,9 +18,17 @@ from relay.deliver.oauth import TokenSource
 from relay.errors import UpstreamError
 from relay.log import logger
 
-__all__ = ["login_with_token", "oauthbearer_response"]
+__all__ = ["login_with_password", "login_with_token", "oauthbearer_response"]
 
 Mechanism = Literal["xoauth2", "oauthbearer"]
+
+#: Password mechanisms in order of preference. AUTH goes over TLS, so PLAIN costs nothing,
+#: and it works wherever the server checks passwords at all; CRAM-MD5 needs the password in
+#: clear on the server, and servers offer it that then refuse every login with it.
+_PASSWORD_MECHANISMS = ("plain", "login", "cram-md5")
+#: AUTH replies meaning "that mechanism is not implemented here" (command unknown or not
+#: implemented, mechanism unrecognised): only these move on to the next mechanism.
+_NOT_IMPLEMENTED = frozenset({500, 502, 504})
 
 
 def oauthbearer_response(username: str, token: str, *, host: str, port: int) -> bytes:
@@ -65,3 +76,27 @@ async def login_with_token(
             if fresh or exc.code != 535:
                 raise
             logger.info("oauth: %s refused the access token; once more with a fresh one", host)
+
+
+async def login_with_password(
+    smtp: aiosmtplib.SMTP, username: str, password: str
+) -> aiosmtplib.SMTPResponse:
+    """Log in with the first mechanism the server offers of PLAIN, LOGIN and CRAM-MD5.
+
+    Raise ``SMTPAuthenticationError`` with the server's refusal, or ``SMTPException`` when
+    no mechanism is shared.
+    """
+    if smtp.is_ehlo_or_helo_needed:
+        await smtp.ehlo()
+    refusal: aiosmtplib.SMTPAuthenticationError | None = None
+    offered = smtp.server_auth_methods
+    for mechanism in (name for name in _PASSWORD_MECHANISMS if name in offered):
+        method = getattr(smtp, f"auth_{mechanism.replace('-', '')}")
+        try:
+            return await method(username, password)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            if exc.code not in _NOT_IMPLEMENTED:
+                raise
+            refusal = exc
+    names = ", ".join(name.upper() for name in offered) or "none"
+    raise refusal or aiosmtplib.SMTPException(f"no usable AUTH mechanism (offered: {names})")

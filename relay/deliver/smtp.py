@@ -20,7 +20,7 @@ import aiosmtplib
 from relay.config import UpstreamConfig
 from relay.deliver.oauth import TokenSource, token_source
 from relay.deliver.outcome import Reply
-from relay.deliver.sasl import login_with_token
+from relay.deliver.sasl import login_with_password, login_with_token
 from relay.errors import UpstreamError
 
 __all__ = ["UpstreamSession", "tls_context"]
@@ -139,19 +139,22 @@ class UpstreamSession:
         """Upgrade the connection; a connection lost in the handshake is a TLS failure."""
         try:
             await self._smtp.starttls(server_hostname=self.name)
-        except (aiosmtplib.SMTPResponseException, ssl.SSLError):
+        except (aiosmtplib.SMTPResponseException, ssl.SSLCertVerificationError):
             raise
+        except ssl.SSLError as exc:
+            raise self._handshake_failed(exc.reason or str(exc)) from None
         except (*_TRANSIENT, aiosmtplib.SMTPException) as exc:
-            raise UpstreamError(
-                0, f"TLS with {self.relay} failed in the STARTTLS handshake: {_describe(exc)}"
-            ) from None
+            raise self._handshake_failed(_describe(exc)) from None
+
+    def _handshake_failed(self, why: str) -> UpstreamError:
+        return UpstreamError(0, f"TLS with {self.relay} failed in the STARTTLS handshake: {why}")
 
     async def _login(self) -> None:
         config, smtp = self.config, self._smtp
         assert config.username is not None
         if config.auth == "password" or self.tokens is None:
             assert config.secret is not None
-            await smtp.login(config.username, config.secret.reveal())
+            await login_with_password(smtp, config.username, config.secret.reveal())
         else:
             port = config.effective_port
             await login_with_token(

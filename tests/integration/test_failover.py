@@ -99,3 +99,37 @@ async def test_a_routed_recipient_never_falls_over_to_the_default_chain(make_con
         await eventually(lambda: relay.manager.spool.ids(QueueState.DEFERRED))
         await asyncio.sleep(0.5)
         assert default.messages == []
+
+
+async def test_bad_credentials_hold_only_that_upstream_and_mail_moves_on(
+    make_config, start_relay, server_context, ca_file, password_file, caplog
+):
+    with (
+        FakeUpstream(tls="starttls", context=server_context, credentials=("trac", "other")) as bad,
+        FakeUpstream() as second,
+    ):
+        login = {"username": "trac", "password_file": password_file}
+        first = {"host": "127.0.0.1", "port": bad.port, "ca_file": ca_file, **login}
+        config = make_config(
+            upstreams=[{**first, "name": "first"}, plain(second.port)],
+            queue={"path": "queue", "retry": {"min_backoff": 60}},  # how long the hold lasts
+        )
+        relay = await start_relay(config)
+        await submit(relay, ["bob@example.org"])
+        await eventually(lambda: second.messages)
+        assert "HOLDING ALL DELIVERY through first" in caplog.text
+        await submit(relay, ["carol@example.org"])
+        await eventually(lambda: len(second.messages) == 2)
+        assert len(bad.auth_attempts) == 1  # held: the second message did not log in again
+
+
+async def test_an_upstream_out_of_quota_passes_mail_to_the_next(make_config, start_relay):
+    with FakeUpstream() as first, FakeUpstream() as second:
+        upstreams = [plain(first.port, quota={"messages": 1}), plain(second.port)]
+        relay = await start_relay(make_config(upstreams=upstreams))
+        await submit(relay, ["bob@example.org"])
+        await eventually(lambda: first.messages)
+        await submit(relay, ["carol@example.org"])
+        (received,) = await eventually(lambda: second.messages)
+        assert received.recipients == ["carol@example.org"] and len(first.messages) == 1
+        assert not relay.manager.spool.ids(QueueState.DEFERRED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 
 import aiosmtplib
@@ -10,7 +11,9 @@ from dnsserver import DnsServer
 from helpers import eventually, port_of, submit
 from upstream import FakeUpstream
 
+from relay.deliver.options import DnsConfig
 from relay.queue.spool import QueueState
+from relay.resolver import Resolver
 
 ZONE = {
     "example.test MX": ["10 down.example.test.", "20 mx.example.test."],
@@ -18,6 +21,10 @@ ZONE = {
     "mx.example.test A": ["127.0.0.1"],
     "implicit.test A": ["127.0.0.1"],
     "nullmx.test MX": ["0 ."],
+    "v6only.test AAAA": ["::1"],  # no MX, no A: the implicit MX over IPv6
+    "dual.test MX": ["10 mx.dual.test."],
+    "mx.dual.test A": ["127.0.0.2"],  # refused: the host's IPv6 address is next
+    "mx.dual.test AAAA": ["::1"],
     "nomail.test TXT": ['"v=spf1 -all"'],
 }
 
@@ -28,7 +35,9 @@ def mx(upstream: FakeUpstream, **extra: object) -> dict[str, object]:
 
 @pytest.fixture
 def dns_server():
-    with DnsServer(ZONE, silent=frozenset({"slow.test"})) as server:
+    with DnsServer(
+        ZONE, silent=frozenset({"slow.test"}), failing=frozenset({"broken.test"})
+    ) as server:
         yield server
 
 
@@ -48,6 +57,56 @@ async def test_mail_goes_to_the_mx_found_through_dns_in_preference_order(
         assert f"relay=implicit.test[127.0.0.1]:{target.port}" in caplog.text
         asked = dns_server.queries
         assert asked.index(("example.test", "MX")) < asked.index(("mx.example.test", "A"))
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) on this machine")
+async def test_aaaa_records_are_the_fallback_for_a_domain_and_for_an_mx_host(
+    make_config, start_relay, dns_server, caplog
+):
+    with FakeUpstream(host="::1") as target:
+        relay = await start_relay(make_config(upstream=mx(target), dns=dns_server.config()))
+        await submit(relay, ["carol@v6only.test", "dave@dual.test"])  # the RCPT check passes
+        received = await eventually(lambda: len(target.messages) == 2 and target.messages)
+        assert sorted(r for message in received for r in message.recipients) == [
+            "carol@v6only.test",
+            "dave@dual.test",
+        ]
+        assert f"relay=v6only.test[::1]:{target.port}" in caplog.text
+        assert f"connect to mx.dual.test[127.0.0.2]:{target.port}" in caplog.text
+        assert f"relay=mx.dual.test[::1]:{target.port}" in caplog.text
+
+
+async def test_answers_are_kept_for_their_ttl_and_failures_not_at_all(dns_server):
+    now = [0.0]
+    resolver = Resolver(DnsConfig(**dns_server.config()), clock=lambda: now[0])
+
+    async def asked(name: str, rdtype: str) -> int:
+        before = len(dns_server.queries)
+        await resolver.query(name, rdtype)
+        return len(dns_server.queries) - before
+
+    assert await asked("example.test", "MX") == 1
+    now[0] = 299.0  # the records' TTL is 300 s
+    assert await asked("Example.Test.", "MX") == 0
+    now[0] = 301.0
+    assert await asked("example.test", "MX") == 1
+    assert await asked("example.cmo", "MX") == 1  # NXDOMAIN: kept for the SOA's 60 s
+    now[0] = 360.0
+    assert await asked("example.cmo", "MX") == 0
+    now[0] = 362.0
+    assert await asked("example.cmo", "MX") == 1
+    lookup = await resolver.query("slow.test", "MX")
+    assert lookup.failure is not None and not lookup.nxdomain
+    assert await asked("slow.test", "MX") >= 1  # a timeout is asked again, never remembered
 
 
 async def test_a_null_mx_fails_at_once(make_config, start_relay, dns_server):
@@ -119,11 +178,13 @@ async def test_rcpt_refuses_a_domain_that_cannot_take_mail(make_config, start_re
         assert len(dns_server.queries) == before  # answers are kept for their TTL
 
 
-async def test_a_dns_timeout_never_refuses_mail(make_config, start_relay, dns_server):
+async def test_a_dns_timeout_or_failure_never_refuses_mail(make_config, start_relay, dns_server):
     with FakeUpstream() as target:
         relay = await start_relay(make_config(upstream=mx(target), dns=dns_server.config()))
         code, text = await rcpt(relay, "bob@slow.test")
         assert code == 451 and text.startswith("4.4.3") and "slow.test" in text
+        code, text = await rcpt(relay, "bob@broken.test")  # SERVFAIL: no answer either
+        assert code == 451 and text.startswith("4.4.3") and "broken.test" in text
 
 
 async def test_a_dns_timeout_may_accept_and_delivery_checks_again(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import io
 import urllib.parse
 from contextlib import ExitStack
 
+import aiosmtplib
 import pytest
 import yaml
-from helpers import MESSAGE, eventually, submit
+from hardening.processes import RelayProcess, write_config
+from helpers import MESSAGE, eventually, free_port, submit
 from oauthserver import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -43,18 +47,28 @@ async def oauth_relay(make_config, start_relay, server_context, ca_file, oauth_f
     """Start a token endpoint, an upstream taking the ``valid`` tokens, and a relay using both."""
     with ExitStack() as stack:
 
-        async def start(valid: set[str], *, auth: str = "xoauth2", rotate: bool = False):
-            endpoint = stack.enter_context(TokenEndpoint(rotate=rotate))
+        async def start(
+            valid: set[str],
+            *,
+            auth: str = "xoauth2",
+            rotate: bool = False,
+            expires_in: int = 3600,
+            provider: str | None = None,
+        ):
+            endpoint = stack.enter_context(TokenEndpoint(rotate=rotate, expires_in=expires_in))
             upstream = stack.enter_context(
                 OAuthUpstream(user=USER, valid=valid, tls="starttls", context=server_context)
             )
+            oauth = {"token_url": endpoint.url, "client_id": CLIENT_ID, **oauth_files}
+            if provider is not None:  # the preset's scope; token_url still points here
+                oauth["provider"] = provider
             section = {
                 "host": "127.0.0.1",
                 "port": upstream.port,
                 "ca_file": ca_file,
                 "username": USER,
                 "auth": auth,
-                "oauth": {"token_url": endpoint.url, "client_id": CLIENT_ID, **oauth_files},
+                "oauth": oauth,
             }
             relay = await start_relay(make_config(upstream=section))
             await submit(relay, ["bob@example.org"])
@@ -97,10 +111,12 @@ async def test_oauthbearer_names_the_user_host_and_port(oauth_relay):
     assert upstream.auth_strings == [("OAUTHBEARER", f"n,a={USER},\x01{pairs}")]
 
 
-async def test_a_refused_token_is_refreshed_once(oauth_relay, caplog):
-    _, endpoint, upstream = await oauth_relay({"access-2"})
+@pytest.mark.parametrize("auth", ["xoauth2", "oauthbearer"])
+async def test_a_refused_token_is_refreshed_once(oauth_relay, caplog, auth):
+    _, endpoint, upstream = await oauth_relay({"access-2"}, auth=auth)
     await eventually(lambda: upstream.messages)
     assert bearer_tokens(upstream) == ["access-1", "access-2"] and len(endpoint.forms) == 2
+    assert "refused the access token; once more with a fresh one" in caplog.text
     assert no_secret_in(caplog.text, endpoint)
 
 
@@ -111,7 +127,67 @@ async def test_a_token_refused_twice_holds_the_upstream_and_bounces_nothing(oaut
     assert "HOLDING ALL DELIVERY" in caplog.text
     assert bearer_tokens(upstream) == ["access-1", "access-2"]  # once more, no more
     assert not spool.ids(QueueState.FAILED) and upstream.messages == []
+    # the hold (0.2 s here) ends: the next login tries the cached token, then one fresh one
+    await eventually(lambda: len(upstream.auth_strings) >= 4)
+    assert bearer_tokens(upstream)[:4] == ["access-1", "access-2", "access-2", "access-3"]
+    assert not spool.ids(QueueState.FAILED)
     assert no_secret_in(caplog.text, endpoint)
+
+
+async def test_a_token_is_refreshed_shortly_before_it_expires(oauth_relay):
+    relay, endpoint, upstream = await oauth_relay({"access-1", "access-2"}, expires_in=2)
+    await eventually(lambda: upstream.messages)
+    await asyncio.sleep(1.1)  # a 2 s token is used for half its life
+    await submit(relay, ["carol@example.org"])
+    await eventually(lambda: len(upstream.messages) == 2)
+    assert bearer_tokens(upstream) == ["access-1", "access-2"]  # no refusal in between
+    assert len(endpoint.forms) == 2
+
+
+async def test_the_log_file_of_a_running_relay_holds_no_secret(
+    tmp_path, oauth_files, server_context, ca_file
+):
+    """``notify-relay serve`` as a process, through a refusal, a refresh and a rotation."""
+    with (
+        TokenEndpoint(rotate=True) as endpoint,
+        OAuthUpstream(
+            user=USER, valid={"access-2"}, tls="starttls", context=server_context
+        ) as upstream,
+    ):
+        port, log = free_port(), tmp_path / "serve.log"
+        oauth = {"token_url": endpoint.url, "client_id": CLIENT_ID}
+        oauth.update({key: str(path) for key, path in oauth_files.items()})
+        section = {"host": "127.0.0.1", "port": upstream.port, "ca_file": str(ca_file)}
+        section.update(username=USER, auth="xoauth2", oauth=oauth)
+        config = write_config(
+            tmp_path / "relay.yaml", listen=[f"127.0.0.1:{port}"], upstream=section
+        )
+        process = RelayProcess(config, port, log)
+        process.start()
+        try:
+            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port) as client:
+                await client.sendmail("trac@example.org", ["bob@example.org"], MESSAGE)
+            await eventually(lambda: "status=sent" in log.read_text())
+        finally:
+            process.stop()
+    text = log.read_text()
+    assert "refused the access token" in text and "stored the rotated refresh token" in text
+    sent = {form[key] for form in endpoint.forms for key in ("refresh_token", "client_secret")}
+    auth = {base64.b64encode(line.encode()).decode() for _, line in upstream.auth_strings}
+    secrets = sent | auth | {*endpoint.issued, endpoint.refresh_token}
+    assert len(secrets) == 8  # 2 refresh tokens sent, 1 rotated in, client secret, 2 tokens twice
+    assert [secret for secret in secrets if secret in text] == []
+
+
+@pytest.mark.parametrize(
+    ("provider", "scope"),
+    [("google", None), ("microsoft", "https://outlook.office.com/SMTP.Send offline_access")],
+)
+async def test_the_provider_preset_decides_the_scope_of_a_refresh(oauth_relay, provider, scope):
+    _, endpoint, upstream = await oauth_relay({"access-1"}, provider=provider)
+    await eventually(lambda: upstream.messages)
+    (form,) = endpoint.forms
+    assert form.get("scope") == scope and form["grant_type"] == "refresh_token"
 
 
 async def test_a_revoked_refresh_token_holds_the_upstream(oauth_relay, oauth_files, caplog):

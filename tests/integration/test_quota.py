@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import aiohttp
+import pytest
+from aiosmtpd.smtp import AuthResult
 from helpers import eventually, submit
 from upstream import FakeUpstream
 
@@ -54,7 +57,11 @@ async def test_queue_list_and_metrics_show_quota_and_the_next_slot(
         await submit(relay, ["bob@example.org"])
         await submit(relay, ["carol@example.org"])
         await eventually(lambda: upstream.messages and waiting(relay))
-        metrics = relay.metrics.exposition().decode()
+        async with (  # the relay's own web listener
+            aiohttp.ClientSession() as client,
+            client.get(f"{relay.web.url}metrics") as response,
+        ):
+            metrics = await response.text()
         labels = f'account="127.0.0.1:{upstream.port}",kind="messages"'
         assert f"notify_relay_quota_used{{{labels}}} 1.0" in metrics
         assert f"notify_relay_quota_limit{{{labels}}} 1.0" in metrics
@@ -144,3 +151,48 @@ async def test_a_quota_reply_pauses_the_upstream(make_config, start_relay, caplo
         (usage,) = read_usage(config.queue.path / "quota", time.time())
         assert usage.paused_until > time.time() + 3500 and usage.messages == 0
         assert "pausing until" in caplog.text
+
+
+class TooManyLogins(FakeUpstream):
+    """Gmail's answer to AUTH when an account logs in too often: ``454 4.7.0``."""
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        self.auth_attempts.append((auth_data.login.decode(), True))
+        message = "454 4.7.0 Too many login attempts, please try again later."
+        return AuthResult(success=False, handled=False, message=message)
+
+
+@pytest.mark.parametrize("answer", ["421 at RCPT", "454 at AUTH"])
+async def test_a_rate_reply_pauses_the_upstream_without_holding_or_failing(
+    make_config, start_relay, password_file, server_context, ca_file, caplog, answer
+):
+    asked: list[object] = []
+
+    def slow_down(address: str) -> str:
+        asked.append(address)
+        return "421 4.7.0 Try again later, closing connection."
+
+    if answer == "421 at RCPT":
+        upstream = FakeUpstream(rcpt_reply=slow_down)
+        login: dict[str, object] = {}
+    else:
+        upstream = TooManyLogins(
+            tls="starttls", context=server_context, credentials=("trac", "s3cret-app-password")
+        )
+        asked = upstream.auth_attempts
+        login = {"tls": "starttls", "ca_file": ca_file, "username": "trac"}
+        login["password_file"] = password_file
+    with upstream:
+        config = make_config(upstream={**section(upstream, messages=100, pause="1h"), **login})
+        relay = await start_relay(config)
+        await submit(relay, ["bob@example.org"])
+        await eventually(lambda: waiting(relay))
+        await submit(relay, ["carol@example.org"])
+        await eventually(lambda: len(waiting(relay)) == 2)
+        await asyncio.sleep(1)  # retries every 0.2 s (or new logins) would show here
+        assert len(asked) == 1 and upstream.messages == []
+        assert {state.reason for state in waiting(relay)} == {"quota"}  # the retry waits too
+        assert not relay.manager.spool.ids(QueueState.FAILED)
+        assert "HOLDING" not in caplog.text and "pausing until" in caplog.text
+        (usage,) = read_usage(config.queue.path / "quota", time.time())
+        assert usage.paused_until > time.time() + 3500 and usage.messages == 0

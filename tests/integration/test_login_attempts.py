@@ -1,0 +1,92 @@
+"""Password logins cost one attempt: a refusal or a rate limit is never tried again at once.
+
+aiosmtplib's own ``login`` tries every mechanism the server offers after any failure: a
+wrong password became two failed logins per session (PLAIN, then LOGIN), and Gmail's
+``454 4.7.0 Too many login attempts`` got an immediate second attempt.
+"""
+
+from __future__ import annotations
+
+from aiosmtpd.smtp import SMTP, AuthResult
+from helpers import eventually, submit
+from upstream import FakeUpstream, _Handler
+
+from relay.queue.spool import QueueState
+
+CREDENTIALS = ("trac", "s3cret-app-password")
+
+
+class _BrokenCramHandler(_Handler):
+    async def auth_CRAM__MD5(self, server: SMTP, args: list[str]) -> AuthResult:
+        self.upstream.auth_attempts.append(("CRAM-MD5", True))
+        message = "535 5.7.8 no clear-text passwords here"  # Cyrus SASL with hashed passwords
+        return AuthResult(success=False, handled=False, message=message)
+
+
+class BrokenCram(FakeUpstream):
+    """Offers CRAM-MD5 (first in aiosmtplib's own order) but cannot check it: 535."""
+
+    def _protocol(self) -> SMTP:
+        return SMTP(_BrokenCramHandler(self), **self._options())
+
+
+class _NoPlainHandler(_Handler):
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        self.upstream.auth_attempts.append(("PLAIN", True))
+        return AuthResult(success=False, handled=False, message="504 5.5.4 not implemented")
+
+
+class NoPlain(FakeUpstream):
+    """Offers PLAIN but answers it with 504 (not implemented); LOGIN works."""
+
+    def _protocol(self) -> SMTP:
+        return SMTP(_NoPlainHandler(self), **self._options())
+
+
+def section(upstream: FakeUpstream, password_file: object, ca_file: object) -> dict[str, object]:
+    return {
+        "host": "127.0.0.1",
+        "port": upstream.port,
+        "ca_file": ca_file,
+        "username": CREDENTIALS[0],
+        "password_file": password_file,
+    }
+
+
+async def test_a_wrong_password_is_tried_once_per_session(
+    make_config, start_relay, server_context, ca_file, tmp_path, caplog
+):
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)
+    with FakeUpstream(tls="starttls", context=server_context, credentials=CREDENTIALS) as up:
+        config = make_config(
+            upstream=section(up, wrong, ca_file),
+            queue={"path": "queue", "retry": {"min_backoff": 60}},  # the hold: no second session
+        )
+        relay = await start_relay(config)
+        await submit(relay, ["bob@example.org"])
+        await eventually(lambda: relay.manager.spool.ids(QueueState.DEFERRED))
+        assert "HOLDING ALL DELIVERY" in caplog.text
+        assert up.auth_attempts == [("trac", True)]  # PLAIN only; LOGIN is not tried after 535
+
+
+async def test_plain_comes_before_a_cram_md5_the_server_cannot_check(
+    make_config, start_relay, server_context, ca_file, password_file
+):
+    with BrokenCram(tls="starttls", context=server_context, credentials=CREDENTIALS) as up:
+        relay = await start_relay(make_config(upstream=section(up, password_file, ca_file)))
+        await submit(relay, ["bob@example.org"])
+        (received,) = await eventually(lambda: up.messages)
+        assert received.auth == "trac" and up.auth_attempts == [("trac", True)]
+
+
+async def test_an_offered_mechanism_the_server_does_not_implement_moves_on(
+    make_config, start_relay, server_context, ca_file, password_file
+):
+    with NoPlain(tls="starttls", context=server_context, credentials=CREDENTIALS) as up:
+        relay = await start_relay(make_config(upstream=section(up, password_file, ca_file)))
+        await submit(relay, ["bob@example.org"])
+        (received,) = await eventually(lambda: up.messages)
+        assert received.auth == "trac"
+        assert up.auth_attempts == [("PLAIN", True), ("trac", True)]  # then LOGIN
