@@ -121,6 +121,7 @@ class Relay:
             simulate=_simulator(config),
             metrics=self.metrics,
             check_domain=self._domain_check(config),
+            relaying=config.upstream is not None,
         )
         self.listeners = Listeners(
             config.listen,

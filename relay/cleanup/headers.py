@@ -16,10 +16,19 @@ from relay.cleanup.mailbox import (
     write_addresses,
 )
 from relay.cleanup.options import CleanupOptions
+from relay.cleanup.result import Rejection
 from relay.cleanup.rfc2047 import decode_unstructured, encode_unstructured
 from relay.model import TraceEntry
 
-__all__ = ["add_subject_prefix", "align_sender", "rewrite_from", "rewrite_reply_to", "strip_bcc"]
+__all__ = [
+    "add_missing_from",
+    "add_subject_prefix",
+    "align_sender",
+    "from_refusal",
+    "rewrite_from",
+    "rewrite_reply_to",
+    "strip_bcc",
+]
 
 Fields = tuple[Field, ...]
 Trace = tuple[TraceEntry, ...]
@@ -64,6 +73,32 @@ def rewrite_from(
     if not new.address or not trace:
         return fields, ()
     return write_addresses(fields, "From", (new,)), trace
+
+
+def add_missing_from(fields: Fields, sender: str) -> tuple[Fields, Trace]:
+    """Give a message without ``From:`` one made of the envelope sender (as Postfix's
+    ``always_add_missing_headers``): providers such as Gmail refuse mail without it."""
+    if find(fields, "From") or not sender:
+        return fields, ()
+    note = TraceEntry("From", f"From: <{sender}> added from the envelope sender")
+    return replace(fields, "From", make_field("From", f"<{sender}>")), (note,)
+
+
+def from_refusal(fields: Fields) -> Rejection | None:
+    """Why providers would refuse this message's ``From:`` (RFC 5322 3.6.2: exactly one
+    field of mailboxes with a domain), as a ``550 5.6.0`` rejection; None when it is fine."""
+    found = find(fields, "From")
+    items = read_addresses(fields, "From")
+    if not found:
+        why = "no From: header field, and a null sender to make one from"
+    elif len(found) > 1:
+        why = f"{len(found)} From: header fields; there must be exactly one"
+    elif not items or not all(isinstance(item, Mailbox) and "@" in item.address for item in items):
+        text = (text_of(found[0]) or "(not UTF-8)").strip()[:80]
+        why = f"From: {text!r} is not a list of addresses with a domain"
+    else:
+        return None
+    return Rejection(550, "5.6.0", f"Message refused: {why} (set smtp_from to rewrite it)")
 
 
 def rewrite_reply_to(

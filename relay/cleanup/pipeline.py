@@ -43,8 +43,10 @@ from relay.cleanup.fields import (
     split_message,
 )
 from relay.cleanup.headers import (
+    add_missing_from,
     add_subject_prefix,
     align_sender,
+    from_refusal,
     rewrite_from,
     rewrite_reply_to,
     strip_bcc,
@@ -65,11 +67,15 @@ def run(
     directory: Directory,
     *,
     account: str | None = None,
+    relaying: bool = False,
 ) -> CleanupResult:
     """Apply every cleanup step to one message and return the result.
 
     Pure: no I/O, no clock. ``account`` is the upstream login, used by ``align_sender``.
-    When no option applies, the message bytes come back as they were given.
+    ``relaying``: the message goes to an upstream, so it must have the one ``From:`` that
+    providers demand (added from the envelope sender when missing, else refused); capture
+    mode keeps any message as it came. When no option applies, the message bytes come back
+    as they were given.
     """
     extras = resolve_extras(options, directory)
     received = envelope.recipients
@@ -117,11 +123,15 @@ def run(
         (rewrite_reply_to, (options, directory), names_change or options.smtp_replyto),
         (align_sender, (options, account), options.align_sender),
         (add_subject_prefix, (options,), options.smtp_subject_prefix),
+        (add_missing_from, (envelope.sender,), relaying),
     )
     for step, arguments, wanted in steps:
         if wanted:
             fields, more = step(fields, *arguments)  # type: ignore[operator]
             trace += more
+    refusal = from_refusal(fields) if relaying else None
+    if refusal is not None:
+        return CleanupResult(envelope, message, trace, refusal)
     rewritten = normalised if fields == original else join_message(fields, separator, body)
     unreadable = None
     try:

@@ -51,9 +51,12 @@ class RelayHandler:
         simulate: Callable[[Envelope, bytes], Simulation] | None = None,
         metrics: Metrics | None = None,
         check_domain: Callable[[str, str], Awaitable[str | None]] | None = None,
+        relaying: bool = False,
     ) -> None:
-        """``check_domain(sender, recipient)``: a refusal for the recipient's domain, or None."""
+        """``check_domain(sender, recipient)``: a refusal for the recipient's domain, or None.
+        ``relaying``: messages go to an upstream (cleanup makes sure of their From:)."""
         self.check_domain = check_domain
+        self.relaying = relaying
         self.limits = limits
         self.options = options
         self.directory = directory
@@ -126,7 +129,12 @@ class RelayHandler:
 
     def _process(self, envelope: Envelope, content: bytes) -> tuple[str, str | None]:
         result = cleanup.run(
-            envelope, content, self.options(), self.directory(), account=self.account
+            envelope,
+            content,
+            self.options(),
+            self.directory(),
+            account=self.account,
+            relaying=self.relaying,
         )
         if result.rejection is not None:
             return result.rejection.reply(), None
