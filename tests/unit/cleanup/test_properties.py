@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 from relay.cleanup import CleanupOptions, Directory, run
 from relay.cleanup.encoding import downgrade_8bit
 from relay.cleanup.fields import make_field, parse_fields
-from relay.cleanup.mailbox import Mailbox, format_address_list, parse_address_list
+from relay.cleanup.headers import _PLAIN_FROM, from_refusal
+from relay.cleanup.mailbox import (
+    Mailbox,
+    format_address_list,
+    parse_address_list,
+    read_addresses,
+)
 from relay.cleanup.rfc2047 import decode_unstructured, encode_unstructured
 from relay.model import Envelope
 
@@ -199,3 +205,18 @@ def test_display_names_survive_formatting(name):
     written = format_address_list((Mailbox(name, "someone@example.org"),))
     assert written.isascii()
     assert parse_address_list(written) == (Mailbox(name, "someone@example.org"),)
+
+
+@SETTINGS
+@given(
+    st.from_regex(_PLAIN_FROM, fullmatch=True)
+    | st.text(st.sampled_from("ab.-+_!#'<>@ \"(),;:[]\\é"), max_size=30)
+)
+@example("Acceptance <trac@trac.example.org>")
+@example("-@-")  # atext, but not a domain
+def test_the_plain_from_shortcut_agrees_with_the_full_parse(value):
+    # from_refusal skips the stdlib parse for a plain From: it may only skip a clean one
+    field = make_field("From", value)
+    if from_refusal((field,)) is None:
+        items = read_addresses((field,), "From")
+        assert items and all(isinstance(item, Mailbox) and "@" in item.address for item in items)
