@@ -23,9 +23,10 @@ from helpers import free_port
 from .processes import RelayProcess, write_config
 
 CALLS = "openat,write,pwrite64,fsync,fdatasync,rename,renameat,renameat2,sendto,sendmsg"
-_DONE = re.compile(r"^(\d+) (\d+\.\d+) (\w+)\((.*)\) += (-?\d+)[^<]*<([\d.]+)>$")
-_UNFINISHED = re.compile(r"^(\d+) (\d+\.\d+) (\w+)\((.*) <unfinished \.\.\.>$")
-_RESUMED = re.compile(r"^(\d+) (\d+\.\d+) <\.\.\. (\w+) resumed>(.*)\) += (-?\d+)[^<]*<([\d.]+)>$")
+# strace pads the pid column ("3168  1795263633.735256 ..."): blanks, not one space
+_DONE = re.compile(r"^(\d+) +(\d+\.\d+) (\w+)\((.*)\) += (-?\d+)[^<]*<([\d.]+)>$")
+_UNFINISHED = re.compile(r"^(\d+) +(\d+\.\d+) (\w+)\((.*) <unfinished \.\.\.>$")
+_RESUMED = re.compile(r"^(\d+) +(\d+\.\d+) <\.\.\. (\w+) resumed>(.*)\) += (-?\d+)[^<]*<([\d.]+)>$")
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ GOOD_TRACE = "\n".join(
         "10 100.000200 fsync(7</q/tmp/incoming-Q1>) = 0 <0.001000>",
         '10 100.001300 rename("/q/tmp/incoming-Q1", "/q/incoming/Q1") = 0 <0.000010>',
         "10 100.001500 fsync(7</q/incoming> <unfinished ...>",
-        '11 100.001600 sendto(9<socket:[1]>, "250 2.0.0 Ok: queued as Q1\\r\\n", 29, 0, NULL, 0)'
+        '11    100.001600 sendto(9<socket:[1]>, "250 2.0.0 Ok: queued as Q1\\r\\n", 29, 0, NULL, 0)'
         " = 29 <0.000010>",
         "10 100.002600 <... fsync resumed>) = 0 <0.001100>",
     ]
@@ -162,5 +163,5 @@ def test_the_order_check_catches_a_250_sent_before_the_directory_sync():
     # the checker itself must be able to fail: here the 250 leaves while fsync(dir) runs
     with pytest.raises(AssertionError, match="before the directory was synced"):
         check_order(parse(GOOD_TRACE), "Q1", "incoming")
-    fixed = GOOD_TRACE.replace("11 100.001600 sendto", "11 100.003000 sendto")
+    fixed = GOOD_TRACE.replace("11    100.001600 sendto", "11    100.003000 sendto")
     check_order(parse(fixed), "Q1", "incoming")

@@ -7,6 +7,7 @@ wrong password became two failed logins per session (PLAIN, then LOGIN), and Gma
 
 from __future__ import annotations
 
+import pytest
 from aiosmtpd.smtp import SMTP, AuthResult
 from helpers import eventually, submit
 from upstream import FakeUpstream, _Handler
@@ -71,22 +72,21 @@ async def test_a_wrong_password_is_tried_once_per_session(
         assert up.auth_attempts == [("trac", True)]  # PLAIN only; LOGIN is not tried after 535
 
 
-async def test_plain_comes_before_a_cram_md5_the_server_cannot_check(
-    make_config, start_relay, server_context, ca_file, password_file
+@pytest.mark.parametrize(
+    ("server", "attempts"),
+    [
+        # PLAIN comes before a CRAM-MD5 the server cannot check
+        (BrokenCram, [("trac", True)]),
+        # an offered mechanism the server does not implement (504) moves on to LOGIN
+        (NoPlain, [("PLAIN", True), ("trac", True)]),
+    ],
+    ids=["plain-before-cram-md5", "unimplemented-moves-on"],
+)
+async def test_the_mechanism_order_and_when_to_move_on(
+    make_config, start_relay, server_context, ca_file, password_file, server, attempts
 ):
-    with BrokenCram(tls="starttls", context=server_context, credentials=CREDENTIALS) as up:
+    with server(tls="starttls", context=server_context, credentials=CREDENTIALS) as up:
         relay = await start_relay(make_config(upstream=section(up, password_file, ca_file)))
         await submit(relay, ["bob@example.org"])
         (received,) = await eventually(lambda: up.messages)
-        assert received.auth == "trac" and up.auth_attempts == [("trac", True)]
-
-
-async def test_an_offered_mechanism_the_server_does_not_implement_moves_on(
-    make_config, start_relay, server_context, ca_file, password_file
-):
-    with NoPlain(tls="starttls", context=server_context, credentials=CREDENTIALS) as up:
-        relay = await start_relay(make_config(upstream=section(up, password_file, ca_file)))
-        await submit(relay, ["bob@example.org"])
-        (received,) = await eventually(lambda: up.messages)
-        assert received.auth == "trac"
-        assert up.auth_attempts == [("PLAIN", True), ("trac", True)]  # then LOGIN
+        assert received.auth == "trac" and up.auth_attempts == attempts
