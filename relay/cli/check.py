@@ -5,7 +5,7 @@ verified; its subject and expiry shown), lists the AUTH mechanisms, logs in and,
 ``--send-test ADDRESS``, sends a test message. A failure is printed with advice
 (:mod:`relay.deliver.advice`). Exit codes: 0 all good; 68 the name does not resolve;
 69 connection, greeting or TLS failed, or the test message was refused; 75 a temporary
-refusal; 77 the login failed; 78 config error.
+refusal; 77 the login failed; 78 config error; 64 ``upstream: mx`` (no single host).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from relay.cli.main import add_config_option
 
 __all__ = ["add_parser"]
 
-EX_NOHOST, EX_UNAVAILABLE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 68, 69, 75, 77, 78
+EX_USAGE, EX_NOHOST, EX_UNAVAILABLE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 64, 68, 69, 75, 77, 78
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -69,6 +69,14 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EX_CONFIG
+    if upstream.mx:
+        print(
+            f"notify-relay check: {config.source}: upstream: mx delivers to each recipient "
+            "domain's MX hosts, so there is no one upstream to check; look the domain up "
+            "(dig MX example.org) and watch notify-relay queue list",
+            file=sys.stderr,
+        )
+        return EX_USAGE
     user = f", user {upstream.username}" if upstream.username else ", no login"
     print(f"upstream {upstream} (tls={upstream.tls}{user}) from {config.source}")
 

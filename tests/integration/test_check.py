@@ -109,3 +109,10 @@ def test_capture_mode_has_nothing_to_check(make_config, tmp_path, capsys):
     make_config()
     assert main(["check", "--config", str(tmp_path / "relay.yaml")]) == 78
     assert "no upstream: section" in capsys.readouterr().err
+
+
+def test_mx_mode_says_there_is_no_one_upstream_to_check(make_config, tmp_path, capsys):
+    make_config(upstream="mx")
+    code = main(["check", "--config", str(tmp_path / "relay.yaml")])
+    assert code == 64
+    assert "no one upstream to check" in capsys.readouterr().err
