@@ -24,7 +24,7 @@ import aiosmtplib
 from relay.config import UpstreamConfig
 from relay.deliver.advice import Failure
 from relay.deliver.oauth import token_source
-from relay.deliver.sasl import login_with_password, login_with_token
+from relay.deliver.sasl import PASSWORD_MECHANISMS, login_with_password, login_with_token
 from relay.deliver.smtp import tls_context
 from relay.errors import UpstreamError
 
@@ -234,7 +234,7 @@ async def _session(
     elif config.username is not None and config.secret is not None:
         if ssl_object is None and not config.allow_insecure_auth:
             raise _Failed("login", "refusing to send the password without TLS")
-        if not {"PLAIN", "LOGIN", "CRAM-MD5"} & set(methods):
+        if not {name.upper() for name in PASSWORD_MECHANISMS} & set(methods):
             raise _Failed("auth", f"no usable AUTH mechanism among: {', '.join(methods) or 'none'}")
         try:
             response = await login_with_password(smtp, config.username, config.secret.reveal())

@@ -18,14 +18,14 @@ from relay.deliver.oauth import TokenSource
 from relay.errors import UpstreamError
 from relay.log import logger
 
-__all__ = ["login_with_password", "login_with_token", "oauthbearer_response"]
+__all__ = ["PASSWORD_MECHANISMS", "login_with_password", "login_with_token", "oauthbearer_response"]
 
 Mechanism = Literal["xoauth2", "oauthbearer"]
 
 #: Password mechanisms in order of preference. AUTH goes over TLS, so PLAIN costs nothing,
 #: and it works wherever the server checks passwords at all; CRAM-MD5 needs the password in
 #: clear on the server, and servers offer it that then refuse every login with it.
-_PASSWORD_MECHANISMS = ("plain", "login", "cram-md5")
+PASSWORD_MECHANISMS = ("plain", "login", "cram-md5")
 #: AUTH replies meaning "that mechanism is not implemented here" (command unknown or not
 #: implemented, mechanism unrecognised): only these move on to the next mechanism.
 _NOT_IMPLEMENTED = frozenset({500, 502, 504})
@@ -90,7 +90,7 @@ async def login_with_password(
         await smtp.ehlo()
     refusal: aiosmtplib.SMTPAuthenticationError | None = None
     offered = smtp.server_auth_methods
-    for mechanism in (name for name in _PASSWORD_MECHANISMS if name in offered):
+    for mechanism in (name for name in PASSWORD_MECHANISMS if name in offered):
         method = getattr(smtp, f"auth_{mechanism.replace('-', '')}")
         try:
             return await method(username, password)
