@@ -1,0 +1,37 @@
+"""The README: short, its two set-up commands intact, and every link it makes resolves."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_is_at_most_200_lines() -> None:
+    assert len(README.splitlines()) <= 200, "move the detail into docs/"
+
+
+def test_the_two_set_up_commands_are_there_and_ci_runs_the_second() -> None:
+    set_up = README.split("## Set-up: the two commands", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```sh\n(.*?)\n```", set_up, flags=re.S)
+    assert commands[:2] == ["pip install . && notify-relay serve", "bash .ci/test.sh"]
+    run = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if "exec" in line]
+    assert [shlex.split(line.split("#")[0]) for line in run] == [["exec", "bash", ".ci/test.sh"]]
+
+
+def test_every_relative_link_and_image_resolves() -> None:
+    links = re.findall(r"\]\(([^)\s]+)\)", README)
+    assert "docs/images/screenshot.png" in links
+    for link in links:
+        if not re.match(r"[a-z]+:", link):
+            target = link.split("#", 1)[0]
+            assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
+
+
+def test_the_readme_is_the_package_long_description() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["readme"] == "README.md"
