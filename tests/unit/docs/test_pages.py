@@ -1,4 +1,4 @@
-"""The README: short, its two set-up commands intact, and every link it makes resolves."""
+"""The README (short, two set-up commands, links that resolve) and hand-written pages."""
 
 from __future__ import annotations
 
@@ -35,3 +35,11 @@ def test_every_relative_link_and_image_resolves() -> None:
 def test_the_readme_is_the_package_long_description() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["readme"] == "README.md"
+
+
+def test_the_gmail_reference_lists_every_operator() -> None:
+    from relay.gmail.operators import OPERATORS
+
+    page = (ROOT / "docs/reference/gmail-query-language.md").read_text(encoding="utf-8")
+    missing = sorted(name for name in OPERATORS if f"`{name}:`" not in page)
+    assert not missing, f"docs/reference/gmail-query-language.md does not describe {missing}"
