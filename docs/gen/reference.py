@@ -63,6 +63,22 @@ class MissingDescriptions(Exception):
     """Keys or options that have no description (or descriptions that name nothing)."""
 
 
+T = typing.TypeVar("T")
+
+
+def _grouped(items: list[T], group: typing.Callable[[T], str]) -> dict[str, list[T]]:
+    """``items`` by ``group(item)``, groups and items in their first order."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(group(item), []).append(item)
+    return groups
+
+
+def _heading(title: str, source: str) -> list[str]:
+    """A page's title and the notice that says where it is generated from."""
+    return [f"# {title}", "", NOTICE.format(source=source), ""]
+
+
 # --- configuration -------------------------------------------------------------------------
 
 
@@ -239,18 +255,9 @@ def config_page() -> str:
     """docs/reference/configuration.md."""
     check_descriptions()
     descriptions = _descriptions()
-    keys = config_keys()
-    sections: dict[str, list[ConfigKey]] = {}
-    for key in keys:
-        sections.setdefault(key.section, []).append(key)
-    out = [
-        "# Configuration reference",
-        "",
-        NOTICE.format(source="the config dataclasses (relay/) and docs/gen/config.yaml"),
-        "",
-        descriptions.get("", {}).get("text", "").strip(),
-        "",
-    ]
+    sections = _grouped(config_keys(), lambda key: key.section)
+    out = _heading("Configuration reference", "the config dataclasses and docs/gen/config.yaml")
+    out += [descriptions.get("", {}).get("text", "").strip(), ""]
     for section, members in sections.items():
         if section:
             out += [f"## `{section}` {{#{_anchor(section)}}}", ""]
@@ -346,14 +353,9 @@ def cli_page() -> str:
     """docs/reference/cli.md."""
     check_cli()
     parser = build_parser()
-    commands: dict[str, list[CliEntry]] = {}
-    for entry in cli_entries():
-        commands.setdefault(entry.command, []).append(entry)
-    out = [
-        "# Command line",
-        "",
-        NOTICE.format(source="the argparse parser (relay/cli/)"),
-        "",
+    commands = _grouped(cli_entries(), lambda entry: entry.command)
+    out = _heading("Command line", "the argparse parser (relay/cli/)")
+    out += [
         "One command, `notify-relay`, with a verb for each job; `notify-relay VERB --help`",
         "prints the same text. `notify-relay-sendmail` is `notify-relay sendmail` as one",
         "program (for Trac's `sendmail_path`).",
@@ -431,11 +433,8 @@ def _json_of(spec: dict[str, Any], node: dict[str, Any]) -> str:
 def http_api_page() -> str:
     """docs/reference/http-api.md."""
     spec = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
-    out = [
-        "# HTTP API",
-        "",
-        NOTICE.format(source="relay/web/openapi.yaml"),
-        "",
+    out = _heading("HTTP API", "relay/web/openapi.yaml")
+    out += [
         spec["info"]["description"].strip(),
         "",
         "The specification itself is served at `/api/v1/openapi.yaml`.",
