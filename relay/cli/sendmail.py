@@ -96,6 +96,38 @@ def _parser(prog: str) -> _Parser:
     return parser
 
 
+def _split(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``argv`` cut into options and recipients, as sendmail cuts it.
+
+    Options end at the first argument that is not one (or at ``--``, which is dropped), so
+    ``-fceo@company.com`` after a recipient is a recipient, never a new envelope sender.
+    An option that takes a value (``-f SENDER``, or the last letter of a cluster such as
+    ``-tf SENDER``) takes the next argument with it when none is attached.
+    """
+    valued = {
+        option
+        for action in parser._actions
+        if action.nargs != 0
+        for option in action.option_strings
+    }
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            return list(argv[:index]), list(argv[index + 1 :])
+        if not arg.startswith("-") or arg == "-":
+            break
+        index += 1
+        if arg.startswith("--"):
+            index += arg in valued
+            continue
+        for position in range(1, len(arg)):  # a cluster: -ti, -tf SENDER, -fSENDER
+            if f"-{arg[position]}" in valued:
+                index += position == len(arg) - 1
+                break
+    return list(argv[:index]), list(argv[index:])
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``sendmail``; its arguments are parsed by sendmail's own rules."""
     parser = subparsers.add_parser(
@@ -111,7 +143,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def main(argv: Sequence[str] | None = None, *, prog: str = "notify-relay-sendmail") -> int:
     """Run the sendmail command; return its sysexits code."""
     try:
-        args = _parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
+        parser = _parser(prog)
+        options, recipients = _split(parser, sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(options)
+        args.recipients = recipients
         if args.mode != "m":
             raise _UsageError(f"-b{args.mode} is not supported (only -bm, the default)")
         targets = _targets(args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,51 @@ def test_link_named_sendmail_is_the_sendmail_command(tmp_path):
         check=False,
     )
     assert done.returncode == 75 and done.stderr.startswith(b"sendmail: cannot reach")
+
+
+def captured_meta(relay) -> list[dict]:
+    return [json.loads(path.read_text()) for path in (relay.capture.root / "meta").iterdir()]
+
+
+async def test_an_option_among_recipients_is_a_recipient(relay, tmp_path):
+    """``-fceo@...`` after a recipient does not change the envelope sender (sendmail's rule:
+    options end at the first recipient)."""
+    config = str(tmp_path / "relay.yaml")
+    done = await asyncio.to_thread(
+        run_sendmail,
+        *("-C", config, "-i", "-f", "trac@x.org", "bob@x.org"),
+        *("-fceo@company.com", "-tcarol@x.org"),
+        stdin=b"Subject: x\n\nhi\n",
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    (meta,) = await eventually(lambda: captured_meta(relay))
+    assert meta["sender"] == "trac@x.org"
+    assert meta["recipients"] == ["bob@x.org", "-fceo@company.com", "-tcarol@x.org"]
+
+
+async def test_a_config_option_after_a_recipient_is_not_read(relay, tmp_path):
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_text("listen: [{unix: /nonexistent/smtp.sock}]\n")
+    done = await asyncio.to_thread(
+        run_sendmail,
+        *("-C", str(tmp_path / "relay.yaml"), "-i", "-f", "a@x.org", "bob@x.org"),
+        f"-C{elsewhere}",
+        stdin=b"Subject: x\n\nhi\n",
+    )
+    assert done.returncode == 67, done.stderr  # "-C..." was sent as a recipient and refused
+    assert f"recipient <-C{elsewhere}> refused".encode() in done.stderr
+    (meta,) = await eventually(lambda: captured_meta(relay))
+    assert meta["recipients"] == ["bob@x.org"]
+
+
+async def test_double_dash_ends_the_options(relay, tmp_path):
+    done = await asyncio.to_thread(
+        run_sendmail,
+        *("-C", str(tmp_path / "relay.yaml"), "-f", "a@x.org", "--", "-i@x.org", "-t@x.org"),
+        stdin=b"Subject: x\n\nbefore\n.\nafter\n",
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    (meta,) = await eventually(lambda: captured_meta(relay))
+    assert meta["recipients"] == ["-i@x.org", "-t@x.org"]
+    (stored,) = captured(relay)
+    assert b"after" not in stored  # "-i@x.org" is a recipient, not -i
