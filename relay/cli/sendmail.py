@@ -19,8 +19,13 @@ import smtplib
 import socket
 import sys
 from collections.abc import Sequence
+from email.utils import formatdate, make_msgid
+from typing import TYPE_CHECKING
 
 from relay.cli.main import add_config_option
+
+if TYPE_CHECKING:
+    from relay.config import RelayConfig
 
 __all__ = ["DEFAULT_TARGETS", "add_parser", "exit_code", "main"]
 
@@ -149,36 +154,46 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "notify-relay-sendmai
         args.recipients = recipients
         if args.mode != "m":
             raise _UsageError(f"-b{args.mode} is not supported (only -bm, the default)")
-        targets = _targets(args)
+        config = _config(args.config)
+        targets = _targets(args, config)
     except _UsageError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EX_USAGE
     except ValueError as exc:  # a config that cannot be read
         print(f"{prog}: {exc}", file=sys.stderr)
         return EX_CONFIG
-    code, lines = _submit(args, targets)
+    default_domain = config.notification.smtp_default_domain if config else None
+    code, lines = _submit(args, targets, default_domain)
     for line in lines:
         print(f"{prog}: {line}" if code else line, file=sys.stderr if code else sys.stdout)
     return code
 
 
-def _targets(args: argparse.Namespace) -> tuple[str, ...]:
-    if args.connect:
-        return (args.connect,)
-    if not args.config:
-        return DEFAULT_TARGETS
-    from relay.config import TcpListener, load_config
+def _config(path: str | None) -> RelayConfig | None:
+    """The relay's config named by ``-C`` or ``$NOTIFY_RELAY_CONFIG``; ValueError if unreadable."""
+    if not path:
+        return None
+    from relay.config import load_config
     from relay.errors import ConfigError
 
     try:
-        listen = load_config(args.config, secrets=False).listen
+        return load_config(path, secrets=False)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _targets(args: argparse.Namespace, config: RelayConfig | None) -> tuple[str, ...]:
+    if args.connect:
+        return (args.connect,)
+    if config is None:
+        return DEFAULT_TARGETS
+    from relay.config import TcpListener
+
     loopback = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
-    unix = [str(item) for item in listen if not isinstance(item, TcpListener)]
+    unix = [str(item) for item in config.listen if not isinstance(item, TcpListener)]
     tcp = [
         str(TcpListener(loopback.get(item.host, item.host), item.port))
-        for item in listen
+        for item in config.listen
         if isinstance(item, TcpListener) and item.port
     ]
     return (*unix, *tcp)
@@ -225,7 +240,29 @@ def _login_name() -> str:
         return "nobody"
 
 
-def _submit(args: argparse.Namespace, targets: tuple[str, ...]) -> tuple[int, list[str]]:
+def _headers(message: bytes, sender: str, name: str | None, default_domain: str | None) -> bytes:
+    """The message with the From, Date and Message-ID Postfix would add to it.
+
+    Their domain is the sender's own; for a bare sender (a login name), the configured
+    ``notification.smtp_default_domain``, else ``localhost``: never this machine's host
+    name, which in a container is a random id.
+    """
+    from relay.receive import sendmail
+
+    domain = sender.rpartition("@")[2] if "@" in sender else default_domain or "localhost"
+    address = sender if "@" in sender or not default_domain else f"{sender}@{default_domain}"
+    return sendmail.with_missing_headers(
+        message,
+        sender=address,
+        name=name,
+        date=formatdate(localtime=True),
+        message_id=make_msgid(domain=domain),
+    )
+
+
+def _submit(
+    args: argparse.Namespace, targets: tuple[str, ...], default_domain: str | None
+) -> tuple[int, list[str]]:
     """Send the message; return the exit code and the lines to print."""
     from relay.receive import sendmail
 
@@ -241,8 +278,7 @@ def _submit(args: argparse.Namespace, targets: tuple[str, ...]) -> tuple[int, li
             return EX_DATAERR, [f"-t: {exc}; the message was not sent"]
         recipients += [r for r in found if r not in recipients]
         message = sendmail.without_header(message, "Bcc")
-    if args.name:
-        message = sendmail.with_from_name(message, sender, args.name)
+    message = _headers(message, sender, args.name, default_domain)
     if not recipients:
         return EX_USAGE, ["no recipients: name them as arguments or use -t"]
     lines: list[str] = []

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import email
+import email.policy
+import email.utils
 import json
+import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -193,3 +198,53 @@ async def test_double_dash_ends_the_options(relay, tmp_path):
     assert meta["recipients"] == ["-i@x.org", "-t@x.org"]
     (stored,) = captured(relay)
     assert b"after" not in stored  # "-i@x.org" is a recipient, not -i
+
+
+async def test_missing_from_date_and_message_id_are_added_as_postfix_does(relay, tmp_path):
+    done = await asyncio.to_thread(
+        run_sendmail,
+        *("-C", str(tmp_path / "relay.yaml"), "-f", "trac@trac.example.org", "-F", "Trac Bot"),
+        "bob@x.org",
+        stdin=b"Subject: x\n\nhi\n",
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    (stored,) = await eventually(lambda: captured(relay))
+    parsed = email.message_from_bytes(stored, policy=email.policy.default)
+    assert parsed["From"] == "Trac Bot <trac@trac.example.org>"
+    sent = email.utils.parsedate_to_datetime(parsed["Date"]).timestamp()
+    assert abs(sent - time.time()) < 60
+    assert re.fullmatch(r"<[^@<>\s]+@trac\.example\.org>", parsed["Message-ID"])
+    assert [len(parsed.get_all(name)) for name in ("From", "Date", "Message-ID")] == [1, 1, 1]
+
+
+async def test_message_id_of_a_bare_sender_uses_the_configured_domain(
+    make_config, start_relay, tmp_path
+):
+    notification = {"smtp_default_domain": "example.org"}
+    relay = await start_relay(
+        make_config(listen=[{"unix": str(tmp_path / "smtp.sock")}], notification=notification)
+    )
+    done = await asyncio.to_thread(
+        run_sendmail,
+        *("-C", str(tmp_path / "relay.yaml"), "-f", "www-data", "bob@x.org"),
+        stdin=b"Subject: x\n\nhi\n",
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    (stored,) = await eventually(lambda: captured(relay))
+    parsed = email.message_from_bytes(stored, policy=email.policy.default)
+    assert parsed["From"] == "www-data@example.org"
+    assert parsed["Message-ID"].endswith("@example.org>")
+    assert socket.gethostname() not in parsed["Message-ID"]
+
+
+async def test_headers_the_message_has_are_kept(relay, tmp_path):
+    head = (
+        b"From: Me <me@x.org>\nDate: Sat, 21 Nov 2026 07:31:12 -0000\n"
+        b"Message-ID: <1.2@x.org>\nSubject: x\n\nhi\n"
+    )
+    done = await asyncio.to_thread(
+        run_sendmail, "-C", str(tmp_path / "relay.yaml"), "-f", "a@x.org", "b@x.org", stdin=head
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    (stored,) = await eventually(lambda: captured(relay))
+    assert stored.startswith(head.replace(b"\n", b"\r\n").split(b"Subject")[0])
