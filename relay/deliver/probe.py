@@ -65,6 +65,8 @@ def _step(name: str, command: str) -> Iterator[None]:
     """Turn what goes wrong while ``command`` runs into a failure of step ``name``."""
     try:
         yield
+    except ssl.SSLError:
+        raise  # a TLS failure, whatever the step
     except aiosmtplib.SMTPResponseException as exc:
         raise _Failed(name, _describe(exc), exc.code) from None
     except (TimeoutError, aiosmtplib.SMTPTimeoutError) as exc:
@@ -112,11 +114,13 @@ class _Probe:
         )
         greeting = await smtp.connect()
         if tls == "starttls":
-            await smtp.ehlo()
+            with _step("ehlo", "EHLO"):
+                await smtp.ehlo()
             if not smtp.supports_extension("starttls"):
                 smtp.close()
                 raise _Failed("starttls", f"{self.config.host}:{self.port} offers no STARTTLS")
-            await smtp.starttls(tls_context=context)
+            with _step("starttls", "STARTTLS"):
+                await smtp.starttls(tls_context=context)
         return smtp, f"{greeting.code} {greeting.message}"
 
     async def other_mode_answers(self) -> bool:

@@ -303,7 +303,7 @@ def silent_at(verb: str) -> Script:
     """Behave (any AUTH accepted) until the client sends ``verb``, then never answer it;
     ``"greeting"``: never greet."""
     replies = {
-        b"EHLO": b"250-silent.test\r\n250 AUTH PLAIN LOGIN\r\n",
+        b"EHLO": b"250-silent.test\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n",
         b"AUTH": b"235 2.7.0 Authentication successful\r\n",
         b"DATA": b"354 go on\r\n",
         b"QUIT": b"221 bye\r\n",
@@ -313,7 +313,7 @@ def silent_at(verb: str) -> Script:
         if verb != "greeting":
             writer.write(b"220 silent.test ESMTP\r\n")
         while line := await reader.readline():
-            command = line[:4].upper()
+            command = line.split(maxsplit=1)[0].upper() if line.strip() else b""
             if verb == "greeting" or command == verb.encode():
                 await reader.read()  # until the client gives up
                 break

@@ -14,6 +14,7 @@ from .misbehave import RawUpstream, silent_at
     [
         ("greeting", "greeting from {relay}: timed out"),
         ("EHLO", "EHLO with {relay}: timed out"),
+        ("STARTTLS", "TLS with {relay} failed in the STARTTLS handshake: timed out"),
         ("AUTH", "AUTH with {relay}: timed out"),
         ("MAIL", "MAIL with {relay}: timed out"),
         ("RCPT", "RCPT with {relay}: timed out"),
@@ -27,7 +28,7 @@ async def test_the_log_names_the_step_the_upstream_did_not_answer(
         upstream = {
             "host": "127.0.0.1",
             "port": up.port,
-            "tls": "none",
+            "tls": "starttls" if verb == "STARTTLS" else "none",
             "timeout": 1,
             "data_timeout": 1,
         }

@@ -126,6 +126,7 @@ def test_mx_mode_says_there_is_no_one_upstream_to_check(make_config, tmp_path, c
     [
         ("greeting", "greeting", "no SMTP greeting: timed out", 69),
         ("EHLO", "ehlo", "no reply to EHLO: timed out", 69),
+        ("STARTTLS", "starttls", "no reply to STARTTLS: timed out", 69),
         ("AUTH", "login", "no reply to AUTH: timed out", 77),
         ("MAIL", "send", "no reply to MAIL: timed out", 69),
         ("RCPT", "send", "no reply to RCPT: timed out", 69),
@@ -136,7 +137,8 @@ def test_an_upstream_that_stops_answering_fails_the_step_it_stopped_at(
     make_config, tmp_path, password_file, capsys, verb, step, failure, exit_code
 ):
     with RawUpstream(silent_at(verb)) as up:
-        upstream = {"host": "127.0.0.1", "port": up.port, "tls": "none"}
+        tls = "starttls" if verb == "STARTTLS" else "none"
+        upstream = {"host": "127.0.0.1", "port": up.port, "tls": tls}
         login = {"username": "relay", "password_file": password_file, "allow_insecure_auth": True}
         make_config(upstream={**upstream, **login})
         config = str(tmp_path / "relay.yaml")
