@@ -6,8 +6,10 @@ never open an SMTP connection themselves. Where the relay is, in this order:
 ``--connect ADDRESS``; the ``listen:`` addresses of ``--config FILE`` or of the file
 named by ``$NOTIFY_RELAY_CONFIG`` (unix sockets first); else
 ``unix:/run/notify-relay/smtp.sock`` then ``127.0.0.1:2525``. The first that answers is
-used. Exit codes follow sysexits.h; nothing is printed on success (Trac treats any
-output on stderr as a failure).
+used. Options end at the first recipient or at ``--``, as in sendmail; a message without
+From, Date or Message-ID gets them, as Postfix adds them to sendmail mail. Exit codes
+follow sysexits.h; nothing is printed on success (Trac treats any output on stderr as a
+failure).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def _parser(prog: str) -> _Parser:
         allow_abbrev=False,
         description="Submit the message on stdin to the running notify-relay.",
         epilog="Other sendmail options (-oem, -odi, -B 8BITMIME, -v ...) are accepted "
-        "and ignored; -bm is the only mode.",
+        "and ignored; -bm is the only mode. Options end at the first recipient or at --.",
     )
     parser.add_argument(
         "-t",
