@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.helpers import content_disposition_header
 
 from relay.capture.message import contents, detail, link_inline_parts, part_payload
-from relay.capture.release import release_refusal, send_release
+from relay.capture.release import ReleaseRefused, release_recipients, send_release
 from relay.gmail import QuerySyntaxError
 from relay.queue.listing import entry_of, read_entries, read_one
 from relay.web.context import blocking, fail, query_error, relay_of, store_of, timezone_of
@@ -167,9 +167,10 @@ async def release(request: web.Request) -> web.Response:
     recipients = wanted.get("to") or meta.get("recipients") or []
     if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
         fail(400, 'expected {"to": ["address", ...]}')
-    refusal = release_refusal(recipients, config.capture.release.allowed)
-    if refusal is not None:
-        fail(403, refusal, recipients=recipients)
+    try:
+        recipients = release_recipients(recipients, config.capture.release.allowed)
+    except ReleaseRefused as exc:
+        fail(400 if exc.bad_address else 403, str(exc), recipients=recipients)
     upstream = config.capture.release.upstream or config.upstream
     if upstream is None:
         fail(409, "no upstream to release to: configure capture.release.upstream")
