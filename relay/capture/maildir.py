@@ -33,7 +33,7 @@ from relay.capture.events import Events, MailEvent, MailEventKind
 from relay.capture.index import CaptureIndex
 from relay.capture.search import Page, find, find_ids
 from relay.capture.timeline import delivery_status
-from relay.durable import write_durably
+from relay.durable import make_private_dir, write_durably, write_private
 from relay.log import logger
 from relay.queue.record import Record
 
@@ -79,9 +79,9 @@ class CaptureStore:
             return self._index
 
     def create(self) -> None:
-        """Create ``cur/ new/ tmp/ meta/`` if missing (the index opens on first use)."""
+        """Create ``cur/ new/ tmp/ meta/`` (mode 0700) if missing (the index opens on first use)."""
         for name in ("cur", "new", "tmp", "meta"):
-            (self.root / name).mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dir(self.root / name)
 
     def close(self) -> None:
         """Close the index (it reopens on the next use); not while another thread uses it."""
@@ -320,7 +320,7 @@ class CaptureStore:
                 self._changes -= 1
 
     def _write_meta(self, queue_id: str, meta: Mapping[str, object]) -> None:
-        (self.root / "meta" / f"{queue_id}.json").write_text(json.dumps(meta), encoding="utf-8")
+        write_private(self.root / "meta" / f"{queue_id}.json", json.dumps(meta).encode())
 
 
 def _queue_id(name: str) -> str:

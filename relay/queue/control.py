@@ -19,6 +19,7 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from relay.durable import make_private_dir, write_private
 from relay.errors import SpoolError
 from relay.log import logger
 from relay.queue.actions import Action, Report
@@ -84,7 +85,7 @@ class ControlServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         try:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dir(self.root)
         except OSError as exc:
             raise SpoolError(f"cannot create queue directory {self.root}: {exc}") from exc
         while not self._lock.try_acquire():
@@ -95,7 +96,7 @@ class ControlServer:
                 )
             await asyncio.sleep(0.1)
         assert self._lock.fd is not None
-        (self.root / PID_NAME).write_text(f"{os.getpid()}\n")
+        write_private(self.root / PID_NAME, f"{os.getpid()}\n".encode())
         (self.root / SOCKET_NAME).unlink(missing_ok=True)  # left by a killed server
         self._server = await asyncio.start_unix_server(
             self._serve, path=_address(self.root, self._lock.fd)
