@@ -34,6 +34,8 @@ from relay.capture.index import CaptureIndex
 from relay.capture.search import Page, find, find_ids
 from relay.capture.timeline import delivery_status
 from relay.durable import make_private_dir, write_durably, write_private
+from relay.errors import InUseError
+from relay.lock import DirectoryLock, owner
 from relay.log import logger
 from relay.queue.record import Record
 
@@ -69,6 +71,7 @@ class CaptureStore:
         self._opening = threading.Lock()
         self._counting = threading.Lock()
         self._changes = 0  # changes of this process under way (see _changing)
+        self._lock = DirectoryLock(root)
 
     @property
     def index(self) -> CaptureIndex:
@@ -82,6 +85,17 @@ class CaptureStore:
         """Create ``cur/ new/ tmp/ meta/`` (mode 0700) if missing (the index opens on first use)."""
         for name in ("cur", "new", "tmp", "meta"):
             make_private_dir(self.root / name)
+
+    def claim(self) -> None:
+        """Take the store for this server until :meth:`release` (or exit): a second server
+        on it would fight over its files and sockets. Raises :class:`InUseError`."""
+        if not self._lock.try_acquire():
+            raise InUseError("capture store", self.root, owner(self.root))
+        self._lock.claim()
+
+    def release(self) -> None:
+        """Give the store up (see :meth:`claim`)."""
+        self._lock.release()
 
     def close(self) -> None:
         """Close the index (it reopens on the next use); not while another thread uses it."""
