@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,24 @@ def relay_log_level(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.Monkey
     monkeypatch.setattr(relay_logger, "propagate", True)
     monkeypatch.setattr(relay_logger, "handlers", [])
     caplog.set_level(logging.INFO, logger="notify-relay")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs at tmp_path/disk (a real full disk: :func:`helpers.fill`), unmounted
+    at the end; skipped where mounting is not allowed."""
+    path = tmp_path / "disk"
+    path.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(
+            "not applicable here: mounting a small tmpfs needs root with CAP_SYS_ADMIN "
+            f"({done.stderr.strip() or done.returncode})"
+        )
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)
