@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
-from typing import Any
+from typing import Any, NamedTuple
 
 from relay.capture.timeline import timeline
 from relay.gmail.mime import nesting_problem
@@ -43,6 +43,9 @@ MAX_HEADERS = 1000
 MAX_BODY = 1_000_000
 
 _CID = re.compile(r"cid:([^\"'\s)>]+)", re.IGNORECASE)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_FIELD_START = re.compile(rb"\r?\n(?![ \t])")
+_MIME_FIELDS = (b"content-", b"mime-version")
 #: A boundary parameter anywhere (a body that merely looks like one only costs a count).
 _BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,70})"|([^\s;"]{1,70}))', re.IGNORECASE)
 
@@ -92,7 +95,7 @@ class Contents:
 def contents(raw: bytes) -> Contents:
     """Take ``raw`` apart (within the bounds above); malformed pieces come out as well as
     they decode."""
-    message, omitted = _parse(raw)
+    message, parts_omitted, headers_omitted = _parse(raw)
     text_part = _body(message, "plain")
     html_part = _body(message, "html")
     parts = tuple(
@@ -105,8 +108,8 @@ def contents(raw: bytes) -> Contents:
         text=_text(text_part) if text_part is not None else None,
         html=_text(html_part) if html_part is not None else None,
         parts=parts,
-        parts_omitted=omitted,
-        headers_omitted=max(0, len(fields) - MAX_HEADERS),
+        parts_omitted=parts_omitted,
+        headers_omitted=headers_omitted + max(0, len(fields) - MAX_HEADERS),
     )
 
 
@@ -143,7 +146,7 @@ def detail(item: Mapping[str, Any], raw: bytes, meta: Mapping[str, Any]) -> dict
 def part_payload(raw: bytes, number: int) -> tuple[Part, bytes] | None:
     """Part ``number`` and its decoded bytes, or None if there is no such part (or it is
     beyond the parts read)."""
-    for index, leaf in enumerate(_leaves(_parse(raw)[0])):
+    for index, leaf in enumerate(_leaves(_parse(raw).message)):
         if index == number:
             payload = leaf.get_payload(decode=True)
             return _part(index, leaf, False), payload if isinstance(payload, bytes) else b""
@@ -161,22 +164,44 @@ def link_inline_parts(html: str, parts: tuple[Part, ...], url: Callable[[int], s
     return _CID.sub(swap, html)
 
 
-def _parse(raw: bytes) -> tuple[EmailMessage, int]:
-    """The message as the stdlib reads it, and how many body parts were cut off unread.
+class _Parsed(NamedTuple):
+    message: EmailMessage
+    parts_omitted: int
+    headers_omitted: int
 
-    Header only (the body one part) if it may nest deeper than the stdlib parser can
-    recurse (:func:`relay.gmail.mime.nesting_problem`); else cut before the delimiter line
-    of body part ``MAX_PARTS + 1`` (the parser notes the missing close delimiters as
-    defects and reads the rest as usual).
+
+def _parse(raw: bytes) -> _Parsed:
+    """The message as the stdlib reads it, and what was left out unread.
+
+    Header fields after the first ``MAX_HEADERS`` are dropped before parsing (but for
+    the ``Content-`` and ``MIME-Version`` ones, which say how to read the body). The body
+    is read header only (one part) if it may nest deeper than the stdlib parser can
+    recurse (:func:`relay.gmail.mime.nesting_problem`); else it is cut before the
+    delimiter line of body part ``MAX_PARTS + 1`` (the parser notes the missing close
+    delimiters as defects and reads the rest as usual).
     """
+    raw, headers_omitted = _trim_header(raw, MAX_HEADERS)
     header_only = nesting_problem(raw) is not None
-    omitted = 0
+    parts_omitted = 0
     if not header_only:
-        raw, omitted = _cut(raw, MAX_PARTS)
+        raw, parts_omitted = _cut(raw, MAX_PARTS)
     parser = email.parser.BytesParser(policy=email.policy.default)
     message = parser.parsebytes(raw, headersonly=header_only)
     assert isinstance(message, EmailMessage)
-    return message, omitted
+    return _Parsed(message, parts_omitted, headers_omitted)
+
+
+def _trim_header(raw: bytes, limit: int) -> tuple[bytes, int]:
+    """``raw`` with header fields after the first ``limit`` dropped (the MIME ones
+    stay), and how many were dropped."""
+    end = _HEADER_END.search(raw)
+    head = raw[: end.start()] if end else raw
+    fields = _FIELD_START.split(head)
+    if len(fields) <= limit:
+        return raw, 0
+    kept = fields[:limit] + [f for f in fields[limit:] if f[:12].lower().startswith(_MIME_FIELDS)]
+    rest = raw[end.start() :] if end else b""
+    return b"\r\n".join(kept) + rest, len(fields) - len(kept)
 
 
 def _cut(raw: bytes, limit: int) -> tuple[bytes, int]:
