@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import CHEAP_HASH
 from served import Served, mail
-from test_page import CHROMIUM_ARGS, deliver, open_the_one
+from test_page import chromium, deliver, open_the_one
 
 from relay.receive.users import hash_password
 
@@ -49,13 +49,8 @@ def test_the_page_works_with_the_login(served) -> None:
     profile = tempfile.mkdtemp(prefix="chromium-")
     try:
         with playwright.sync_playwright() as driver:
-            context = driver.chromium.launch_persistent_context(
-                profile,
-                executable_path="/usr/bin/chromium",
-                headless=True,
-                args=CHROMIUM_ARGS,
-                http_credentials={"username": "ann", "password": "s3cret"},
-            )
+            login = {"username": "ann", "password": "s3cret"}
+            context = chromium(driver, profile, http_credentials=login)
             page = context.new_page()
             page.set_default_timeout(15_000)
             page.goto(served.url)
