@@ -13,6 +13,7 @@ from typing import Any
 
 import aiosmtplib
 
+from relay.receive.users import hash_password
 from relay.service import Relay
 
 #: Sample messages: real Trac output under trac/, the Gmail corpus.
@@ -79,3 +80,16 @@ def fill(disk: Path) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+#: The cheapest hash a users file accepts: keeps login tests fast.
+CHEAP_HASH = "pbkdf2:sha256:100000"
+
+
+def write_users(path: Path, users: dict[str, str]) -> Path:
+    """Write a users file (mode 0600) of ``users`` (login: password); return its path."""
+    path.write_text(
+        "".join(f"{u}:{hash_password(p, method=CHEAP_HASH)}\n" for u, p in users.items())
+    )
+    path.chmod(0o600)
+    return path

@@ -13,11 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CHEAP_HASH
+from helpers import write_users
 from served import Served, mail
 from test_page import chromium, deliver, open_the_one
-
-from relay.receive.users import hash_password
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")
 
@@ -30,9 +28,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     directory = tmp_path_factory.mktemp("login")
-    users = directory / "web-users"
-    users.write_text(f"ann:{hash_password('s3cret', method=CHEAP_HASH)}\n")
-    users.chmod(0o600)
+    users = write_users(directory / "web-users", {"ann": "s3cret"})
     with Served(directory, web_host="0.0.0.0", web={"users_file": str(users)}) as server:
         asyncio.run(server.send(mail("Behind the login")))
         yield server

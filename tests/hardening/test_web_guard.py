@@ -18,11 +18,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
-from conftest import CHEAP_HASH
-from helpers import eventually, submit
+from helpers import eventually, submit, write_users
 
 from relay.errors import ConfigError
-from relay.receive.users import hash_password
 from relay.service import Relay
 from relay.web.app import create_app
 
@@ -36,10 +34,7 @@ def web_port(relay) -> int:
 
 @pytest.fixture
 def users_file(tmp_path) -> str:
-    path = tmp_path / "web-users"
-    path.write_text(f"ann:{hash_password('s3cret', method=CHEAP_HASH)}\n")
-    path.chmod(0o600)
-    return str(path)
+    return str(write_users(tmp_path / "web-users", {"ann": "s3cret"}))
 
 
 @pytest.fixture
