@@ -267,6 +267,8 @@ _RESTART_ONLY = (
     "queue.path",
     "capture",
     "upstream.connections",
+    "web.enabled",
+    "web.listen",
 )
 
 

@@ -191,3 +191,17 @@ async def test_with_a_users_file_every_request_needs_basic_auth(
     assert await status(http, "GET", "/metrics") == 401
     rebound = await status(http, "GET", "/api/v1/messages", Host=REBOUND, Authorization=good)
     assert rebound == 403
+
+
+async def test_a_reload_puts_new_hosts_and_users_in_force(
+    serve_web, make_config, users_file, caplog
+) -> None:
+    relay, http = await serve_web()
+    assert await status(http, "GET", "/api/v1/messages", Host=NAMED) == 403
+    relay.reload(
+        make_config(web={"listen": "0.0.0.0:0", "users_file": users_file, "allowed_hosts": [NAMED]})
+    )
+    good = basic("ann", "s3cret")
+    assert await status(http, "GET", "/api/v1/messages", Host=NAMED) == 401
+    assert await status(http, "GET", "/api/v1/messages", Host=NAMED, Authorization=good) == 200
+    assert "a restart is needed to apply web.listen" in caplog.text
