@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from relay.cleanup.encoding import downgrade_8bit
 from relay.config import UpstreamConfig
+from relay.deliver.dkim import SigningKey, sign
 from relay.deliver.oauth import token_source
 from relay.deliver.outcome import Reply, classify
 from relay.deliver.smtp import UpstreamSession
@@ -50,10 +51,13 @@ async def send_release(
     upstream: UpstreamConfig,
     *,
     hostname: str,
+    dkim: Sequence[SigningKey] = (),
 ) -> list[dict[str, object]]:
     """Send ``message`` to ``recipients`` over a new session; one attempt per distinct reply.
 
-    An OAuth upstream gets a fresh token; an ``mx`` upstream cannot be released to.
+    An OAuth upstream gets a fresh token; an ``mx`` upstream cannot be released to. The
+    ``dkim`` keys sign what goes out (after any 7-bit downgrade), replacing their own
+    signatures made at capture time.
     """
     if upstream.mx:
         reply = Reply(0, "cannot release by MX lookup: configure capture.release.upstream")
@@ -72,6 +76,7 @@ async def send_release(
                 options.append("BODY=8BITMIME")
             else:
                 message = downgrade_8bit(message)
+        message = sign(message, dkim).message
         replies = await session.send(sender, recipients, message, mail_options=options)
     finally:
         await session.close()

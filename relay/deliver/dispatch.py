@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.config import UpstreamConfig
+from relay.deliver.dkim import SigningKey, sign
 from relay.deliver.mx import addresses, mail_hosts
 from relay.deliver.oauth import TokenSource, token_source
 from relay.deliver.options import DnsConfig
@@ -113,9 +114,12 @@ class Dispatcher:
         state: Path,
         hold: float,
         dns: DnsConfig | None = None,
+        dkim: Sequence[SigningKey] = (),
     ) -> None:
-        """``state``: the directory of quota files; ``hold``: seconds bad credentials hold."""
+        """``state``: the directory of quota files; ``hold``: seconds bad credentials hold;
+        ``dkim``: the signing keys (replaced on reload)."""
         self.hostname = hostname
+        self.dkim = tuple(dkim)
         self.state = state
         self.hold = hold
         #: When sessions began failing (None: fine or not tried yet): the readiness check.
@@ -363,6 +367,7 @@ class Run:
                 from relay.cleanup.encoding import downgrade_8bit
 
                 message = downgrade_8bit(message)
+        message = sign(message, self.dispatcher.dkim).message  # last: nothing may change it
         if "SMTPUTF8" in (option.upper() for option in record.envelope.mail_options):
             if not session.supports_smtputf8:
                 return dict.fromkeys(
