@@ -116,6 +116,9 @@ class DkimConfig:
     algorithm: Algorithm = "rsa-sha256"
     subdomains: bool = False
 
+    parse_domain = staticmethod(_domain)
+    parse_selector = staticmethod(_selector)
+
     def covers(self, domain: str) -> bool:
         """Whether mail from ``domain`` is signed with this entry."""
         domain = domain.lower()
