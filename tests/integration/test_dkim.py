@@ -70,12 +70,20 @@ async def test_mail_is_signed_as_it_goes_out(make_config, start_relay, dkim, mes
     entries, dns_port = dkim
     with Upstream(hide=hide) as upstream:
         relay = await relay_to(
-            upstream, make_config, start_relay, entries, smtp_subject_prefix="[myproj]"
+            upstream,
+            make_config,
+            start_relay,
+            entries,
+            smtp_subject_prefix="[myproj]",
+            list_id="My Project tickets <tickets.myproj.example.org>",
+            list_unsubscribe="https://trac.example.org/myproj/prefs/notification",
+            list_unsubscribe_post=True,
         )
         await submit(port_of(relay), message)
         (received,) = await eventually(lambda: upstream.messages)
     wire = received.content
     assert wire.count(b"DKIM-Signature:") == 2 and b"[myproj]" in wire
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in wire
     if hide:
         assert wire.isascii() and "BODY=8BITMIME" not in received.mail_options
         parsed = email.message_from_bytes(wire, policy=email.policy.default)

@@ -14,8 +14,10 @@ from dkimtools import write_key
 
 from relay.cli.main import main
 from relay.config import load_config
-from relay.deliver.dkim import sign
+from relay.deliver.dkim import planned, sign
 from relay.errors import ConfigError
+from relay.model import Envelope
+from relay.queue.record import Record
 
 MESSAGE = (
     b"From: Trac <trac@tickets.example.org>\r\nTo: dev@example.org\r\nSubject: #1\r\n"
@@ -68,6 +70,16 @@ def test_only_keys_covering_the_from_domain_sign(tmp_path):
         "ed25519-sha256",
     ]
     assert sign(b"Subject: no From\r\n\r\nx\r\n", [exact]).message.count(b"DKIM") == 0
+
+
+def test_relay_mode_notes_in_the_trace_what_delivery_will_sign(tmp_path):
+    (key,) = keys_for(tmp_path, ("example.org", "s1", "ed25519-sha256"), subdomains=True)
+    envelope = Envelope(sender="trac@example.org", recipients=("dev@example.org",))
+    record = planned(Record(queue_id="Q1", envelope=envelope, message=MESSAGE), [key])
+    assert record.message == MESSAGE  # signed only as it goes out
+    assert [entry.change for entry in record.trace] == [
+        "DKIM-Signature added when sent: d=example.org s=s1 a=ed25519-sha256"
+    ]
 
 
 def test_signing_again_replaces_own_signatures_and_keeps_foreign_ones(tmp_path):
