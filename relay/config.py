@@ -23,6 +23,7 @@ import yaml
 from relay.cleanup.options import CleanupOptions
 from relay.cleanup.tracini import read_trac_ini
 from relay.deliver.dkim import DkimConfig, SigningKey, signing_key
+from relay.deliver.oauth import load_client_certificate
 from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
 from relay.errors import ConfigError
 from relay.receive.options import ListenAuthConfig, ListenTlsConfig, server_context
@@ -491,6 +492,16 @@ def _check_oauth(
         if secrets and path is not None:
             text = _read_password_file(path, file, where(key, f"{name}_file"))
             object.__setattr__(oauth, name, Secret(text))
+    if secrets and oauth.client_key_file is not None:
+        pem = _read_private(oauth.client_key_file, file, where(key, "client_key_file"))
+        try:
+            certificate = Path(str(oauth.client_certificate_file)).read_bytes()
+            load_client_certificate(certificate, pem)
+        except (OSError, ValueError) as exc:
+            what = f"cannot read it: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+            name = "client_certificate_file" if isinstance(exc, OSError) else "client_key_file"
+            raise ConfigError(what, file=file, key=where(key, name)) from None
+        object.__setattr__(oauth, "client_key", Secret(pem))
 
 
 _PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_command")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.config import UpstreamConfig
+from relay.deliver.advice import Failure, advise
 from relay.deliver.dkim import SigningKey, sign
 from relay.deliver.mx import addresses, mail_hosts
 from relay.deliver.oauth import TokenSource, token_source
@@ -191,13 +192,16 @@ class Dispatcher:
         self.failing_since = self.failing_since or now
         if holds_queue(reply):
             self._holds[_account(upstream)] = (now + self.hold, reply, relay)
+            failure = Failure(step="login", code=reply.code, text=reply.text, auth=upstream.auth)
+            advice = advise(failure)
             logger.error(
                 "queue: HOLDING ALL DELIVERY through %s: %s rejected the credentials (%s); "
-                "fix the username, password or OAuth token and reload; next try in %.0f s",
+                "fix the username, password or OAuth token and reload; next try in %.0f s%s",
                 upstream,
                 relay,
                 reply,
                 self.hold,
+                f"; what to do: {advice}" if advice else "",
             )
         else:
             logger.warning("queue: %s", reply)
