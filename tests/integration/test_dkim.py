@@ -34,8 +34,10 @@ EIGHT_BIT = (
 
 @pytest.fixture
 def dkim(tmp_path):
-    """Two keys for example.org (RSA and Ed25519), their ``dkim:`` entries and a DNS server."""
-    records, entries = {}, []
+    """Two keys for example.org (RSA and Ed25519), their ``dkim:`` entries and a DNS server
+    (which also knows the MX host of dev.test, for MX mode)."""
+    records = {"dev.test MX": ["10 mx.dev.test."], "mx.dev.test A": ["127.0.0.1"]}
+    entries = []
     for domain, selector, algorithm in (RSA, ED25519):
         entry, record = write_key(tmp_path, domain, selector, algorithm)
         entries.append(entry)
@@ -151,3 +153,20 @@ async def test_capture_stores_the_signed_message_and_release_signs_again(
     # signatures are replaced, not kept beside the new ones (they would fail)
     assert wire.isascii() and wire.count(b"DKIM-Signature:") == 2
     assert_verified(wire, dns_port)
+
+
+async def test_mail_to_mx_hosts_is_signed_too(make_config, start_relay, dkim):
+    entries, dns_port = dkim
+    with Upstream() as target:
+        dns = {"nameservers": ["127.0.0.1"], "port": dns_port, "timeout": 0.5}
+        config = make_config(
+            upstream={"mx": True, "port": target.port, "timeout": 2},
+            dns=dns,
+            dkim=entries,
+            web={"enabled": False},
+        )
+        relay = await start_relay(config)
+        await submit(port_of(relay), TRAC, recipients=("dev@dev.test",))
+        (received,) = await eventually(lambda: target.messages)
+    assert received.recipients == ["dev@dev.test"]
+    assert_verified(received.content, dns_port)
