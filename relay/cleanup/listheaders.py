@@ -87,7 +87,10 @@ def check_list_id(template: str) -> str:
 def check_unsubscribe(template: str) -> str:
     """Validate one ``list_unsubscribe`` URL template (for the config); return it."""
     _names(template)
-    if not _URI.fullmatch(template.replace("{", "").replace("}", "")):
+    probe = template
+    for name in _RAW_IN_URL:  # these stand for whole URLs
+        probe = probe.replace(f"{{{name}}}", "https://example.org")
+    if not _URI.fullmatch(probe.replace("{", "").replace("}", "")):
         raise ValueError(f"expected an https://, http:// or mailto: URL, got {template!r}")
     return template
 

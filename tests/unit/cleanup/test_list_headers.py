@@ -103,3 +103,25 @@ def test_bad_list_options_name_the_key_and_file(tmp_path, section, wanted):
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert wanted in str(raised.value) and str(path) in str(raised.value)
+
+
+def test_the_documented_trac_example_loads_and_fills_in(tmp_path):
+    path = tmp_path / "relay.yaml"
+    path.write_text(
+        "notification:\n"
+        "  list_id: '\"{project} tickets\" <tickets.myproj.example.org>'\n"
+        "  list_unsubscribe:\n"
+        '    - "{url}/prefs/notification"\n'
+        '    - "mailto:trac-admin@example.org?subject=unsubscribe%20{project}"\n'
+    )
+    options = load_config(path).notification
+    data = (
+        b"From: Trac <trac@example.org>\r\nSubject: #42\r\nX-Trac-Project: My Project\r\n"
+        b"X-URL: https://trac.example.org/myproj/\r\n\r\nhello\r\n"
+    )
+    message = parsed(run(PLAIN, data, options, Directory()).message)
+    assert message["List-Id"] == "My Project tickets <tickets.myproj.example.org>"
+    assert message["List-Unsubscribe"] == (
+        "<https://trac.example.org/myproj/prefs/notification>, "
+        "<mailto:trac-admin@example.org?subject=unsubscribe%20My%20Project>"
+    )
