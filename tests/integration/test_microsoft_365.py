@@ -232,3 +232,13 @@ async def test_basic_auth_refusal_holds_the_queue_and_says_to_switch_to_oauth(
     assert "what to do: Microsoft 365 no longer accepts a password" in caplog.text
     out = capsys.readouterr().out
     assert code == 77 and "5.7.30" in out and "grant: client_credentials" in out
+
+
+async def test_a_refused_app_token_gets_the_permissions_advice(make_config, tmp_path, capsys):
+    secret_file = private(tmp_path / "client-secret", CLIENT_SECRET.encode() + b"\n")
+    with TokenEndpoint() as endpoint, OAuthUpstream(user=MAILBOX, valid=set()) as upstream:
+        make_config(upstream=app_section(upstream, endpoint, client_secret_file=secret_file))
+        code = await asyncio.to_thread(main, ["check", "-c", str(tmp_path / "relay.yaml")])
+    assert code == 77
+    out = capsys.readouterr().out
+    assert "SMTP.SendAsApp" in out and "app password" not in out
