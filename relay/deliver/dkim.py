@@ -157,11 +157,7 @@ def signing_key(config: DkimConfig, pem: bytes) -> SigningKey:
     if config.algorithm == "ed25519-sha256":
         if not isinstance(key, ed25519.Ed25519PrivateKey):
             raise ValueError("algorithm ed25519-sha256 needs an Ed25519 key")
-        seed = key.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
+        seed = _unencrypted(key, serialization.Encoding.Raw, serialization.PrivateFormat.Raw)
         raw = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
@@ -170,10 +166,8 @@ def signing_key(config: DkimConfig, pem: bytes) -> SigningKey:
         raise ValueError("algorithm rsa-sha256 needs an RSA key")
     if key.key_size < 1024:
         raise ValueError(f"an RSA key of {key.key_size} bits is refused by receivers; use 2048")
-    traditional = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
+    traditional = _unencrypted(
+        key, serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL
     )
     spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -188,11 +182,15 @@ def generate_key(algorithm: Algorithm, *, bits: int = 2048) -> bytes:
         key = ed25519.Ed25519PrivateKey.generate()
     else:
         key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    return _unencrypted(key, serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8)
+
+
+def _unencrypted(
+    key: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey,
+    encoding: serialization.Encoding,
+    form: serialization.PrivateFormat,
+) -> bytes:
+    return key.private_bytes(encoding, form, serialization.NoEncryption())
 
 
 def _b64(data: bytes) -> str:

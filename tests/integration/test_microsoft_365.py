@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import stat
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -104,40 +105,43 @@ async def test_client_credentials_with_a_secret_send_with_an_app_only_token(
     assert CLIENT_SECRET not in caplog.text and "access-1" not in caplog.text
 
 
+@pytest.fixture
+async def certificate_relay(make_config, start_relay):
+    """A relay whose app signs with ``cert_file``/``key_file`` while the token endpoint
+    knows ``registered``; one message submitted."""
+    with ExitStack() as stack:
+
+        async def start(registered, cert_file, key_file):
+            endpoint = stack.enter_context(TokenEndpoint(certificate=registered))
+            upstream = stack.enter_context(OAuthUpstream(user=MAILBOX, valid={"access-1"}))
+            section = app_section(
+                upstream, endpoint, client_certificate_file=cert_file, client_key_file=key_file
+            )
+            relay = await start_relay(make_config(upstream=section))
+            await submit(relay, ["bob@example.org"])
+            return relay, endpoint, upstream
+
+        yield start
+
+
 async def test_client_credentials_with_a_certificate_send_a_signed_assertion(
-    make_config, start_relay, tmp_path
+    certificate_relay, tmp_path
 ):
     cert, cert_file, key_file = certificate(tmp_path)
-    with (
-        TokenEndpoint(certificate=cert) as endpoint,
-        OAuthUpstream(user=MAILBOX, valid={"access-1"}) as upstream,
-    ):
-        section = app_section(
-            upstream, endpoint, client_certificate_file=cert_file, client_key_file=key_file
-        )
-        relay = await start_relay(make_config(upstream=section))
-        await submit(relay, ["bob@example.org"])
-        await eventually(lambda: upstream.messages)
+    _, endpoint, upstream = await certificate_relay(cert, cert_file, key_file)
+    await eventually(lambda: upstream.messages)
     (form,) = endpoint.forms
     assert "client_secret" not in form and form["client_assertion"].count(".") == 2
 
 
 async def test_an_assertion_for_another_certificate_is_refused_and_holds(
-    make_config, start_relay, tmp_path, caplog
+    certificate_relay, tmp_path, caplog
 ):
     registered, _, _ = certificate(tmp_path, "registered")
     _, cert_file, key_file = certificate(tmp_path, "other")
-    with (
-        TokenEndpoint(certificate=registered) as endpoint,
-        OAuthUpstream(user=MAILBOX, valid={"access-1"}) as upstream,
-    ):
-        section = app_section(
-            upstream, endpoint, client_certificate_file=cert_file, client_key_file=key_file
-        )
-        relay = await start_relay(make_config(upstream=section))
-        await submit(relay, ["bob@example.org"])
-        spool = relay.manager.spool
-        await eventually(lambda: spool.ids(QueueState.DEFERRED))
+    relay, _, upstream = await certificate_relay(registered, cert_file, key_file)
+    spool = relay.manager.spool
+    await eventually(lambda: spool.ids(QueueState.DEFERRED))
     assert "HOLDING ALL DELIVERY" in caplog.text and "invalid_client" in caplog.text
     assert not upstream.messages and not spool.ids(QueueState.FAILED)
 
