@@ -10,19 +10,22 @@ device code of RFC 8628 at ``/devicecode``) and hands out numbered access tokens
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 from upstream import FakeUpstream, _Handler
 
 CLIENT_ID = "relay-client.apps.example"
@@ -219,3 +222,36 @@ class OAuthUpstream(FakeUpstream):
             auth_require_tls=self.tls == "starttls",
             auth_exclude_mechanism=["LOGIN", "PLAIN"],
         )
+
+
+def private(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` with mode 0600."""
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return path
+
+
+def app_certificate(directory: Path, name: str = "app") -> tuple[x509.Certificate, Path, Path]:
+    """A self-signed certificate ``NAME.crt`` and its RSA key ``NAME.key`` (0600) in
+    ``directory``, as uploaded to Entra ID."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "notify-relay")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file = directory / f"{name}.crt"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert, cert_file, private(directory / f"{name}.key", pem)

@@ -4,7 +4,6 @@ device-code grant of ``notify-relay oauth``, and what the relay says about 5.7.3
 from __future__ import annotations
 
 import asyncio
-import datetime
 import stat
 from contextlib import ExitStack
 from pathlib import Path
@@ -12,10 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 from aiosmtpd.smtp import AuthResult
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from helpers import eventually, submit
 from oauthserver import (
     APP_SCOPE,
@@ -24,7 +19,9 @@ from oauthserver import (
     USER_CODE,
     OAuthUpstream,
     TokenEndpoint,
+    private,
 )
+from oauthserver import app_certificate as certificate
 from upstream import FakeUpstream
 
 from relay.cli.main import main
@@ -37,37 +34,6 @@ from relay.secret import Secret
 MAILBOX = "trac@contoso.example"
 TENANT = "contoso.example"
 BASIC_AUTH_OFF = "550 5.7.30 Basic authentication is not supported for Client Submission"
-
-
-def private(path, data: bytes):
-    path.write_bytes(data)
-    path.chmod(0o600)
-    return path
-
-
-def certificate(tmp_path, name: str = "app"):
-    """A self-signed certificate and its RSA key file (0600), as uploaded to Entra ID."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "notify-relay")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    cert_file = tmp_path / f"{name}.crt"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert, cert_file, private(tmp_path / f"{name}.key", pem)
 
 
 def app_section(upstream, endpoint, **credentials):
