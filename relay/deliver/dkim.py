@@ -42,6 +42,7 @@ __all__ = [
     "generate_key",
     "plan",
     "planned",
+    "planned_trace",
     "sign",
     "sign_record",
     "signing_key",
@@ -286,10 +287,14 @@ def sign_record(record: Record, keys: Sequence[SigningKey]) -> Record:
     return replace(record, message=signed.message, trace=record.trace + signed.trace)
 
 
+def planned_trace(message: bytes, keys: Sequence[SigningKey]) -> tuple[TraceEntry, ...]:
+    """A trace entry per signature delivery will add to ``message``."""
+    return tuple(
+        TraceEntry("dkim", f"DKIM-Signature added when sent: {key}") for key in plan(message, keys)
+    )
+
+
 def planned(record: Record, keys: Sequence[SigningKey]) -> Record:
     """``record`` with a trace entry per signature delivery will add (relay mode)."""
-    notes = tuple(
-        TraceEntry("dkim", f"DKIM-Signature added when sent: {key}")
-        for key in plan(record.message, keys)
-    )
+    notes = planned_trace(record.message, keys)
     return replace(record, trace=record.trace + notes) if notes else record

@@ -82,6 +82,17 @@ def test_relay_mode_notes_in_the_trace_what_delivery_will_sign(tmp_path):
     ]
 
 
+def test_rewrite_shows_the_signatures_delivery_adds(tmp_path, capsys):
+    entry, _ = write_key(tmp_path, "example.org", "s1", "rsa-sha256")
+    load(tmp_path, [{**entry, "subdomains": True}])
+    (tmp_path / "m.eml").write_bytes(MESSAGE)
+    argv = ["rewrite", "-c", str(tmp_path / "relay.yaml"), "--to", "dev@example.org"]
+    assert main([*argv, str(tmp_path / "m.eml")]) == 0
+    assert "[dkim] DKIM-Signature added when sent: d=example.org s=s1 a=rsa-sha256" in (
+        capsys.readouterr().out
+    )
+
+
 def test_signing_again_replaces_own_signatures_and_keeps_foreign_ones(tmp_path):
     (key,) = keys_for(tmp_path, ("example.org", "s1", "rsa-sha256"), subdomains=True)
     foreign = b"DKIM-Signature: v=1; a=rsa-sha256; d=example.net; s=s1; b=abc\r\n"
