@@ -23,6 +23,8 @@ import yaml
 
 from relay.cleanup.options import CleanupOptions
 from relay.cleanup.tracini import read_trac_ini
+from relay.deliver.dkim import DkimConfig, SigningKey, signing_key
+from relay.deliver.oauth import load_client_certificate
 from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
 from relay.errors import ConfigError
 from relay.receive.options import ListenAuthConfig, ListenTlsConfig, server_context
@@ -324,8 +326,11 @@ class RelayConfig:
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     web: WebConfig = field(default_factory=WebConfig)
     trac_ini: Path | None = None
+    dkim: tuple[DkimConfig, ...] = ()
     source: str = field(default="(defaults)", init=False)
     trac_ini_report: tuple[str, ...] = field(default=(), init=False)
+    #: The ``dkim`` entries' keys, read once by :func:`load_config` (not with secrets=False).
+    dkim_keys: tuple[SigningKey, ...] = field(default=(), init=False, compare=False)
 
     @property
     def capture_mode(self) -> bool:
@@ -381,6 +386,8 @@ def load_config(
     _check_upstreams(config, file, secrets=secrets)
     _check_listen_security(config, file, secrets=secrets)
     _check_web(config.web, file, secrets=secrets)
+    if secrets:
+        object.__setattr__(config, "dkim_keys", _dkim_keys(config.dkim, file))
     return config
 
 
@@ -516,6 +523,16 @@ def _check_oauth(
         if secrets and path is not None:
             text = _read_password_file(path, file, where(key, f"{name}_file"))
             object.__setattr__(oauth, name, Secret(text))
+    if secrets and oauth.client_key_file is not None:
+        pem = _read_private(oauth.client_key_file, file, where(key, "client_key_file"))
+        try:
+            certificate = Path(str(oauth.client_certificate_file)).read_bytes()
+            load_client_certificate(certificate, pem)
+        except (OSError, ValueError) as exc:
+            what = f"cannot read it: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+            name = "client_certificate_file" if isinstance(exc, OSError) else "client_key_file"
+            raise ConfigError(what, file=file, key=where(key, name)) from None
+        object.__setattr__(oauth, "client_key", Secret(pem))
 
 
 _PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_command")
@@ -573,6 +590,18 @@ def _read_private(path: Path, file: str, key: str) -> str:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", file=file, key=key) from None
+
+
+def _dkim_keys(entries: tuple[DkimConfig, ...], file: str) -> tuple[SigningKey, ...]:
+    """Read each ``dkim`` entry's private key (owner-only, PEM, matching its algorithm)."""
+    keys = []
+    for n, entry in enumerate(entries):
+        key, path = f"dkim[{n}].private_key_file", entry.private_key_file
+        try:
+            keys.append(signing_key(entry, _read_private(path, file, key).encode()))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}", file=file, key=key) from None
+    return tuple(keys)
 
 
 def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> None:

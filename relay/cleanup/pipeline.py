@@ -14,6 +14,8 @@ To/Cc qualified, filtered, shown/hid   as above, ``remove_leaked_bcc``, ``use_pu
 From, Reply-To                         ``smtp_from``, ``smtp_from_name``, ``smtp_replyto``
 From aligned with the account          ``align_sender``
 subject prefix                         ``smtp_subject_prefix``
+List-Id, List-Unsubscribe(-Post),      ``list_id``, ``list_unsubscribe``,
+Auto-Submitted, Precedence             ``list_unsubscribe_post``
 transfer encodings                     ``mime_encoding`` (lines over 998 octets: always)
 =====================================  ==============================================
 
@@ -51,6 +53,7 @@ from relay.cleanup.headers import (
     rewrite_reply_to,
     strip_bcc,
 )
+from relay.cleanup.listheaders import add_list_headers
 from relay.cleanup.options import CleanupOptions
 from relay.cleanup.result import CleanupResult, Rejection
 from relay.model import Envelope, TraceEntry
@@ -123,6 +126,7 @@ def run(
         (rewrite_reply_to, (options, directory), names_change or options.smtp_replyto),
         (align_sender, (options, account), options.align_sender),
         (add_subject_prefix, (options,), options.smtp_subject_prefix),
+        (add_list_headers, (options,), options.list_id or options.list_unsubscribe),
         (add_missing_from, (envelope.sender,), relaying),
     )
     for step, arguments, wanted in steps:
