@@ -10,6 +10,7 @@ do, so re-encoding never changes the text a reader shows.
 
 from __future__ import annotations
 
+import base64
 import email
 from email import policy
 from email.message import Message
@@ -72,3 +73,54 @@ async def test_bcc_before_an_unparsable_line_never_reaches_the_upstream(relay_fo
     (received,) = await barrier(port_of(relay), upstream)
     assert HIDDEN.encode() not in received.content and b"Bcc" not in received.content
     assert received.recipients == ["dev@example.org", HIDDEN]  # still delivered to, hidden
+
+
+# --- item 8: two Content-Type or Content-Transfer-Encoding fields -------------------------
+
+TEXT = "Grüße aus Köln: ticket #1 changed\r\n"
+B64 = base64.encodebytes(TEXT.encode()).replace(b"\n", b"\r\n")
+MULTIPART = (
+    b"--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + TEXT.encode() + b"\r\n"
+    b"--B\r\nContent-Type: text/plain\r\n\r\nsecond part\r\n--B--\r\n"
+)
+DOUBLED = {
+    "cte-base64-then-7bit": (
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n"
+        b"Content-Transfer-Encoding: 7bit\r\n",
+        B64,
+    ),
+    "cte-8bit-then-base64": (
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+        b"Content-Transfer-Encoding: base64\r\n",
+        TEXT.encode(),
+    ),
+    "ct-text-then-multipart": (
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b'Content-Type: multipart/mixed; boundary="B"\r\n',
+        MULTIPART,
+    ),
+    "ct-multipart-then-text": (
+        b'Content-Type: multipart/mixed; boundary="B"\r\n'
+        b"Content-Type: text/plain; charset=utf-8\r\n",
+        MULTIPART,
+    ),
+    "nested-part": (
+        b'Content-Type: multipart/mixed; boundary="A"\r\n',
+        b"--A\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + B64 + b"--A--\r\n",
+    ),
+}
+
+
+def shown_text(data: bytes) -> list[str]:
+    """What a reader shows: the decoded text of every leaf, through the stdlib parser."""
+    return [part.get_content() for part in reader(data).walk() if not part.is_multipart()]
+
+
+@pytest.mark.parametrize(("fields", "body"), DOUBLED.values(), ids=DOUBLED)
+@pytest.mark.parametrize("mode", ["auto", "qp", "base64", "none"])
+def test_doubled_content_fields_never_change_what_a_reader_shows(fields, body, mode):
+    data = b"From: trac@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\n" + fields
+    data += b"\r\n" + body
+    result = run(ENVELOPE, data, CleanupOptions(mime_encoding=mode), Directory())
+    assert shown_text(result.message) == shown_text(data)
