@@ -4,8 +4,8 @@ As Postfix's anvil and smtpd do: a client (an IP address on TCP, a peer uid on a
 socket, read with ``SO_PEERCRED``) may hold at most ``limits.per_client`` connections, so
 one busy or hostile process cannot take every slot; and while more than
 ``stress_threshold`` of ``max_connections`` are in use, every connection's idle and
-command timeout drops to ``stress_timeout`` so that idle ones give their slots back soon.
-Stress mode begins and ends with one log line each.
+command timeout drops to ``stress_timeout`` (:class:`StressTimer`) so that idle ones give
+their slots back soon. Stress mode begins and ends with one log line each.
 
 On TCP every local process shares 127.0.0.1: the per-client cap limits them together. A
 tracker that needs its own share connects from another loopback address or over a unix
@@ -18,14 +18,17 @@ import asyncio
 import socket
 import struct
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol
+
+from aiosmtpd.smtp import syntax
 
 from relay.config import Network
 from relay.log import logger
 from relay.receive.options import Limits
 from relay.receive.policy import peer_address
 
-__all__ = ["Connections", "Timed", "client_of"]
+__all__ = ["Connections", "StressTimer", "Timed", "client_of"]
 
 _TOO_MANY = "421 4.7.0 Too many connections; try again later"
 _TOO_MANY_FROM_YOU = "421 4.7.0 Too many connections from your address"
@@ -33,10 +36,66 @@ _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 class Timed(Protocol):
-    """A connection whose idle and command timeout can be changed while it is open."""
+    """A connection that can be put into stress mode and back while it is open."""
 
-    def set_timeout(self, seconds: float) -> None:
-        """Use ``seconds`` from now on; a wait already running ends no later than that."""
+    def set_stress(self, seconds: float | None) -> None:
+        """Wait at most ``seconds`` for the next command (None: the normal timeout)."""
+
+
+class StressTimer:
+    """The timeout part of aiosmtpd's ``SMTP`` with stress mode (mix in before ``SMTP``).
+
+    aiosmtpd gives each command ``timeout`` seconds, counted from the end of the previous
+    one, the whole DATA upload included. In stress mode a client also has at most the
+    stress timeout (counted from the moment stress mode began, or from its last command)
+    to send its next command, so idle connections give their slots back soon. A DATA
+    upload under way keeps the normal deadline: a client sending its message is never cut
+    off for being slower than the stress timeout (nor while the message is being stored).
+    """
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.BaseTransport | None
+    _timeout_duration: float
+    _timeout_handle: asyncio.TimerHandle | None
+    _timeout_cb: Callable[[], None]  # aiosmtpd's: close the connection
+    _stress: float | None = None
+    _uploading = False
+    _deadline = 0.0
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd calls this when a connection opens and before each command."""
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._schedule()
+
+    def set_stress(self, seconds: float | None) -> None:
+        """Wait at most ``seconds`` for the next command (None: the normal timeout)."""
+        self._stress = seconds
+        if self._connected():
+            self._schedule()
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA with the normal deadline, whatever the mode."""
+        self._uploading = True
+        self._schedule()
+        try:
+            await super().smtp_DATA(arg)  # type: ignore[misc]
+        finally:
+            self._uploading = False
+            if self._connected():
+                self._schedule()
+
+    def _connected(self) -> bool:
+        """Not closed yet (a timer on a closed connection would fail when it fires)."""
+        return self.transport is not None and not self.transport.is_closing()
+
+    def _schedule(self) -> None:
+        when = self._deadline
+        if self._stress is not None and not self._uploading:
+            when = min(when, self.loop.time() + self._stress)
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        self._timeout_handle = self.loop.call_at(when, self._timeout_cb)
 
 
 def client_of(transport: asyncio.BaseTransport) -> str:
@@ -87,7 +146,7 @@ class Connections:
         self._open[connection] = client
         self._per_client[client] += 1
         if self.stressed:
-            connection.set_timeout(_stress_timeout(limits))
+            connection.set_stress(limits.stress_timeout)
         self._update(limits)
         return None
 
@@ -105,17 +164,12 @@ class Connections:
         if stressed == self.stressed:
             return
         self.stressed = stressed
-        seconds = _stress_timeout(limits) if stressed else limits.timeout
         logger.warning(
             "smtp: stress mode %s: %d of %d connections in use; idle and command timeouts now %g s",
             "begins" if stressed else "ends",
             len(self._open),
             limits.max_connections,
-            seconds,
+            min(limits.stress_timeout, limits.timeout) if stressed else limits.timeout,
         )
         for connection in self._open:
-            connection.set_timeout(seconds)
-
-
-def _stress_timeout(limits: Limits) -> float:
-    return min(limits.stress_timeout, limits.timeout)
+            connection.set_stress(limits.stress_timeout if stressed else None)

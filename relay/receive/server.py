@@ -20,7 +20,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
 from relay.config import Limits, ListenAuthConfig, Listener, ListenTlsConfig, Network, TcpListener
 from relay.log import logger
-from relay.receive.connections import Connections, client_of
+from relay.receive.connections import Connections, StressTimer, client_of
 from relay.receive.handler import RelayHandler
 from relay.receive.policy import peer_allowed
 from relay.receive.users import check_login
@@ -31,7 +31,7 @@ __all__ = ["Listeners"]
 _MECHANISMS = ("PLAIN", "LOGIN")
 
 
-class _RelaySMTP(SMTP):
+class _RelaySMTP(StressTimer, SMTP):
     """aiosmtpd's protocol with admission control before the greeting, and the listener's
     STARTTLS and AUTH policy (``tls`` and ``auth`` are None on unix sockets)."""
 
@@ -98,15 +98,6 @@ class _RelaySMTP(SMTP):
             await super()._handle_client()
         finally:
             self._gate.release(self, self._limits)
-
-    def set_timeout(self, seconds: float) -> None:
-        """The idle and command timeout from now on (stress mode); a wait already running
-        ends no later than ``seconds`` from now."""
-        self._timeout_duration = seconds
-        handle = self._timeout_handle
-        running = handle is not None and not handle.cancelled()
-        if running and handle.when() > self.loop.time() + seconds:  # type: ignore[union-attr]
-            self._reset_timeout(seconds)
 
     async def push(self, status: str | bytes) -> None:  # type: ignore[override]
         """Send a reply; what it quotes from the client (an address) cannot break the line.

@@ -42,13 +42,27 @@ async def refused(port: int, source: str = "127.0.0.1") -> list[bytes]:
     return await wire.replies_until_closed()
 
 
-async def deliver(wire: Wire) -> bytes:
-    """A whole transaction on an open, greeted connection; the reply to the final dot."""
+async def start_data(wire: Wire) -> None:
+    """EHLO, MAIL, RCPT and DATA on an open, greeted connection."""
     await wire.command(b"EHLO client.test\r\n")
     assert code(await wire.command(b"MAIL FROM:<trac@example.org>\r\n")) == 250
     assert code(await wire.command(b"RCPT TO:<dev@example.org>\r\n")) == 250
     assert code(await wire.command(b"DATA\r\n")) == 354
+
+
+async def deliver(wire: Wire) -> bytes:
+    """A whole transaction on an open, greeted connection; the reply to the final dot."""
+    await start_data(wire)
     return await wire.command(MESSAGE + b".\r\n")
+
+
+async def slow_upload(wire: Wire, *, seconds: float) -> bytes:
+    """Send :data:`MESSAGE` a line at a time over ``seconds``; the reply to the final dot."""
+    lines = MESSAGE.splitlines(keepends=True)
+    for line in lines:
+        await wire.send(line)
+        await asyncio.sleep(seconds / len(lines))
+    return await wire.command(b".\r\n")
 
 
 async def test_one_address_is_refused_beyond_its_share_and_another_gets_in(relay_for, upstream):
@@ -90,14 +104,19 @@ async def test_near_the_cap_stress_mode_drops_idle_connections_quickly(relay_for
     }
     relay = await relay_for(upstream, limits=limits)
     port = port_of(relay)
-    idle = await greeted(8, port)  # 80 %: not above it, no stress yet
+    (uploading,) = await greeted(1, port)
+    await start_data(uploading)
+    idle = await greeted(7, port)  # 8 of 10 = 80 %: not above it, no stress yet
     await asyncio.sleep(1.5)
-    assert [code(await wire.command(b"NOOP\r\n")) for wire in idle] == [250] * 8
+    assert [code(await wire.command(b"NOOP\r\n")) for wire in idle] == [250] * 7
     started = time.monotonic()
     idle += await greeted(1, port)  # 90 %: stress mode
+    # a client sending its message is not cut off, however slow next to the stress timeout
+    upload = asyncio.create_task(slow_upload(uploading, seconds=2.5))
     for wire in idle:
         assert await wire.replies_until_closed(timeout=5) == []
     assert time.monotonic() - started < 3  # instead of the 60 s timeout
+    assert code(await upload) == 250
     (fresh,) = await greeted(1, port)  # the slots are back; stress mode is over
     assert code(await deliver(fresh)) == 250
     lines = [r.getMessage() for r in caplog.records if "stress mode" in r.getMessage()]

@@ -66,9 +66,7 @@ def test_bcc_is_removed_when_a_later_header_line_cannot_be_parsed(line, mode):
 
 
 @pytest.mark.parametrize("line", UNPARSABLE.values(), ids=UNPARSABLE)
-async def test_bcc_before_an_unparsable_line_never_reaches_the_upstream(
-    relay_for, upstream, line
-):
+async def test_bcc_before_an_unparsable_line_never_reaches_the_upstream(relay_for, upstream, line):
     relay = await relay_for(upstream)
     data = with_bcc_before(line)
     reply = await submit(port_of(relay), data, recipients=("dev@example.org", HIDDEN))
