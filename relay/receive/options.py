@@ -21,8 +21,8 @@ class Limits:
 
     ``max_connections_per_client`` caps the connections of one client (an IP address on
     TCP, a peer uid on a unix socket); unset, it is half of ``max_connections``. Above
-    ``stress_threshold`` of ``max_connections`` the listener is in stress mode: the idle
-    and command timeout is ``stress_timeout`` (never more than ``timeout``).
+    ``stress_threshold`` of ``max_connections`` the listener is in stress mode: a client
+    has at most ``stress_timeout`` for its next command (a DATA upload keeps ``timeout``).
     """
 
     max_message_size: int = field(default=25 * 1024 * 1024, metadata={"min": 1024})
