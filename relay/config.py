@@ -27,7 +27,7 @@ from relay.deliver.dkim import DkimConfig, SigningKey, signing_key
 from relay.deliver.oauth import load_client_certificate
 from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
 from relay.errors import ConfigError
-from relay.receive.options import ListenAuthConfig, ListenTlsConfig, server_context
+from relay.receive.options import Limits, ListenAuthConfig, ListenTlsConfig, server_context
 from relay.receive.users import PasswordHash, parse_users
 from relay.schema import build, where
 from relay.secret import Secret
@@ -120,16 +120,6 @@ def _parse_networks(value: object) -> tuple[Network, ...]:
         return tuple(ipaddress.ip_network(str(item), strict=False) for item in items)
     except ValueError as exc:
         raise ValueError(f"expected networks such as 127.0.0.0/8: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
-    """Listener limits; the defaults fit Gmail and Trac (all recipients in one transaction)."""
-
-    max_message_size: int = field(default=25 * 1024 * 1024, metadata={"min": 1024})
-    max_recipients: int = field(default=1000, metadata={"min": 1})
-    max_connections: int = field(default=100, metadata={"min": 1})
-    timeout: float = field(default=300.0, metadata={"duration": True, "min": 1})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -388,7 +378,19 @@ def load_config(
     _check_web(config.web, file, secrets=secrets)
     if secrets:
         object.__setattr__(config, "dkim_keys", _dkim_keys(config.dkim, file))
+    _check_limits(config.limits, file)
     return config
+
+
+def _check_limits(limits: Limits, file: str) -> None:
+    """A per-client share cannot be more than the whole."""
+    share = limits.max_connections_per_client
+    if share is not None and share > limits.max_connections:
+        raise ConfigError(
+            f"expected at most max_connections ({limits.max_connections}), got {share}",
+            file=file,
+            key="limits.max_connections_per_client",
+        )
 
 
 def _expand_mx(data: dict[str, object]) -> dict[str, object]:
