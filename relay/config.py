@@ -9,283 +9,42 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import socket
 import ssl
 import stat
 import subprocess
-import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import yaml
 
-from relay.cleanup.options import CleanupOptions
+from relay.capture.options import CaptureConfig
+from relay.cleanup.options import CleanupOptions, FiltersConfig
 from relay.cleanup.tracini import read_trac_ini
 from relay.deliver.dkim import DkimConfig, SigningKey, signing_key
 from relay.deliver.oauth import load_client_certificate
-from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
+from relay.deliver.options import UpstreamConfig
 from relay.errors import ConfigError
-from relay.receive.options import Limits, ListenAuthConfig, ListenTlsConfig, server_context
+from relay.queue.options import QueueConfig
+from relay.receive.options import (
+    Limits,
+    ListenAuthConfig,
+    Listener,
+    ListenTlsConfig,
+    Network,
+    TcpListener,
+    parse_listeners,
+    parse_networks,
+    server_context,
+)
 from relay.receive.users import PasswordHash, parse_users
+from relay.resolver import DnsConfig
 from relay.schema import build, where
 from relay.secret import Secret
 from relay.web.hosts import is_loopback
+from relay.web.options import WebConfig
 
-__all__ = [
-    "CaptureConfig",
-    "FilterSetConfig",
-    "FiltersConfig",
-    "Limits",
-    "ListenAuthConfig",
-    "ListenTlsConfig",
-    "QueueConfig",
-    "RelayConfig",
-    "ReleaseConfig",
-    "Secret",
-    "TcpListener",
-    "UnixListener",
-    "UpstreamConfig",
-    "WebConfig",
-    "load_config",
-]
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@dataclass(frozen=True, slots=True)
-class TcpListener:
-    """A TCP address the SMTP listener binds (IPv6 hosts are written ``[::1]:2525``)."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UnixListener:
-    """A unix socket the SMTP listener binds, with its owner group and mode."""
-
-    unix: Path
-    mode: int = 0o660
-    group: str | None = None
-
-    def __str__(self) -> str:
-        return f"unix:{self.unix}"
-
-
-Listener = TcpListener | UnixListener
-
-
-def _parse_port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise ValueError(f'expected a port 1-65535 (0: any free port), got "{text}"')
-    return int(text)
-
-
-def _parse_listener(item: object) -> Listener:
-    if isinstance(item, str):
-        host, sep, port = item.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f'expected "HOST:PORT" (IPv6: "[::1]:2525"), got "{item}"')
-        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        return TcpListener(host, _parse_port(port))
-    if isinstance(item, dict) and "unix" in item:
-        unknown = set(item) - {"unix", "mode", "group"}
-        if unknown:
-            raise ValueError(f"unknown key {sorted(unknown)[0]!r} (allowed: unix, mode, group)")
-        mode = str(item.get("mode", "0660"))
-        if not mode.isdigit() or set(mode) - set("01234567"):
-            raise ValueError(f'expected an octal mode such as "0660", got "{mode}"')
-        group = item.get("group")
-        return UnixListener(unix=Path(str(item["unix"])), mode=int(mode, 8), group=group)
-    raise ValueError(
-        f'expected "HOST:PORT" or {{unix: PATH, mode: "0660", group: NAME}}, got {item!r}'
-    )
-
-
-def _parse_listeners(value: object) -> tuple[Listener, ...]:
-    items = value if isinstance(value, list) else [value]
-    if not items:
-        raise ValueError("expected at least one address")
-    return tuple(_parse_listener(item) for item in items)
-
-
-def _parse_networks(value: object) -> tuple[Network, ...]:
-    items = value if isinstance(value, list) else [value]
-    try:
-        return tuple(ipaddress.ip_network(str(item), strict=False) for item in items)
-    except ValueError as exc:
-        raise ValueError(f"expected networks such as 127.0.0.0/8: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UpstreamConfig:
-    """Where the relay delivers: a smarthost (``host``), or with ``mx: true`` (YAML shorthand
-    ``mx``) the MX hosts of each recipient's domain, on ``port`` 25 unless set (a lab knob).
-
-    ``auth``: ``password`` (PLAIN/LOGIN) or ``xoauth2``/``oauthbearer`` with ``oauth``.
-    ``senders``/``recipients``: shell-style patterns that route matching mail here
-    (:mod:`relay.deliver.routing`); ``quota``: the account's sending limits.
-    """
-
-    name: str | None = None
-    host: str = ""
-    mx: bool = False
-    mx_tls: Literal["opportunistic", "verify"] = "opportunistic"
-    port: int = field(default=0, metadata={"min": 1, "max": 65535})
-    tls: Literal["starttls", "implicit", "none"] = "starttls"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    password_file: Path | None = None
-    password_env: str | None = None
-    password_command: str | None = None
-    allow_insecure_auth: bool = False
-    ca_file: Path | None = None
-    fingerprint: str | None = None
-    helo: str | None = None
-    timeout: float = field(default=60.0, metadata={"duration": True, "min": 1})
-    data_timeout: float = field(default=600.0, metadata={"duration": True, "min": 1})
-    max_recipients_per_message: int = field(default=100, metadata={"min": 1})
-    connections: int = field(default=2, metadata={"min": 1, "max": 64})
-    batch_size: int = field(default=50, metadata={"min": 1})
-    auth: Literal["password", "xoauth2", "oauthbearer"] = "password"
-    oauth: OAuthConfig | None = None
-    quota: QuotaConfig | None = None
-    senders: tuple[str, ...] = ()
-    recipients: tuple[str, ...] = ()
-    secret: Secret | None = field(default=None, init=False, compare=False)
-
-    @property
-    def effective_port(self) -> int:
-        """The configured port, or the usual one for the TLS mode (587, 465, 25; MX: 25)."""
-        if self.mx:
-            return self.port or 25
-        return self.port or {"starttls": 587, "implicit": 465, "none": 25}[self.tls]
-
-    def __str__(self) -> str:
-        return self.name or ("mx" if self.mx else f"{self.host}:{self.effective_port}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryConfig:
-    """The retry schedule: exponential back-off with jitter, as Postfix does."""
-
-    min_backoff: float = field(default=300.0, metadata={"duration": True})
-    max_backoff: float = field(default=7200.0, metadata={"duration": True})
-    lifetime: float = field(default=5 * 86400.0, metadata={"duration": True})
-    jitter: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QueueConfig:
-    """Where the durable spool lives and how it retries."""
-
-    path: Path = Path("queue")
-    retry: RetryConfig = field(default_factory=RetryConfig)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReleaseConfig:
-    """Manual release of captured mail (web page, API, ``mail release``).
-
-    ``allowed``: shell-style recipient patterns a release may go to (empty: release is
-    off); ``upstream``: where to (default: the top-level ``upstream``).
-    """
-
-    allowed: tuple[str, ...] = ()
-    upstream: UpstreamConfig | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CaptureConfig:
-    """The capture store (a Maildir): on in capture mode, a switch in relay mode.
-
-    Retention: at most ``max_messages`` (0: no limit), none older than ``max_age`` (0: no
-    limit); the oldest go first.
-    """
-
-    path: Path = Path("mail")
-    enabled: bool | None = None
-    max_messages: int = field(default=10_000, metadata={"min": 0})
-    max_age: float = field(default=0.0, metadata={"duration": True})
-    release: ReleaseConfig = field(default_factory=ReleaseConfig)
-
-
-def _parse_web_listener(value: object) -> TcpListener:
-    listener = _parse_listener(value)
-    if not isinstance(listener, TcpListener):
-        raise ValueError(f'expected "HOST:PORT" such as "127.0.0.1:8025", got {value!r}')
-    return listener
-
-
-def _parse_hosts(value: object) -> tuple[str, ...]:
-    hosts = tuple(
-        str(item).strip().lower() for item in (value if isinstance(value, list) else [value])
-    )
-    for host in hosts:
-        if not _HOST.fullmatch(host):
-            raise ValueError(
-                f'expected host names such as "relay.example.org" (no scheme or port), got "{host}"'
-            )
-    return hosts
-
-
-#: A host name, an IPv4 address, or an IPv6 address without brackets.
-_HOST = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|[0-9a-f]*:[0-9a-f:.]+")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WebConfig:
-    """The HTTP side: the page and JSON API over captured mail and the queue.
-
-    Served only to requests for a loopback name or address, one of ``allowed_hosts``, or
-    the address listened on (:mod:`relay.web.hosts`). ``users_file`` (``login:hash`` lines,
-    as for ``listen_auth``) turns on HTTP basic auth. Listening beyond loopback needs it,
-    or ``allow_unauthenticated: true`` (a proxy or firewall guards the port).
-    """
-
-    enabled: bool = True
-    listen: TcpListener = field(
-        default=TcpListener("127.0.0.1", 8025), metadata={"parse": _parse_web_listener}
-    )
-    allowed_hosts: tuple[str, ...] = field(default=(), metadata={"parse": _parse_hosts})
-    users_file: Path | None = None
-    allow_unauthenticated: bool = False
-    users: dict[str, PasswordHash] = field(
-        default_factory=dict, init=False, compare=False, repr=False
-    )
-
-
-def _parse_timezone(value: object) -> str:
-    try:
-        zoneinfo.ZoneInfo(str(value))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f'expected a time zone such as "America/Los_Angeles", got "{value}"'
-        ) from None
-    return str(value)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FilterSetConfig:
-    """Gmail filters of the recipients matching ``recipients`` (shell-style patterns)."""
-
-    recipients: tuple[str, ...]
-    rules: Path
-    params: dict[str, str] = field(default_factory=dict, hash=False)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FiltersConfig:
-    """Per-recipient Gmail filter simulation; ``enforce: [delete]`` drops deleted copies."""
-
-    sets: tuple[FilterSetConfig, ...] = ()
-    enforce: tuple[Literal["delete"], ...] = ()
-    timezone: str = field(default="America/Los_Angeles", metadata={"parse": _parse_timezone})
+__all__ = ["RelayConfig", "load_config"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -297,11 +56,11 @@ class RelayConfig:
     """
 
     listen: tuple[Listener, ...] = field(
-        default=(TcpListener("127.0.0.1", 2525),), metadata={"parse": _parse_listeners}
+        default=(TcpListener("127.0.0.1", 2525),), metadata={"parse": parse_listeners}
     )
     allowed_networks: tuple[Network, ...] = field(
         default=(ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
-        metadata={"parse": _parse_networks},
+        metadata={"parse": parse_networks},
     )
     hostname: str = field(default_factory=socket.gethostname)
     listen_tls: ListenTlsConfig | None = None

@@ -12,7 +12,8 @@ import re
 import sys
 from typing import Literal
 
-from relay.deliver.outcome import Reply, Status
+from relay.model import Status
+from relay.reply import Reply
 
 __all__ = ["delivery_line", "line_fields", "logger", "setup_logging"]
 

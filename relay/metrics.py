@@ -19,15 +19,8 @@ one process, as in the tests, count separately. Names follow postfix_exporter's 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from relay.deliver.quota import read_usage
-from relay.queue.spool import QueueState, Spool
 
 __all__ = ["CONTENT_TYPE", "Metrics", "reply_class"]
 
@@ -35,7 +28,6 @@ __all__ = ["CONTENT_TYPE", "Metrics", "reply_class"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _LATENCY_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
-_WAITING = (QueueState.INCOMING, QueueState.DEFERRED)
 
 
 def reply_class(code: int) -> str:
@@ -99,83 +91,11 @@ class Metrics:
         """A message was moved to failed/."""
         self._failed.inc()
 
-    def watch(self, spool: Spool) -> None:
-        """Report the size of ``spool``'s directories and its oldest waiting message."""
-        self.registry.register(_QueueCollector(spool))
-        self.registry.register(_QuotaCollector(spool))
+    def watch(self, *collectors: Collector) -> None:
+        """Report what ``collectors`` read at scrape time (:mod:`relay.queue.gauges`)."""
+        for collector in collectors:
+            self.registry.register(collector)
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format."""
         return generate_latest(self.registry)
-
-
-class _QueueCollector(Collector):
-    """Reads the spool directories at scrape time: the spool, not memory, is the truth."""
-
-    def __init__(self, spool: Spool) -> None:
-        self.spool = spool
-
-    def describe(self) -> list[Metric]:
-        return list(self._families())
-
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
-        return (
-            GaugeMetricFamily(
-                "notify_relay_queue_messages", "Messages in the queue, by state.", labels=["state"]
-            ),
-            GaugeMetricFamily(
-                "notify_relay_queue_oldest_message_age_seconds",
-                "Age of the oldest message waiting for delivery (incoming or deferred).",
-            ),
-        )
-
-    def collect(self) -> Iterator[Metric]:
-        sizes, oldest = self._families()
-        now = time.time()
-        first = now
-        for state in QueueState:
-            try:
-                ids = self.spool.ids(state)
-                if ids and state in _WAITING:
-                    first = min(first, self.spool.path(ids[0], state).stat().st_mtime)
-            except OSError:  # unreadable or moved meanwhile: readiness reports it
-                continue
-            sizes.add_metric([state.value], len(ids))
-        oldest.add_metric([], now - first)
-        yield sizes
-        yield oldest
-
-
-class _QuotaCollector(Collector):
-    """Reads the quota state files beside the spool at scrape time."""
-
-    def __init__(self, spool: Spool) -> None:
-        self.directory = spool.root / "quota"
-
-    def describe(self) -> list[Metric]:
-        return list(self._families())
-
-    def _families(self) -> tuple[GaugeMetricFamily, ...]:
-        kinds = ["account", "kind"]
-        return (
-            GaugeMetricFamily("notify_relay_quota_used", "Sent in the window.", labels=kinds),
-            GaugeMetricFamily("notify_relay_quota_limit", "Allowed per window.", labels=kinds),
-            GaugeMetricFamily(
-                "notify_relay_quota_next_slot_timestamp_seconds",
-                "When the next message may go (0: now).",
-                labels=["account"],
-            ),
-        )
-
-    def collect(self) -> Iterator[Metric]:
-        used, limit, slot = self._families()
-        for usage in read_usage(self.directory, time.time()):
-            for kind, count, most in (
-                ("messages", usage.messages, usage.message_limit),
-                ("recipients", usage.recipients, usage.recipient_limit),
-            ):
-                used.add_metric([usage.account, kind], count)
-                if most:
-                    limit.add_metric([usage.account, kind], most)
-            slot.add_metric([usage.account], usage.next_slot or 0)
-        yield from (used, limit, slot)

@@ -1,12 +1,13 @@
-"""Frozen value types shared by the stages: the envelope and the rewrite trace."""
+"""Frozen value types shared by the stages: the envelope, the rewrite trace, a delivery status."""
 
 from __future__ import annotations
 
+import enum
 import secrets
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["Envelope", "TraceEntry", "new_queue_id"]
+__all__ = ["Envelope", "Status", "TraceEntry", "new_queue_id"]
 
 
 def new_queue_id() -> str:
@@ -39,3 +40,11 @@ class TraceEntry:
 
     option: str
     change: str
+
+
+class Status(enum.Enum):
+    """The delivery status of a recipient, named as in Postfix's log lines."""
+
+    SENT = "sent"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from relay.capture.maildir import CaptureStore
 from relay.cleanup.filters import Simulation, simulate
 from relay.cleanup.sources import DirectorySource, load_filter_sets
-from relay.config import RelayConfig, TcpListener
+from relay.config import RelayConfig
 from relay.deliver.dispatch import Dispatcher
 from relay.deliver.dkim import SigningKey, planned, sign_record
 from relay.errors import ConfigError, RelayError
@@ -19,12 +19,14 @@ from relay.log import logger
 from relay.metrics import Metrics
 from relay.model import Envelope
 from relay.queue.control import ControlServer
+from relay.queue.gauges import spool_collectors
 from relay.queue.manager import QueueManager
-from relay.queue.record import DeliveryState, Record
 from relay.queue.spool import Spool
 from relay.receive.domains import DomainCheck, domain_check
 from relay.receive.handler import RelayHandler
+from relay.receive.options import TcpListener
 from relay.receive.server import Listeners
+from relay.record import DeliveryState, Record
 from relay.web.server import WebServer
 
 __all__ = ["Relay", "serve"]
@@ -111,7 +113,7 @@ class Relay:
                     dkim=config.dkim_keys,
                 ),
             )
-            self.metrics.watch(spool)
+            self.metrics.watch(*spool_collectors(spool))
             self.control = ControlServer(spool.root, self.manager.apply)
             sink: _SpoolSink | _CaptureSink = _SpoolSink(spool, self.manager, self._dkim)
         else:
@@ -149,7 +151,7 @@ class Relay:
         """The RCPT-time recipient-domain check, sharing the delivery's DNS cache."""
         if self.manager is None:
             return None
-        return domain_check(config, self.manager.dispatcher.resolver)
+        return domain_check(config.dns, config.upstreams, self.manager.dispatcher.resolver)
 
     async def _keep_copy(self, record: Record, state: DeliveryState) -> None:
         assert self.capture is not None

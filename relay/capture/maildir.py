@@ -37,7 +37,7 @@ from relay.durable import make_private_dir, write_durably, write_private
 from relay.errors import InUseError
 from relay.lock import DirectoryLock, owner
 from relay.log import logger
-from relay.queue.record import Record
+from relay.record import Record
 
 __all__ = ["CaptureStore"]
 

@@ -16,13 +16,14 @@ from collections.abc import Sequence
 
 from relay.cleanup.encoding import downgrade_8bit
 from relay.cleanup.mailbox import is_address
-from relay.config import UpstreamConfig
 from relay.deliver.dkim import SigningKey, sign
 from relay.deliver.oauth import token_source
-from relay.deliver.outcome import Reply, classify
+from relay.deliver.options import UpstreamConfig
+from relay.deliver.outcome import classify
 from relay.deliver.smtp import UpstreamSession
 from relay.errors import UpstreamError
-from relay.queue.record import Attempt
+from relay.record import Attempt
+from relay.reply import Reply
 
 __all__ = ["ReleaseRefused", "release_address", "release_recipients", "send_release"]
 

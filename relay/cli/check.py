@@ -15,12 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from relay.cli.main import add_config_option
+from relay.cli.options import ExitCode, add_config_option
 
 __all__ = ["add_parser"]
-
-EX_USAGE, EX_NOHOST, EX_UNAVAILABLE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 64, 68, 69, 75, 77, 78
-EX_DATAERR = 65
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,10 +42,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _exit_code(step: str, code: int) -> int:
     if 400 <= code < 500:
-        return EX_TEMPFAIL
+        return ExitCode.TEMPFAIL
     if step == "resolve":
-        return EX_NOHOST
-    return EX_NOPERM if step in ("login", "auth") else EX_UNAVAILABLE
+        return ExitCode.NOHOST
+    return ExitCode.NOPERM if step in ("login", "auth") else ExitCode.UNAVAILABLE
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -64,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"notify-relay check: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return ExitCode.CONFIG
     upstream = config.upstream
     if upstream is None:
         print(
@@ -72,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
             "nothing to check",
             file=sys.stderr,
         )
-        return EX_CONFIG
+        return ExitCode.CONFIG
     if upstream.mx:
         check_sender_domains(config)
         print(
@@ -81,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
             "(dig MX example.org) and watch notify-relay queue list",
             file=sys.stderr,
         )
-        return EX_USAGE
+        return ExitCode.USAGE
     user = f", user {upstream.username}" if upstream.username else ", no login"
     print(f"upstream {upstream} (tls={upstream.tls}{user}) from {config.source}")
 
@@ -102,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
     if failure is None:
         sent = f" and took a test message for {args.send_test}" if args.send_test else ""
         print(f"OK: {upstream} accepted the connection{sent}")
-        return 0 if domains_ok else EX_DATAERR
+        return 0 if domains_ok else ExitCode.DATAERR
     print(f"  FAIL  {failure.step:<12} {failure.text}")
     advice = advise(failure)
     if advice:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from relay.cli.options import ExitCode
+
 __all__ = ["add_parser"]
 
 
@@ -23,7 +25,7 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
-        return 78  # EX_CONFIG
+        return ExitCode.CONFIG
     mode = (
         f"relay mode, upstream {config.upstream} (tls={config.upstream.tls})"
         if config.upstream

@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["add_parser"]
+from relay.cli.options import ExitCode
 
-EX_USAGE = 64
+__all__ = ["add_parser"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +57,7 @@ def _keygen(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         print(f"notify-relay dkim keygen: {exc}", file=sys.stderr)
-        return EX_USAGE
+        return ExitCode.USAGE
     pem = generate_key(config.algorithm, bits=args.bits)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from relay.cli.main import add_sub_verbs
+from relay.cli.options import ExitCode, add_sub_verbs
 
 if TYPE_CHECKING:
     from relay.capture.maildir import CaptureStore
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser"]
 
-EX_NOINPUT, EX_CONFIG = 66, 78
 
 _VERBS = {
     "list": "list captured messages, newest first",
@@ -89,10 +88,10 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(args.config, secrets=args.mail_verb == "release")
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return ExitCode.CONFIG
     store = _store(args, config)
     if store is None:
-        return EX_NOINPUT
+        return ExitCode.NOINPUT
     try:
         return int(_ACTIONS[args.mail_verb](args, store, config))
     except QuerySyntaxError as exc:

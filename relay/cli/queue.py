@@ -18,15 +18,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from relay.cli.main import add_sub_verbs
+from relay.cli.options import ExitCode, add_sub_verbs, fail
 
 if TYPE_CHECKING:
     from relay.queue.actions import Action
     from relay.queue.spool import Spool
 
+#: How failures are signed on stderr.
+_PROG = "notify-relay queue"
+
 __all__ = ["add_parser"]
 
-EX_NOINPUT, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 66, 75, 77, 78
 
 _VERBS = {
     "list": "list queued messages (like mailq)",
@@ -70,21 +72,24 @@ def _run(args: argparse.Namespace) -> int:
         try:
             config = load_config(args.config, secrets=False)
         except ConfigError as exc:
-            return _fail(str(exc), EX_CONFIG)
+            return fail(_PROG, str(exc), ExitCode.CONFIG)
         if config.upstream is None:
-            return _fail(
+            return fail(
+                _PROG,
                 f"{config.source}: capture mode (no upstream) has no queue; "
                 "messages are in the capture store",
-                EX_CONFIG,
+                ExitCode.CONFIG,
             )
         root = config.queue.path
     if not (root / "incoming").is_dir():
-        return _fail(f"no queue at {root} (has the relay run with this config?)", EX_NOINPUT)
+        return fail(
+            _PROG, f"no queue at {root} (has the relay run with this config?)", ExitCode.NOINPUT
+        )
     _act_as_owner(root)
     try:
         return _dispatch(args, root)
     except PermissionError as exc:
-        return _fail(f"{exc}; run as the relay's user or root", EX_NOPERM)
+        return fail(_PROG, f"{exc}; run as the relay's user or root", ExitCode.NOPERM)
 
 
 def _dispatch(args: argparse.Namespace, root: Path) -> int:
@@ -94,8 +99,8 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
     from relay.deliver.quota import read_usage
     from relay.queue import listing
     from relay.queue.actions import Action
-    from relay.queue.record import CorruptRecord
     from relay.queue.spool import QueueState, Spool
+    from relay.record import CorruptRecord
 
     spool = Spool(root)
     verb = args.queue_verb
@@ -112,9 +117,9 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
         try:
             found = listing.read_one(spool, args.queue_id)
         except CorruptRecord as exc:
-            return _fail(f"{args.queue_id}: corrupt queue file: {exc}", 1)
+            return fail(_PROG, f"{args.queue_id}: corrupt queue file: {exc}", 1)
         if found is None:
-            return _fail(f"{args.queue_id}: no such message in the queue", 1)
+            return fail(_PROG, f"{args.queue_id}: no such message in the queue", 1)
         print(listing.format_message(*found))
         return 0
     if verb == "flush":
@@ -122,7 +127,7 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
     elif verb == "delete" and args.all_failed:
         action, ids = Action.DELETE, [*args.ids, *spool.ids(QueueState.FAILED)]
     elif verb == "delete" and not args.ids:
-        return _fail("name the messages to delete, or use --all-failed", 64)
+        return fail(_PROG, "name the messages to delete, or use --all-failed", 64)
     else:
         action, ids = Action(verb), args.ids
     if not ids:
@@ -142,16 +147,17 @@ def _change(root: Path, spool: Spool, action: Action, ids: list[str]) -> int:
     except PermissionError:
         raise
     except OSError as exc:
-        return _fail(f"the running server did not answer: {exc}", EX_TEMPFAIL)
+        return fail(_PROG, f"the running server did not answer: {exc}", ExitCode.TEMPFAIL)
     note = ""
     if report is None:
         lock = control.QueueLock(root)
         if not lock.try_acquire():
             pid = control.owner(root) or "unknown"
-            return _fail(
+            return fail(
+                _PROG,
                 f"a notify-relay server (pid {pid}) holds {root} but its control socket "
                 "does not answer; try again in a moment",
-                EX_TEMPFAIL,
+                ExitCode.TEMPFAIL,
             )
         try:
             report = apply_all(spool, action, ids, time.time())
@@ -176,8 +182,3 @@ def _act_as_owner(root: Path) -> None:
     if os.geteuid() == 0 and info.st_uid != 0:
         os.setgid(info.st_gid)
         os.setuid(info.st_uid)
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"notify-relay queue: {message}", file=sys.stderr)
-    return code

@@ -7,6 +7,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from relay.cli.options import ExitCode
+
 __all__ = ["add_parser"]
 
 
@@ -46,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
         return 78
     except OSError as exc:
         print(f"notify-relay: cannot read {args.message}: {exc.strerror}", file=sys.stderr)
-        return 66  # EX_NOINPUT
+        return ExitCode.NOINPUT
     for line in config.trac_ini_report:
         print(f"trac.ini: {line}")
     options, refused = config.notification, 0

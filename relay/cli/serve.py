@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from relay.cli.main import add_config_option
+from relay.cli.options import ExitCode, add_config_option
 
 __all__ = ["add_parser"]
 
@@ -50,8 +50,8 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(serve(load(), reload=load))
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
-        return 78  # EX_CONFIG
+        return ExitCode.CONFIG
     except (RelayError, OSError) as exc:
         logger.error("cannot start: %s", exc)
-        return 71  # EX_OSERR
+        return ExitCode.OSERR
     return 0

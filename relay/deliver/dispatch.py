@@ -18,20 +18,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from relay.config import UpstreamConfig
 from relay.deliver.advice import Failure, advise
 from relay.deliver.dkim import SigningKey, sign
 from relay.deliver.mx import addresses, mail_hosts
 from relay.deliver.oauth import TokenSource, token_source
-from relay.deliver.options import DnsConfig
-from relay.deliver.outcome import Reply, holds_queue
+from relay.deliver.options import UpstreamConfig
+from relay.deliver.outcome import holds_queue
 from relay.deliver.quota import Governor, is_quota_reply
 from relay.deliver.routing import split
 from relay.deliver.smtp import UpstreamSession
 from relay.errors import UpstreamError
 from relay.log import logger
-from relay.queue.record import Record
-from relay.resolver import Resolver
+from relay.record import Record
+from relay.reply import Reply
+from relay.resolver import DnsConfig, Resolver
 
 __all__ = ["Dispatcher", "Result", "Run"]
 

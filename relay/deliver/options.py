@@ -1,8 +1,7 @@
-"""Config sections of delivery beyond host and port: OAuth2 tokens, sending quota, DNS."""
+"""Config sections of delivery: the upstream (smarthost or MX), its OAuth2 tokens and quota."""
 
 from __future__ import annotations
 
-import ipaddress
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,14 @@ from typing import Literal
 
 from relay.secret import Secret
 
-__all__ = ["PROVIDERS", "QUOTA_PRESETS", "DnsConfig", "OAuthConfig", "Provider", "QuotaConfig"]
+__all__ = [
+    "PROVIDERS",
+    "QUOTA_PRESETS",
+    "OAuthConfig",
+    "Provider",
+    "QuotaConfig",
+    "UpstreamConfig",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,25 +202,49 @@ class QuotaConfig:
         return self.recipients or (QUOTA_PRESETS[self.preset][1] if self.preset else None)
 
 
-def _nameservers(value: object) -> tuple[str, ...]:
-    items = value if isinstance(value, list) else [value]
-    try:
-        return tuple(str(ipaddress.ip_address(str(item))) for item in items)
-    except ValueError:
-        raise ValueError(f"expected IP addresses such as 127.0.0.1, got {value!r}") from None
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DnsConfig:
-    """The resolver for MX delivery and the recipient-domain check at RCPT time.
+class UpstreamConfig:
+    """Where the relay delivers: a smarthost (``host``), or with ``mx: true`` (YAML shorthand
+    ``mx``) the MX hosts of each recipient's domain, on ``port`` 25 unless set (a lab knob).
 
-    ``nameservers`` empty: the system's (``/etc/resolv.conf``). ``check_recipient_domains``
-    unset: on for recipients delivered to MX hosts. ``on_timeout``: what RCPT answers when DNS
-    does not (``defer``: 451 4.4.3; ``accept``: take the recipient, delivery checks again).
+    ``auth``: ``password`` (PLAIN/LOGIN) or ``xoauth2``/``oauthbearer`` with ``oauth``.
+    ``senders``/``recipients``: shell-style patterns that route matching mail here
+    (:mod:`relay.deliver.routing`); ``quota``: the account's sending limits.
     """
 
-    nameservers: tuple[str, ...] = field(default=(), metadata={"parse": _nameservers})
-    port: int = field(default=53, metadata={"min": 1, "max": 65535})
-    timeout: float = field(default=5.0, metadata={"duration": True, "min": 0.1})
-    check_recipient_domains: bool | None = None
-    on_timeout: Literal["defer", "accept"] = "defer"
+    name: str | None = None
+    host: str = ""
+    mx: bool = False
+    mx_tls: Literal["opportunistic", "verify"] = "opportunistic"
+    port: int = field(default=0, metadata={"min": 1, "max": 65535})
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: Path | None = None
+    password_env: str | None = None
+    password_command: str | None = None
+    allow_insecure_auth: bool = False
+    ca_file: Path | None = None
+    fingerprint: str | None = None
+    helo: str | None = None
+    timeout: float = field(default=60.0, metadata={"duration": True, "min": 1})
+    data_timeout: float = field(default=600.0, metadata={"duration": True, "min": 1})
+    max_recipients_per_message: int = field(default=100, metadata={"min": 1})
+    connections: int = field(default=2, metadata={"min": 1, "max": 64})
+    batch_size: int = field(default=50, metadata={"min": 1})
+    auth: Literal["password", "xoauth2", "oauthbearer"] = "password"
+    oauth: OAuthConfig | None = None
+    quota: QuotaConfig | None = None
+    senders: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
+    secret: Secret | None = field(default=None, init=False, compare=False)
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, or the usual one for the TLS mode (587, 465, 25; MX: 25)."""
+        if self.mx:
+            return self.port or 25
+        return self.port or {"starttls": 587, "implicit": 465, "none": 25}[self.tls]
+
+    def __str__(self) -> str:
+        return self.name or ("mx" if self.mx else f"{self.host}:{self.effective_port}")

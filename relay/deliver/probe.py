@@ -24,9 +24,9 @@ from email.utils import formatdate, make_msgid
 
 import aiosmtplib
 
-from relay.config import UpstreamConfig
 from relay.deliver.advice import Failure
 from relay.deliver.oauth import token_source
+from relay.deliver.options import UpstreamConfig
 from relay.deliver.sasl import PASSWORD_MECHANISMS, login_with_password, login_with_token
 from relay.deliver.smtp import tls_context
 from relay.errors import UpstreamError

@@ -10,8 +10,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from relay.queue.record import CorruptRecord, DeliveryState, Record
 from relay.queue.spool import QueueState, Spool
+from relay.record import CorruptRecord, DeliveryState, Record
 
 __all__ = ["Entry", "entry_of", "format_message", "format_table", "read_entries", "read_one"]
 

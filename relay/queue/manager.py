@@ -13,17 +13,20 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
-from relay.config import RetryConfig, UpstreamConfig
 from relay.deliver.dispatch import Dispatcher, Result
-from relay.deliver.options import DnsConfig
-from relay.deliver.outcome import Reply, Status, classify
+from relay.deliver.options import UpstreamConfig
+from relay.deliver.outcome import classify
 from relay.errors import SpoolError
 from relay.log import delivery_line, logger
 from relay.metrics import Metrics
+from relay.model import Status
 from relay.queue.actions import Action, ActionRefused, Report, apply, due
-from relay.queue.record import Attempt, CorruptRecord, DeliveryState, Record
+from relay.queue.options import RetryConfig
 from relay.queue.schedule import backoff, expired
 from relay.queue.spool import QueueState, Spool
+from relay.record import Attempt, CorruptRecord, DeliveryState, Record
+from relay.reply import Reply
+from relay.resolver import DnsConfig
 
 __all__ = ["QueueManager"]
 

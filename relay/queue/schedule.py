@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from relay.config import RetryConfig
+from relay.queue.options import RetryConfig
 
 __all__ = ["backoff", "expired"]
 

@@ -16,13 +16,14 @@ from typing import Any, Protocol
 
 from relay import cleanup
 from relay.cleanup.filters import Simulation
-from relay.config import Limits
 from relay.errors import SpoolError
 from relay.log import logger
 from relay.metrics import Metrics
 from relay.model import Envelope, new_queue_id
-from relay.queue.record import Record
+from relay.receive.options import Limits
 from relay.receive.policy import address_problem
+from relay.record import Record
+from relay.reply import ReplyCode
 
 __all__ = ["RelayHandler", "Sink"]
 
@@ -76,10 +77,15 @@ class RelayHandler:
         sender = "" if address == "<>" else address
         problem = address_problem(sender) if sender else None
         if problem:
-            return self._refuse("sender", f"553 5.1.7 Sender <{sender}> refused: {problem}")
+            return self._refuse(
+                "sender",
+                ReplyCode.MAILBOX_NAME_INVALID.line(
+                    "5.1.7", f"Sender <{sender}> refused: {problem}"
+                ),
+            )
         envelope.mail_from = address  # aiosmtpd needs a non-empty value; "<>" maps to "" below
         envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 OK"
+        return ReplyCode.COMPLETED.line("2.1.0", "OK")
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -87,11 +93,19 @@ class RelayHandler:
         if len(envelope.rcpt_tos) >= self.limits.max_recipients:
             return self._refuse(
                 "recipients_limit",
-                f"452 4.5.3 Too many recipients (at most {self.limits.max_recipients} per message)",
+                ReplyCode.INSUFFICIENT_STORAGE.line(
+                    "4.5.3",
+                    f"Too many recipients (at most {self.limits.max_recipients} per message)",
+                ),
             )
         problem = address_problem(address)
         if problem:
-            return self._refuse("recipient", f"553 5.1.3 Recipient <{address}> refused: {problem}")
+            return self._refuse(
+                "recipient",
+                ReplyCode.MAILBOX_NAME_INVALID.line(
+                    "5.1.3", f"Recipient <{address}> refused: {problem}"
+                ),
+            )
         rejection = cleanup.check_recipient(address, self.options(), self.directory())
         if rejection is not None:
             return self._refuse("recipient", rejection.reply())
@@ -102,14 +116,16 @@ class RelayHandler:
                 return self._refuse("recipient_domain", refusal)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
-        return "250 2.1.5 OK"
+        return ReplyCode.COMPLETED.line("2.1.5", "OK")
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content: bytes = envelope.content
         if _has_bare_newline(content):
             return self._refuse(
                 "bare_newline",
-                "550 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF",
+                ReplyCode.UNAVAILABLE.line(
+                    "5.6.0", "Message refused: bare CR or LF in the data; lines must end with CRLF"
+                ),
             )
         model = Envelope(
             sender="" if envelope.mail_from == "<>" else envelope.mail_from,
@@ -122,7 +138,7 @@ class RelayHandler:
         reply, queue_id = await asyncio.to_thread(self._process, model, content)
         if queue_id is not None:
             self.sink.accepted(queue_id)
-        if not reply.startswith("250"):
+        if not reply.startswith(str(ReplyCode.COMPLETED.value)):
             return self._refuse("content", reply)
         self.metrics.received()
         return reply
@@ -162,16 +178,24 @@ class RelayHandler:
         )
         if not record.envelope.recipients:
             logger.info("%s: discarded: every recipient's filters delete it", queue_id)
-            return f"250 2.0.0 Ok: {queue_id} discarded by recipients' filters", None
+            return _queued(f"Ok: {queue_id} discarded by recipients' filters"), None
         self.sink.accept(record)
-        return f"250 2.0.0 Ok: queued as {queue_id}", queue_id
+        return _queued(f"Ok: queued as {queue_id}"), queue_id
 
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, SpoolError | OSError):
             logger.error("could not store a message: %s", error)
         else:
             logger.exception("unexpected error while receiving a message")
-        return self._refuse("local_error", "451 4.3.0 Local error in processing; try again later")
+        return self._refuse(
+            "local_error",
+            ReplyCode.LOCAL_ERROR.line("4.3.0", "Local error in processing; try again later"),
+        )
+
+
+def _queued(text: str) -> str:
+    """The reply to a DATA the relay took responsibility for."""
+    return ReplyCode.COMPLETED.line("2.0.0", text)
 
 
 def _has_bare_newline(content: bytes) -> bool:

@@ -18,10 +18,17 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
-from relay.config import Limits, ListenAuthConfig, Listener, ListenTlsConfig, Network, TcpListener
 from relay.log import logger
 from relay.receive.connections import Connections, StressTimer, client_of
 from relay.receive.handler import RelayHandler
+from relay.receive.options import (
+    Limits,
+    ListenAuthConfig,
+    Listener,
+    ListenTlsConfig,
+    Network,
+    TcpListener,
+)
 from relay.receive.policy import peer_allowed
 from relay.receive.users import check_login
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from relay.config import TcpListener
+from relay.receive.options import TcpListener
 from relay.web.app import create_app
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ import pytest
 from helpers import fill, port_of
 
 from relay.model import Envelope
-from relay.queue.record import Record, encode_record
 from relay.queue.spool import Spool
+from relay.record import Record, encode_record
 
 from .flow import queued, submit, wait_for
 

@@ -6,8 +6,10 @@ import ipaddress
 
 import pytest
 
-from relay.deliver.outcome import Reply, Status, classify, holds_queue
+from relay.deliver.outcome import classify, holds_queue
+from relay.model import Status
 from relay.receive.policy import address_problem, peer_allowed
+from relay.reply import Reply
 
 
 @pytest.mark.parametrize(

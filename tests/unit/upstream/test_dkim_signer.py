@@ -17,7 +17,7 @@ from relay.config import load_config
 from relay.deliver.dkim import planned, sign
 from relay.errors import ConfigError
 from relay.model import Envelope
-from relay.queue.record import Record
+from relay.record import Record
 
 MESSAGE = (
     b"From: Trac <trac@tickets.example.org>\r\nTo: dev@example.org\r\nSubject: #1\r\n"

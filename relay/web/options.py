@@ -1,0 +1,57 @@
+"""The ``web:`` section: where the page and JSON API listen, for which hosts and users."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from relay.receive.options import TcpListener, parse_listener
+from relay.receive.users import PasswordHash
+
+__all__ = ["WebConfig"]
+
+
+def _parse_web_listener(value: object) -> TcpListener:
+    listener = parse_listener(value)
+    if not isinstance(listener, TcpListener):
+        raise ValueError(f'expected "HOST:PORT" such as "127.0.0.1:8025", got {value!r}')
+    return listener
+
+
+def _parse_hosts(value: object) -> tuple[str, ...]:
+    hosts = tuple(
+        str(item).strip().lower() for item in (value if isinstance(value, list) else [value])
+    )
+    for host in hosts:
+        if not _HOST.fullmatch(host):
+            raise ValueError(
+                f'expected host names such as "relay.example.org" (no scheme or port), got "{host}"'
+            )
+    return hosts
+
+
+#: A host name, an IPv4 address, or an IPv6 address without brackets.
+_HOST = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|[0-9a-f]*:[0-9a-f:.]+")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebConfig:
+    """The HTTP side: the page and JSON API over captured mail and the queue.
+
+    Served only to requests for a loopback name or address, one of ``allowed_hosts``, or
+    the address listened on (:mod:`relay.web.hosts`). ``users_file`` (``login:hash`` lines,
+    as for ``listen_auth``) turns on HTTP basic auth. Listening beyond loopback needs it,
+    or ``allow_unauthenticated: true`` (a proxy or firewall guards the port).
+    """
+
+    enabled: bool = True
+    listen: TcpListener = field(
+        default=TcpListener("127.0.0.1", 8025), metadata={"parse": _parse_web_listener}
+    )
+    allowed_hosts: tuple[str, ...] = field(default=(), metadata={"parse": _parse_hosts})
+    users_file: Path | None = None
+    allow_unauthenticated: bool = False
+    users: dict[str, PasswordHash] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
