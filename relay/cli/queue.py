@@ -1,6 +1,7 @@
 """``notify-relay queue``: list, show, flush, retry, hold, release, delete, requeue.
 
-Works whether or not the server runs. Reading (``list``, ``show``) goes straight to the
+Works whether or not the server runs. Ids may be abbreviated to any unique prefix, as for
+``notify-relay mail``. Reading (``list``, ``show``) goes straight to the
 spool. Changes go to the running server over its control socket in the queue directory,
 so they never race a delivery; with no server running they are made on the spool
 directly, under the lock a starting server waits for (see :mod:`relay.queue.control`).
@@ -92,6 +93,7 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
     import time
 
     from relay.deliver.quota import read_usage
+    from relay.model import AmbiguousId, resolve_id
     from relay.queue import listing
     from relay.queue.actions import Action
     from relay.queue.record import CorruptRecord
@@ -108,23 +110,30 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
             for usage in read_usage(root / "quota", time.time()):
                 print(usage)
         return 0
+    known = {queue_id for state in QueueState for queue_id in spool.ids(state)}
+    try:
+        named = [resolve_id(prefix, known) or prefix for prefix in getattr(args, "ids", ())]
+        if verb == "show":
+            queue_id = resolve_id(args.queue_id, known) or args.queue_id
+    except AmbiguousId as exc:
+        return _fail(str(exc), 1)
     if verb == "show":
         try:
-            found = listing.read_one(spool, args.queue_id)
+            found = listing.read_one(spool, queue_id)
         except CorruptRecord as exc:
-            return _fail(f"{args.queue_id}: corrupt queue file: {exc}", 1)
+            return _fail(f"{queue_id}: corrupt queue file: {exc}", 1)
         if found is None:
-            return _fail(f"{args.queue_id}: no such message in the queue", 1)
+            return _fail(f"{queue_id}: no such message in the queue", 1)
         print(listing.format_message(*found))
         return 0
     if verb == "flush":
         action, ids = Action.RETRY, spool.ids(QueueState.DEFERRED)
     elif verb == "delete" and args.all_failed:
-        action, ids = Action.DELETE, [*args.ids, *spool.ids(QueueState.FAILED)]
-    elif verb == "delete" and not args.ids:
+        action, ids = Action.DELETE, [*named, *spool.ids(QueueState.FAILED)]
+    elif verb == "delete" and not named:
         return _fail("name the messages to delete, or use --all-failed", 64)
     else:
-        action, ids = Action(verb), args.ids
+        action, ids = Action(verb), named
     if not ids:
         print("nothing to do")
         return 0

@@ -310,13 +310,16 @@ class QueueManager:
                 status=status,
             )
             (logger.info if status is Status.SENT else logger.warning)(line)
+        # the reply that tells why the message is still here, not a recipient's 250
+        latest = log[len(state.log) :]
+        failing = [attempt.reply for attempt in latest if attempt.status != Status.SENT.value]
         return replace(
             state,
             attempts=attempts,
             done=tuple(done),
             failed=tuple(failed),
             log=tuple(log),
-            last_reply=log[-1].reply if log else state.last_reply,
+            last_reply=(failing or [attempt.reply for attempt in latest] or [state.last_reply])[-1],
         )
 
     async def _keep_copy(self, record: Record, state: DeliveryState) -> None:
