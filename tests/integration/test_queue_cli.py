@@ -8,6 +8,7 @@ import sys
 import time
 from dataclasses import replace
 
+import tracmail
 from helpers import eventually, submit
 from upstream import FakeUpstream
 
@@ -244,3 +245,18 @@ async def test_queue_ids_may_be_abbreviated_to_a_unique_prefix(tmp_path):
     assert f"{first[:shared]}: ambiguous id prefix; it could be {first} or {second}" in err
     code, out, err = await queue("show", first[:shared], *root)
     assert code == 1 and "ambiguous id prefix" in err
+
+
+def test_mail_verbs_resolve_prefixes_as_queue_verbs_do(tmp_path, capsys):
+    from relay.cli.main import main
+
+    root = tmp_path / "mail"
+    first, second = tracmail.fill(root, 2)
+    shared = next(n for n in range(len(first)) if first[n] != second[n])
+    store = ["--store", str(root)]
+    assert main(["mail", "show", *store, "--raw", second[: shared + 1]]) == 0
+    capsys.readouterr()
+    assert main(["mail", "show", *store, first[:shared]]) == 1
+    assert f"{first[:shared]}: ambiguous id prefix; it could be {first} or {second}" in (
+        capsys.readouterr().err
+    )
