@@ -22,12 +22,13 @@ one process, as in the tests, count separately. Names follow postfix_exporter's 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from relay.deliver.options import QuotaConfig
 from relay.deliver.quota import read_usage
 from relay.queue.spool import QueueState, Spool
 
@@ -115,10 +116,13 @@ class Metrics:
         """A delivered message could not be copied to the capture store."""
         self._capture_failures.inc()
 
-    def watch(self, spool: Spool) -> None:
-        """Report the size of ``spool``'s directories and its oldest waiting message."""
+    def watch(
+        self, spool: Spool, quotas: Callable[[], Mapping[str, QuotaConfig]] | None = None
+    ) -> None:
+        """Report the size of ``spool``'s directories and its oldest waiting message, and
+        the quota usage recorded beside it against ``quotas()``, the limits in force."""
         self.registry.register(_QueueCollector(spool))
-        self.registry.register(_QuotaCollector(spool))
+        self.registry.register(_QuotaCollector(spool, quotas))
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format."""
@@ -163,10 +167,14 @@ class _QueueCollector(Collector):
 
 
 class _QuotaCollector(Collector):
-    """Reads the quota state files beside the spool at scrape time."""
+    """Reads the quota state files beside the spool at scrape time; the limits are the
+    configured ones (a file names those in force when it was last written)."""
 
-    def __init__(self, spool: Spool) -> None:
+    def __init__(
+        self, spool: Spool, quotas: Callable[[], Mapping[str, QuotaConfig]] | None
+    ) -> None:
         self.directory = spool.root / "quota"
+        self.quotas = quotas
 
     def describe(self) -> list[Metric]:
         return list(self._families())
@@ -185,7 +193,8 @@ class _QuotaCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         used, limit, slot = self._families()
-        for usage in read_usage(self.directory, time.time()):
+        configured = self.quotas() if self.quotas is not None else None
+        for usage in read_usage(self.directory, time.time(), configured):
             for kind, count, most in (
                 ("messages", usage.messages, usage.message_limit),
                 ("recipients", usage.recipients, usage.recipient_limit),

@@ -105,7 +105,7 @@ class Relay:
                     dns=config.dns,
                 ),
             )
-            self.metrics.watch(spool)
+            self.metrics.watch(spool, quotas=self.manager.dispatcher.quotas)
             self.control = ControlServer(spool.root, self.manager.apply)
             sink: _SpoolSink | _CaptureSink = _SpoolSink(spool, self.manager)
         else:

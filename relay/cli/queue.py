@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING
 from relay.cli.main import add_sub_verbs
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from relay.deliver.options import QuotaConfig
     from relay.queue.actions import Action
     from relay.queue.spool import Spool
 
@@ -63,8 +66,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from relay.config import load_config
+    from relay.deliver.dispatch import configured_quotas
     from relay.errors import ConfigError
 
+    quotas = None  # with --queue: the limits each quota file recorded
     if args.queue:
         root = Path(args.queue)
     else:
@@ -79,16 +84,19 @@ def _run(args: argparse.Namespace) -> int:
                 EX_CONFIG,
             )
         root = config.queue.path
+        quotas = configured_quotas(config.upstreams)
     if not (root / "incoming").is_dir():
         return _fail(f"no queue at {root} (has the relay run with this config?)", EX_NOINPUT)
     _act_as_owner(root)
     try:
-        return _dispatch(args, root)
+        return _dispatch(args, root, quotas)
     except PermissionError as exc:
         return _fail(f"{exc}; run as the relay's user or root", EX_NOPERM)
 
 
-def _dispatch(args: argparse.Namespace, root: Path) -> int:
+def _dispatch(
+    args: argparse.Namespace, root: Path, quotas: Mapping[str, QuotaConfig] | None
+) -> int:
     import json
     import time
 
@@ -107,7 +115,7 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
             print(json.dumps([entry.as_dict() for entry in entries], indent=2))
         else:
             print(listing.format_table(entries))
-            for usage in read_usage(root / "quota", time.time()):
+            for usage in read_usage(root / "quota", time.time(), quotas):
                 print(usage)
         return 0
     known = {queue_id for state in QueueState for queue_id in spool.ids(state)}

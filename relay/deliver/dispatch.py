@@ -21,7 +21,7 @@ from pathlib import Path
 from relay.config import UpstreamConfig
 from relay.deliver.mx import addresses, mail_hosts
 from relay.deliver.oauth import TokenSource, token_source
-from relay.deliver.options import DnsConfig
+from relay.deliver.options import DnsConfig, QuotaConfig
 from relay.deliver.outcome import Reply, holds_queue
 from relay.deliver.quota import Governor, is_quota_reply
 from relay.deliver.routing import split
@@ -31,7 +31,7 @@ from relay.log import logger
 from relay.queue.record import Record
 from relay.resolver import Resolver
 
-__all__ = ["Dispatcher", "Result", "Run"]
+__all__ = ["Dispatcher", "Result", "Run", "configured_quotas"]
 
 #: At most this many MX addresses are tried per domain and attempt (Postfix's default).
 _MX_ADDRESS_LIMIT = 5
@@ -102,6 +102,11 @@ def _account(upstream: UpstreamConfig) -> str:
     return f"{upstream.username}@{upstream.host}" if upstream.username else str(upstream)
 
 
+def configured_quotas(upstreams: Sequence[UpstreamConfig]) -> dict[str, QuotaConfig]:
+    """The quota of each account the upstreams send through (``queue list``, ``/metrics``)."""
+    return {_account(upstream): upstream.quota for upstream in upstreams if upstream.quota}
+
+
 class Dispatcher:
     """The upstreams with what outlives a batch: token caches, quota governors, holds."""
 
@@ -149,6 +154,10 @@ class Dispatcher:
             self._holds.clear()
             self._tokens.clear()
         return changed
+
+    def quotas(self) -> dict[str, QuotaConfig]:
+        """The quota of each account, as configured now."""
+        return configured_quotas(self.upstreams)
 
     def run(self) -> Run:
         """The sessions of one batch (``async with``)."""
