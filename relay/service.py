@@ -231,7 +231,7 @@ class Relay:
             logger.info(
                 "relay mode: delivering to %s (tls=%s), queue in %s",
                 ", ".join(map(str, config.upstreams)),
-                config.upstream.tls,
+                config.upstream.tls_mode,
                 config.queue.path,
             )
         tcp = [listener for listener in config.listen if isinstance(listener, TcpListener)]

@@ -250,7 +250,9 @@ class QueueManager:
         pending = new.pending(record.envelope)
         target = QueueState.DEFERRED if pending else QueueState.FAILED if new.failed else None
         if target is not None:
-            retry = now + backoff(new.attempts, self.retry) if result.replies else 0.0
+            # held recipients (bad credentials) go again when the hold ends, not later
+            tried = result.replies.keys() - result.held
+            retry = now + backoff(new.attempts, self.retry) if tried else 0.0
             when = max(retry, result.not_before) or now
             if pending:
                 reason = "quota" if result.waiting else "deferred"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 
-from helpers import port_of
+from helpers import free_port, port_of
 
 from relay.log import logger, one_line, setup_logging
 from relay.queue import listing
@@ -62,3 +62,12 @@ def test_the_text_log_writes_one_physical_line_per_event(monkeypatch):
 def test_one_line_joins_continuations_and_escapes_control_characters():
     assert one_line("5.7.8 a\r\n5.7.8 b\n") == "5.7.8 a 5.7.8 b"
     assert one_line("x\x1b[31my\x00\u2028z\tw") == "x\\x1b[31my\\x00 z\\x09w"
+
+
+async def test_a_connection_failure_is_logged_under_the_queue_id(make_config, start_relay, caplog):
+    upstream = {"host": "127.0.0.1", "port": free_port(), "tls": "none"}
+    relay = await start_relay(make_config(upstream=upstream, web={"enabled": False}))
+    queue_id = (await submit(port_of(relay), MESSAGE)).split()[-1]
+    await wait_for(lambda: "deferred" in queued(relay))
+    failures = [line for line in relay_lines(caplog) if "connect to 127.0.0.1" in line]
+    assert failures and all(line.startswith(f"{queue_id}: ") for line in failures)
