@@ -350,10 +350,19 @@ class QueueManager:
         source: QueueState,
         target: QueueState,
     ) -> bool:
-        """Persist the outcome of an attempt; if the spool fails, log it, schedule the next
-        try after the local back-off and return False."""
+        """Persist the outcome of an attempt: mark ``sent`` done in the record first (that
+        needs no new blocks), then the state and the move. If the spool fails, log it,
+        schedule the next try after the local back-off and return False."""
+
+        def persist() -> None:
+            if sent:
+                self.spool.mark_delivered(record, source, sent)
+            self.spool.write_state(record.queue_id, state)
+            if source is not target:
+                self.spool.move(record.queue_id, source, target)
+
         try:
-            await asyncio.to_thread(self._persist, record, sent, state, source, target)
+            await asyncio.to_thread(persist)
         except (SpoolError, OSError) as exc:
             delay = self._local_trouble()
             logger.error(
@@ -366,21 +375,6 @@ class QueueManager:
             return False
         self._storage_failures = 0
         return True
-
-    def _persist(
-        self,
-        record: Record,
-        sent: Sequence[str],
-        state: DeliveryState,
-        source: QueueState,
-        target: QueueState,
-    ) -> None:
-        """Mark ``sent`` done in the record first (needs no new blocks), then the rest."""
-        if sent:
-            self.spool.mark_delivered(record, source, sent)
-        self.spool.write_state(record.queue_id, state)
-        if source is not target:
-            self.spool.move(record.queue_id, source, target)
 
     def _load_all(self, queue_ids: Sequence[str]) -> list[Loaded]:
         return [loaded for loaded in map(self._load, queue_ids) if loaded is not None]
