@@ -333,7 +333,12 @@ class Run:
                 reply = Reply(0, f"4.7.0 waiting for the sending quota: {governor.usage(now)}")
                 tally.wait(chunk, reply, str(upstream), slot)
                 return chunk
-            await governor.reserve(now, len(chunk))  # counted before any other worker looks
+            try:
+                await governor.reserve(now, len(chunk))  # counted before any other looks
+            except OSError as exc:  # not counted, not sent; what went before stands
+                reply = Reply(0, f"4.3.0 cannot count the send in the quota file: {exc}")
+                tally.reply(chunk, reply, str(upstream))
+                return chunk
         session = await self._session(target, record.queue_id)
         if not isinstance(session, UpstreamSession):
             if governor is not None:

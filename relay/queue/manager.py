@@ -151,6 +151,8 @@ class QueueManager:
             finally:
                 self._busy.discard(queue_id)
             (done if ok else refused).append(line)
+            if ok and action is Action.DELETE:
+                self._sent.pop(queue_id, None)
             timer = self._timers.pop(queue_id, None)
             if timer is not None:
                 timer.cancel()
@@ -195,6 +197,7 @@ class QueueManager:
             try:
                 await self._deliver_batch(batch)
             except SpoolError as exc:
+                self.metrics.spool_failed()
                 self._retry_batch(batch, str(exc))
             except Exception:  # a bug must not end the worker: the batch stays queued
                 logger.exception("queue: unexpected error while delivering %s", " ".join(batch))
@@ -210,9 +213,8 @@ class QueueManager:
             self._schedule(queue_id, time.time() + delay)
 
     def _local_trouble(self) -> float:
-        """Count a failure to write the spool; the delay doubles while they go on."""
+        """Count a local failure (spool, or a bug); the delay doubles while they go on."""
         self._storage_failures += 1
-        self.metrics.spool_failed()
         return backoff(self._storage_failures, self.retry)
 
     async def _deliver_batch(self, batch: list[str]) -> None:
@@ -364,6 +366,7 @@ class QueueManager:
         try:
             await asyncio.to_thread(persist)
         except (SpoolError, OSError) as exc:
+            self.metrics.spool_failed()
             delay = self._local_trouble()
             logger.error(
                 "%s: %s; recipients the upstream took are not sent again; next try in %.1f s",

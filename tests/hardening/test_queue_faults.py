@@ -190,6 +190,39 @@ async def test_full_disk_after_a_partial_delivery_never_sends_the_accepted_recip
     assert to(upstream, "bob@example.org") == ["partial"]
 
 
+async def test_a_quota_file_that_cannot_be_written_never_resends_the_first_transaction(
+    relay_for, upstream, small_disk, caplog
+):
+    # One recipient per transaction and a quota: ann's transaction goes, then the disk is
+    # full when bob's send must be counted in the quota file before it goes.
+    in_data, answer, first = threading.Event(), threading.Event(), [True]
+
+    def answer_once_disk_is_full(envelope):
+        if first[0]:
+            first[0] = False
+            in_data.set()  # ann's send is counted on disk by now
+            answer.wait(10)
+
+    upstream.data_reply = answer_once_disk_is_full
+    relay = await relay_for(
+        upstream,
+        queue={"path": str(small_disk / "queue"), "retry": RETRY},
+        upstream={"max_recipients_per_message": 1, "quota": {"messages": 100}},
+    )
+    both = ("ann@example.org", "bob@example.org")
+    assert (await submit(port_of(relay), message("split"), recipients=both)).startswith("2.0.0")
+    await wait_for(in_data.is_set)
+    filler = fill(small_disk)
+    answer.set()
+    await wait_for(lambda: "cannot count the send" in caplog.text)
+    await asyncio.sleep(1)
+    assert to(upstream, "ann@example.org") == ["split"] and to(upstream, "bob@example.org") == []
+    filler.unlink()
+    await wait_for(lambda: not queued(relay))
+    assert to(upstream, "ann@example.org") == ["split"]
+    assert to(upstream, "bob@example.org") == ["split"]
+
+
 async def test_a_capture_copy_that_cannot_be_written_never_sends_the_message_again(
     relay_for, upstream, small_disk, tmp_path, caplog
 ):
