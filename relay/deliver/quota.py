@@ -225,22 +225,34 @@ class Governor:
         return usage(self.account, self.window, self.quota, now)
 
     async def reserve(self, now: float, recipients: int) -> None:
-        """Count a send before it happens, durably; warn when usage crosses ``warn_at``."""
+        """Count a send before it happens, durably; warn when usage crosses ``warn_at``.
+
+        Raises ``OSError`` (and counts nothing) when the count cannot be written.
+        """
         before = self.usage(now).fraction
         live = tuple(_live(self.window, self.quota, now))
         self.window = replace(self.window, sends=(*live, (now, recipients)))
         after = self.usage(now)
         if before < self.quota.warn_at <= after.fraction:
             logger.warning("%s: %.0f%% of the limit used", after, 100 * after.fraction)
-        await self._save()
+        try:
+            await self._save()
+        except OSError:
+            self._uncount(now, recipients)
+            raise
 
     async def release(self, now: float, recipients: int) -> None:
         """Uncount a reserved send the upstream did not take."""
-        sends = list(self.window.sends)
-        if (now, recipients) in sends:
-            sends.remove((now, recipients))
-            self.window = replace(self.window, sends=tuple(sends))
+        if self._uncount(now, recipients):
             await self._save(required=False)
+
+    def _uncount(self, now: float, recipients: int) -> bool:
+        sends = list(self.window.sends)
+        if (now, recipients) not in sends:
+            return False
+        sends.remove((now, recipients))
+        self.window = replace(self.window, sends=tuple(sends))
+        return True
 
     async def pause(self, now: float, reply: Reply) -> None:
         """Stop sending after a quota reply (see :func:`paused`)."""
