@@ -200,7 +200,7 @@ class QueueManager:
                 self.metrics.spool_failed()
                 self._retry_batch(batch, str(exc))
             except Exception:  # a bug must not end the worker: the batch stays queued
-                logger.exception("queue: unexpected error while delivering %s", " ".join(batch))
+                logger.exception("%s: unexpected error while delivering", " ".join(batch))
                 self._retry_batch(batch, "unexpected error")
             finally:
                 self._busy.difference_update(batch)
