@@ -20,7 +20,8 @@ __all__ = ["delivery_line", "line_fields", "logger", "one_line", "setup_logging"
 logger = logging.getLogger("notify-relay")
 
 _LINE_BREAKS = re.compile(r"\s*(?:\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029])\s*")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: C0 and C1 controls, and the bidirectional overrides that make a line read otherwise.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def one_line(text: str) -> str:
@@ -31,7 +32,12 @@ def one_line(text: str) -> str:
     neither split a line nor start one of its own.
     """
     joined = _LINE_BREAKS.sub(" ", text.strip())
-    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", joined)
+    return _CONTROL.sub(_escape, joined)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 _QUEUE_ID = re.compile(r"^([0-9A-F]{18}): ")

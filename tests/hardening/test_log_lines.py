@@ -62,6 +62,7 @@ def test_the_text_log_writes_one_physical_line_per_event(monkeypatch):
 def test_one_line_joins_continuations_and_escapes_control_characters():
     assert one_line("5.7.8 a\r\n5.7.8 b\n") == "5.7.8 a 5.7.8 b"
     assert one_line("x\x1b[31my\x00\u2028z\tw") == "x\\x1b[31my\\x00 z\\x09w"
+    assert one_line("550 ok \u202egnp.exe") == "550 ok \\u202egnp.exe"
 
 
 async def test_a_connection_failure_is_logged_under_the_queue_id(make_config, start_relay, caplog):
