@@ -119,13 +119,13 @@ def _dispatch(
                 print(usage)
         return 0
     known = {queue_id for state in QueueState for queue_id in spool.ids(state)}
+    prefixes = [args.queue_id] if verb == "show" else getattr(args, "ids", [])
     try:
-        named = [resolve_id(prefix, known) or prefix for prefix in getattr(args, "ids", ())]
-        if verb == "show":
-            queue_id = resolve_id(args.queue_id, known) or args.queue_id
+        named = [resolve_id(prefix, known) or prefix for prefix in prefixes]
     except AmbiguousId as exc:
         return _fail(str(exc), 1)
     if verb == "show":
+        (queue_id,) = named
         try:
             found = listing.read_one(spool, queue_id)
         except CorruptRecord as exc:
