@@ -357,7 +357,7 @@ class QueueManager:
         schedule the next try after the local back-off and return False."""
 
         def persist() -> None:
-            if sent:
+            if sent and record.markable:  # else a version 1 file: the state file says it
                 self.spool.mark_delivered(record, source, sent)
             self.spool.write_state(record.queue_id, state)
             if source is not target:
