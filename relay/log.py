@@ -13,12 +13,11 @@ import sys
 from typing import Literal
 
 from relay.model import Status
-from relay.reply import Reply
+from relay.reply import Reply, one_line
 
 __all__ = ["delivery_line", "line_fields", "logger", "setup_logging"]
 
 logger = logging.getLogger("notify-relay")
-
 
 _QUEUE_ID = re.compile(r"^([0-9A-F]{18}): ")
 _PAIR = re.compile(r"(?:^|, )([a-z_]+)=(<[^>]*>|[^,\s]+)")
@@ -44,6 +43,17 @@ def line_fields(message: str) -> dict[str, str]:
     return {"queue_id": match.group(1), **fields}
 
 
+_PREFIX = "notify-relay[%(process)d]: "
+
+
+class _TextFormatter(logging.Formatter):
+    """One physical line per event (a traceback follows on lines of its own)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        safe = logging.makeLogRecord({**record.__dict__, "message": one_line(record.message)})
+        return super().formatMessage(safe)
+
+
 class _JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, pid, message and the line's fields."""
 
@@ -65,9 +75,7 @@ def setup_logging(level: int = logging.INFO, fmt: Literal["text", "json"] = "tex
     """Send the relay's log lines to stderr, one line per event, as text or JSON."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        _JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s notify-relay[%(process)d]: %(message)s")
+        _JsonFormatter() if fmt == "json" else _TextFormatter(f"%(asctime)s {_PREFIX}%(message)s")
     )
     logger.handlers[:] = [handler]
     logger.setLevel(level)

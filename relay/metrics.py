@@ -10,6 +10,8 @@ one process, as in the tests, count separately. Names follow postfix_exporter's 
     notify_relay_messages_failed_total                moved to failed/ (a recipient bounced)
     notify_relay_delivery_latency_seconds             acceptance to delivery (histogram)
     notify_relay_upstream_replies_total{class}        2xx, 4xx, 5xx, or none (no reply at all)
+    notify_relay_spool_write_failures_total           the queue could not record a delivery
+    notify_relay_capture_failures_total               a delivered message got no capture copy
     notify_relay_queue_messages{state}                messages per queue directory, at scrape time
     notify_relay_queue_oldest_message_age_seconds     oldest message waiting for delivery
     notify_relay_quota_used{account,kind}             messages/recipients in the quota window
@@ -65,6 +67,12 @@ class Metrics:
         self._replies = Counter(
             "upstream_replies", "Upstream replies per recipient, by class.", ["class"], **metric
         )
+        self._spool_failures = Counter(
+            "spool_write_failures", "Times the queue could not record a delivery.", **metric
+        )
+        self._capture_failures = Counter(
+            "capture_failures", "Delivered messages whose capture copy failed.", **metric
+        )
 
     def received(self) -> None:
         """A listener accepted a message."""
@@ -90,6 +98,14 @@ class Metrics:
     def failed(self) -> None:
         """A message was moved to failed/."""
         self._failed.inc()
+
+    def spool_failed(self) -> None:
+        """The queue could not record the outcome of a delivery (e.g. a full disk)."""
+        self._spool_failures.inc()
+
+    def capture_failed(self) -> None:
+        """A delivered message could not be copied to the capture store."""
+        self._capture_failures.inc()
 
     def watch(self, *collectors: Collector) -> None:
         """Report what ``collectors`` read at scrape time (:mod:`relay.queue.gauges`)."""

@@ -27,7 +27,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
     mode = (
-        f"relay mode, upstream {config.upstream} (tls={config.upstream.tls})"
+        f"relay mode, upstream {config.upstream} (tls={config.upstream.tls_mode})"
         if config.upstream
         else "capture mode"
     )

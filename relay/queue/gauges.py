@@ -6,11 +6,12 @@ The spool, not memory, is the truth: ``/metrics`` reports what is on disk.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from relay.deliver.options import QuotaConfig
 from relay.deliver.quota import read_usage
 from relay.queue.spool import QueueState, Spool
 
@@ -19,9 +20,12 @@ __all__ = ["QueueCollector", "QuotaCollector", "spool_collectors"]
 _WAITING = (QueueState.INCOMING, QueueState.DEFERRED)
 
 
-def spool_collectors(spool: Spool) -> tuple[Collector, ...]:
-    """The size of ``spool``'s directories, its oldest waiting message and the quota usage."""
-    return QueueCollector(spool), QuotaCollector(spool)
+def spool_collectors(
+    spool: Spool, quotas: Callable[[], Mapping[str, QuotaConfig]] | None = None
+) -> tuple[Collector, ...]:
+    """The size of ``spool``'s directories and its oldest waiting message, and the quota
+    usage recorded beside it against ``quotas()``, the limits in force."""
+    return QueueCollector(spool), QuotaCollector(spool, quotas)
 
 
 class QueueCollector(Collector):
@@ -62,10 +66,14 @@ class QueueCollector(Collector):
 
 
 class QuotaCollector(Collector):
-    """Reads the quota state files beside the spool at scrape time."""
+    """Reads the quota state files beside the spool at scrape time; the limits are the
+    configured ones (a file names those in force when it was last written)."""
 
-    def __init__(self, spool: Spool) -> None:
+    def __init__(
+        self, spool: Spool, quotas: Callable[[], Mapping[str, QuotaConfig]] | None
+    ) -> None:
         self.directory = spool.root / "quota"
+        self.quotas = quotas
 
     def describe(self) -> list[Metric]:
         return list(self._families())
@@ -84,7 +92,8 @@ class QuotaCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         used, limit, slot = self._families()
-        for usage in read_usage(self.directory, time.time()):
+        configured = self.quotas() if self.quotas is not None else None
+        for usage in read_usage(self.directory, time.time(), configured):
             for kind, count, most in (
                 ("messages", usage.messages, usage.message_limit),
                 ("recipients", usage.recipients, usage.recipient_limit),
