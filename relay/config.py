@@ -10,10 +10,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import ssl
-import stat
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -21,7 +19,7 @@ import yaml
 from relay.capture.options import CaptureConfig
 from relay.cleanup.options import CleanupOptions, FiltersConfig
 from relay.cleanup.tracini import read_trac_ini
-from relay.deliver.dkim import DkimConfig, SigningKey, signing_key
+from relay.deliver.dkim import DkimConfig
 from relay.deliver.oauth import load_client_certificate
 from relay.deliver.options import UpstreamConfig
 from relay.errors import ConfigError
@@ -35,12 +33,11 @@ from relay.receive.options import (
     TcpListener,
     parse_listeners,
     parse_networks,
-    server_context,
 )
-from relay.receive.users import PasswordHash, parse_users
+from relay.receive.users import read_users
 from relay.resolver import DnsConfig
 from relay.schema import build, where
-from relay.secret import Secret
+from relay.secret import Secret, read_private
 from relay.web.hosts import is_loopback
 from relay.web.options import WebConfig
 
@@ -76,10 +73,9 @@ class RelayConfig:
     web: WebConfig = field(default_factory=WebConfig)
     trac_ini: Path | None = None
     dkim: tuple[DkimConfig, ...] = ()
-    source: str = field(default="(defaults)", init=False)
-    trac_ini_report: tuple[str, ...] = field(default=(), init=False)
-    #: The ``dkim`` entries' keys, read once by :func:`load_config` (not with secrets=False).
-    dkim_keys: tuple[SigningKey, ...] = field(default=(), init=False, compare=False)
+    #: The config file's name, and what was taken from trac.ini: set by :func:`load_config`.
+    source: str = field(default="(defaults)", metadata={"derived": True})
+    trac_ini_report: tuple[str, ...] = field(default=(), metadata={"derived": True})
 
     @property
     def capture_mode(self) -> bool:
@@ -124,19 +120,15 @@ def load_config(
             raise ConfigError("expected a mapping", file=file, key="notification")
         data = {**data, "notification": {**report.options, **notification}}
     config = build(RelayConfig, data, file=file, base=base)
-    object.__setattr__(config, "source", file)
-    if report is not None:
-        object.__setattr__(config, "trac_ini_report", report.lines())
+    config = replace(config, source=file, trac_ini_report=report.lines() if report else ())
     if config.upstream is not None:
         _check_upstream(config.upstream, file, secrets=secrets)
     if config.capture.release.upstream is not None:
         release = config.capture.release.upstream
         _check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
-    _check_upstreams(config, file, secrets=secrets)
-    _check_listen_security(config, file, secrets=secrets)
+    config = _check_upstreams(config, file, secrets=secrets)
+    _check_listen_security(config, file)
     _check_web(config.web, file, secrets=secrets)
-    if secrets:
-        object.__setattr__(config, "dkim_keys", _dkim_keys(config.dkim, file))
     _check_limits(config.limits, file)
     return config
 
@@ -164,8 +156,9 @@ def _expand_mx(data: dict[str, object]) -> dict[str, object]:
     return {**data, "upstream": expand(data["upstream"])} if "upstream" in data else data
 
 
-def _check_upstreams(config: RelayConfig, file: str, *, secrets: bool) -> None:
-    """Check ``upstreams``; afterwards it lists every upstream and ``upstream`` is the first."""
+def _check_upstreams(config: RelayConfig, file: str, *, secrets: bool) -> RelayConfig:
+    """Check ``upstreams``; the config returned lists every upstream in ``upstreams``, and
+    ``upstream`` is the first."""
     if config.upstream is not None and config.upstreams:
         raise ConfigError(
             "give upstream (one) or upstreams (a list), not both", file=file, key="upstreams"
@@ -180,8 +173,7 @@ def _check_upstreams(config: RelayConfig, file: str, *, secrets: bool) -> None:
             file=file,
             key="upstreams" if config.upstreams else "upstream",
         )
-    object.__setattr__(config, "upstreams", chain)
-    object.__setattr__(config, "upstream", chain[0] if chain else None)
+    return replace(config, upstreams=chain, upstream=chain[0] if chain else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,15 +226,6 @@ def _check_upstream(
         if secrets and sources:
             secret = Secret(_read_password(upstream, sources[0], file, key))
             object.__setattr__(upstream, "secret", secret)
-    if upstream.fingerprint is not None:
-        digits = upstream.fingerprint.replace(":", "").lower()
-        if len(digits) != 64 or set(digits) - set("0123456789abcdef"):
-            raise ConfigError(
-                "expected a SHA-256 fingerprint (64 hex digits, colons allowed)",
-                file=file,
-                key=where(section, "fingerprint"),
-            )
-        object.__setattr__(upstream, "fingerprint", digits)
 
 
 def _check_mx(upstream: UpstreamConfig, file: str, section: str) -> None:
@@ -285,7 +268,7 @@ def _check_oauth(
             text = _read_password_file(path, file, where(key, f"{name}_file"))
             object.__setattr__(oauth, name, Secret(text))
     if secrets and oauth.client_key_file is not None:
-        pem = _read_private(oauth.client_key_file, file, where(key, "client_key_file"))
+        pem = read_private(oauth.client_key_file, file=file, key=where(key, "client_key_file"))
         try:
             certificate = Path(str(oauth.client_certificate_file)).read_bytes()
             load_client_certificate(certificate, pem)
@@ -331,43 +314,14 @@ def _read_password(upstream: UpstreamConfig, source: str, file: str, key: str) -
 
 
 def _read_password_file(path: Path, file: str, key: str) -> str:
-    lines = _read_private(path, file, key).splitlines()
+    lines = read_private(path, file=file, key=key).splitlines()
     if not lines or not lines[0]:
         raise ConfigError(f"{path} is empty", file=file, key=key)
     return lines[0]
 
 
-def _read_private(path: Path, file: str, key: str) -> str:
-    """The text of a secret file, refused when group or others may read it."""
-    try:
-        info = path.stat()
-        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                f"{path} is readable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
-                f"run: chmod 600 {path}",
-                file=file,
-                key=key,
-            )
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", file=file, key=key) from None
-
-
-def _dkim_keys(entries: tuple[DkimConfig, ...], file: str) -> tuple[SigningKey, ...]:
-    """Read each ``dkim`` entry's private key (owner-only, PEM, matching its algorithm)."""
-    keys = []
-    for n, entry in enumerate(entries):
-        key, path = f"dkim[{n}].private_key_file", entry.private_key_file
-        try:
-            keys.append(signing_key(entry, _read_private(path, file, key).encode()))
-        except ValueError as exc:
-            raise ConfigError(f"{path}: {exc}", file=file, key=key) from None
-    return tuple(keys)
-
-
-def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> None:
-    """AUTH only with STARTTLS, STARTTLS only with a TCP listener; load the certificate and
-    the users once (not with ``secrets=False``: the key and users file stay unread)."""
+def _check_listen_security(config: RelayConfig, file: str) -> None:
+    """AUTH only with STARTTLS, STARTTLS only with a TCP listener."""
     tls, auth = config.listen_tls, config.listen_auth
     if auth is not None and tls is None:
         message = "AUTH is offered only inside TLS: add a listen_tls section"
@@ -380,27 +334,14 @@ def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> 
             file=file,
             key="listen_tls",
         )
-    if not secrets:
-        return
-    object.__setattr__(tls, "context", _listen_context(tls, file))
-    if auth is not None:
-        users = _read_users(auth.users_file, file, "listen_auth.users_file")
-        object.__setattr__(auth, "users", users)
-
-
-def _read_users(path: Path, file: str, key: str) -> dict[str, PasswordHash]:
-    """The users file at ``path`` (owner-only), or a ConfigError naming ``key``."""
-    try:
-        return parse_users(_read_private(path, file, key))
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}", file=file, key=key) from None
 
 
 def _check_web(web: WebConfig, file: str, *, secrets: bool) -> None:
     """Read the web users (not with ``secrets=False``); refuse a page for anyone on the
     network: beyond loopback it needs a users file or an explicit opt-out."""
     if web.users_file is not None and secrets:
-        object.__setattr__(web, "users", _read_users(web.users_file, file, "web.users_file"))
+        users = read_users(web.users_file, file=file, key="web.users_file")
+        object.__setattr__(web, "users", users)
     if not web.enabled or is_loopback(web.listen.host):
         return
     if web.users_file is None and not web.allow_unauthenticated:
@@ -412,24 +353,3 @@ def _check_web(web: WebConfig, file: str, *, secrets: bool) -> None:
             file=file,
             key="web.listen",
         )
-
-
-def _listen_context(tls: ListenTlsConfig, file: str) -> ssl.SSLContext:
-    """The listener's TLS context; an error names the file that is missing or wrong."""
-    for name in ("cert_file", "key_file"):
-        path: Path = getattr(tls, name)
-        try:
-            path.open("rb").close()
-        except OSError as exc:
-            key = f"listen_tls.{name}"
-            raise ConfigError(f"cannot read {path}: {exc.strerror}", file=file, key=key) from None
-    try:
-        return server_context(tls.cert_file, tls.key_file)
-    except ssl.SSLError as exc:
-        reason = exc.reason or exc.strerror or str(exc)
-        if b"-----BEGIN CERTIFICATE-----" not in tls.cert_file.read_bytes():
-            message, key = f"{tls.cert_file} holds no PEM certificate", "listen_tls.cert_file"
-        else:
-            message = f"{tls.key_file} is not the unencrypted PEM key of {tls.cert_file}"
-            key = "listen_tls.key_file"
-        raise ConfigError(f"{message} ({reason})", file=file, key=key) from None

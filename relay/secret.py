@@ -1,8 +1,14 @@
-"""The wrapper that keeps passwords and tokens out of logs, reprs and tracebacks."""
+"""The wrapper that keeps passwords and tokens out of logs, reprs and tracebacks, and the
+one way secret files are read (owner-only, or refused)."""
 
 from __future__ import annotations
 
-__all__ = ["Secret"]
+import stat
+from pathlib import Path
+
+from relay.errors import ConfigError
+
+__all__ = ["Secret", "read_private"]
 
 
 class Secret:
@@ -27,3 +33,20 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+def read_private(path: Path, *, file: str, key: str) -> str:
+    """The text of the secret file at ``path``, refused when group or others may read it;
+    a :class:`~relay.errors.ConfigError` names the config ``file`` and ``key``."""
+    try:
+        info = path.stat()
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"{path} is readable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
+                f"run: chmod 600 {path}",
+                file=file,
+                key=key,
+            )
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", file=file, key=key) from None

@@ -12,6 +12,7 @@ from relay.capture.maildir import CaptureStore
 from relay.cleanup.filters import Simulation, simulate
 from relay.cleanup.sources import DirectorySource, load_filter_sets
 from relay.config import RelayConfig
+from relay.credentials import read_credentials
 from relay.deliver.dispatch import Dispatcher
 from relay.deliver.dkim import SigningKey, planned, sign_record
 from relay.errors import ConfigError, RelayError
@@ -82,6 +83,7 @@ class Relay:
     """All parts of a running relay, started and stopped together."""
 
     def __init__(self, config: RelayConfig) -> None:
+        self.credentials = read_credentials(config)
         self.config = config
         self.metrics = Metrics()
         self.capture = (
@@ -110,7 +112,7 @@ class Relay:
                     state=config.queue.path / "quota",
                     hold=config.queue.retry.min_backoff,
                     dns=config.dns,
-                    dkim=config.dkim_keys,
+                    dkim=self.credentials.dkim_keys,
                 ),
             )
             self.metrics.watch(*spool_collectors(spool, self.manager.dispatcher.quotas))
@@ -139,13 +141,15 @@ class Relay:
             hostname=config.hostname,
             tls=config.listen_tls,
             auth=config.listen_auth,
+            tls_context=self.credentials.listen_tls,
+            users=self.credentials.listen_users,
         )
         self.bound: list[str] = []
         self.web: WebServer | None = None
 
     def _dkim(self) -> tuple[SigningKey, ...]:
         """The signing keys in force (reload replaces them)."""
-        return self.config.dkim_keys
+        return self.credentials.dkim_keys
 
     def _domain_check(self, config: RelayConfig) -> DomainCheck | None:
         """The RCPT-time recipient-domain check, sharing the delivery's DNS cache."""
@@ -210,21 +214,24 @@ class Relay:
             raise ConfigError(
                 "switching between capture and relay mode needs a restart", file=config.source
             )
+        credentials = read_credentials(config)
         directory = DirectorySource.from_options(config.notification)
         simulate = _simulator(config)
         restart = [
             name for name in _RESTART_ONLY if _section(self.config, name) != _section(config, name)
         ]
-        self.config, self.directory = config, directory
+        self.config, self.directory, self.credentials = config, directory, credentials
         self.handler.limits = self.listeners.limits = config.limits
         self.listeners.tls, self.listeners.auth = config.listen_tls, config.listen_auth
+        self.listeners.tls_context = credentials.listen_tls
+        self.listeners.users = credentials.listen_users
         self.handler.simulate = simulate
         self.handler.account = config.upstream.username if config.upstream else None
         if self.manager is not None and config.upstream is not None:
             self.manager.reconfigure(
                 config.upstream, config.queue.retry, upstreams=config.upstreams, dns=config.dns
             )
-            self.manager.dispatcher.dkim = config.dkim_keys
+            self.manager.dispatcher.dkim = credentials.dkim_keys
         self.handler.check_domain = self._domain_check(config)
         logger.info("reload: configuration from %s in force", config.source)
         if restart:

@@ -16,6 +16,7 @@ import yaml
 from helpers import write_users
 
 from relay.config import RelayConfig, load_config
+from relay.credentials import read_credentials
 from relay.service import Relay
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -101,7 +102,9 @@ def make_config(tmp_path: Path) -> Callable[..., RelayConfig]:
         }
         path = tmp_path / "relay.yaml"
         path.write_text(yaml.safe_dump(json.loads(json.dumps(data, default=str))))
-        return load_config(path)
+        config = load_config(path)
+        read_credentials(config)  # as the relay does at start: the files it names are valid
+        return config
 
     return make
 

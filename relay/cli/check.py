@@ -52,6 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
 
     from relay.config import load_config
+    from relay.credentials import read_credentials
     from relay.deliver.advice import advise
     from relay.deliver.preflight import check_sender_domains
     from relay.deliver.probe import Step, probe
@@ -59,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
+        keys = read_credentials(config).dkim_keys
     except ConfigError as exc:
         print(f"notify-relay check: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
@@ -71,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         return ExitCode.CONFIG
     if upstream.mx:
-        check_sender_domains(config)
+        check_sender_domains(config, keys)
         print(
             f"notify-relay check: {config.source}: upstream: mx delivers to each recipient "
             "domain's MX hosts, so there is no one upstream to check; look the domain up "
@@ -95,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
             sender=args.sender,
         )
     )
-    domains_ok = check_sender_domains(config)  # SPF, DKIM, DMARC of the From domains
+    domains_ok = check_sender_domains(config, keys)  # SPF, DKIM, DMARC of the From domains
     if failure is None:
         sent = f" and took a test message for {args.send_test}" if args.send_test else ""
         print(f"OK: {upstream} accepted the connection{sent}")

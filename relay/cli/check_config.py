@@ -19,10 +19,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from relay.config import load_config
+    from relay.credentials import read_credentials
     from relay.errors import ConfigError
 
     try:
         config = load_config(args.config)
+        read_credentials(config)  # the secret files it names are readable and valid
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return ExitCode.CONFIG

@@ -181,7 +181,14 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
     import asyncio
 
     from relay.capture.release import ReleaseRefused, release_recipients, send_release
+    from relay.credentials import read_credentials
+    from relay.errors import ConfigError
 
+    try:
+        keys = read_credentials(config).dkim_keys
+    except ConfigError as exc:
+        print(f"notify-relay: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
     found = _find(store, args.queue_id)
     if found is None:
         return 1
@@ -202,7 +209,7 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
             recipients,
             upstream,
             hostname=config.hostname,
-            dkim=config.dkim_keys,
+            dkim=keys,
         )
     )
     store.record_release(queue_id, attempts)

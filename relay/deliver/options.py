@@ -202,6 +202,16 @@ class QuotaConfig:
         return self.recipients or (QUOTA_PRESETS[self.preset][1] if self.preset else None)
 
 
+def _fingerprint(value: object) -> str | None:
+    """A SHA-256 certificate fingerprint as 64 lower-case hex digits (colons dropped)."""
+    if value is None:
+        return None
+    digits = str(value).replace(":", "").lower()
+    if len(digits) != 64 or set(digits) - set("0123456789abcdef"):
+        raise ValueError("expected a SHA-256 fingerprint (64 hex digits, colons allowed)")
+    return digits
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpstreamConfig:
     """Where the relay delivers: a smarthost (``host``), or with ``mx: true`` (YAML shorthand
@@ -225,7 +235,7 @@ class UpstreamConfig:
     password_command: str | None = None
     allow_insecure_auth: bool = False
     ca_file: Path | None = None
-    fingerprint: str | None = None
+    fingerprint: str | None = field(default=None, metadata={"parse": _fingerprint})
     helo: str | None = None
     timeout: float = field(default=60.0, metadata={"duration": True, "min": 1})
     data_timeout: float = field(default=600.0, metadata={"duration": True, "min": 1})

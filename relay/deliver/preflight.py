@@ -41,8 +41,6 @@ class Sending(Protocol):
     @property
     def dkim(self) -> Sequence[DkimConfig]: ...
     @property
-    def dkim_keys(self) -> Sequence[SigningKey]: ...
-    @property
     def hostname(self) -> str: ...
     @property
     def dns(self) -> DnsConfig: ...
@@ -95,7 +93,9 @@ async def _sending_addresses(config: Sending, resolver: Resolver) -> tuple[str, 
     return f"{who} {name}", found
 
 
-async def preflight(config: Sending, resolver: Resolver) -> list[Finding]:
+async def preflight(
+    config: Sending, resolver: Resolver, keys: Sequence[SigningKey] = ()
+) -> list[Finding]:
     """SPF, DKIM and DMARC findings for every sender domain (none: nothing to check)."""
     domains = sender_domains(config)
     if not domains:
@@ -104,9 +104,9 @@ async def preflight(config: Sending, resolver: Resolver) -> list[Finding]:
     findings: list[Finding] = []
     for domain in domains:
         spf = await _spf(domain, who, addresses, resolver)
-        keys = [key for key in config.dkim_keys if key.config.covers(domain)]
-        dkim = [await _dkim(domain, key, resolver) for key in keys] or [_unsigned(domain)]
-        signing = [key for key, finding in zip(keys, dkim, strict=False) if finding.ok]
+        covering = [key for key in keys if key.config.covers(domain)]
+        dkim = [await _dkim(domain, key, resolver) for key in covering] or [_unsigned(domain)]
+        signing = [key for key, finding in zip(covering, dkim, strict=False) if finding.ok]
         findings += [spf, *dkim, await _dmarc(domain, spf.ok is True, signing, resolver)]
     return findings
 
@@ -240,9 +240,11 @@ def report(findings: list[Finding]) -> list[str]:
     return lines
 
 
-def check_sender_domains(config: Sending, out: Callable[[str], None] = print) -> bool:
+def check_sender_domains(
+    config: Sending, keys: Sequence[SigningKey] = (), out: Callable[[str], None] = print
+) -> bool:
     """Run :func:`preflight` and print its report; False when something must be fixed."""
-    findings = asyncio.run(preflight(config, Resolver(config.dns)))
+    findings = asyncio.run(preflight(config, Resolver(config.dns), keys))
     for line in report(findings):
         out(line)
     return all(finding.ok is not False for finding in findings)

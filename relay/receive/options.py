@@ -11,8 +11,6 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from relay.receive.users import PasswordHash
-
 __all__ = [
     "Limits",
     "ListenAuthConfig",
@@ -130,13 +128,12 @@ class ListenTlsConfig:
     """STARTTLS on the TCP listeners (no implicit TLS: aiosmtpd would not count it as TLS).
 
     ``required``: MAIL before STARTTLS gets ``530 5.7.0``. Config loading builds
-    ``context`` from the certificate chain and key once.
+    the context from the certificate chain and key (:mod:`relay.credentials`).
     """
 
     cert_file: Path
     key_file: Path
     required: bool = False
-    context: ssl.SSLContext | None = field(default=None, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,7 +141,7 @@ class ListenAuthConfig:
     """AUTH PLAIN and LOGIN on the TCP listeners, offered only inside TLS; MAIL needs it.
 
     ``users_file`` holds ``login:hash`` lines (:mod:`relay.receive.users`) and must not be
-    readable by group or others; config loading reads it into ``users``. A connection is
+    readable by group or others; :mod:`relay.credentials` reads it. A connection is
     closed with ``421 4.7.0`` at its ``max_failures``-th failed AUTH; every failure before
     that is answered ``535 5.7.8`` after ``failure_delay``.
     """
@@ -152,9 +149,6 @@ class ListenAuthConfig:
     users_file: Path
     max_failures: int = field(default=3, metadata={"min": 1, "max": 100})
     failure_delay: float = field(default=1.0, metadata={"duration": True, "max": 60})
-    users: dict[str, PasswordHash] = field(
-        default_factory=dict, init=False, compare=False, repr=False
-    )
 
 
 def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:

@@ -13,7 +13,8 @@ import binascii
 import functools
 import grp
 import os
-from collections.abc import Iterable
+import ssl
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
@@ -30,7 +31,7 @@ from relay.receive.options import (
     TcpListener,
 )
 from relay.receive.policy import peer_allowed
-from relay.receive.users import check_login
+from relay.receive.users import PasswordHash, check_login
 
 __all__ = ["Listeners"]
 
@@ -50,11 +51,13 @@ class _RelaySMTP(StressTimer, SMTP):
         limits: Limits,
         tls: ListenTlsConfig | None,
         auth: ListenAuthConfig | None,
+        tls_context: ssl.SSLContext | None,
+        users: Mapping[str, PasswordHash],
         **kwargs: Any,
     ) -> None:
         super().__init__(
             handler,
-            tls_context=tls.context if tls is not None else None,
+            tls_context=tls_context if tls is not None else None,
             auth_required=auth is not None,
             auth_require_tls=True,  # never False: AUTH before STARTTLS would show the password
             auth_exclude_mechanism=() if auth is not None else _MECHANISMS,
@@ -64,6 +67,7 @@ class _RelaySMTP(StressTimer, SMTP):
         self._limits = limits
         self._tls_required = tls is not None and tls.required
         self._auth = auth
+        self._users = users
         self._auth_failures = 0
         self._unbroken = 0  # octets received since the last CRLF
         self._after_cr = False
@@ -165,7 +169,7 @@ class _RelaySMTP(StressTimer, SMTP):
         if self._auth_failures >= self._auth.max_failures:  # pipelined behind the 421
             return AuthResult(success=False, handled=True)
         name = login.decode("utf-8", "replace")
-        if await asyncio.to_thread(check_login, self._auth.users, name, password):
+        if await asyncio.to_thread(check_login, self._users, name, password):
             logger.info("auth: %s logged in as %s (%s)", self.session.peer, _shown(name), mechanism)
             return AuthResult(success=True, auth_data=name)
         self._auth_failures += 1
@@ -213,8 +217,11 @@ class Listeners:
         hostname: str,
         tls: ListenTlsConfig | None = None,
         auth: ListenAuthConfig | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        users: Mapping[str, PasswordHash] | None = None,
     ) -> None:
-        """``tls`` and ``auth`` apply to the TCP listeners; they (and ``limits``) are read
+        """``tls`` and ``auth`` apply to the TCP listeners, with the context and the users
+        read from their files (:mod:`relay.credentials`); they (and ``limits``) are read
         for each new connection, so replacing them puts a reload in force."""
         self.listeners = tuple(listeners)
         self.handler = handler
@@ -222,6 +229,8 @@ class Listeners:
         self.hostname = hostname
         self.tls = tls
         self.auth = auth
+        self.tls_context = tls_context
+        self.users: Mapping[str, PasswordHash] = users or {}
         self._gate = Connections(networks)
         self._servers: list[asyncio.Server] = []
 
@@ -232,6 +241,8 @@ class Listeners:
             limits=self.limits,
             tls=self.tls if tcp else None,
             auth=self.auth if tcp else None,
+            tls_context=self.tls_context,
+            users=self.users,
             hostname=self.hostname,
             ident="notify-relay",
             data_size_limit=self.limits.max_message_size,

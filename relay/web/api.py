@@ -180,7 +180,7 @@ async def release(request: web.Request) -> web.Response:
         recipients,
         upstream,
         hostname=config.hostname,
-        dkim=config.dkim_keys,
+        dkim=relay_of(request).credentials.dkim_keys,
     )
     await blocking(request, store.record_release, queue_id, attempts)
     released = all(attempt["status"] == "sent" for attempt in attempts)
