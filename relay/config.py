@@ -21,7 +21,7 @@ from relay.cleanup.options import CleanupOptions, FiltersConfig
 from relay.cleanup.tracini import read_trac_ini
 from relay.deliver.dkim import DkimConfig
 from relay.deliver.oauth import load_client_certificate
-from relay.deliver.options import UpstreamConfig
+from relay.deliver.options import UpstreamConfig, check_upstream, password_sources
 from relay.errors import ConfigError
 from relay.queue.options import QueueConfig
 from relay.receive.options import (
@@ -31,6 +31,7 @@ from relay.receive.options import (
     ListenTlsConfig,
     Network,
     TcpListener,
+    check_limits,
     parse_listeners,
     parse_networks,
 )
@@ -38,8 +39,7 @@ from relay.receive.users import read_users
 from relay.resolver import DnsConfig
 from relay.schema import build, where
 from relay.secret import Secret, read_private
-from relay.web.hosts import is_loopback
-from relay.web.options import WebConfig
+from relay.web.options import WebConfig, check_web
 
 __all__ = ["RelayConfig", "load_config"]
 
@@ -128,20 +128,12 @@ def load_config(
         _check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
     config = _check_upstreams(config, file, secrets=secrets)
     _check_listen_security(config, file)
-    _check_web(config.web, file, secrets=secrets)
-    _check_limits(config.limits, file)
+    check_web(config.web, file=file)
+    if secrets and config.web.users_file is not None:  # TODO(issue 12): to relay.credentials
+        users = read_users(config.web.users_file, file=file, key="web.users_file")
+        object.__setattr__(config.web, "users", users)
+    check_limits(config.limits, file=file)
     return config
-
-
-def _check_limits(limits: Limits, file: str) -> None:
-    """A per-client share cannot be more than the whole."""
-    share = limits.max_connections_per_client
-    if share is not None and share > limits.max_connections:
-        raise ConfigError(
-            f"expected at most max_connections ({limits.max_connections}), got {share}",
-            file=file,
-            key="limits.max_connections_per_client",
-        )
 
 
 def _expand_mx(data: dict[str, object]) -> dict[str, object]:
@@ -195,79 +187,37 @@ def _read_yaml(path: Path) -> object:
 def _check_upstream(
     upstream: UpstreamConfig, file: str, *, secrets: bool = True, section: str = "upstream"
 ) -> None:
-    """Resolve the password and refuse combinations that would leak it."""
-    if upstream.mx:
-        _check_mx(upstream, file, section)
-        return
-    if not upstream.host:
-        raise ConfigError("required key is missing", file=file, key=where(section, "host"))
-    sources = [name for name in _PASSWORD_SOURCES if getattr(upstream, name) is not None]
-    key = where(section, sources[0] if sources else "username")
-    if len(sources) > 1:
-        raise ConfigError(f"give only one of {', '.join(sources)}", file=file, key=section)
-    if upstream.auth != "password" or upstream.oauth is not None:
-        _check_oauth(upstream, sources, file, section, secrets=secrets)
-    if sources and upstream.username is None:
-        raise ConfigError(f"a password needs {section}.username", file=file, key=key)
-    if upstream.username is not None:
-        if not sources and upstream.auth == "password":
-            raise ConfigError(
-                "username without a password: add password_file, password_env or password_command",
-                file=file,
-                key=where(section, "username"),
-            )
-        if upstream.tls == "none" and not upstream.allow_insecure_auth:
-            raise ConfigError(
-                "credentials with tls: none would be sent in clear; use starttls or implicit, "
-                "or set allow_insecure_auth: true",
-                file=file,
-                key=where(section, "tls"),
-            )
-        if secrets and sources:
-            secret = Secret(_read_password(upstream, sources[0], file, key))
-            object.__setattr__(upstream, "secret", secret)
+    """Check ``upstream`` (:func:`~relay.deliver.options.check_upstream`), then read its
+    password and OAuth secrets (not with ``secrets=False``)."""
+    check_upstream(upstream, file=file, section=section)
+    if secrets and not upstream.mx:
+        _read_upstream_secrets(upstream, file, section)
 
 
-def _check_mx(upstream: UpstreamConfig, file: str, section: str) -> None:
-    """MX hosts get no AUTH and no pinned certificate: refuse keys that would be ignored."""
-    unused = ["host"] if upstream.host else []
-    unused += [name for name in _NOT_FOR_MX if getattr(upstream, name) is not None]
-    if upstream.tls != "starttls" or upstream.auth != "password":
-        unused.append("tls" if upstream.tls != "starttls" else "auth")
-    if unused:
-        raise ConfigError(
-            "not used with mx: true (no AUTH to MX hosts; their TLS is set by mx_tls)",
-            file=file,
-            key=where(section, unused[0]),
-        )
+def _read_upstream_secrets(upstream: UpstreamConfig, file: str, section: str) -> None:
+    """Put the password and the OAuth client secret, refresh token and key in force.
 
-
-def _check_oauth(
-    upstream: UpstreamConfig, sources: list[str], file: str, section: str, *, secrets: bool
-) -> None:
-    """``auth: xoauth2``/``oauthbearer``: an ``oauth`` section and an account, no password."""
-    key = where(section, "oauth")
-    if upstream.auth == "password":
-        raise ConfigError(
-            "oauth is used with auth: xoauth2 or oauthbearer", file=file, key=where(section, "auth")
-        )
-    if upstream.oauth is None or upstream.username is None or sources:
-        raise ConfigError(
-            f"auth: {upstream.auth} needs username (the mail account) and an oauth section, "
-            "and no password",
-            file=file,
-            key=where(section, sources[0]) if sources else key,
-        )
+    TODO(issue 12): these belong in :mod:`relay.credentials` with the listener's; their
+    readers (the upstream session, the token source) still take them from the config.
+    """
+    sources = password_sources(upstream)
+    if sources and upstream.username is not None and upstream.auth == "password":
+        key = where(section, sources[0])
+        secret = Secret(_read_password(upstream, sources[0], file, key))
+        object.__setattr__(upstream, "secret", secret)
     oauth = upstream.oauth
+    if oauth is None:
+        return
+    key = where(section, "oauth")
     files = (
         ("client_secret", oauth.client_secret_file),
         ("refresh_token", oauth.refresh_token_file),
     )
     for name, path in files:
-        if secrets and path is not None:
+        if path is not None:
             text = _read_password_file(path, file, where(key, f"{name}_file"))
             object.__setattr__(oauth, name, Secret(text))
-    if secrets and oauth.client_key_file is not None:
+    if oauth.client_key_file is not None:
         pem = read_private(oauth.client_key_file, file=file, key=where(key, "client_key_file"))
         try:
             certificate = Path(str(oauth.client_certificate_file)).read_bytes()
@@ -277,10 +227,6 @@ def _check_oauth(
             name = "client_certificate_file" if isinstance(exc, OSError) else "client_key_file"
             raise ConfigError(what, file=file, key=where(key, name)) from None
         object.__setattr__(oauth, "client_key", Secret(pem))
-
-
-_PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_command")
-_NOT_FOR_MX = ("username", "fingerprint", "oauth", *_PASSWORD_SOURCES)
 
 
 def _read_password(upstream: UpstreamConfig, source: str, file: str, key: str) -> str:
@@ -333,23 +279,4 @@ def _check_listen_security(config: RelayConfig, file: str) -> None:
             "listen has no TCP address; a unix socket needs no STARTTLS or AUTH",
             file=file,
             key="listen_tls",
-        )
-
-
-def _check_web(web: WebConfig, file: str, *, secrets: bool) -> None:
-    """Read the web users (not with ``secrets=False``); refuse a page for anyone on the
-    network: beyond loopback it needs a users file or an explicit opt-out."""
-    if web.users_file is not None and secrets:
-        users = read_users(web.users_file, file=file, key="web.users_file")
-        object.__setattr__(web, "users", users)
-    if not web.enabled or is_loopback(web.listen.host):
-        return
-    if web.users_file is None and not web.allow_unauthenticated:
-        raise ConfigError(
-            f"{web.listen} is reachable beyond this machine and the page shows and releases "
-            "all captured mail: set web.users_file (HTTP basic auth; make lines with "
-            "notify-relay hash-password LOGIN), or web.allow_unauthenticated: true when a "
-            "proxy or firewall already guards the port",
-            file=file,
-            key="web.listen",
         )

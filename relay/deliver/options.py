@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from relay.errors import ConfigError
+from relay.schema import where
 from relay.secret import Secret
 
 __all__ = [
@@ -16,6 +18,8 @@ __all__ = [
     "Provider",
     "QuotaConfig",
     "UpstreamConfig",
+    "check_upstream",
+    "password_sources",
 ]
 
 
@@ -263,3 +267,73 @@ class UpstreamConfig:
 
     def __str__(self) -> str:
         return self.name or ("mx" if self.mx else f"{self.host}:{self.effective_port}")
+
+
+_PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_command")
+_NOT_FOR_MX = ("username", "fingerprint", "oauth", *_PASSWORD_SOURCES)
+
+
+def password_sources(upstream: UpstreamConfig) -> list[str]:
+    """The password keys ``upstream`` sets (a checked upstream sets at most one)."""
+    return [name for name in _PASSWORD_SOURCES if getattr(upstream, name) is not None]
+
+
+def check_upstream(upstream: UpstreamConfig, *, file: str, section: str = "upstream") -> None:
+    """Refuse combinations that would leak the password or be ignored; the errors name
+    ``file`` and the key under ``section``."""
+    if upstream.mx:
+        _check_mx(upstream, file, section)
+        return
+    if not upstream.host:
+        raise ConfigError("required key is missing", file=file, key=where(section, "host"))
+    sources = password_sources(upstream)
+    key = where(section, sources[0] if sources else "username")
+    if len(sources) > 1:
+        raise ConfigError(f"give only one of {', '.join(sources)}", file=file, key=section)
+    if upstream.auth != "password" or upstream.oauth is not None:
+        _check_oauth(upstream, sources, file, section)
+    if sources and upstream.username is None:
+        raise ConfigError(f"a password needs {section}.username", file=file, key=key)
+    if upstream.username is not None:
+        if not sources and upstream.auth == "password":
+            raise ConfigError(
+                "username without a password: add password_file, password_env or password_command",
+                file=file,
+                key=where(section, "username"),
+            )
+        if upstream.tls == "none" and not upstream.allow_insecure_auth:
+            raise ConfigError(
+                "credentials with tls: none would be sent in clear; use starttls or implicit, "
+                "or set allow_insecure_auth: true",
+                file=file,
+                key=where(section, "tls"),
+            )
+
+
+def _check_mx(upstream: UpstreamConfig, file: str, section: str) -> None:
+    """MX hosts get no AUTH and no pinned certificate: refuse keys that would be ignored."""
+    unused = ["host"] if upstream.host else []
+    unused += [name for name in _NOT_FOR_MX if getattr(upstream, name) is not None]
+    if upstream.tls != "starttls" or upstream.auth != "password":
+        unused.append("tls" if upstream.tls != "starttls" else "auth")
+    if unused:
+        raise ConfigError(
+            "not used with mx: true (no AUTH to MX hosts; their TLS is set by mx_tls)",
+            file=file,
+            key=where(section, unused[0]),
+        )
+
+
+def _check_oauth(upstream: UpstreamConfig, sources: list[str], file: str, section: str) -> None:
+    """``auth: xoauth2``/``oauthbearer``: an ``oauth`` section and an account, no password."""
+    if upstream.auth == "password":
+        raise ConfigError(
+            "oauth is used with auth: xoauth2 or oauthbearer", file=file, key=where(section, "auth")
+        )
+    if upstream.oauth is None or upstream.username is None or sources:
+        raise ConfigError(
+            f"auth: {upstream.auth} needs username (the mail account) and an oauth section, "
+            "and no password",
+            file=file,
+            key=where(section, sources[0]) if sources else where(section, "oauth"),
+        )

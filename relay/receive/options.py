@@ -11,6 +11,8 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from relay.errors import ConfigError
+
 __all__ = [
     "Limits",
     "ListenAuthConfig",
@@ -19,6 +21,7 @@ __all__ = [
     "Network",
     "TcpListener",
     "UnixListener",
+    "check_limits",
     "parse_listener",
     "parse_listeners",
     "parse_networks",
@@ -160,3 +163,14 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file, password=lambda: "")
     return context
+
+
+def check_limits(limits: Limits, *, file: str) -> None:
+    """A per-client share cannot be more than the whole."""
+    share = limits.max_connections_per_client
+    if share is not None and share > limits.max_connections:
+        raise ConfigError(
+            f"expected at most max_connections ({limits.max_connections}), got {share}",
+            file=file,
+            key="limits.max_connections_per_client",
+        )

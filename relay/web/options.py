@@ -6,10 +6,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from relay.errors import ConfigError
 from relay.receive.options import TcpListener, parse_listener
 from relay.receive.users import PasswordHash
+from relay.web.hosts import is_loopback
 
-__all__ = ["WebConfig"]
+__all__ = ["WebConfig", "check_web"]
 
 
 def _parse_web_listener(value: object) -> TcpListener:
@@ -55,3 +57,19 @@ class WebConfig:
     users: dict[str, PasswordHash] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )
+
+
+def check_web(web: WebConfig, *, file: str) -> None:
+    """Refuse a page for anyone on the network: beyond loopback it needs a users file or
+    an explicit opt-out."""
+    if not web.enabled or is_loopback(web.listen.host):
+        return
+    if web.users_file is None and not web.allow_unauthenticated:
+        raise ConfigError(
+            f"{web.listen} is reachable beyond this machine and the page shows and releases "
+            "all captured mail: set web.users_file (HTTP basic auth; make lines with "
+            "notify-relay hash-password LOGIN), or web.allow_unauthenticated: true when a "
+            "proxy or firewall already guards the port",
+            file=file,
+            key="web.listen",
+        )
