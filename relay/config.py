@@ -44,7 +44,10 @@ __all__ = [
     "UnixListener",
     "UpstreamConfig",
     "WebConfig",
+    "check_upstream",
     "load_config",
+    "parse_listener",
+    "parse_web_listener",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -82,7 +85,10 @@ def _parse_port(text: str) -> int:
     return int(text)
 
 
-def _parse_listener(item: object) -> Listener:
+def parse_listener(item: object) -> Listener:
+    """A listen address: ``"HOST:PORT"``, ``"[::1]:PORT"``, ``"unix:PATH"`` or a unix mapping."""
+    if isinstance(item, str) and item.startswith("unix:"):
+        return UnixListener(unix=Path(item.removeprefix("unix:")))
     if isinstance(item, str):
         host, sep, port = item.rpartition(":")
         if not sep or not host:
@@ -107,7 +113,7 @@ def _parse_listeners(value: object) -> tuple[Listener, ...]:
     items = value if isinstance(value, list) else [value]
     if not items:
         raise ValueError("expected at least one address")
-    return tuple(_parse_listener(item) for item in items)
+    return tuple(parse_listener(item) for item in items)
 
 
 def _parse_networks(value: object) -> tuple[Network, ...]:
@@ -221,8 +227,9 @@ class CaptureConfig:
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
 
 
-def _parse_web_listener(value: object) -> TcpListener:
-    listener = _parse_listener(value)
+def parse_web_listener(value: object) -> TcpListener:
+    """The web page's address: ``"HOST:PORT"`` only."""
+    listener = parse_listener(value)
     if not isinstance(listener, TcpListener):
         raise ValueError(f'expected "HOST:PORT" such as "127.0.0.1:8025", got {value!r}')
     return listener
@@ -234,7 +241,7 @@ class WebConfig:
 
     enabled: bool = True
     listen: TcpListener = field(
-        default=TcpListener("127.0.0.1", 8025), metadata={"parse": _parse_web_listener}
+        default=TcpListener("127.0.0.1", 8025), metadata={"parse": parse_web_listener}
     )
 
 
@@ -344,10 +351,10 @@ def load_config(
     if report is not None:
         object.__setattr__(config, "trac_ini_report", report.lines())
     if config.upstream is not None:
-        _check_upstream(config.upstream, file, secrets=secrets)
+        check_upstream(config.upstream, file, secrets=secrets)
     if config.capture.release.upstream is not None:
         release = config.capture.release.upstream
-        _check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
+        check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
     _check_upstreams(config, file, secrets=secrets)
     _check_listen_security(config, file, secrets=secrets)
     return config
@@ -372,7 +379,7 @@ def _check_upstreams(config: RelayConfig, file: str, *, secrets: bool) -> None:
             "give upstream (one) or upstreams (a list), not both", file=file, key="upstreams"
         )
     for n, upstream in enumerate(config.upstreams):
-        _check_upstream(upstream, file, secrets=secrets, section=f"upstreams[{n}]")
+        check_upstream(upstream, file, secrets=secrets, section=f"upstreams[{n}]")
     chain = config.upstreams or ((config.upstream,) if config.upstream else ())
     if chain and all(upstream.senders or upstream.recipients for upstream in chain):
         raise ConfigError(
@@ -401,10 +408,10 @@ def _read_yaml(path: Path) -> object:
         raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from None
 
 
-def _check_upstream(
+def check_upstream(
     upstream: UpstreamConfig, file: str, *, secrets: bool = True, section: str = "upstream"
 ) -> None:
-    """Resolve the password and refuse combinations that would leak it."""
+    """Resolve the password and refuse combinations that would leak it (errors name ``file``)."""
     if upstream.mx:
         _check_mx(upstream, file, section)
         return
