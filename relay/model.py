@@ -6,7 +6,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["Envelope", "TraceEntry", "new_queue_id"]
+__all__ = ["Envelope", "Refusal", "TraceEntry", "new_queue_id"]
 
 
 def new_queue_id() -> str:
@@ -39,3 +39,16 @@ class TraceEntry:
 
     option: str
     change: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """What relay mode would have answered at ``stage`` (``RCPT`` or ``DATA``): capture mode
+    keeps the message and records this instead of refusing it."""
+
+    stage: str
+    reply: str
+
+    def as_dict(self) -> dict[str, str]:
+        """The refusal as JSON-able data (the capture metadata and the API)."""
+        return {"stage": self.stage, "reply": self.reply}

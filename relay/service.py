@@ -122,6 +122,7 @@ class Relay:
             metrics=self.metrics,
             check_domain=self._domain_check(config),
             relaying=config.upstream is not None,
+            keep_refused=config.capture_mode,
         )
         self.listeners = Listeners(
             config.listen,

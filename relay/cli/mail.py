@@ -156,6 +156,10 @@ def _show(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) ->
     rcpts = ", ".join(f"<{rcpt}>" for rcpt in envelope["recipients"] or ())
     lines += ["", f"envelope: <{envelope['sender'] or ''}> -> {rcpts}"]
     lines.append(f"status:   {shown['status']}")
+    lines += [
+        f"relay mode would refuse at {note['stage']}: {note['reply']}"
+        for note in shown["relay_refusals"]
+    ]
     for rcpt, result in shown["filters"].items():
         place = "trash" if result["trashed"] else "archived" if result["archived"] else "inbox"
         labels = ", ".join(result["labels"]) or "no labels"

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from relay.model import Envelope, TraceEntry
+from relay.model import Envelope, Refusal, TraceEntry
 
 __all__ = [
     "Attempt",
@@ -44,6 +44,10 @@ class CorruptRecord(ValueError):
 class Record:
     """One accepted message: its id, envelope, content, the cleanup trace and, per recipient,
     what their Gmail filters would do (``FilterResult.to_dict()`` data).
+
+    Capture mode only (never in a queue file: relay mode refuses instead): ``refusals``
+    says what relay mode would have refused, and ``original`` holds the bytes as received
+    when cleanup had to change more than relay mode ever lets through (bare LF line ends).
     """
 
     queue_id: str
@@ -51,6 +55,8 @@ class Record:
     message: bytes
     trace: tuple[TraceEntry, ...] = ()
     filters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    refusals: tuple[Refusal, ...] = ()
+    original: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -100,9 +100,10 @@ async def get_message(request: web.Request) -> web.Response:
 
 
 async def raw(request: web.Request) -> web.Response:
-    """``GET /api/v1/messages/{id}/raw``: the exact bytes."""
+    """``GET /api/v1/messages/{id}/raw``: the exact bytes, as the client sent them."""
     queue_id = request.match_info["id"]
     message, _ = await _read(request, queue_id)
+    message = await blocking(request, store_of(request).original, queue_id) or message
     disposition = content_disposition_header("inline", filename=f"{queue_id}.eml")
     return web.Response(
         body=message,
