@@ -14,7 +14,7 @@ import ssl
 import stat
 import subprocess
 import zoneinfo
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +25,7 @@ from relay.cleanup.tracini import read_trac_ini
 from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
 from relay.errors import ConfigError
 from relay.receive.options import ListenAuthConfig, ListenTlsConfig, server_context
+from relay.receive.selfsigned import ensure_certificate
 from relay.receive.users import parse_users
 from relay.schema import build, where
 from relay.secret import Secret
@@ -560,6 +561,7 @@ def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> 
         raise ConfigError(message, file=file, key="listen_auth")
     if tls is None:
         return
+    _check_capture_shortcuts(config, file)
     if not any(isinstance(listener, TcpListener) for listener in config.listen):
         raise ConfigError(
             "listen has no TCP address; a unix socket needs no STARTTLS or AUTH",
@@ -568,8 +570,16 @@ def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> 
         )
     if not secrets:
         return
+    if tls.cert_file is None:  # capture mode: a self-signed certificate beside the store
+        try:
+            cert, key = ensure_certificate(config.capture.path / "tls", config.hostname)
+        except OSError as exc:
+            message = f"cannot make a certificate: {exc}"
+            raise ConfigError(message, file=file, key="listen_tls") from None
+        tls = replace(tls, cert_file=cert, key_file=key)
+        object.__setattr__(config, "listen_tls", tls)
     object.__setattr__(tls, "context", _listen_context(tls, file))
-    if auth is not None:
+    if auth is not None and auth.users_file is not None:
         key = "listen_auth.users_file"
         try:
             users = parse_users(_read_private(auth.users_file, file, key))
@@ -578,8 +588,32 @@ def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> 
         object.__setattr__(auth, "users", users)
 
 
+def _check_capture_shortcuts(config: RelayConfig, file: str) -> None:
+    """A generated certificate and ``accept_any`` AUTH are for capture mode only."""
+    tls, auth = config.listen_tls, config.listen_auth
+    assert tls is not None
+    if (tls.cert_file is None) != (tls.key_file is None):
+        key = "listen_tls.key_file" if tls.key_file is None else "listen_tls.cert_file"
+        raise ConfigError("give cert_file and key_file together", file=file, key=key)
+    if tls.cert_file is None and not config.capture_mode:
+        message = "required in relay mode (capture mode makes a self-signed certificate)"
+        raise ConfigError(message, file=file, key="listen_tls.cert_file")
+    if auth is None:
+        return
+    if auth.accept_any and not config.capture_mode:
+        message = "capture mode only: relay mode checks every login against users_file"
+        raise ConfigError(message, file=file, key="listen_auth.accept_any")
+    if auth.accept_any and auth.users_file is not None:
+        message = "give users_file or accept_any, not both"
+        raise ConfigError(message, file=file, key="listen_auth.accept_any")
+    if not auth.accept_any and auth.users_file is None:
+        message = "required key is missing (or accept_any: true in capture mode)"
+        raise ConfigError(message, file=file, key="listen_auth.users_file")
+
+
 def _listen_context(tls: ListenTlsConfig, file: str) -> ssl.SSLContext:
     """The listener's TLS context; an error names the file that is missing or wrong."""
+    assert tls.cert_file is not None and tls.key_file is not None
     for name in ("cert_file", "key_file"):
         path: Path = getattr(tls, name)
         try:
