@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from relay.queue.actions import Action
 from relay.web import api, live, ops
 from relay.web.context import CLOSING, RELAY, WORKERS, ApiError
 
@@ -30,6 +31,7 @@ _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 _NO_CONTENT = "default-src 'none'; frame-ancestors 'none'"
 _WORKERS = 4  # threads for store calls; SQLite readers run side by side
+_ACTIONS = "|".join(action.value for action in Action)  # the queue verbs of the CLI
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -57,6 +59,7 @@ def create_app(relay: Relay) -> web.Application:
             web.post("/api/v1/messages/{id}/release", api.release),
             web.get("/api/v1/recipients", api.recipients),
             web.get("/api/v1/queue", api.queue),
+            web.post(f"/api/v1/queue/{{id}}/{{action:{_ACTIONS}}}", api.queue_action),
             web.get("/api/v1/events", live.events),
             *ops.routes(relay),
         ]
