@@ -572,11 +572,11 @@ def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> 
         return
     if tls.cert_file is None:  # capture mode: a self-signed certificate beside the store
         try:
-            cert, key = ensure_certificate(config.capture.path / "tls", config.hostname)
+            cert_file, key_file = ensure_certificate(config.capture.path / "tls", config.hostname)
         except OSError as exc:
             message = f"cannot make a certificate: {exc}"
             raise ConfigError(message, file=file, key="listen_tls") from None
-        tls = replace(tls, cert_file=cert, key_file=key)
+        tls = replace(tls, cert_file=cert_file, key_file=key_file)
         object.__setattr__(config, "listen_tls", tls)
     object.__setattr__(tls, "context", _listen_context(tls, file))
     if auth is not None and auth.users_file is not None:

@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from relay.config import (
     RelayConfig,
@@ -49,7 +49,11 @@ ENVIRONMENT = {
 #: The variable holding the upstream password itself (no flag: argv is visible to all users).
 PASSWORD_ENV = "NOTIFY_RELAY_PASSWORD"
 
-_SCHEMES = {"smtp+starttls": "starttls", "smtps": "implicit", "smtp": "none"}
+_SCHEMES: dict[str, Literal["starttls", "implicit", "none"]] = {
+    "smtp+starttls": "starttls",
+    "smtps": "implicit",
+    "smtp": "none",
+}
 #: Upstream settings a URL does not say, kept from the config file's first upstream.
 _KEPT = (
     "allow_insecure_auth",

@@ -105,10 +105,10 @@ async def raw(request: web.Request) -> web.Response:
     """``GET /api/v1/messages/{id}/raw``: the exact bytes, as the client sent them."""
     queue_id = request.match_info["id"]
     message, _ = await _read(request, queue_id)
-    message = await blocking(request, store_of(request).original, queue_id) or message
+    original = await blocking(request, store_of(request).original, queue_id)
     disposition = content_disposition_header("inline", filename=f"{queue_id}.eml")
     return web.Response(
-        body=message,
+        body=original if original is not None else message,
         content_type="message/rfc822",
         headers={"Content-Disposition": disposition},
     )
