@@ -290,6 +290,7 @@ def test_what_relay_mode_would_refuse_is_marked(page, served) -> None:
     with ThreadPoolExecutor(1) as pool:
         pool.submit(_smtplib_send, served.smtp_port, ["bob"], data).result()
     open_the_one(page, '"Python idiom"', "Python idiom")
+    expect(page.locator("#messages li .chip.refused")).to_have_text("relay mode would refuse")
     refusals = page.locator("#refusals")
     expect(refusals).to_be_visible()
     expect(refusals).to_contain_text("Relay mode would refuse this message")

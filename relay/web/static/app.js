@@ -129,6 +129,7 @@ function row(item, index) {
   const view = item.view;
   const tags = [chip(item.status, `status-${item.status}`)];
   if (item.attachments) tags.push(chip(`📎 ${item.attachments}`));
+  if (item.relay_refusal_count) tags.push(chip("relay mode would refuse", "refused"));
   if (view) {
     if (view.trashed) tags.push(chip("Trash", "place-trash"));
     else if (view.archived) tags.push(chip("Archived", "place-archived"));
