@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import ssl
 import stat
@@ -22,13 +23,16 @@ import yaml
 
 from relay.cleanup.options import CleanupOptions
 from relay.cleanup.tracini import read_trac_ini
+from relay.deliver.dkim import DkimConfig, SigningKey, signing_key
+from relay.deliver.oauth import load_client_certificate
 from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
 from relay.errors import ConfigError
-from relay.receive.options import ListenAuthConfig, ListenTlsConfig, server_context
+from relay.receive.options import Limits, ListenAuthConfig, ListenTlsConfig, server_context
 from relay.receive.selfsigned import ensure_certificate
-from relay.receive.users import parse_users
+from relay.receive.users import PasswordHash, parse_users
 from relay.schema import build, where
 from relay.secret import Secret
+from relay.web.hosts import is_loopback
 
 __all__ = [
     "CaptureConfig",
@@ -46,6 +50,7 @@ __all__ = [
     "UpstreamConfig",
     "WebConfig",
     "check_upstream",
+    "check_web",
     "load_config",
     "parse_listener",
     "parse_web_listener",
@@ -123,16 +128,6 @@ def _parse_networks(value: object) -> tuple[Network, ...]:
         return tuple(ipaddress.ip_network(str(item), strict=False) for item in items)
     except ValueError as exc:
         raise ValueError(f"expected networks such as 127.0.0.0/8: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
-    """Listener limits; the defaults fit Gmail and Trac (all recipients in one transaction)."""
-
-    max_message_size: int = field(default=25 * 1024 * 1024, metadata={"min": 1024})
-    max_recipients: int = field(default=1000, metadata={"min": 1})
-    max_connections: int = field(default=100, metadata={"min": 1})
-    timeout: float = field(default=300.0, metadata={"duration": True, "min": 1})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -236,13 +231,41 @@ def parse_web_listener(value: object) -> TcpListener:
     return listener
 
 
+def _parse_hosts(value: object) -> tuple[str, ...]:
+    hosts = tuple(
+        str(item).strip().lower() for item in (value if isinstance(value, list) else [value])
+    )
+    for host in hosts:
+        if not _HOST.fullmatch(host):
+            raise ValueError(
+                f'expected host names such as "relay.example.org" (no scheme or port), got "{host}"'
+            )
+    return hosts
+
+
+#: A host name, an IPv4 address, or an IPv6 address without brackets.
+_HOST = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|[0-9a-f]*:[0-9a-f:.]+")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WebConfig:
-    """The HTTP side: the page and JSON API over captured mail and the queue."""
+    """The HTTP side: the page and JSON API over captured mail and the queue.
+
+    Served only to requests for a loopback name or address, one of ``allowed_hosts``, or
+    the address listened on (:mod:`relay.web.hosts`). ``users_file`` (``login:hash`` lines,
+    as for ``listen_auth``) turns on HTTP basic auth. Listening beyond loopback needs it,
+    or ``allow_unauthenticated: true`` (a proxy or firewall guards the port).
+    """
 
     enabled: bool = True
     listen: TcpListener = field(
         default=TcpListener("127.0.0.1", 8025), metadata={"parse": parse_web_listener}
+    )
+    allowed_hosts: tuple[str, ...] = field(default=(), metadata={"parse": _parse_hosts})
+    users_file: Path | None = None
+    allow_unauthenticated: bool = False
+    users: dict[str, PasswordHash] = field(
+        default_factory=dict, init=False, compare=False, repr=False
     )
 
 
@@ -302,8 +325,11 @@ class RelayConfig:
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     web: WebConfig = field(default_factory=WebConfig)
     trac_ini: Path | None = None
+    dkim: tuple[DkimConfig, ...] = ()
     source: str = field(default="(defaults)", init=False)
     trac_ini_report: tuple[str, ...] = field(default=(), init=False)
+    #: The ``dkim`` entries' keys, read once by :func:`load_config` (not with secrets=False).
+    dkim_keys: tuple[SigningKey, ...] = field(default=(), init=False, compare=False)
 
     @property
     def capture_mode(self) -> bool:
@@ -358,7 +384,22 @@ def load_config(
         check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
     _check_upstreams(config, file, secrets=secrets)
     _check_listen_security(config, file, secrets=secrets)
+    check_web(config.web, file, secrets=secrets)
+    if secrets:
+        object.__setattr__(config, "dkim_keys", _dkim_keys(config.dkim, file))
+    _check_limits(config.limits, file)
     return config
+
+
+def _check_limits(limits: Limits, file: str) -> None:
+    """A per-client share cannot be more than the whole."""
+    share = limits.max_connections_per_client
+    if share is not None and share > limits.max_connections:
+        raise ConfigError(
+            f"expected at most max_connections ({limits.max_connections}), got {share}",
+            file=file,
+            key="limits.max_connections_per_client",
+        )
 
 
 def _expand_mx(data: dict[str, object]) -> dict[str, object]:
@@ -493,6 +534,16 @@ def _check_oauth(
         if secrets and path is not None:
             text = _read_password_file(path, file, where(key, f"{name}_file"))
             object.__setattr__(oauth, name, Secret(text))
+    if secrets and oauth.client_key_file is not None:
+        pem = _read_private(oauth.client_key_file, file, where(key, "client_key_file"))
+        try:
+            certificate = Path(str(oauth.client_certificate_file)).read_bytes()
+            load_client_certificate(certificate, pem)
+        except (OSError, ValueError) as exc:
+            what = f"cannot read it: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+            name = "client_certificate_file" if isinstance(exc, OSError) else "client_key_file"
+            raise ConfigError(what, file=file, key=where(key, name)) from None
+        object.__setattr__(oauth, "client_key", Secret(pem))
 
 
 _PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_command")
@@ -552,6 +603,18 @@ def _read_private(path: Path, file: str, key: str) -> str:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", file=file, key=key) from None
 
 
+def _dkim_keys(entries: tuple[DkimConfig, ...], file: str) -> tuple[SigningKey, ...]:
+    """Read each ``dkim`` entry's private key (owner-only, PEM, matching its algorithm)."""
+    keys = []
+    for n, entry in enumerate(entries):
+        key, path = f"dkim[{n}].private_key_file", entry.private_key_file
+        try:
+            keys.append(signing_key(entry, _read_private(path, file, key).encode()))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}", file=file, key=key) from None
+    return tuple(keys)
+
+
 def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> None:
     """AUTH only with STARTTLS, STARTTLS only with a TCP listener; load the certificate and
     the users once (not with ``secrets=False``: the key and users file stay unread)."""
@@ -580,12 +643,34 @@ def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> 
         object.__setattr__(config, "listen_tls", tls)
     object.__setattr__(tls, "context", _listen_context(tls, file))
     if auth is not None and auth.users_file is not None:
-        key = "listen_auth.users_file"
-        try:
-            users = parse_users(_read_private(auth.users_file, file, key))
-        except ValueError as exc:
-            raise ConfigError(f"{auth.users_file}: {exc}", file=file, key=key) from None
+        users = _read_users(auth.users_file, file, "listen_auth.users_file")
         object.__setattr__(auth, "users", users)
+
+
+def _read_users(path: Path, file: str, key: str) -> dict[str, PasswordHash]:
+    """The users file at ``path`` (owner-only), or a ConfigError naming ``key``."""
+    try:
+        return parse_users(_read_private(path, file, key))
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}", file=file, key=key) from None
+
+
+def check_web(web: WebConfig, file: str, *, secrets: bool) -> None:
+    """Read the web users (not with ``secrets=False``); refuse a page for anyone on the
+    network: beyond loopback it needs a users file or an explicit opt-out."""
+    if web.users_file is not None and secrets:
+        object.__setattr__(web, "users", _read_users(web.users_file, file, "web.users_file"))
+    if not web.enabled or is_loopback(web.listen.host):
+        return
+    if web.users_file is None and not web.allow_unauthenticated:
+        raise ConfigError(
+            f"{web.listen} is reachable beyond this machine and the page shows and releases "
+            "all captured mail: set web.users_file (HTTP basic auth; make lines with "
+            "notify-relay hash-password LOGIN), or web.allow_unauthenticated: true when a "
+            "proxy or firewall already guards the port",
+            file=file,
+            key="web.listen",
+        )
 
 
 def _check_capture_shortcuts(config: RelayConfig, file: str) -> None:

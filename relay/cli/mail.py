@@ -59,10 +59,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         if name == "list":
             verb.add_argument("--limit", type=int, default=50, help="at most this many (50)")
         elif name == "show":
-            verb.add_argument("queue_id", metavar="ID")
+            verb.add_argument("queue_id", metavar="ID", help="message id (a unique prefix will do)")
             verb.add_argument("--raw", action="store_true", help="the exact bytes, nothing else")
         elif name == "release":
-            verb.add_argument("queue_id", metavar="ID")
+            verb.add_argument("queue_id", metavar="ID", help="message id (a unique prefix will do)")
             verb.add_argument(
                 "--to",
                 action="append",
@@ -71,10 +71,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                 help="release to this address instead (repeatable)",
             )
         elif name == "delete":
-            verb.add_argument("ids", nargs="*", metavar="ID")
+            verb.add_argument("ids", nargs="*", metavar="ID", help="message ids (unique prefixes)")
             verb.add_argument("--all", action="store_true", help="every (matching) message")
         elif name == "wait":
-            verb.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+            verb.add_argument(
+                "--timeout", type=float, default=30.0, metavar="SECONDS", help="give up after (30)"
+            )
         verb.set_defaults(func=_run)
 
 
@@ -179,23 +181,30 @@ def _show(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) ->
 def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) -> int:
     import asyncio
 
-    from relay.capture.release import release_refusal, send_release
+    from relay.capture.release import ReleaseRefused, release_recipients, send_release
 
     found = _find(store, args.queue_id)
     if found is None:
         return 1
     queue_id, raw, meta = found
-    recipients = args.to or meta.get("recipients") or []
-    refusal = release_refusal(recipients, config.capture.release.allowed)
     upstream = config.capture.release.upstream or config.upstream
-    if refusal is None and upstream is None:
-        refusal = "no upstream to release to: configure capture.release.upstream"
-    if refusal is not None:
-        print(f"notify-relay: not released: {refusal}", file=sys.stderr)
+    try:
+        wanted = args.to or meta.get("recipients") or []
+        recipients = release_recipients(wanted, config.capture.release.allowed)
+        if upstream is None:
+            raise ReleaseRefused("no upstream to release to: configure capture.release.upstream")
+    except ReleaseRefused as exc:
+        print(f"notify-relay: not released: {exc}", file=sys.stderr)
         return 1
-    assert upstream is not None
     attempts = asyncio.run(
-        send_release(raw, meta.get("sender") or "", recipients, upstream, hostname=config.hostname)
+        send_release(
+            raw,
+            meta.get("sender") or "",
+            recipients,
+            upstream,
+            hostname=config.hostname,
+            dkim=config.dkim_keys,
+        )
     )
     store.record_release(queue_id, attempts)
     for attempt in attempts:

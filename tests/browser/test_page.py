@@ -2,7 +2,7 @@
 real ``serve``: list, search with inline errors, open a message by keyboard, switch the
 recipient view, live updates, and the sandbox of an HTML mail. Takes a screenshot.
 
-``UPDATE_SCREENSHOT=1`` also writes it to relay/web/screenshot.png (the README's).
+``UPDATE_SCREENSHOT=1`` also writes it to docs/images/screenshot.png (the README's).
 """
 
 from __future__ import annotations
@@ -97,16 +97,18 @@ def browser() -> Iterator[object]:
     """One Chromium for the module (Playwright's sync API allows one per thread)."""
     profile = tempfile.mkdtemp(prefix="chromium-")
     with playwright.sync_playwright() as driver:
-        context = driver.chromium.launch_persistent_context(
-            profile,
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 860},
-        )
+        context = chromium(driver, profile, viewport={"width": 1400, "height": 860})
         yield context
         context.close()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def chromium(driver, profile: str, **options: object):
+    """Debian's Chromium, headless, with its profile in ``profile``; ``options`` go to
+    Playwright's ``launch_persistent_context``."""
+    return driver.chromium.launch_persistent_context(
+        profile, executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS, **options
+    )
 
 
 def new_tab(browser, url: str, ready: str) -> object:
@@ -223,7 +225,7 @@ def test_screenshot(page, tmp_path: Path) -> None:
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
     if os.environ.get("UPDATE_SCREENSHOT"):
-        shutil.copyfile(shot, ROOT / "relay" / "web" / "screenshot.png")
+        shutil.copyfile(shot, ROOT / "docs" / "images" / "screenshot.png")
 
 
 def test_view_as_is_a_searchable_field(page, served) -> None:

@@ -48,6 +48,15 @@ def test_web_address_and_off():
     assert apply_overrides(config, overrides(web="off")).web.enabled is False
 
 
+def test_web_beyond_loopback_needs_users_as_in_the_config_file(tmp_path):
+    message = error_of(load_config(None), overrides(web="0.0.0.0:8025"))
+    assert message.startswith("--web: web.listen: 0.0.0.0:8025 is reachable beyond this machine")
+    config = tmp_path / "relay.yaml"
+    config.write_text("web: {allow_unauthenticated: true}\n")
+    new = apply_overrides(load_config(config), overrides(web="0.0.0.0:8025"))
+    assert new.web.listen == TcpListener("0.0.0.0", 8025) and new.web.allow_unauthenticated
+
+
 def test_mail_dir_sets_the_capture_store():
     new = apply_overrides(load_config(None), overrides(mail_dir="/srv/mail"))
     assert new.capture.path == Path("/srv/mail")
