@@ -194,6 +194,11 @@ def _upstream(config: RelayConfig, overrides: Overrides) -> UpstreamConfig | Non
             f"a user needs --password-file, {ENVIRONMENT['password_file']} or {PASSWORD_ENV}",
             file=origin,
         )
+    auth = config.listen_auth
+    if auth is not None and auth.accept_any:  # never "any login" in front of a real upstream
+        raise ConfigError(
+            "listen_auth.accept_any in the config file is for capture mode only", file=origin
+        )
     base = config.upstream or UpstreamConfig()
     kept = {name: getattr(base, name) for name in _KEPT}
     tls = _SCHEMES[url.scheme]

@@ -120,6 +120,15 @@ def test_plain_smtp_with_a_user_is_refused_without_the_config_opt_in(tmp_path):
     assert upstream is not None and upstream.host == "mail.example.org"
 
 
+def test_upstream_is_refused_over_a_capture_config_that_accepts_any_login(tmp_path):
+    config = tmp_path / "relay.yaml"
+    config.write_text("listen_tls: {}\nlisten_auth: {accept_any: true}\ncapture: {path: m}\n")
+    message = error_of(load_config(config), overrides(upstream="smtps://mail.example.org"))
+    assert (
+        message == "--upstream: listen_auth.accept_any in the config file is for capture mode only"
+    )
+
+
 @pytest.mark.parametrize(
     ("flags", "environ", "expected"),
     [
