@@ -85,7 +85,7 @@ async def test_bare_user_names_are_kept_with_a_note_per_recipient(make_config, s
 
 
 async def test_mail_show_says_what_relay_mode_would_refuse(
-    make_config, start_relay, tmp_path, capsys
+    make_config, start_relay, tmp_path, capsysbinary
 ):
     relay = await start_relay(make_config())
     await asyncio.to_thread(send_with_smtplib, port_of(relay), ["bob"], python_idiom_message())
@@ -93,10 +93,13 @@ async def test_mail_show_says_what_relay_mode_would_refuse(
     code = await asyncio.to_thread(
         main, ["mail", "show", "-c", str(tmp_path / "relay.yaml"), queue_id]
     )
-    out = capsys.readouterr().out
+    out = capsysbinary.readouterr().out.decode()
     assert code == 0
     assert "relay mode would refuse at RCPT: 550 5.1.3 <bob> is a user name" in out
     assert f"relay mode would refuse at DATA: {BARE_LF_REPLY}" in out
+    args = ["mail", "show", "--raw", "-c", str(tmp_path / "relay.yaml"), queue_id]
+    assert await asyncio.to_thread(main, args) == 0
+    assert capsysbinary.readouterr().out == python_idiom_message() + b"\r\n"  # as sent
 
 
 async def test_invalid_address_syntax_stays_refused_in_capture_mode(make_config, start_relay):
