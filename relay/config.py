@@ -15,7 +15,7 @@ import ssl
 import stat
 import subprocess
 import zoneinfo
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +28,7 @@ from relay.deliver.oauth import load_client_certificate
 from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
 from relay.errors import ConfigError
 from relay.receive.options import Limits, ListenAuthConfig, ListenTlsConfig, server_context
+from relay.receive.selfsigned import ensure_certificate
 from relay.receive.users import PasswordHash, parse_users
 from relay.schema import build, where
 from relay.secret import Secret
@@ -48,7 +49,11 @@ __all__ = [
     "UnixListener",
     "UpstreamConfig",
     "WebConfig",
+    "check_upstream",
+    "check_web",
     "load_config",
+    "parse_listener",
+    "parse_web_listener",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -86,7 +91,10 @@ def _parse_port(text: str) -> int:
     return int(text)
 
 
-def _parse_listener(item: object) -> Listener:
+def parse_listener(item: object) -> Listener:
+    """A listen address: ``"HOST:PORT"``, ``"[::1]:PORT"``, ``"unix:PATH"`` or a unix mapping."""
+    if isinstance(item, str) and item.startswith("unix:"):
+        return UnixListener(unix=Path(item.removeprefix("unix:")))
     if isinstance(item, str):
         host, sep, port = item.rpartition(":")
         if not sep or not host:
@@ -111,7 +119,7 @@ def _parse_listeners(value: object) -> tuple[Listener, ...]:
     items = value if isinstance(value, list) else [value]
     if not items:
         raise ValueError("expected at least one address")
-    return tuple(_parse_listener(item) for item in items)
+    return tuple(parse_listener(item) for item in items)
 
 
 def _parse_networks(value: object) -> tuple[Network, ...]:
@@ -220,8 +228,9 @@ class CaptureConfig:
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
 
 
-def _parse_web_listener(value: object) -> TcpListener:
-    listener = _parse_listener(value)
+def parse_web_listener(value: object) -> TcpListener:
+    """The web page's address: ``"HOST:PORT"`` only."""
+    listener = parse_listener(value)
     if not isinstance(listener, TcpListener):
         raise ValueError(f'expected "HOST:PORT" such as "127.0.0.1:8025", got {value!r}')
     return listener
@@ -255,7 +264,7 @@ class WebConfig:
 
     enabled: bool = True
     listen: TcpListener = field(
-        default=TcpListener("127.0.0.1", 8025), metadata={"parse": _parse_web_listener}
+        default=TcpListener("127.0.0.1", 8025), metadata={"parse": parse_web_listener}
     )
     allowed_hosts: tuple[str, ...] = field(default=(), metadata={"parse": _parse_hosts})
     users_file: Path | None = None
@@ -374,13 +383,13 @@ def load_config(
     if report is not None:
         object.__setattr__(config, "trac_ini_report", report.lines())
     if config.upstream is not None:
-        _check_upstream(config.upstream, file, secrets=secrets)
+        check_upstream(config.upstream, file, secrets=secrets)
     if config.capture.release.upstream is not None:
         release = config.capture.release.upstream
-        _check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
+        check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
     _check_upstreams(config, file, secrets=secrets)
     _check_listen_security(config, file, secrets=secrets)
-    _check_web(config.web, file, secrets=secrets)
+    check_web(config.web, file, secrets=secrets)
     if secrets:
         object.__setattr__(config, "dkim_keys", _dkim_keys(config.dkim, file))
     _check_limits(config.limits, file)
@@ -417,7 +426,7 @@ def _check_upstreams(config: RelayConfig, file: str, *, secrets: bool) -> None:
             "give upstream (one) or upstreams (a list), not both", file=file, key="upstreams"
         )
     for n, upstream in enumerate(config.upstreams):
-        _check_upstream(upstream, file, secrets=secrets, section=f"upstreams[{n}]")
+        check_upstream(upstream, file, secrets=secrets, section=f"upstreams[{n}]")
     chain = config.upstreams or ((config.upstream,) if config.upstream else ())
     if chain and all(upstream.senders or upstream.recipients for upstream in chain):
         raise ConfigError(
@@ -446,10 +455,10 @@ def _read_yaml(path: Path) -> object:
         raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from None
 
 
-def _check_upstream(
+def check_upstream(
     upstream: UpstreamConfig, file: str, *, secrets: bool = True, section: str = "upstream"
 ) -> None:
-    """Resolve the password and refuse combinations that would leak it."""
+    """Resolve the password and refuse combinations that would leak it (errors name ``file``)."""
     if upstream.mx:
         _check_mx(upstream, file, section)
         return
@@ -620,6 +629,7 @@ def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> 
         raise ConfigError(message, file=file, key="listen_auth")
     if tls is None:
         return
+    _check_capture_shortcuts(config, file)
     if not any(isinstance(listener, TcpListener) for listener in config.listen):
         raise ConfigError(
             "listen has no TCP address; a unix socket needs no STARTTLS or AUTH",
@@ -628,8 +638,16 @@ def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> 
         )
     if not secrets:
         return
+    if tls.cert_file is None:  # capture mode: a self-signed certificate beside the store
+        try:
+            cert_file, key_file = ensure_certificate(config.capture.path / "tls", config.hostname)
+        except OSError as exc:
+            message = f"cannot make a certificate: {exc}"
+            raise ConfigError(message, file=file, key="listen_tls") from None
+        tls = replace(tls, cert_file=cert_file, key_file=key_file)
+        object.__setattr__(config, "listen_tls", tls)
     object.__setattr__(tls, "context", _listen_context(tls, file))
-    if auth is not None:
+    if auth is not None and auth.users_file is not None:
         users = _read_users(auth.users_file, file, "listen_auth.users_file")
         object.__setattr__(auth, "users", users)
 
@@ -642,7 +660,7 @@ def _read_users(path: Path, file: str, key: str) -> dict[str, PasswordHash]:
         raise ConfigError(f"{path}: {exc}", file=file, key=key) from None
 
 
-def _check_web(web: WebConfig, file: str, *, secrets: bool) -> None:
+def check_web(web: WebConfig, file: str, *, secrets: bool) -> None:
     """Read the web users (not with ``secrets=False``); refuse a page for anyone on the
     network: beyond loopback it needs a users file or an explicit opt-out."""
     if web.users_file is not None and secrets:
@@ -660,8 +678,32 @@ def _check_web(web: WebConfig, file: str, *, secrets: bool) -> None:
         )
 
 
+def _check_capture_shortcuts(config: RelayConfig, file: str) -> None:
+    """A generated certificate and ``accept_any`` AUTH are for capture mode only."""
+    tls, auth = config.listen_tls, config.listen_auth
+    assert tls is not None
+    if (tls.cert_file is None) != (tls.key_file is None):
+        key = "listen_tls.key_file" if tls.key_file is None else "listen_tls.cert_file"
+        raise ConfigError("give cert_file and key_file together", file=file, key=key)
+    if tls.cert_file is None and not config.capture_mode:
+        message = "required in relay mode (capture mode makes a self-signed certificate)"
+        raise ConfigError(message, file=file, key="listen_tls.cert_file")
+    if auth is None:
+        return
+    if auth.accept_any and not config.capture_mode:
+        message = "capture mode only: relay mode checks every login against users_file"
+        raise ConfigError(message, file=file, key="listen_auth.accept_any")
+    if auth.accept_any and auth.users_file is not None:
+        message = "give users_file or accept_any, not both"
+        raise ConfigError(message, file=file, key="listen_auth.accept_any")
+    if not auth.accept_any and auth.users_file is None:
+        message = "required key is missing (or accept_any: true in capture mode)"
+        raise ConfigError(message, file=file, key="listen_auth.users_file")
+
+
 def _listen_context(tls: ListenTlsConfig, file: str) -> ssl.SSLContext:
     """The listener's TLS context; an error names the file that is missing or wrong."""
+    assert tls.cert_file is not None and tls.key_file is not None
     for name in ("cert_file", "key_file"):
         path: Path = getattr(tls, name)
         try:

@@ -128,6 +128,7 @@ class Relay:
             metrics=self.metrics,
             check_domain=self._domain_check(config),
             relaying=config.upstream is not None,
+            keep_refused=config.capture_mode,
         )
         self.listeners = Listeners(
             config.listen,
@@ -251,11 +252,17 @@ class Relay:
         tcp = [listener for listener in config.listen if isinstance(listener, TcpListener)]
         trac = ""
         if config.listen_tls is not None:  # config loading made sure there is a TCP listener
-            required = config.listen_tls.required or config.listen_auth is not None
+            auth = config.listen_auth
+            needs_auth = auth is not None and not auth.accept_any
+            required = config.listen_tls.required or needs_auth
+            note = "; MAIL needs AUTH, offered inside TLS" if needs_auth else ""
+            if auth is not None and auth.accept_any:
+                note = "; any AUTH login is accepted inside TLS (capture mode)"
             logger.info(
-                "smtp: TCP listeners offer STARTTLS (%s)%s",
+                "smtp: TCP listeners offer STARTTLS (%s, certificate %s)%s",
                 "required" if required else "optional",
-                "; MAIL needs AUTH, offered inside TLS" if config.listen_auth else "",
+                config.listen_tls.cert_file,
+                note,
             )
             trac = ", use_tls = true" + (", smtp_user, smtp_password" if config.listen_auth else "")
         if tcp:

@@ -4,6 +4,11 @@ Nothing here decides policy or rewrites mail: :mod:`relay.receive.policy` and
 :mod:`relay.cleanup` do. The handler maps their verdicts to SMTP replies, and answers
 ``250`` only after the sink has made the message durable. Any local trouble answers
 ``451 4.3.0`` (never 5xx, never a traceback text).
+
+In capture mode (``keep_refused``) the policy refusals of relay mode — a bare user name at
+RCPT, bare CR or LF in the data — are kept as :class:`~relay.model.Refusal` notes on the
+stored message instead of being answered; syntax refusals stay refusals. The data is
+framed the same either way: only CRLF.CRLF ends it, so nothing smuggled becomes a message.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from relay.config import Limits
 from relay.errors import SpoolError
 from relay.log import logger
 from relay.metrics import Metrics
-from relay.model import Envelope, new_queue_id
+from relay.model import Envelope, Refusal, new_queue_id
 from relay.queue.record import Record
 from relay.receive.policy import address_problem
 
@@ -52,11 +57,14 @@ class RelayHandler:
         metrics: Metrics | None = None,
         check_domain: Callable[[str, str], Awaitable[str | None]] | None = None,
         relaying: bool = False,
+        keep_refused: bool = False,
     ) -> None:
         """``check_domain(sender, recipient)``: a refusal for the recipient's domain, or None.
-        ``relaying``: messages go to an upstream (cleanup makes sure of their From:)."""
+        ``relaying``: messages go to an upstream (cleanup makes sure of their From:).
+        ``keep_refused``: capture mode, which keeps what relay mode refuses, with a note."""
         self.check_domain = check_domain
         self.relaying = relaying
+        self.keep_refused = keep_refused
         self.limits = limits
         self.options = options
         self.directory = directory
@@ -99,7 +107,7 @@ class RelayHandler:
             reply = f"553 5.1.3 Recipient <{address}> refused: {problem}"
             return self._refuse("recipient", reply, rcpt, session)
         rejection = cleanup.check_recipient(address, self.options(), self.directory())
-        if rejection is not None:
+        if rejection is not None and not self._kept(envelope, "RCPT", rejection.reply()):
             return self._refuse("recipient", rejection.reply(), rcpt, session)
         if self.check_domain is not None:
             refusal = await self.check_domain(sender, address)
@@ -113,13 +121,11 @@ class RelayHandler:
         content: bytes = envelope.content
         sender = "" if envelope.mail_from == "<>" else envelope.mail_from
         data = f"DATA from=<{sender}> nrcpt={len(envelope.rcpt_tos)}"
+        original = None
         if _has_bare_newline(content):
-            return self._refuse(
-                "bare_newline",
-                "550 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF",
-                data,
-                session,
-            )
+            if not self._kept(envelope, "DATA", _BARE_NEWLINE):
+                return self._refuse("bare_newline", _BARE_NEWLINE, data, session)
+            original = content
         model = Envelope(
             sender=sender,
             recipients=tuple(envelope.rcpt_tos),
@@ -128,7 +134,8 @@ class RelayHandler:
             peer=_describe_peer(session.peer),
             helo=session.host_name or "",
         )
-        reply, queue_id = await asyncio.to_thread(self._process, model, content)
+        notes = tuple(getattr(envelope, "relay_refusals", ()))
+        reply, queue_id = await asyncio.to_thread(self._process, model, content, notes, original)
         if queue_id is not None:
             self.sink.accepted(queue_id)
         if not reply.startswith("250"):
@@ -136,7 +143,23 @@ class RelayHandler:
         self.metrics.received()
         return reply
 
-    def _process(self, envelope: Envelope, content: bytes) -> tuple[str, str | None]:
+    def _kept(self, envelope: Any, stage: str, reply: str) -> bool:
+        """In capture mode, note on the transaction that relay mode would answer ``reply``
+        (a policy refusal, code 550) at ``stage``, and return True: keep going."""
+        if not (self.keep_refused and reply.startswith("550 ")):
+            return False
+        if not hasattr(envelope, "relay_refusals"):
+            envelope.relay_refusals = []  # aiosmtpd makes a new envelope for each transaction
+        envelope.relay_refusals.append(Refusal(stage, reply))
+        return True
+
+    def _process(
+        self,
+        envelope: Envelope,
+        content: bytes,
+        refusals: tuple[Refusal, ...] = (),
+        original: bytes | None = None,
+    ) -> tuple[str, str | None]:
         result = cleanup.run(
             envelope,
             content,
@@ -151,7 +174,12 @@ class RelayHandler:
         if result.unreadable is not None:
             logger.warning("%s: cleanup: %s", queue_id, result.unreadable)
         record = Record(
-            queue_id=queue_id, envelope=result.envelope, message=result.message, trace=result.trace
+            queue_id=queue_id,
+            envelope=result.envelope,
+            message=result.message,
+            trace=result.trace,
+            refusals=refusals,
+            original=original,
         )
         if self.simulate is not None:
             simulation = self.simulate(result.envelope, result.message)
@@ -181,6 +209,9 @@ class RelayHandler:
         else:
             logger.exception("unexpected error while receiving a message")
         return self._refuse("local_error", "451 4.3.0 Local error in processing; try again later")
+
+
+_BARE_NEWLINE = "550 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF"
 
 
 def _has_bare_newline(content: bytes) -> bool:

@@ -1,7 +1,8 @@
 """Start and stop the SMTP listeners (TCP and unix sockets) on the running event loop.
 
 With ``listen_tls`` the TCP listeners offer STARTTLS; with ``listen_auth`` they offer AUTH
-PLAIN and LOGIN inside TLS only and MAIL needs it. Unix sockets get neither (their mode and
+PLAIN and LOGIN inside TLS only and MAIL needs it (``accept_any``, capture mode: any login
+succeeds and MAIL does not need one). Unix sockets get neither (their mode and
 group say who may connect). Password checks run in a worker thread: they are slow on purpose.
 """
 
@@ -48,7 +49,7 @@ class _RelaySMTP(StressTimer, SMTP):
         super().__init__(
             handler,
             tls_context=tls.context if tls is not None else None,
-            auth_required=auth is not None,
+            auth_required=auth is not None and not auth.accept_any,
             auth_require_tls=True,  # never False: AUTH before STARTTLS would show the password
             auth_exclude_mechanism=() if auth is not None else _MECHANISMS,
             **kwargs,
@@ -158,8 +159,11 @@ class _RelaySMTP(StressTimer, SMTP):
         if self._auth_failures >= self._auth.max_failures:  # pipelined behind the 421
             return AuthResult(success=False, handled=True)
         name = login.decode("utf-8", "replace")
-        if await asyncio.to_thread(check_login, self._auth.users, name, password):
-            logger.info("auth: %s logged in as %s (%s)", self.session.peer, _shown(name), mechanism)
+        if self._auth.accept_any or await asyncio.to_thread(
+            check_login, self._auth.users, name, password
+        ):
+            how = f"{mechanism}, any login accepted" if self._auth.accept_any else mechanism
+            logger.info("auth: %s logged in as %s (%s)", self.session.peer, _shown(name), how)
             return AuthResult(success=True, auth_data=name)
         self._auth_failures += 1
         logger.warning(
