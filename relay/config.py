@@ -20,10 +20,12 @@ from typing import Literal
 
 import yaml
 
+from relay.capture.options import WebhookConfig
 from relay.cleanup.options import CleanupOptions
 from relay.cleanup.tracini import read_trac_ini
 from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
 from relay.errors import ConfigError
+from relay.receive.faults import FaultsConfig
 from relay.receive.options import ListenAuthConfig, ListenTlsConfig, server_context
 from relay.receive.users import parse_users
 from relay.schema import build, where
@@ -211,7 +213,8 @@ class CaptureConfig:
     """The capture store (a Maildir): on in capture mode, a switch in relay mode.
 
     Retention: at most ``max_messages`` (0: no limit), none older than ``max_age`` (0: no
-    limit); the oldest go first.
+    limit); the oldest go first. ``faults``: errors injected on the listener (capture mode
+    only); ``webhooks``: where each captured message is announced.
     """
 
     path: Path = Path("mail")
@@ -219,6 +222,8 @@ class CaptureConfig:
     max_messages: int = field(default=10_000, metadata={"min": 0})
     max_age: float = field(default=0.0, metadata={"duration": True})
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
 
 
 def _parse_web_listener(value: object) -> TcpListener:
@@ -350,7 +355,26 @@ def load_config(
         _check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
     _check_upstreams(config, file, secrets=secrets)
     _check_listen_security(config, file, secrets=secrets)
+    _check_capture(config, file, secrets=secrets)
     return config
+
+
+def _check_capture(config: RelayConfig, file: str, *, secrets: bool) -> None:
+    """Faults only on a capture listener; read each webhook's signing secret once."""
+    if config.capture.faults.rules and not config.capture_mode:
+        raise ConfigError(
+            "fault injection is for capture mode (no upstream): it would refuse real mail",
+            file=file,
+            key="capture.faults",
+        )
+    for n, hook in enumerate(config.capture.webhooks):
+        section = f"capture.webhooks[{n}]"
+        sources = [name for name in _SECRET_SOURCES if getattr(hook, name) is not None]
+        if len(sources) > 1:
+            raise ConfigError(f"give only one of {', '.join(sources)}", file=file, key=section)
+        if secrets and sources:
+            secret = _read_password(hook, sources[0], file, where(section, sources[0]))
+            object.__setattr__(hook, "secret", Secret(secret))
 
 
 def _expand_mx(data: dict[str, object]) -> dict[str, object]:
@@ -488,24 +512,26 @@ def _check_oauth(
 
 
 _PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_command")
+_SECRET_SOURCES = ("secret_file", "secret_env", "secret_command")
 _NOT_FOR_MX = ("username", "fingerprint", "oauth", *_PASSWORD_SOURCES)
 
 
-def _read_password(upstream: UpstreamConfig, source: str, file: str, key: str) -> str:
-    if source == "password":
-        return str(upstream.password)
-    if source == "password_env":
-        value = os.environ.get(str(upstream.password_env))
-        if not value:
-            raise ConfigError(
-                f"environment variable {upstream.password_env} is not set", file=file, key=key
-            )
-        return value
-    if source == "password_file":
-        return _read_password_file(Path(str(upstream.password_file)), file, key)
+def _read_password(holder: object, source: str, file: str, key: str) -> str:
+    """The secret ``holder.<source>`` gives: the value itself, or from the ``_env``
+    variable, ``_file`` (owner-only) or ``_command`` (its first line of output) it names."""
+    value = getattr(holder, source)
+    if source.endswith("_env"):
+        found = os.environ.get(str(value))
+        if not found:
+            raise ConfigError(f"environment variable {value} is not set", file=file, key=key)
+        return found
+    if source.endswith("_file"):
+        return _read_password_file(Path(str(value)), file, key)
+    if not source.endswith("_command"):
+        return str(value)
     try:
         done = subprocess.run(
-            str(upstream.password_command),
+            str(value),
             shell=True,
             capture_output=True,
             text=True,

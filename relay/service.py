@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 from relay.capture.maildir import CaptureStore
+from relay.capture.webhooks import Webhooks
 from relay.cleanup.filters import Simulation, simulate
 from relay.cleanup.sources import DirectorySource, load_filter_sets
 from relay.config import RelayConfig, TcpListener
@@ -22,6 +23,7 @@ from relay.queue.manager import QueueManager
 from relay.queue.record import DeliveryState, Record
 from relay.queue.spool import Spool
 from relay.receive.domains import DomainCheck, domain_check
+from relay.receive.faults import Faults
 from relay.receive.handler import RelayHandler
 from relay.receive.server import Listeners
 from relay.web.server import WebServer
@@ -112,6 +114,12 @@ class Relay:
             assert self.capture is not None
             sink = _CaptureSink(self.capture)
         self.directory = DirectorySource.from_options(config.notification)
+        self.faults = Faults(config.capture.faults) if config.capture_mode else None
+        self.webhooks = (
+            Webhooks(config.capture.webhooks, self.capture, timezone=config.filters.timezone)
+            if self.capture is not None and config.capture.webhooks
+            else None
+        )
         self.handler = RelayHandler(
             limits=config.limits,
             options=lambda: self.config.notification,  # read at each use: reload replaces it
@@ -122,6 +130,7 @@ class Relay:
             metrics=self.metrics,
             check_domain=self._domain_check(config),
             relaying=config.upstream is not None,
+            faults=self.faults,
         )
         self.listeners = Listeners(
             config.listen,
@@ -150,6 +159,8 @@ class Relay:
         """Prepare the storage, start delivery, then open the listeners."""
         if self.capture is not None:
             await asyncio.to_thread(self.capture.create)
+        if self.webhooks is not None:
+            await self.webhooks.start()
         if self.manager is not None:
             assert self.control is not None
             await self.control.start()  # the queue is ours from here on
@@ -169,6 +180,8 @@ class Relay:
             await self.web.stop()
             self.web = None
         await self.listeners.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.manager is not None:
             await self.manager.stop()
         if self.control is not None:

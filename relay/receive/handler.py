@@ -22,6 +22,7 @@ from relay.log import logger
 from relay.metrics import Metrics
 from relay.model import Envelope, new_queue_id
 from relay.queue.record import Record
+from relay.receive.faults import Faults, Stage, inject
 from relay.receive.policy import address_problem
 
 __all__ = ["RelayHandler", "Sink"]
@@ -52,9 +53,12 @@ class RelayHandler:
         metrics: Metrics | None = None,
         check_domain: Callable[[str, str], Awaitable[str | None]] | None = None,
         relaying: bool = False,
+        faults: Faults | None = None,
     ) -> None:
         """``check_domain(sender, recipient)``: a refusal for the recipient's domain, or None.
-        ``relaying``: messages go to an upstream (cleanup makes sure of their From:)."""
+        ``relaying``: messages go to an upstream (cleanup makes sure of their From:).
+        ``faults``: injected faults (capture mode), consulted before each stage's checks."""
+        self.faults = faults
         self.check_domain = check_domain
         self.relaying = relaying
         self.limits = limits
@@ -65,6 +69,11 @@ class RelayHandler:
         self.simulate = simulate
         self.metrics = metrics or Metrics()
 
+    async def fault(self, server: Any, stage: Stage, addresses: tuple[str, ...] = ()) -> str | None:
+        """The reply of an injected fault at ``stage`` (None: go on as usual)."""
+        rule = self.faults.decide(stage, addresses) if self.faults is not None else None
+        return await inject(rule, server.transport) if rule is not None else None
+
     def _refuse(self, reason: str, reply: str) -> str:
         """Count a refusal under ``reason`` and return its reply."""
         self.metrics.rejected(reason)
@@ -73,6 +82,8 @@ class RelayHandler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
     ) -> str:
+        if injected := await self.fault(server, "mail"):
+            return injected
         sender = "" if address == "<>" else address
         problem = address_problem(sender) if sender else None
         if problem:
@@ -84,6 +95,8 @@ class RelayHandler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
+        if injected := await self.fault(server, "rcpt", (address,)):
+            return injected
         if len(envelope.rcpt_tos) >= self.limits.max_recipients:
             return self._refuse(
                 "recipients_limit",
@@ -105,6 +118,8 @@ class RelayHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if injected := await self.fault(server, "data", tuple(envelope.rcpt_tos)):
+            return injected
         content: bytes = envelope.content
         if _has_bare_newline(content):
             return self._refuse(

@@ -100,6 +100,10 @@ class _RelaySMTP(SMTP):
             await self.push("421 4.7.0 Too many connections; try again later")
             self.transport.close()
             return
+        if injected := await self.event_handler.fault(self, "connect"):
+            await self.push(injected)  # after a drop, nothing reaches the client
+            self.transport.close()
+            return
         self._gate.active += 1
         try:
             await super()._handle_client()

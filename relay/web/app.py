@@ -57,6 +57,9 @@ def create_app(relay: Relay) -> web.Application:
             web.post("/api/v1/messages/{id}/release", api.release),
             web.get("/api/v1/recipients", api.recipients),
             web.get("/api/v1/queue", api.queue),
+            web.get("/api/v1/faults", api.faults),
+            web.put("/api/v1/faults", api.set_faults),
+            web.delete("/api/v1/faults", api.set_faults),
             web.get("/api/v1/events", live.events),
             *ops.routes(relay),
         ]

@@ -1,0 +1,132 @@
+"""Fault injection for the capture listener and the test sink: rules, and which one fires.
+
+A rule names an SMTP stage (``connect``, ``mail``, ``rcpt``, ``data``) and what to do
+there: answer ``reply`` instead of going on, ``drop`` the connection without a reply, or
+only wait ``delay`` seconds first. ``rate`` is the chance it fires, ``recipients`` (shell
+patterns, ``rcpt`` and ``data`` only) the addresses it is for, ``times`` how often at most.
+Deciding is pure apart from the seeded random source and the per-rule counters
+(:class:`Faults`); :func:`inject` is the one place that sleeps or hangs up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any, Literal, Protocol
+
+__all__ = ["DROPPED", "FaultRule", "Faults", "FaultsConfig", "inject"]
+
+Stage = Literal["connect", "mail", "rcpt", "data"]
+_REPLY = re.compile(r"[45][0-9][0-9]( [\x20-\x7e]*)?")
+#: What a handler returns after :func:`inject` hung up: aiosmtpd writes it nowhere.
+DROPPED = "421 4.4.2 Connection dropped by fault injection"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultRule:
+    """One fault: at ``stage``, after ``delay`` seconds, ``reply`` or ``drop`` (or go on)."""
+
+    stage: Stage
+    reply: str | None = None
+    drop: bool = False
+    delay: float = field(default=0.0, metadata={"duration": True, "max": 600})
+    rate: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})
+    recipients: tuple[str, ...] = ()
+    times: int = field(default=0, metadata={"min": 0})
+
+    def __post_init__(self) -> None:
+        if self.reply is not None and not _REPLY.fullmatch(self.reply):
+            raise ValueError(
+                f'reply: expected a 4xx or 5xx reply such as "451 4.3.0 Try again later", '
+                f'got "{self.reply}"'
+            )
+        if self.reply is not None and self.drop:
+            raise ValueError("give reply or drop: true, not both")
+        if self.reply is None and not self.drop and not self.delay:
+            raise ValueError(f"a {self.stage} rule needs reply, drop: true or delay")
+        if self.recipients and self.stage not in ("rcpt", "data"):
+            raise ValueError(f"recipients applies to the rcpt and data stages, not {self.stage}")
+
+    def applies(self, addresses: Iterable[str]) -> bool:
+        """True when the rule has no ``recipients`` or one of ``addresses`` matches them."""
+        if not self.recipients:
+            return True
+        return any(
+            fnmatchcase(address.lower(), pattern.lower())
+            for address in addresses
+            for pattern in self.recipients
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultsConfig:
+    """``capture.faults``: the rules in force at start (the API can change them) and the
+    seed of the random source (None: a different run each time)."""
+
+    rules: tuple[FaultRule, ...] = ()
+    seed: int | None = None
+
+
+class Faults:
+    """The rules in force, their counters and the random source; shared by all connections."""
+
+    def __init__(self, config: FaultsConfig | None = None) -> None:
+        self.configure(config or FaultsConfig())
+
+    def configure(self, config: FaultsConfig) -> None:
+        """Put ``config``'s rules in force, with fresh counters and a freshly seeded source."""
+        self.config = config
+        self._random = random.Random(config.seed)
+        self._fired = [0] * len(config.rules)
+
+    @property
+    def active(self) -> bool:
+        """True while any rule is in force."""
+        return bool(self.config.rules)
+
+    def decide(self, stage: Stage, addresses: Iterable[str] = ()) -> FaultRule | None:
+        """The first rule for ``stage`` that applies to ``addresses`` and fires, or None.
+
+        Each rule for the stage that applies draws from the random source once.
+        """
+        addresses = tuple(addresses)
+        for n, rule in enumerate(self.config.rules):
+            if rule.stage != stage or not rule.applies(addresses):
+                continue
+            if rule.times and self._fired[n] >= rule.times:
+                continue
+            if self._random.random() < rule.rate:
+                self._fired[n] += 1
+                return rule
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The rules in force and how often each fired (the API's answer)."""
+        return {
+            "active": self.active,
+            "seed": self.config.seed,
+            "rules": [
+                {**asdict(rule), "recipients": list(rule.recipients), "fired": fired}
+                for rule, fired in zip(self.config.rules, self._fired, strict=True)
+            ],
+        }
+
+
+class _Transport(Protocol):
+    def close(self) -> None: ...
+
+
+async def inject(rule: FaultRule, transport: _Transport | None) -> str | None:
+    """Carry out ``rule``: wait its delay, then return its reply, hang up (returning
+    :data:`DROPPED`), or return None (go on as usual)."""
+    if rule.delay:
+        await asyncio.sleep(rule.delay)
+    if rule.drop:
+        if transport is not None:
+            transport.close()
+        return DROPPED
+    return rule.reply
