@@ -14,7 +14,7 @@ import asyncio
 import random
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal, Protocol
 
@@ -82,6 +82,11 @@ class Faults:
         self.config = config
         self._random = random.Random(config.seed)
         self._fired = [0] * len(config.rules)
+
+    def add(self, rule: FaultRule) -> None:
+        """Put ``rule`` in force after the others (their counters go on)."""
+        self.config = replace(self.config, rules=(*self.config.rules, rule))
+        self._fired.append(0)
 
     @property
     def active(self) -> bool:

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from relay.receive.faults import FaultRule, Faults, FaultsConfig, Stage, inject
+from relay.testing.loop import LoopThread
 
 __all__ = [
     "DROP",
@@ -132,29 +133,27 @@ class SinkProtocol(SMTP):
         await super()._handle_client()
 
 
-class ThreadedServer:
+class ThreadedServer(LoopThread):
     """An asyncio server on loopback with its own loop in its own thread: ``with`` it."""
 
     def __init__(self) -> None:
+        super().__init__(name=type(self).__name__)
         self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def _create(self) -> Coroutine[Any, Any, asyncio.Server]:
         """The coroutine that starts the server (run on the server's loop)."""
         raise NotImplementedError
 
     def __enter__(self) -> Self:
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(self._create(), self._loop).result(10)
+        self.start()
+        self._server = self.call(self._create(), 10)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         # asyncio.Server is not thread-safe: close it on its own loop's thread
         self._loop.call_soon_threadsafe(self._server.close)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self.stop()
 
 
 class FakeUpstream(ThreadedServer):
@@ -162,7 +161,8 @@ class FakeUpstream(ThreadedServer):
 
     ``host``: the loopback address to listen on (``"::1"`` for an IPv6-only host).
     ``final_dot_delay()``: seconds to wait, with the message taken, before answering the
-    final dot. ``hide``: EHLO keywords not to advertise (``("8BITMIME",)``).
+    final dot. ``hide``: EHLO keywords not to advertise (``("8BITMIME",)``). ``ca_file``:
+    the CA a client trusts for ``context``'s certificate (kept for the test to read).
     """
 
     def __init__(
@@ -177,8 +177,10 @@ class FakeUpstream(ThreadedServer):
         data_reply: Callable[[Any], str | None] | None = None,
         final_dot_delay: Callable[[], float] | None = None,
         hide: Iterable[str] = (),
+        ca_file: Path | None = None,
     ) -> None:
         self.host = host
+        self.ca_file = ca_file
         self.tls = tls
         self.context = context
         self.credentials = credentials
@@ -203,7 +205,6 @@ class FakeUpstream(ThreadedServer):
         rate: float = 1.0,
         recipients: Iterable[str] = (),
         times: int = 0,
-        seed: int | None = None,
     ) -> None:
         """Add a fault rule: at ``stage`` (``connect``, ``mail``, ``rcpt``, ``data``) wait
         ``delay`` s, then answer ``reply`` or ``drop`` the connection; ``rate`` is the
@@ -217,8 +218,7 @@ class FakeUpstream(ThreadedServer):
             recipients=tuple(recipients),
             times=times,
         )
-        config = self.faults.config
-        self.faults.configure(replace(config, rules=(*config.rules, rule), seed=seed))
+        self.faults.add(rule)
 
     def behave(self) -> None:
         """Drop every rule :meth:`misbehave` added."""
