@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal, Protocol
 
-__all__ = ["DROPPED", "FaultRule", "Faults", "FaultsConfig", "inject"]
+__all__ = ["DROPPED", "FaultRule", "Faults", "FaultsConfig", "Stage", "inject"]
 
 Stage = Literal["connect", "mail", "rcpt", "data"]
 _REPLY = re.compile(r"[45][0-9][0-9]( [\x20-\x7e]*)?")
@@ -125,9 +125,14 @@ class _Transport(Protocol):
     def close(self) -> None: ...
 
 
-async def inject(rule: FaultRule, transport: _Transport | None) -> str | None:
-    """Carry out ``rule``: wait its delay, then return its reply, hang up (returning
-    :data:`DROPPED`), or return None (go on as usual)."""
+async def inject(
+    faults: Faults | None, stage: Stage, addresses: Iterable[str], transport: _Transport | None
+) -> str | None:
+    """Carry out the rule of ``faults`` that fires at ``stage``, if any: wait its delay, then
+    return its reply, hang up (returning :data:`DROPPED`), or return None (go on as usual)."""
+    rule = faults.decide(stage, addresses) if faults is not None else None
+    if rule is None:
+        return None
     if rule.delay:
         await asyncio.sleep(rule.delay)
     if rule.drop:

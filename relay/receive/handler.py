@@ -71,8 +71,7 @@ class RelayHandler:
 
     async def fault(self, server: Any, stage: Stage, addresses: tuple[str, ...] = ()) -> str | None:
         """The reply of an injected fault at ``stage`` (None: go on as usual)."""
-        rule = self.faults.decide(stage, addresses) if self.faults is not None else None
-        return await inject(rule, server.transport) if rule is not None else None
+        return await inject(self.faults, stage, addresses, server.transport)
 
     def _refuse(self, reason: str, reply: str) -> str:
         """Count a refusal under ``reason`` and return its reply."""

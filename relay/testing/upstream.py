@@ -228,8 +228,7 @@ class FakeUpstream(ThreadedServer):
         self, server: SMTP, stage: Stage, addresses: tuple[str, ...] = ()
     ) -> str | None:
         """The reply of a fault rule at ``stage`` (None: behave)."""
-        rule = self.faults.decide(stage, addresses)
-        return await inject(rule, server.transport) if rule is not None else None
+        return await inject(self.faults, stage, addresses, server.transport)
 
     def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         assert isinstance(auth_data, LoginPassword)
