@@ -264,3 +264,24 @@ def test_loading_the_plugin_imports_nothing_of_the_relay(pytester: pytest.Pytest
     )
     result = pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.slow
+def test_under_xdist_each_worker_captures_alone(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        test_app="""
+        import smtplib
+        import pytest
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_own_mail_only(mail_capture, n):
+            with smtplib.SMTP(mail_capture.host, mail_capture.port) as smtp:
+                to = [f"u{n}@example.org"]
+                smtp.sendmail("a@example.org", to, f"Subject: m{n}\\r\\n\\r\\nx\\r\\n")
+            mail_capture.wait(f"to:u{n}@example.org")
+            assert [m.subject for m in mail_capture.messages] == [f"m{n}"]
+        """
+    )
+    run(pytester, "-n", "2").assert_outcomes(passed=6)
+    run(pytester, "-n", "2", "-o", "mail_capture_shared=true").assert_outcomes(passed=6)
