@@ -60,12 +60,20 @@ class InProcessRelay:
         self._relay: Relay | None = None
 
     def start(self, **sections: Any) -> tuple[str, tuple[str, int]]:
-        """Start with ``sections``; return the API's URL and the SMTP (host, port)."""
+        """Start with ``sections`` (stopping the one running, once the new config loaded);
+        return the API's URL and the SMTP (host, port). A bad section raises
+        :class:`~relay.errors.ConfigError` naming its key, and the running relay stays."""
         config = write_config(self.directory, **sections)
-        self._thread = LoopThread(name="mail-capture")
-        self._thread.start()
-        relay = self._relay = Relay(config)
-        self._thread.call(relay.start())
+        self.stop()
+        thread = LoopThread(name="mail-capture")
+        thread.start()
+        relay = Relay(config)
+        try:
+            thread.call(relay.start())
+        except BaseException:
+            thread.stop()
+            raise
+        self._thread, self._relay = thread, relay
         if relay.web is None:
             raise RuntimeError("the capture relay's web API did not start (see the log)")
         host, port = relay.bound[0].rsplit(":", 1)
@@ -225,14 +233,13 @@ class MailCapture:
     def configure(self, **sections: Any) -> None:
         """Restart the relay with these config sections (``notification={...}``,
         ``filters={...}``, ``capture={...}`` ...); captured mail stays (see :meth:`clear`).
-        ``host`` and ``port`` change."""
+        ``host`` and ``port`` change. A bad section raises ``ConfigError`` naming the key
+        and leaves the relay as it was."""
         if self._relay is None:
             raise RuntimeError(
                 f"configure() restarts a relay the plugin started; {self.url} runs elsewhere"
             )
-        self._relay.stop()
         self.url, (self.host, self.port) = self._relay.start(**sections)
-        self.url = self.url.rstrip("/")
         self.configured = bool(sections)
 
     def trac_ini(self, path: str | Path) -> Path:

@@ -133,8 +133,14 @@ def test_configure_restarts_with_trac_rewriting_and_recipients_filters(
     suite.makepyfile(
         test_app=f"""
         import smtplib
+        import pytest
+        from relay.errors import ConfigError
 
         def test_trac(mail_capture):
+            port = mail_capture.port
+            with pytest.raises(ConfigError, match="notification.smtp_subject_prefx: unknown key"):
+                mail_capture.configure(notification={{"smtp_subject_prefx": "[Shop]"}})
+            assert mail_capture.port == port and mail_capture.messages == []  # still running
             mail_capture.configure(
                 notification={{"smtp_subject_prefix": "[Shop]"}},
                 filters={{"sets": [{{"recipients": ["dave@*"], "rules": {str(RULES)!r},
