@@ -3,6 +3,7 @@ a config may say."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,14 @@ def test_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
         load_config(write(tmp_path, relay_mode))
     good = {"capture": {"faults": {"seed": 1, "rules": [{"stage": "data", "delay": "2s"}]}}}
     assert load_config(write(tmp_path, good)).capture.faults.rules[0].delay == 2.0
+
+
+def test_the_guides_yaml_examples_load(tmp_path: Path) -> None:
+    guide = Path(__file__).resolve().parents[3] / "docs" / "how-to" / "testing-with-pytest.md"
+    blocks = re.findall(r"```yaml\n(.*?)```", guide.read_text(encoding="utf-8"), re.DOTALL)
+    assert len(blocks) == 2
+    path = tmp_path / "relay.yaml"
+    for block in blocks:
+        path.write_text(block)
+        capture = load_config(path, secrets=False).capture
+        assert capture.faults.rules or capture.webhooks
