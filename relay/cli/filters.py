@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     match = verbs.add_parser("match", help="print the messages a Gmail query matches (like grep)")
     match.add_argument("query", help="Gmail search query")
-    match.add_argument("files", nargs="+", type=Path, metavar="FILE.eml")
+    match.add_argument("files", nargs="+", type=Path, metavar="FILE.eml", help="messages")
     match.add_argument("--explain", action="store_true", help="show how each part matched")
     match.add_argument("--json", action="store_true", help="with --explain: print JSON")
     match.add_argument(
@@ -31,8 +31,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     match.set_defaults(func=_match)
 
     apply = verbs.add_parser("apply", help="show what a rules file does to messages")
-    apply.add_argument("rules", type=Path, metavar="RULES.(yaml|xml)")
-    apply.add_argument("files", nargs="+", type=Path, metavar="FILE.eml")
+    apply.add_argument(
+        "rules", type=Path, metavar="RULES.(yaml|xml)", help="YAML rules or mailFilters.xml"
+    )
+    apply.add_argument("files", nargs="+", type=Path, metavar="FILE.eml", help="messages")
     apply.add_argument("--json", action="store_true", help="print JSON")
     apply.add_argument("--mode", choices=("pure", "sequential"), help="override the file's mode")
     _param_option(apply)
@@ -40,16 +42,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     apply.set_defaults(func=_apply)
 
     test = verbs.add_parser("test", help="run filter tests from a YAML file")
-    test.add_argument("tests", type=Path, metavar="TESTS.yaml")
+    test.add_argument("tests", type=Path, metavar="TESTS.yaml", help="a filter-test file")
     test.set_defaults(func=_test)
 
     to_yaml = verbs.add_parser("import", help="convert mailFilters.xml to YAML rules")
-    to_yaml.add_argument("source", type=Path, metavar="mailFilters.xml")
+    to_yaml.add_argument("source", type=Path, metavar="mailFilters.xml", help="Gmail's export")
     to_yaml.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     to_yaml.set_defaults(func=_import)
 
     to_xml = verbs.add_parser("export", help="convert YAML rules to mailFilters.xml")
-    to_xml.add_argument("source", type=Path, metavar="RULES.yaml")
+    to_xml.add_argument("source", type=Path, metavar="RULES.yaml", help="a YAML rules file")
     to_xml.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     _param_option(to_xml)
     to_xml.set_defaults(func=_export)

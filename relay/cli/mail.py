@@ -59,10 +59,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         if name == "list":
             verb.add_argument("--limit", type=int, default=50, help="at most this many (50)")
         elif name == "show":
-            verb.add_argument("queue_id", metavar="ID")
+            verb.add_argument("queue_id", metavar="ID", help="message id (a unique prefix will do)")
             verb.add_argument("--raw", action="store_true", help="the exact bytes, nothing else")
         elif name == "release":
-            verb.add_argument("queue_id", metavar="ID")
+            verb.add_argument("queue_id", metavar="ID", help="message id (a unique prefix will do)")
             verb.add_argument(
                 "--to",
                 action="append",
@@ -71,10 +71,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                 help="release to this address instead (repeatable)",
             )
         elif name == "delete":
-            verb.add_argument("ids", nargs="*", metavar="ID")
+            verb.add_argument("ids", nargs="*", metavar="ID", help="message ids (unique prefixes)")
             verb.add_argument("--all", action="store_true", help="every (matching) message")
         elif name == "wait":
-            verb.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+            verb.add_argument(
+                "--timeout", type=float, default=30.0, metavar="SECONDS", help="give up after (30)"
+            )
         verb.set_defaults(func=_run)
 
 

@@ -51,12 +51,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         if name == "list":
             verb.add_argument("--json", action="store_true", help="one JSON array of messages")
         elif name == "show":
-            verb.add_argument("queue_id", metavar="ID")
+            verb.add_argument("queue_id", metavar="ID", help="queue id")
         elif name == "delete":
-            verb.add_argument("ids", nargs="*", metavar="ID")
+            verb.add_argument("ids", nargs="*", metavar="ID", help="queue ids")
             verb.add_argument("--all-failed", action="store_true", help="every failed message")
         elif name != "flush":
-            verb.add_argument("ids", nargs="+", metavar="ID")
+            verb.add_argument("ids", nargs="+", metavar="ID", help="queue ids")
         verb.set_defaults(func=_run)
 
 

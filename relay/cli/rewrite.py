@@ -17,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Run the cleanup stage on MESSAGE and print the final envelope, the headers "
         "and, for each change, the option that made it. Nothing is sent.",
     )
-    parser.add_argument("message", metavar="MESSAGE.eml", type=Path)
+    parser.add_argument("message", metavar="MESSAGE.eml", type=Path, help="the message")
     parser.add_argument("--from", dest="sender", default="", metavar="ADDR", help="envelope sender")
     parser.add_argument(
         "--to", dest="recipients", action="append", required=True, metavar="ADDR", help="recipient"

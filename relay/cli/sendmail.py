@@ -92,7 +92,9 @@ def _parser(prog: str) -> _Parser:
     parser.add_argument(
         "--connect", metavar="ADDRESS", help="the relay's address: unix:/PATH or HOST:PORT"
     )
-    parser.add_argument("recipients", nargs="*", metavar="RECIPIENT")
+    parser.add_argument(
+        "recipients", nargs="*", metavar="RECIPIENT", help="recipient addresses (with -t: more)"
+    )
     return parser
 
 
@@ -104,7 +106,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         add_help=False,
         prefix_chars="\0",  # hand every argument, -i and -f included, to sendmail's parser
     )
-    parser.add_argument("arguments", nargs=argparse.REMAINDER)
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help="sendmail's own options")
     parser.set_defaults(func=lambda args: main(args.arguments, prog="notify-relay sendmail"))
 
 

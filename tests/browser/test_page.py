@@ -2,7 +2,7 @@
 real ``serve``: list, search with inline errors, open a message by keyboard, switch the
 recipient view, live updates, and the sandbox of an HTML mail. Takes a screenshot.
 
-``UPDATE_SCREENSHOT=1`` also writes it to relay/web/screenshot.png (the README's).
+``UPDATE_SCREENSHOT=1`` also writes it to docs/images/screenshot.png (the README's).
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def test_screenshot(page, tmp_path: Path) -> None:
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
     if os.environ.get("UPDATE_SCREENSHOT"):
-        shutil.copyfile(shot, ROOT / "relay" / "web" / "screenshot.png")
+        shutil.copyfile(shot, ROOT / "docs" / "images" / "screenshot.png")
 
 
 def test_a_banner_shows_while_faults_are_injected(page, served) -> None:

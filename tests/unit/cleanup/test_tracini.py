@@ -178,3 +178,13 @@ def test_bad_option_values_name_the_key(data, message):
     with pytest.raises(ConfigError, match=message) as caught:
         build(CleanupOptions, data, file="relay.yaml", key="notification")
     assert caught.value.key == f"notification.{next(iter(data))}"
+
+
+def test_the_trac_ini_report_names_the_one_program_for_sendmail_path() -> None:
+    # Trac runs [sendmail_path, '-i', '-f', ...]: the path is one program, never a command
+    # line; `notify-relay sendmail` would be looked up as a file named so.
+    ini = "[notification]\nsendmail_path = /usr/sbin/sendmail\nemail_sender = x\n"
+    report = parse_trac_ini(ini)
+    for note in report.notes:
+        assert "notify-relay sendmail" not in note.text
+        assert "notify-relay-sendmail" in note.text, note
