@@ -35,9 +35,10 @@ class Endpoint:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        status = self.answers.pop(0) if self.answers else 200  # decided before it is seen
         self.posts.append((dict(request.headers), body))
         await asyncio.sleep(self.hang)
-        return web.Response(status=self.answers.pop(0) if self.answers else 200)
+        return web.Response(status=status)
 
 
 @pytest.fixture
