@@ -205,13 +205,14 @@ def test_each_test_gets_its_own_capture_unless_shared(suite: pytest.Pytester) ->
     run(suite).assert_outcomes(passed=3)
 
 
-def test_the_url_option_uses_a_running_relay(suite: pytest.Pytester, tmp_path: Path) -> None:
+def test_the_url_option_and_ini_use_a_running_relay(suite: pytest.Pytester, tmp_path: Path) -> None:
     suite.makepyfile(
         test_app="""
         import pytest
         from app import send
 
         def test_external(mail_capture):
+            assert mail_capture.messages == []  # cleared before the test
             send(mail_capture.host, mail_capture.port, "Via the URL")
             mail_capture.wait("subject:url")
             with pytest.raises(RuntimeError, match="runs elsewhere"):
@@ -221,6 +222,9 @@ def test_the_url_option_uses_a_running_relay(suite: pytest.Pytester, tmp_path: P
     running = MailCapture.start(tmp_path)
     try:
         run(suite, f"--mail-capture-url={running.url}").assert_outcomes(passed=1)
+        assert [m.subject for m in running.messages] == ["Via the URL"]
+        suite.makeini(f"[pytest]\nmail_capture_url = {running.url}\n")
+        run(suite).assert_outcomes(passed=1)
         assert [m.subject for m in running.messages] == ["Via the URL"]
     finally:
         running.close()
