@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from fnmatch import fnmatchcase
@@ -75,18 +76,21 @@ class Faults:
     """The rules in force, their counters and the random source; shared by all connections."""
 
     def __init__(self, config: FaultsConfig | None = None) -> None:
+        self._lock = threading.Lock()  # tests change the rules from their own thread
         self.configure(config or FaultsConfig())
 
     def configure(self, config: FaultsConfig) -> None:
         """Put ``config``'s rules in force, with fresh counters and a freshly seeded source."""
-        self.config = config
-        self._random = random.Random(config.seed)
-        self._fired = [0] * len(config.rules)
+        with self._lock:
+            self._random = random.Random(config.seed)
+            self._fired = [0] * len(config.rules)
+            self.config = config
 
     def add(self, rule: FaultRule) -> None:
         """Put ``rule`` in force after the others (their counters go on)."""
-        self.config = replace(self.config, rules=(*self.config.rules, rule))
-        self._fired.append(0)
+        with self._lock:
+            self._fired.append(0)
+            self.config = replace(self.config, rules=(*self.config.rules, rule))
 
     @property
     def active(self) -> bool:
@@ -99,24 +103,27 @@ class Faults:
         Each rule for the stage that applies draws from the random source once.
         """
         addresses = tuple(addresses)
-        for n, rule in enumerate(self.config.rules):
-            if rule.stage != stage or not rule.applies(addresses):
-                continue
-            if rule.times and self._fired[n] >= rule.times:
-                continue
-            if self._random.random() < rule.rate:
-                self._fired[n] += 1
-                return rule
+        with self._lock:
+            for n, rule in enumerate(self.config.rules):
+                if rule.stage != stage or not rule.applies(addresses):
+                    continue
+                if rule.times and self._fired[n] >= rule.times:
+                    continue
+                if self._random.random() < rule.rate:
+                    self._fired[n] += 1
+                    return rule
         return None
 
     def as_dict(self) -> dict[str, Any]:
         """The rules in force and how often each fired (the API's answer)."""
+        with self._lock:
+            config, fired = self.config, list(self._fired)
         return {
-            "active": self.active,
-            "seed": self.config.seed,
+            "active": bool(config.rules),
+            "seed": config.seed,
             "rules": [
-                {**asdict(rule), "recipients": list(rule.recipients), "fired": fired}
-                for rule, fired in zip(self.config.rules, self._fired, strict=True)
+                {**asdict(rule), "recipients": list(rule.recipients), "fired": count}
+                for rule, count in zip(config.rules, fired, strict=True)
             ],
         }
 
