@@ -7,6 +7,7 @@ one running elsewhere behave alike; queries are Gmail syntax, evaluated by the r
 
 from __future__ import annotations
 
+import base64
 import configparser
 import email.policy
 import json
@@ -142,17 +143,29 @@ def _message(detail: dict[str, Any], raw: bytes) -> CapturedMessage:
     )
 
 
+def _without_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` without a ``user:password@`` part, and the basic-auth header that part makes."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, None
+    login = urllib.parse.unquote(parts.username) + ":" + urllib.parse.unquote(parts.password or "")
+    netloc = parts.netloc.rpartition("@")[2]
+    header = "Basic " + base64.b64encode(login.encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), header
+
+
 class MailCapture:
     """What a capture relay received, for assertions; see :mod:`relay.testing.plugin`.
 
-    ``url`` is the relay's web address, ``smtp`` where to send; ``relay`` the relay this
-    object started (None: one running elsewhere, which :meth:`configure` cannot restart).
+    ``url`` is the relay's web address (``http://login:password@...`` for one with
+    ``web.users_file``), ``smtp`` where to send; ``relay`` the relay this object started
+    (None: one running elsewhere, which :meth:`configure` cannot restart).
     """
 
     def __init__(
         self, url: str, smtp: tuple[str, int], *, relay: InProcessRelay | None = None
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url, self._authorization = _without_credentials(url.rstrip("/"))
         self.host, self.port = smtp
         self._relay = relay
         self._seen: dict[str, CapturedMessage] = {}
@@ -291,6 +304,8 @@ class MailCapture:
 
     def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (200,)) -> bytes:
         request = urllib.request.Request(self.url + path, method=method)
+        if self._authorization:
+            request.add_header("Authorization", self._authorization)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.read()

@@ -8,6 +8,7 @@ import importlib.metadata
 from pathlib import Path
 
 import pytest
+from helpers import write_users
 
 from relay.testing.capture import MailCapture
 
@@ -226,6 +227,31 @@ def test_the_url_option_and_ini_use_a_running_relay(suite: pytest.Pytester, tmp_
         suite.makeini(f"[pytest]\nmail_capture_url = {running.url}\n")
         run(suite).assert_outcomes(passed=1)
         assert [m.subject for m in running.messages] == ["Via the URL"]
+    finally:
+        running.close()
+
+
+def test_the_url_may_carry_the_login_of_a_relay_with_basic_auth(
+    suite: pytest.Pytester, tmp_path: Path
+) -> None:
+    suite.makepyfile(
+        test_app="""
+        from app import send
+
+        def test_external(mail_capture):
+            send(mail_capture.host, mail_capture.port, "Behind a login")
+            [mail] = mail_capture.wait()
+            assert mail.subject == "Behind a login"
+        """
+    )
+    users = write_users(tmp_path / "web-users", {"ci": "p@ss word"})
+    running = MailCapture.start(tmp_path, web={"users_file": str(users)})
+    try:
+        refused = run(suite, f"--mail-capture-url={running.url}")
+        refused.assert_outcomes(errors=1)
+        refused.stdout.fnmatch_lines(["*401 log in: HTTP basic auth*"])
+        host = running.url.removeprefix("http://")
+        run(suite, f"--mail-capture-url=http://ci:p%40ss%20word@{host}").assert_outcomes(passed=1)
     finally:
         running.close()
 
