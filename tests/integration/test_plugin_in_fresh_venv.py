@@ -15,6 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
+#: No cache files; no hypothesis plugin (it comes from the system's packages, not from a
+#: user's fresh venv, and its set-up is most of a run's time).
+QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
 
 
 def readme_test() -> str:
@@ -57,7 +60,7 @@ def run_pytest(python: Path, directory: Path, code: str) -> subprocess.Completed
     env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST")}
     env.pop("PYTHONPATH", None)  # the installed package, not this checkout
     return subprocess.run(
-        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mail.py"],
+        [str(python), "-m", "pytest", "-q", *QUIET, "test_mail.py"],
         cwd=directory,
         env=env,
         capture_output=True,

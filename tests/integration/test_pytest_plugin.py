@@ -27,8 +27,12 @@ def _installed() -> bool:
     )
 
 
-#: Load the plugin by name unless its entry point already does (twice would be an error).
-PLUGIN = () if _installed() else ("-p", "relay.testing.plugin")
+#: Load the plugin by name unless its entry point already does (twice would be an error);
+#: leave out hypothesis's plugin, whose set-up costs more than the tests here (1.5 s a run).
+OPTIONS = (
+    *(() if _installed() else ("-p", "relay.testing.plugin")),
+    *("-p", "no:cacheprovider", "-p", "no:hypothesispytest"),
+)
 
 #: The app under test: it sends one message over SMTP.
 APP = """
@@ -57,7 +61,7 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest(*PLUGIN, "-p", "no:cacheprovider", *args)
+    return pytester.runpytest(*OPTIONS, *args)
 
 
 def test_wait_returns_what_the_app_sent_with_decoded_fields(suite: pytest.Pytester) -> None:
@@ -298,7 +302,7 @@ def test_loading_the_plugin_imports_nothing_of_the_relay(pytester: pytest.Pytest
                     name not in ("relay.testing", "relay.testing.plugin")] == []
         """
     )
-    result = pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*OPTIONS)
     result.assert_outcomes(passed=1)
 
 
