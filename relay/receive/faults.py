@@ -4,8 +4,9 @@ A rule names an SMTP stage (``connect``, ``mail``, ``rcpt``, ``data``) and what 
 there: answer ``reply`` instead of going on, ``drop`` the connection without a reply, or
 only wait ``delay`` seconds first. ``rate`` is the chance it fires, ``recipients`` (shell
 patterns, ``rcpt`` and ``data`` only) the addresses it is for, ``times`` how often at most.
-Deciding is pure apart from the seeded random source and the per-rule counters
-(:class:`Faults`); :func:`inject` is the one place that sleeps or hangs up.
+A ``drop`` at ``data`` hangs up halfway through the message. Deciding is pure apart from
+the seeded random source and the per-rule counters (:class:`Faults`); :func:`inject` and
+:func:`cut_data` are the only places that sleep or hang up.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal, Protocol
 
-__all__ = ["DROPPED", "FaultRule", "Faults", "FaultsConfig", "Stage", "inject"]
+__all__ = ["DROPPED", "FaultRule", "Faults", "FaultsConfig", "Stage", "cut_data", "inject"]
 
 Stage = Literal["connect", "mail", "rcpt", "data"]
 _REPLY = re.compile(r"[45][0-9][0-9]( [\x20-\x7e]*)?")
@@ -97,15 +98,20 @@ class Faults:
         """True while any rule is in force."""
         return bool(self.config.rules)
 
-    def decide(self, stage: Stage, addresses: Iterable[str] = ()) -> FaultRule | None:
-        """The first rule for ``stage`` that applies to ``addresses`` and fires, or None.
+    def decide(
+        self, stage: Stage, addresses: Iterable[str] = (), *, drop: bool | None = None
+    ) -> FaultRule | None:
+        """The first rule for ``stage`` that applies to ``addresses`` and fires, or None;
+        ``drop`` (True, False) considers only the rules that do (or do not) hang up.
 
-        Each rule for the stage that applies draws from the random source once.
+        Each rule considered that applies draws from the random source once.
         """
         addresses = tuple(addresses)
         with self._lock:
             for n, rule in enumerate(self.config.rules):
                 if rule.stage != stage or not rule.applies(addresses):
+                    continue
+                if drop is not None and rule.drop != drop:
                     continue
                 if rule.times and self._fired[n] >= rule.times:
                     continue
@@ -132,12 +138,26 @@ class _Transport(Protocol):
     def close(self) -> None: ...
 
 
+class _Server(Protocol):
+    """What :func:`cut_data` needs of an aiosmtpd protocol."""
+
+    transport: Any
+    _reader: asyncio.StreamReader
+
+    async def push(self, status: str) -> None: ...
+
+
 async def inject(
     faults: Faults | None, stage: Stage, addresses: Iterable[str], transport: _Transport | None
 ) -> str | None:
     """Carry out the rule of ``faults`` that fires at ``stage``, if any: wait its delay, then
-    return its reply, hang up (returning :data:`DROPPED`), or return None (go on as usual)."""
-    rule = faults.decide(stage, addresses) if faults is not None else None
+    return its reply, hang up (returning :data:`DROPPED`), or return None (go on as usual).
+
+    At ``data`` (the message has arrived) only rules that answer or wait apply: the ``drop``
+    rules of that stage hang up halfway through the message, in :func:`cut_data`.
+    """
+    drop = False if stage == "data" else None
+    rule = faults.decide(stage, addresses, drop=drop) if faults is not None else None
     if rule is None:
         return None
     if rule.delay:
@@ -147,3 +167,17 @@ async def inject(
             transport.close()
         return DROPPED
     return rule.reply
+
+
+async def cut_data(faults: Faults | None, addresses: Iterable[str], server: _Server) -> bool:
+    """At the DATA command: if a ``data`` rule with ``drop`` fires, wait its delay, invite
+    the message (``354``), take its first line and hang up; True when it did."""
+    rule = faults.decide("data", addresses, drop=True) if faults is not None else None
+    if rule is None:
+        return False
+    if rule.delay:
+        await asyncio.sleep(rule.delay)
+    await server.push("354 End data with <CR><LF>.<CR><LF>")
+    await server._reader.readline()
+    server.transport.close()
+    return True

@@ -22,7 +22,7 @@ from relay.log import logger
 from relay.metrics import Metrics
 from relay.model import Envelope, new_queue_id
 from relay.queue.record import Record
-from relay.receive.faults import Faults, Stage, inject
+from relay.receive.faults import Faults, Stage, cut_data, inject
 from relay.receive.policy import address_problem
 
 __all__ = ["RelayHandler", "Sink"]
@@ -72,6 +72,10 @@ class RelayHandler:
     async def fault(self, server: Any, stage: Stage, addresses: tuple[str, ...] = ()) -> str | None:
         """The reply of an injected fault at ``stage`` (None: go on as usual)."""
         return await inject(self.faults, stage, addresses, server.transport)
+
+    async def cut_data(self, server: Any, addresses: tuple[str, ...]) -> bool:
+        """True when an injected fault hung up halfway through the message (at DATA)."""
+        return await cut_data(self.faults, addresses, server)
 
     def _refuse(self, reason: str, reply: str) -> str:
         """Count a refusal under ``reason`` and return its reply."""

@@ -122,6 +122,14 @@ class _RelaySMTP(StressTimer, SMTP):
             return
         await super().smtp_MAIL(arg)
 
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA; an injected ``drop`` fault (capture mode) hangs up halfway through."""
+        recipients = tuple(self.envelope.rcpt_tos) if self.envelope else ()
+        if recipients and not arg and await self.event_handler.cut_data(self, recipients):
+            return
+        await super().smtp_DATA(arg)
+
     async def auth_PLAIN(self, _: SMTP, args: list[str]) -> AuthResult:
         """AUTH PLAIN (RFC 4616): ``authzid NUL login NUL password``, with the command or
         after an empty challenge. The authzid is ignored: the login is the only identity."""

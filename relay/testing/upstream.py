@@ -21,7 +21,7 @@ from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-from relay.receive.faults import FaultRule, Faults, FaultsConfig, Stage, inject
+from relay.receive.faults import FaultRule, Faults, FaultsConfig, Stage, cut_data, inject
 from relay.testing.loop import LoopThread
 
 __all__ = [
@@ -119,7 +119,8 @@ class SinkHandler:
 
 
 class SinkProtocol(SMTP):
-    """aiosmtpd's protocol with the ``connect`` fault stage before the greeting."""
+    """aiosmtpd's protocol with the ``connect`` fault stage before the greeting and the
+    ``data`` drop halfway through the message."""
 
     def __init__(self, upstream: FakeUpstream, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -131,6 +132,13 @@ class SinkProtocol(SMTP):
             self.transport.close()
             return
         await super()._handle_client()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA; a ``drop`` fault rule hangs up halfway through the message."""
+        recipients = tuple(self.envelope.rcpt_tos) if self.envelope else ()
+        if recipients and not arg and await cut_data(self.upstream.faults, recipients, self):
+            return
+        await super().smtp_DATA(arg)
 
 
 class ThreadedServer(LoopThread):

@@ -3,6 +3,7 @@ chosen recipients, delays, a drop during DATA; and the API that changes the rule
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -52,6 +53,25 @@ async def test_a_drop_during_data_closes_without_a_reply_and_keeps_nothing(
     relay = await start_relay(make_config(capture=faults({"stage": "data", "drop": True})))
     with pytest.raises(aiosmtplib.SMTPServerDisconnected):
         await submit(relay, ["bob@example.org"])
+    assert relay.capture.matching("", timezone="UTC") == []
+
+
+async def test_a_drop_hangs_up_halfway_through_the_message(make_config, start_relay) -> None:
+    relay = await start_relay(make_config(capture=faults({"stage": "data", "drop": True})))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(relay))
+    replies = [await reader.readline()]
+    for command in (b"EHLO client.test", b"MAIL FROM:<a@example.org>", b"RCPT TO:<b@example.org>"):
+        writer.write(command + b"\r\n")
+        while (line := await reader.readline())[3:4] == b"-":
+            pass
+        replies.append(line)
+    writer.write(b"DATA\r\n")
+    replies.append(await reader.readline())
+    assert [reply[:3] for reply in replies] == [b"220", b"250", b"250", b"250", b"354"]
+    writer.write(b"Subject: cut short\r\n\r\nThe first lines, and no end yet.\r\n")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # hung up before the final dot
+    writer.close()
     assert relay.capture.matching("", timezone="UTC") == []
 
 
