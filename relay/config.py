@@ -21,12 +21,14 @@ from typing import Literal
 
 import yaml
 
+from relay.capture.options import WebhookConfig
 from relay.cleanup.options import CleanupOptions
 from relay.cleanup.tracini import read_trac_ini
 from relay.deliver.dkim import DkimConfig, SigningKey, signing_key
 from relay.deliver.oauth import load_client_certificate
 from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
 from relay.errors import ConfigError
+from relay.receive.faults import FaultsConfig
 from relay.receive.options import Limits, ListenAuthConfig, ListenTlsConfig, server_context
 from relay.receive.selfsigned import ensure_certificate
 from relay.receive.users import PasswordHash, parse_users
@@ -218,7 +220,8 @@ class CaptureConfig:
     """The capture store (a Maildir): on in capture mode, a switch in relay mode.
 
     Retention: at most ``max_messages`` (0: no limit), none older than ``max_age`` (0: no
-    limit); the oldest go first.
+    limit); the oldest go first. ``faults``: errors injected on the listener (capture mode
+    only); ``webhooks``: where each captured message is announced.
     """
 
     path: Path = Path("mail")
@@ -226,6 +229,8 @@ class CaptureConfig:
     max_messages: int = field(default=10_000, metadata={"min": 0})
     max_age: float = field(default=0.0, metadata={"duration": True})
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
 
 
 def parse_web_listener(value: object) -> TcpListener:
@@ -393,7 +398,26 @@ def load_config(
     if secrets:
         object.__setattr__(config, "dkim_keys", _dkim_keys(config.dkim, file))
     _check_limits(config.limits, file)
+    _check_capture(config, file, secrets=secrets)
     return config
+
+
+def _check_capture(config: RelayConfig, file: str, *, secrets: bool) -> None:
+    """Faults only on a capture listener; read each webhook's signing secret once."""
+    if config.capture.faults.rules and not config.capture_mode:
+        raise ConfigError(
+            "fault injection is for capture mode (no upstream): it would refuse real mail",
+            file=file,
+            key="capture.faults",
+        )
+    for n, hook in enumerate(config.capture.webhooks):
+        section = f"capture.webhooks[{n}]"
+        sources = [name for name in _SECRET_SOURCES if getattr(hook, name) is not None]
+        if len(sources) > 1:
+            raise ConfigError(f"give only one of {', '.join(sources)}", file=file, key=section)
+        if secrets and sources:
+            secret = _read_password(hook, sources[0], file, where(section, sources[0]))
+            object.__setattr__(hook, "secret", Secret(secret))
 
 
 def _check_limits(limits: Limits, file: str) -> None:
@@ -552,24 +576,26 @@ def _check_oauth(
 
 
 _PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_command")
+_SECRET_SOURCES = ("secret_file", "secret_env", "secret_command")
 _NOT_FOR_MX = ("username", "fingerprint", "oauth", *_PASSWORD_SOURCES)
 
 
-def _read_password(upstream: UpstreamConfig, source: str, file: str, key: str) -> str:
-    if source == "password":
-        return str(upstream.password)
-    if source == "password_env":
-        value = os.environ.get(str(upstream.password_env))
-        if not value:
-            raise ConfigError(
-                f"environment variable {upstream.password_env} is not set", file=file, key=key
-            )
-        return value
-    if source == "password_file":
-        return _read_password_file(Path(str(upstream.password_file)), file, key)
+def _read_password(holder: object, source: str, file: str, key: str) -> str:
+    """The secret ``holder.<source>`` gives: the value itself, or from the ``_env``
+    variable, ``_file`` (owner-only) or ``_command`` (its first line of output) it names."""
+    value = getattr(holder, source)
+    if source.endswith("_env"):
+        found = os.environ.get(str(value))
+        if not found:
+            raise ConfigError(f"environment variable {value} is not set", file=file, key=key)
+        return found
+    if source.endswith("_file"):
+        return _read_password_file(Path(str(value)), file, key)
+    if not source.endswith("_command"):
+        return str(value)
     try:
         done = subprocess.run(
-            str(upstream.password_command),
+            str(value),
             shell=True,
             capture_output=True,
             text=True,

@@ -27,6 +27,7 @@ from relay.log import logger
 from relay.metrics import Metrics
 from relay.model import Envelope, Refusal, new_queue_id
 from relay.queue.record import Record
+from relay.receive.faults import Faults, Stage, cut_data, inject
 from relay.receive.policy import address_problem
 
 __all__ = ["RelayHandler", "Sink"]
@@ -58,10 +59,13 @@ class RelayHandler:
         check_domain: Callable[[str, str], Awaitable[str | None]] | None = None,
         relaying: bool = False,
         keep_refused: bool = False,
+        faults: Faults | None = None,
     ) -> None:
         """``check_domain(sender, recipient)``: a refusal for the recipient's domain, or None.
         ``relaying``: messages go to an upstream (cleanup makes sure of their From:).
-        ``keep_refused``: capture mode, which keeps what relay mode refuses, with a note."""
+        ``keep_refused``: capture mode, which keeps what relay mode refuses, with a note.
+        ``faults``: injected faults (capture mode), consulted before each stage's checks."""
+        self.faults = faults
         self.check_domain = check_domain
         self.relaying = relaying
         self.keep_refused = keep_refused
@@ -72,6 +76,14 @@ class RelayHandler:
         self.account = account
         self.simulate = simulate
         self.metrics = metrics or Metrics()
+
+    async def fault(self, server: Any, stage: Stage, addresses: tuple[str, ...] = ()) -> str | None:
+        """The reply of an injected fault at ``stage`` (None: go on as usual)."""
+        return await inject(self.faults, stage, addresses, server.transport)
+
+    async def cut_data(self, server: Any, addresses: tuple[str, ...]) -> bool:
+        """True when an injected fault hung up halfway through the message (at DATA)."""
+        return await cut_data(self.faults, addresses, server)
 
     def _refuse(self, reason: str, reply: str, command: str = "", session: Any = None) -> str:
         """Count a refusal under ``reason``, log it (``command``: the refused one) and
@@ -84,6 +96,8 @@ class RelayHandler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
     ) -> str:
+        if injected := await self.fault(server, "mail"):
+            return injected
         sender = "" if address == "<>" else address
         problem = address_problem(sender) if sender else None
         if problem:
@@ -96,6 +110,8 @@ class RelayHandler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
+        if injected := await self.fault(server, "rcpt", (address,)):
+            return injected
         sender = "" if envelope.mail_from == "<>" else envelope.mail_from
         rcpt = f"RCPT from=<{sender}> to=<{address}>"
         if len(envelope.rcpt_tos) >= self.limits.max_recipients:
@@ -118,6 +134,8 @@ class RelayHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if injected := await self.fault(server, "data", tuple(envelope.rcpt_tos)):
+            return injected
         content: bytes = envelope.content
         sender = "" if envelope.mail_from == "<>" else envelope.mail_from
         data = f"DATA from=<{sender}> nrcpt={len(envelope.rcpt_tos)}"

@@ -90,6 +90,10 @@ class _RelaySMTP(StressTimer, SMTP):
             await self.push("554 5.7.1 Access denied: this relay serves only its allowed networks")
             self.transport.close()
             return
+        if injected := await self.event_handler.fault(self, "connect"):
+            await self.push(injected)  # after a drop, nothing reaches the client
+            self.transport.close()
+            return
         refusal = self._gate.admit(self, client_of(self.transport), self._limits)
         if refusal is not None:
             await self.push(refusal)
@@ -118,6 +122,14 @@ class _RelaySMTP(StressTimer, SMTP):
             await self.push("530 5.7.0 Must issue a STARTTLS command first")
             return
         await super().smtp_MAIL(arg)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA; an injected ``drop`` fault (capture mode) hangs up halfway through."""
+        recipients = tuple(self.envelope.rcpt_tos) if self.envelope else ()
+        if recipients and not arg and await self.event_handler.cut_data(self, recipients):
+            return
+        await super().smtp_DATA(arg)
 
     async def auth_PLAIN(self, _: SMTP, args: list[str]) -> AuthResult:
         """AUTH PLAIN (RFC 4616): ``authzid NUL login NUL password``, with the command or

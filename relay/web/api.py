@@ -15,14 +15,19 @@ from aiohttp.helpers import content_disposition_header
 
 from relay.capture.message import contents, detail, link_inline_parts, part_payload
 from relay.capture.release import ReleaseRefused, release_recipients, send_release
+from relay.errors import ConfigError
 from relay.gmail import QuerySyntaxError
+from relay.log import logger
 from relay.queue.actions import Action
 from relay.queue.listing import entry_of, read_entries, read_one
+from relay.receive.faults import Faults, FaultsConfig
+from relay.schema import build
 from relay.web.context import blocking, fail, query_error, relay_of, store_of, timezone_of
 
 __all__ = [
     "delete_message",
     "delete_messages",
+    "faults",
     "get_message",
     "html",
     "list_messages",
@@ -34,6 +39,7 @@ __all__ = [
     "raw",
     "recipients",
     "release",
+    "set_faults",
 ]
 
 _HERE = Path(__file__).parent
@@ -246,6 +252,34 @@ async def queue_action(request: web.Request) -> web.Response:
     if report.refused:
         fail(409, report.refused[0], **report.as_dict())
     return web.json_response(report.as_dict())
+
+
+async def faults(request: web.Request) -> web.Response:
+    """``GET /api/v1/faults``: the fault-injection rules in force and how often each fired."""
+    return web.json_response(_faults_of(request).as_dict())
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    """``PUT /api/v1/faults`` (body: ``{"rules": [...], "seed": n}``) replaces the rules;
+    ``DELETE`` turns fault injection off."""
+    found = _faults_of(request)
+    body = await _json_body(request) if request.method == "PUT" else {}
+    try:
+        config = build(FaultsConfig, body, file="request body")
+    except ConfigError as exc:
+        fail(400, str(exc), key=exc.key)
+    found.configure(config)
+    logger.warning(
+        "faults: %d fault injection rules in force (set through the API)", len(config.rules)
+    )
+    return web.json_response(found.as_dict())
+
+
+def _faults_of(request: web.Request) -> Faults:
+    found = relay_of(request).faults
+    if found is None:
+        fail(404, "fault injection is for capture mode (no upstream)")
+    return found
 
 
 def _linked_html(message: bytes) -> str | None:

@@ -50,6 +50,9 @@ def create_app(relay: Relay) -> web.Application:
             web.get("/api/v1/recipients", api.recipients),
             web.get("/api/v1/queue", api.queue),
             web.post(f"/api/v1/queue/{{id}}/{{action:{_ACTIONS}}}", api.queue_action),
+            web.get("/api/v1/faults", api.faults),
+            web.put("/api/v1/faults", api.set_faults),
+            web.delete("/api/v1/faults", api.set_faults),
             web.get("/api/v1/events", live.events),
             *ops.routes(relay),
         ]

@@ -8,11 +8,13 @@ recipient view, live updates, and the sandbox of an HTML mail. Takes a screensho
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import smtplib
 import tempfile
 import threading
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
@@ -335,3 +337,22 @@ def test_queue_actions_from_the_page(browser, queued) -> None:
     row.get_by_role("button", name="Delete").click()
     expect(tab.locator("#queue-result")).to_contain_text(f"{queue_id}: deleted")
     expect(row).to_have_count(0)
+
+
+def test_a_banner_shows_while_faults_are_injected(page, served) -> None:
+    expect = playwright.expect
+    banner = page.locator("#faults")
+    expect(banner).to_be_hidden()
+    rules = {"rules": [{"stage": "rcpt", "reply": "450 4.2.1 Busy", "recipients": ["flaky@*"]}]}
+    request = urllib.request.Request(
+        f"{served.url}/api/v1/faults", data=json.dumps(rules).encode(), method="PUT"
+    )
+    request.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(request, timeout=10).close()
+    try:
+        expect(banner).to_be_visible()  # no reload: the page checks every 2 s
+        expect(banner).to_contain_text('Fault injection is on: rcpt for flaky@*: "450 4.2.1 Busy"')
+    finally:
+        off = urllib.request.Request(f"{served.url}/api/v1/faults", method="DELETE")
+        urllib.request.urlopen(off, timeout=10).close()
+    expect(banner).to_be_hidden()

@@ -506,6 +506,31 @@ function listen() {
   });
 }
 
+// Fault injection (capture mode): a banner while any rule is in force, checked every 2 s.
+const describeFault = (rule) => [
+  rule.stage,
+  rule.recipients.length ? ` for ${rule.recipients.join(", ")}` : "",
+  rule.delay ? `: wait ${rule.delay} s` : "",
+  rule.drop ? ": drop the connection" : rule.reply ? `: "${rule.reply}"` : "",
+  rule.rate < 1 ? ` (${Math.round(rule.rate * 100)} %)` : "",
+].join("");
+
+function watchFaults() {
+  const banner = $("#faults");
+  const check = async () => {
+    const faults = await api("/api/v1/faults").catch((error) => error);
+    if (faults instanceof Error) {
+      if (faults.status === 404) clearInterval(timer);  // relay mode: never any faults
+      return;
+    }
+    banner.hidden = !faults.active;
+    banner.textContent = faults.active
+      ? `Fault injection is on: ${faults.rules.map(describeFault).join("; ")}` : "";
+  };
+  const timer = setInterval(check, 2000);
+  check();
+}
+
 function onKey(event) {
   const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName);
   if (event.key === "Escape") {
@@ -566,6 +591,7 @@ function start() {
     if (!state.detail) $("#messages").focus();
   });
   listen();
+  watchFaults();
 }
 
 start();
