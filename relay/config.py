@@ -41,7 +41,7 @@ from relay.schema import build, where
 from relay.secret import Secret, read_private
 from relay.web.options import WebConfig, check_web
 
-__all__ = ["RelayConfig", "load_config"]
+__all__ = ["RelayConfig", "load_config", "load_upstream"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,10 +122,10 @@ def load_config(
     config = build(RelayConfig, data, file=file, base=base)
     config = replace(config, source=file, trac_ini_report=report.lines() if report else ())
     if config.upstream is not None:
-        _check_upstream(config.upstream, file, secrets=secrets)
+        load_upstream(config.upstream, file, secrets=secrets)
     if config.capture.release.upstream is not None:
         release = config.capture.release.upstream
-        _check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
+        load_upstream(release, file, secrets=secrets, section="capture.release.upstream")
     config = _check_upstreams(config, file, secrets=secrets)
     _check_listen_security(config, file)
     check_web(config.web, file=file)
@@ -133,7 +133,26 @@ def load_config(
         users = read_users(config.web.users_file, file=file, key="web.users_file")
         object.__setattr__(config.web, "users", users)
     check_limits(config.limits, file=file)
+    _check_capture(config, file, secrets=secrets)
     return config
+
+
+def _check_capture(config: RelayConfig, file: str, *, secrets: bool) -> None:
+    """Faults only on a capture listener; read each webhook's signing secret once."""
+    if config.capture.faults.rules and not config.capture_mode:
+        raise ConfigError(
+            "fault injection is for capture mode (no upstream): it would refuse real mail",
+            file=file,
+            key="capture.faults",
+        )
+    for n, hook in enumerate(config.capture.webhooks):
+        section = f"capture.webhooks[{n}]"
+        sources = [name for name in _SECRET_SOURCES if getattr(hook, name) is not None]
+        if len(sources) > 1:
+            raise ConfigError(f"give only one of {', '.join(sources)}", file=file, key=section)
+        if secrets and sources:
+            secret = _read_password(hook, sources[0], file, where(section, sources[0]))
+            object.__setattr__(hook, "secret", Secret(secret))
 
 
 def _expand_mx(data: dict[str, object]) -> dict[str, object]:
@@ -156,7 +175,7 @@ def _check_upstreams(config: RelayConfig, file: str, *, secrets: bool) -> RelayC
             "give upstream (one) or upstreams (a list), not both", file=file, key="upstreams"
         )
     for n, upstream in enumerate(config.upstreams):
-        _check_upstream(upstream, file, secrets=secrets, section=f"upstreams[{n}]")
+        load_upstream(upstream, file, secrets=secrets, section=f"upstreams[{n}]")
     chain = config.upstreams or ((config.upstream,) if config.upstream else ())
     if chain and all(upstream.senders or upstream.recipients for upstream in chain):
         raise ConfigError(
@@ -184,7 +203,7 @@ def _read_yaml(path: Path) -> object:
         raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from None
 
 
-def _check_upstream(
+def load_upstream(
     upstream: UpstreamConfig, file: str, *, secrets: bool = True, section: str = "upstream"
 ) -> None:
     """Check ``upstream`` (:func:`~relay.deliver.options.check_upstream`), then read its
@@ -229,21 +248,25 @@ def _read_upstream_secrets(upstream: UpstreamConfig, file: str, section: str) ->
         object.__setattr__(oauth, "client_key", Secret(pem))
 
 
-def _read_password(upstream: UpstreamConfig, source: str, file: str, key: str) -> str:
-    if source == "password":
-        return str(upstream.password)
-    if source == "password_env":
-        value = os.environ.get(str(upstream.password_env))
-        if not value:
-            raise ConfigError(
-                f"environment variable {upstream.password_env} is not set", file=file, key=key
-            )
-        return value
-    if source == "password_file":
-        return _read_password_file(Path(str(upstream.password_file)), file, key)
+_SECRET_SOURCES = ("secret_file", "secret_env", "secret_command")
+
+
+def _read_password(holder: object, source: str, file: str, key: str) -> str:
+    """The secret ``holder.<source>`` gives: the value itself, or from the ``_env``
+    variable, ``_file`` (owner-only) or ``_command`` (its first line of output) it names."""
+    value = getattr(holder, source)
+    if source.endswith("_env"):
+        found = os.environ.get(str(value))
+        if not found:
+            raise ConfigError(f"environment variable {value} is not set", file=file, key=key)
+        return found
+    if source.endswith("_file"):
+        return _read_password_file(Path(str(value)), file, key)
+    if not source.endswith("_command"):
+        return str(value)
     try:
         done = subprocess.run(
-            str(upstream.password_command),
+            str(value),
             shell=True,
             capture_output=True,
             text=True,
@@ -274,9 +297,33 @@ def _check_listen_security(config: RelayConfig, file: str) -> None:
         raise ConfigError(message, file=file, key="listen_auth")
     if tls is None:
         return
+    _check_capture_shortcuts(config, file)
     if not any(isinstance(listener, TcpListener) for listener in config.listen):
         raise ConfigError(
             "listen has no TCP address; a unix socket needs no STARTTLS or AUTH",
             file=file,
             key="listen_tls",
         )
+
+
+def _check_capture_shortcuts(config: RelayConfig, file: str) -> None:
+    """A generated certificate and ``accept_any`` AUTH are for capture mode only."""
+    tls, auth = config.listen_tls, config.listen_auth
+    assert tls is not None
+    if (tls.cert_file is None) != (tls.key_file is None):
+        key = "listen_tls.key_file" if tls.key_file is None else "listen_tls.cert_file"
+        raise ConfigError("give cert_file and key_file together", file=file, key=key)
+    if tls.cert_file is None and not config.capture_mode:
+        message = "required in relay mode (capture mode makes a self-signed certificate)"
+        raise ConfigError(message, file=file, key="listen_tls.cert_file")
+    if auth is None:
+        return
+    if auth.accept_any and not config.capture_mode:
+        message = "capture mode only: relay mode checks every login against users_file"
+        raise ConfigError(message, file=file, key="listen_auth.accept_any")
+    if auth.accept_any and auth.users_file is not None:
+        message = "give users_file or accept_any, not both"
+        raise ConfigError(message, file=file, key="listen_auth.accept_any")
+    if not auth.accept_any and auth.users_file is None:
+        message = "required key is missing (or accept_any: true in capture mode)"
+        raise ConfigError(message, file=file, key="listen_auth.users_file")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -18,6 +18,7 @@ from relay.config import RelayConfig
 from relay.deliver.dkim import DkimConfig, SigningKey, signing_key
 from relay.errors import ConfigError
 from relay.receive.options import ListenTlsConfig, server_context
+from relay.receive.selfsigned import ensure_certificate
 from relay.receive.users import PasswordHash, read_users
 from relay.secret import read_private
 
@@ -26,10 +27,14 @@ __all__ = ["Credentials", "read_credentials"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Credentials:
-    """What the config's secret files hold: the listener's TLS context and AUTH users, and
-    the DKIM signing keys. The empty value fits a config that names none of them."""
+    """What the config's secret files hold: the listener's TLS context (and the certificate
+    in it) and AUTH users, and the DKIM signing keys. The empty value fits a config that
+    names none of them."""
 
     listen_tls: ssl.SSLContext | None = None
+    #: The certificate ``listen_tls`` holds: ``listen_tls.cert_file``, or the self-signed one
+    #: made for capture mode.
+    listen_certificate: Path | None = None
     listen_users: Mapping[str, PasswordHash] = field(default_factory=lambda: MappingProxyType({}))
     dkim_keys: tuple[SigningKey, ...] = ()
 
@@ -40,11 +45,19 @@ def read_credentials(config: RelayConfig) -> Credentials:
     file, tls, auth = config.source, config.listen_tls, config.listen_auth
     users = (
         read_users(auth.users_file, file=file, key="listen_auth.users_file")
-        if auth is not None
+        if auth is not None and auth.users_file is not None
         else {}
     )
+    if tls is not None and tls.cert_file is None:  # capture mode: a self-signed certificate
+        try:
+            cert_file, key_file = ensure_certificate(config.capture.path / "tls", config.hostname)
+        except OSError as exc:
+            message = f"cannot make a certificate: {exc}"
+            raise ConfigError(message, file=file, key="listen_tls") from None
+        tls = replace(tls, cert_file=cert_file, key_file=key_file)
     return Credentials(
         listen_tls=_listen_context(tls, file) if tls is not None else None,
+        listen_certificate=tls.cert_file if tls is not None else None,
         listen_users=MappingProxyType(users),
         dkim_keys=_dkim_keys(config.dkim, file),
     )
@@ -64,6 +77,7 @@ def _dkim_keys(entries: Sequence[DkimConfig], file: str) -> tuple[SigningKey, ..
 
 def _listen_context(tls: ListenTlsConfig, file: str) -> ssl.SSLContext:
     """The listener's TLS context; an error names the file that is missing or wrong."""
+    assert tls.cert_file is not None and tls.key_file is not None
     for name in ("cert_file", "key_file"):
         path: Path = getattr(tls, name)
         try:

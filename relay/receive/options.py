@@ -66,6 +66,9 @@ def parse_port(text: str) -> int:
 
 
 def parse_listener(item: object) -> Listener:
+    """A listen address: ``"HOST:PORT"``, ``"[::1]:PORT"``, ``"unix:PATH"`` or a unix mapping."""
+    if isinstance(item, str) and item.startswith("unix:"):
+        return UnixListener(unix=Path(item.removeprefix("unix:")))
     if isinstance(item, str):
         host, sep, port = item.rpartition(":")
         if not sep or not host:
@@ -131,11 +134,13 @@ class ListenTlsConfig:
     """STARTTLS on the TCP listeners (no implicit TLS: aiosmtpd would not count it as TLS).
 
     ``required``: MAIL before STARTTLS gets ``530 5.7.0``. Config loading builds
-    the context from the certificate chain and key (:mod:`relay.credentials`).
+    the context from the certificate chain and key (:mod:`relay.credentials`). Without
+    ``cert_file`` and ``key_file`` (capture mode only) a self-signed certificate is made on
+    first use (:mod:`relay.receive.selfsigned`).
     """
 
-    cert_file: Path
-    key_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
     required: bool = False
 
 
@@ -147,9 +152,13 @@ class ListenAuthConfig:
     readable by group or others; :mod:`relay.credentials` reads it. A connection is
     closed with ``421 4.7.0`` at its ``max_failures``-th failed AUTH; every failure before
     that is answered ``535 5.7.8`` after ``failure_delay``.
+
+    ``accept_any`` (capture mode only, instead of ``users_file``): every login succeeds and
+    MAIL does not need one, so a client configured for a real server works unchanged.
     """
 
-    users_file: Path
+    users_file: Path | None = None
+    accept_any: bool = False
     max_failures: int = field(default=3, metadata={"min": 1, "max": 100})
     failure_delay: float = field(default=1.0, metadata={"duration": True, "max": 60})
 

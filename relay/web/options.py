@@ -11,10 +11,11 @@ from relay.receive.options import TcpListener, parse_listener
 from relay.receive.users import PasswordHash
 from relay.web.hosts import is_loopback
 
-__all__ = ["WebConfig", "check_web"]
+__all__ = ["WebConfig", "check_web", "parse_web_listener"]
 
 
-def _parse_web_listener(value: object) -> TcpListener:
+def parse_web_listener(value: object) -> TcpListener:
+    """The web page's address: ``"HOST:PORT"`` only."""
     listener = parse_listener(value)
     if not isinstance(listener, TcpListener):
         raise ValueError(f'expected "HOST:PORT" such as "127.0.0.1:8025", got {value!r}')
@@ -49,7 +50,7 @@ class WebConfig:
 
     enabled: bool = True
     listen: TcpListener = field(
-        default=TcpListener("127.0.0.1", 8025), metadata={"parse": _parse_web_listener}
+        default=TcpListener("127.0.0.1", 8025), metadata={"parse": parse_web_listener}
     )
     allowed_hosts: tuple[str, ...] = field(default=(), metadata={"parse": _parse_hosts})
     users_file: Path | None = None
