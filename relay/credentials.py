@@ -77,7 +77,8 @@ def _dkim_keys(entries: Sequence[DkimConfig], file: str) -> tuple[SigningKey, ..
 
 def _listen_context(tls: ListenTlsConfig, file: str) -> ssl.SSLContext:
     """The listener's TLS context; an error names the file that is missing or wrong."""
-    assert tls.cert_file is not None and tls.key_file is not None
+    assert tls.cert_file is not None
+    assert tls.key_file is not None
     for name in ("cert_file", "key_file"):
         path: Path = getattr(tls, name)
         try:

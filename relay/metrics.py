@@ -21,6 +21,8 @@ one process, as in the tests, count separately. Names follow postfix_exporter's 
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.registry import Collector
 
@@ -42,36 +44,32 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        metric = {"registry": self.registry, "namespace": "notify_relay"}
-        self._received = Counter(
-            "messages_received", "Messages accepted by the listeners.", **metric
+        counter = functools.partial(Counter, registry=self.registry, namespace="notify_relay")
+        histogram = functools.partial(Histogram, registry=self.registry, namespace="notify_relay")
+        self._received = counter("messages_received", "Messages accepted by the listeners.")
+        self._rejected = counter(
+            "messages_rejected", "Messages refused by the listeners.", ["reason"]
         )
-        self._rejected = Counter(
-            "messages_rejected", "Messages refused by the listeners.", ["reason"], **metric
+        self._delivered = counter("messages_delivered", "Messages delivered to every recipient.")
+        self._deferred = counter(
+            "messages_deferred", "Delivery attempts that left a message deferred."
         )
-        self._delivered = Counter(
-            "messages_delivered", "Messages delivered to every recipient.", **metric
+        self._failed = counter(
+            "messages_failed", "Messages moved to failed/ because a recipient bounced."
         )
-        self._deferred = Counter(
-            "messages_deferred", "Delivery attempts that left a message deferred.", **metric
-        )
-        self._failed = Counter(
-            "messages_failed", "Messages moved to failed/ because a recipient bounced.", **metric
-        )
-        self._latency = Histogram(
+        self._latency = histogram(
             "delivery_latency_seconds",
             "Seconds from acceptance to delivery.",
             buckets=_LATENCY_BUCKETS,
-            **metric,
         )
-        self._replies = Counter(
-            "upstream_replies", "Upstream replies per recipient, by class.", ["class"], **metric
+        self._replies = counter(
+            "upstream_replies", "Upstream replies per recipient, by class.", ["class"]
         )
-        self._spool_failures = Counter(
-            "spool_write_failures", "Times the queue could not record a delivery.", **metric
+        self._spool_failures = counter(
+            "spool_write_failures", "Times the queue could not record a delivery."
         )
-        self._capture_failures = Counter(
-            "capture_failures", "Delivered messages whose capture copy failed.", **metric
+        self._capture_failures = counter(
+            "capture_failures", "Delivered messages whose capture copy failed."
         )
 
     def received(self) -> None:

@@ -386,7 +386,7 @@ def _entry(root: Path, found: tuple[str, str]) -> IndexEntry | None:
         return None
     try:
         entry = entry_of(queue_id, path, raw, meta, file_time=file_time)
-    except Exception:
+    except Exception:  # noqa: BLE001 - one unreadable file must not stop indexing the rest
         logger.exception("%s: capture index: cannot index %s; left out", queue_id, path)
         return None
     if entry.unread is not None:

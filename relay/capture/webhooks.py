@@ -113,7 +113,7 @@ class Webhooks:
                 event = await events.get()
                 try:
                     await self._route(event)
-                except Exception:  # one bad event must not end the webhooks
+                except Exception:  # noqa: BLE001 - one bad event must not end the webhooks
                     logger.exception("webhooks: cannot prepare the posts of %s", event)
 
     async def _route(self, event: MailEvent) -> None:

@@ -87,7 +87,7 @@ def _unsubscribe_urls(value: object) -> tuple[str, ...]:
 def _users(value: object) -> dict[str, tuple[str, ...]]:
     if not isinstance(value, dict):
         raise ValueError("expected a mapping of user name to address")
-    users = {}
+    users: dict[str, tuple[str, ...]] = {}
     for name, address in value.items():
         if not isinstance(address, str) or not is_address(address.strip()):
             raise ValueError(f"user {name!r}: expected one address, got {address!r}")

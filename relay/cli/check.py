@@ -20,7 +20,7 @@ from relay.cli.options import ExitCode, add_config_option
 __all__ = ["add_parser"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``check``."""
     parser = subparsers.add_parser(
         "check",

@@ -10,7 +10,7 @@ from relay.cli.options import ExitCode
 __all__ = ["add_parser"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``check-config``."""
     parser = subparsers.add_parser("check-config", help="validate a config file and exit")
     parser.add_argument("config", metavar="FILE", help="the relay's YAML config")

@@ -19,7 +19,7 @@ from relay.cli.options import ExitCode
 __all__ = ["add_parser"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``dkim`` and its ``keygen`` action."""
     parser = subparsers.add_parser("dkim", help="DKIM signing keys: keygen")
     actions = parser.add_subparsers(dest="dkim_verb", metavar="ACTION", required=True)

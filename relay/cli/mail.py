@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from relay.cli.options import ExitCode, add_sub_verbs
 
@@ -33,7 +33,7 @@ _VERBS = {
 }
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``mail`` and its sub-verbs."""
     for name, verb in add_sub_verbs(
         subparsers, "mail", "inspect captured mail (without the server)", _VERBS
@@ -219,7 +219,7 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
     )
     store.record_release(queue_id, attempts)
     for attempt in attempts:
-        rcpts = ", ".join(attempt["recipients"])
+        rcpts = ", ".join(cast("list[str]", attempt["recipients"]))
         print(f"{queue_id}: to={rcpts}, status={attempt['status']} ({attempt['reply']})")
     return 0 if all(attempt["status"] == "sent" for attempt in attempts) else 1
 

@@ -32,7 +32,7 @@ __all__ = ["add_parser"]
 _REDIRECT = "http://localhost"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``oauth``."""
     parser = subparsers.add_parser(
         "oauth",
@@ -185,7 +185,8 @@ def _try_client_credentials(args: argparse.Namespace, upstream: UpstreamConfig) 
     except ConfigError as exc:
         return fail(_PROG, str(exc), ExitCode.CONFIG)
     chosen = _choose(config.upstreams, args.upstream)
-    assert chosen is not None and chosen.oauth is not None
+    assert chosen is not None
+    assert chosen.oauth is not None
     try:
         asyncio.run(token_source(chosen.oauth).token())
     except UpstreamError as exc:

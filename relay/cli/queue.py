@@ -46,7 +46,7 @@ _VERBS = {
 }
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``queue`` and its sub-verbs."""
     for name, verb in add_sub_verbs(
         subparsers, "queue", "inspect and manage the delivery queue", _VERBS

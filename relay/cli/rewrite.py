@@ -12,7 +12,7 @@ from relay.cli.options import ExitCode
 __all__ = ["add_parser"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``rewrite``."""
     parser = subparsers.add_parser(
         "rewrite",

@@ -135,7 +135,7 @@ def _split(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[list[s
     return list(argv[:index]), list(argv[index:])
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``sendmail``; its arguments are parsed by sendmail's own rules."""
     parser = subparsers.add_parser(
         "sendmail",

@@ -11,7 +11,7 @@ from relay.cli.overrides import ENVIRONMENT, PASSWORD_ENV
 __all__ = ["add_parser"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``serve``."""
     parser = subparsers.add_parser(
         "serve",

@@ -202,7 +202,7 @@ class QueueManager:
             except SpoolError as exc:
                 self.metrics.spool_failed()
                 self._retry_batch(batch, str(exc))
-            except Exception:  # a bug must not end the worker: the batch stays queued
+            except Exception:  # noqa: BLE001 - a bug must not end the worker: the batch stays
                 logger.exception("%s: unexpected error while delivering", " ".join(batch))
                 self._retry_batch(batch, "unexpected error")
             finally:
@@ -338,7 +338,7 @@ class QueueManager:
         assert self.on_delivered is not None
         try:
             await self.on_delivered(record, state)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever fails, the delivery stands
             self.metrics.capture_failed()
             logger.error(
                 "%s: capture copy not stored (%s); the delivery stands and is not repeated",

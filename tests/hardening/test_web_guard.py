@@ -63,7 +63,7 @@ BINDS = {
 
 @pytest.fixture(params=list(BINDS))
 async def bound(request, serve_web) -> AsyncIterator[tuple[Any, aiohttp.ClientSession]]:
-    yield await serve_web(**BINDS[request.param], allowed_hosts=[NAMED])
+    return await serve_web(**BINDS[request.param], allowed_hosts=[NAMED])
 
 
 async def status(http: aiohttp.ClientSession, method: str, path: str, **headers: str) -> int:
