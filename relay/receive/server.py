@@ -16,7 +16,7 @@ import grp
 import os
 import ssl
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
@@ -87,35 +87,47 @@ class _RelaySMTP(StressTimer, SMTP):
             self._unbroken += len(data)
         self._after_cr = data.endswith(b"\r")
         if self._unbroken > max(self.data_size_limit or 0, 2**20):
-            if self.transport is not None and not self.transport.is_closing():
-                logger.warning("reject: %s sent a line longer than a message", self.session.peer)
-                self.transport.write(b"421 4.7.0 Line too long; closing connection\r\n")
-                self.transport.close()
+            transport = cast(asyncio.WriteTransport | None, self.transport)
+            if transport is not None and not transport.is_closing():
+                logger.warning("reject: %s sent a line longer than a message", self._peer())
+                transport.write(b"421 4.7.0 Line too long; closing connection\r\n")
+                transport.close()
             return
         super().data_received(data)
 
+    def _peer(self) -> object:
+        """The client's address (every connection has a session)."""
+        assert self.session is not None
+        return self.session.peer
+
+    def _hang_up(self) -> None:
+        """Close the connection (its transport exists from the first byte on)."""
+        assert self.transport is not None
+        self.transport.close()
+
     async def _handle_client(self) -> None:
-        peer = self.session.peer
+        peer = self._peer()
         if not peer_allowed(peer, self._gate.networks):
             logger.warning("reject: connect from %s: not in allowed_networks", peer)
             await self.push("554 5.7.1 Access denied: this relay serves only its allowed networks")
-            self.transport.close()
+            self._hang_up()
             return
         if injected := await self.event_handler.fault(self, "connect"):
             await self.push(injected)  # after a drop, nothing reaches the client
-            self.transport.close()
+            self._hang_up()
             return
+        assert self.transport is not None  # connected
         refusal = self._gate.admit(self, client_of(self.transport), self._limits)
         if refusal is not None:
             await self.push(refusal)
-            self.transport.close()
+            self._hang_up()
             return
         try:
             await super()._handle_client()
         finally:
             self._gate.release(self, self._limits)
 
-    async def push(self, status: str | bytes) -> None:  # type: ignore[override]
+    async def push(self, status: str | bytes) -> None:
         """Send a reply; what it quotes from the client (an address) cannot break the line.
 
         Bytes are AUTH challenges (base64 made here) and go out as they are. aiosmtpd lists
@@ -129,7 +141,7 @@ class _RelaySMTP(StressTimer, SMTP):
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         """MAIL, refused with ``530 5.7.0`` before STARTTLS when ``listen_tls.required``."""
-        if self._tls_required and self.session.ssl is None:
+        if self._tls_required and self.session is not None and self.session.ssl is None:
             await self.push("530 5.7.0 Must issue a STARTTLS command first")
             return
         await super().smtp_MAIL(arg)
@@ -186,12 +198,12 @@ class _RelaySMTP(StressTimer, SMTP):
             check_login, self._users, name, password
         ):
             how = f"{mechanism}, any login accepted" if self._auth.accept_any else mechanism
-            logger.info("auth: %s logged in as %s (%s)", self.session.peer, _shown(name), how)
+            logger.info("auth: %s logged in as %s (%s)", self._peer(), _shown(name), how)
             return AuthResult(success=True, auth_data=name)
         self._auth_failures += 1
         logger.warning(
             "auth: %s failed %s login as %s (failure %d of %d)",
-            self.session.peer,
+            self._peer(),
             mechanism,
             _shown(name),
             self._auth_failures,
@@ -199,7 +211,7 @@ class _RelaySMTP(StressTimer, SMTP):
         )
         if self._auth_failures >= self._auth.max_failures:
             await self.push("421 4.7.0 Too many failed AUTH attempts; closing connection")
-            self.transport.close()
+            self._hang_up()
             return AuthResult(success=False, handled=True)
         await asyncio.sleep(self._auth.failure_delay)
         return AuthResult(success=False, handled=False)  # aiosmtpd answers 535 5.7.8
