@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from relay.receive.options import (
 from relay.receive.users import read_users
 from relay.resolver import DnsConfig
 from relay.schema import build, where
-from relay.secret import Secret, read_private
+from relay.secret import Secret, read_private, read_secret, read_secret_file
 from relay.web.options import WebConfig, check_web
 
 __all__ = ["RelayConfig", "load_config", "load_upstream"]
@@ -133,12 +132,12 @@ def load_config(
         users = read_users(config.web.users_file, file=file, key="web.users_file")
         object.__setattr__(config.web, "users", users)
     check_limits(config.limits, file=file)
-    _check_capture(config, file, secrets=secrets)
+    _check_capture(config, file)
     return config
 
 
-def _check_capture(config: RelayConfig, file: str, *, secrets: bool) -> None:
-    """Faults only on a capture listener; read each webhook's signing secret once."""
+def _check_capture(config: RelayConfig, file: str) -> None:
+    """Faults only on a capture listener; one secret source per webhook."""
     if config.capture.faults.rules and not config.capture_mode:
         raise ConfigError(
             "fault injection is for capture mode (no upstream): it would refuse real mail",
@@ -147,12 +146,9 @@ def _check_capture(config: RelayConfig, file: str, *, secrets: bool) -> None:
         )
     for n, hook in enumerate(config.capture.webhooks):
         section = f"capture.webhooks[{n}]"
-        sources = [name for name in _SECRET_SOURCES if getattr(hook, name) is not None]
+        sources = hook.secret_sources
         if len(sources) > 1:
             raise ConfigError(f"give only one of {', '.join(sources)}", file=file, key=section)
-        if secrets and sources:
-            secret = _read_password(hook, sources[0], file, where(section, sources[0]))
-            object.__setattr__(hook, "secret", Secret(secret))
 
 
 def _expand_mx(data: dict[str, object]) -> dict[str, object]:
@@ -222,7 +218,7 @@ def _read_upstream_secrets(upstream: UpstreamConfig, file: str, section: str) ->
     sources = password_sources(upstream)
     if sources and upstream.username is not None and upstream.auth == "password":
         key = where(section, sources[0])
-        secret = Secret(_read_password(upstream, sources[0], file, key))
+        secret = Secret(read_secret(upstream, sources[0], file=file, key=key))
         object.__setattr__(upstream, "secret", secret)
     oauth = upstream.oauth
     if oauth is None:
@@ -234,7 +230,7 @@ def _read_upstream_secrets(upstream: UpstreamConfig, file: str, section: str) ->
     )
     for name, path in files:
         if path is not None:
-            text = _read_password_file(path, file, where(key, f"{name}_file"))
+            text = read_secret_file(path, file=file, key=where(key, f"{name}_file"))
             object.__setattr__(oauth, name, Secret(text))
     if oauth.client_key_file is not None:
         pem = read_private(oauth.client_key_file, file=file, key=where(key, "client_key_file"))
@@ -246,47 +242,6 @@ def _read_upstream_secrets(upstream: UpstreamConfig, file: str, section: str) ->
             name = "client_certificate_file" if isinstance(exc, OSError) else "client_key_file"
             raise ConfigError(what, file=file, key=where(key, name)) from None
         object.__setattr__(oauth, "client_key", Secret(pem))
-
-
-_SECRET_SOURCES = ("secret_file", "secret_env", "secret_command")
-
-
-def _read_password(holder: object, source: str, file: str, key: str) -> str:
-    """The secret ``holder.<source>`` gives: the value itself, or from the ``_env``
-    variable, ``_file`` (owner-only) or ``_command`` (its first line of output) it names."""
-    value = getattr(holder, source)
-    if source.endswith("_env"):
-        found = os.environ.get(str(value))
-        if not found:
-            raise ConfigError(f"environment variable {value} is not set", file=file, key=key)
-        return found
-    if source.endswith("_file"):
-        return _read_password_file(Path(str(value)), file, key)
-    if not source.endswith("_command"):
-        return str(value)
-    try:
-        done = subprocess.run(
-            str(value),
-            shell=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise ConfigError("the command did not finish within 30 s", file=file, key=key) from None
-    if done.returncode != 0 or not done.stdout.strip():
-        raise ConfigError(
-            f"the command failed (exit {done.returncode}) or printed nothing", file=file, key=key
-        )
-    return done.stdout.splitlines()[0]
-
-
-def _read_password_file(path: Path, file: str, key: str) -> str:
-    lines = read_private(path, file=file, key=key).splitlines()
-    if not lines or not lines[0]:
-        raise ConfigError(f"{path} is empty", file=file, key=key)
-    return lines[0]
 
 
 def _check_listen_security(config: RelayConfig, file: str) -> None:

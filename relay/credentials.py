@@ -14,13 +14,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
+from relay.capture.options import WebhookConfig
 from relay.config import RelayConfig
 from relay.deliver.dkim import DkimConfig, SigningKey, signing_key
 from relay.errors import ConfigError
 from relay.receive.options import ListenTlsConfig, server_context
 from relay.receive.selfsigned import ensure_certificate
 from relay.receive.users import PasswordHash, read_users
-from relay.secret import read_private
+from relay.secret import Secret, read_private, read_secret
 
 __all__ = ["Credentials", "read_credentials"]
 
@@ -37,12 +38,15 @@ class Credentials:
     listen_certificate: Path | None = None
     listen_users: Mapping[str, PasswordHash] = field(default_factory=lambda: MappingProxyType({}))
     dkim_keys: tuple[SigningKey, ...] = ()
+    #: Each ``capture.webhooks`` entry's signing secret, in order (None: unsigned).
+    webhook_secrets: tuple[Secret | None, ...] = ()
 
 
 def read_credentials(config: RelayConfig) -> Credentials:
-    """Read the listener's certificate and key, its users file and the DKIM keys that
-    ``config`` names (owner-only files); raise :class:`~relay.errors.ConfigError`."""
+    """Read the listener's certificate and key, its users file, the DKIM keys and the
+    webhook secrets that ``config`` names; raise :class:`~relay.errors.ConfigError`."""
     file, tls, auth = config.source, config.listen_tls, config.listen_auth
+    hooks = config.capture.webhooks
     users = (
         read_users(auth.users_file, file=file, key="listen_auth.users_file")
         if auth is not None and auth.users_file is not None
@@ -60,7 +64,16 @@ def read_credentials(config: RelayConfig) -> Credentials:
         listen_certificate=tls.cert_file if tls is not None else None,
         listen_users=MappingProxyType(users),
         dkim_keys=_dkim_keys(config.dkim, file),
+        webhook_secrets=tuple(_webhook_secret(hook, n, file) for n, hook in enumerate(hooks)),
     )
+
+
+def _webhook_secret(hook: WebhookConfig, n: int, file: str) -> Secret | None:
+    """The signing secret of ``capture.webhooks[n]``, or None when it names none."""
+    if not hook.secret_sources:
+        return None
+    source = hook.secret_sources[0]
+    return Secret(read_secret(hook, source, file=file, key=f"capture.webhooks[{n}].{source}"))
 
 
 def _dkim_keys(entries: Sequence[DkimConfig], file: str) -> tuple[SigningKey, ...]:

@@ -126,7 +126,12 @@ class Relay:
         self.directory = DirectorySource.from_options(config.notification)
         self.faults = Faults(config.capture.faults) if config.capture_mode else None
         self.webhooks = (
-            Webhooks(config.capture.webhooks, self.capture, timezone=config.filters.timezone)
+            Webhooks(
+                config.capture.webhooks,
+                self.capture,
+                timezone=config.filters.timezone,
+                secrets=self.credentials.webhook_secrets,
+            )
             if self.capture is not None and config.capture.webhooks
             else None
         )

@@ -10,9 +10,10 @@ from urllib.parse import urlsplit
 from relay.deliver.options import UpstreamConfig
 from relay.gmail import parse_query
 from relay.receive.faults import FaultsConfig
-from relay.secret import Secret
 
 __all__ = ["CaptureConfig", "ReleaseConfig", "WebhookConfig"]
+
+_SECRET_SOURCES = ("secret_file", "secret_env", "secret_command")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -21,7 +22,7 @@ class WebhookConfig:
     to ``url``; ``query`` (Gmail syntax) narrows ``new`` down to the messages it matches.
 
     With ``secret_file``, ``secret_env`` or ``secret_command`` each request carries an
-    HMAC-SHA256 signature of its body; config loading reads the secret into ``secret``.
+    HMAC-SHA256 signature of its body; :mod:`relay.credentials` reads the secret.
     ``attempts`` tries per event, ``timeout`` per try.
     """
 
@@ -33,7 +34,6 @@ class WebhookConfig:
     secret_command: str | None = None
     attempts: int = field(default=5, metadata={"min": 1, "max": 20})
     timeout: float = field(default=10.0, metadata={"duration": True, "min": 0.1, "max": 300})
-    secret: Secret | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -43,6 +43,11 @@ class WebhookConfig:
             raise ValueError("events: expected at least one of new, deleted")
         if self.query:
             parse_query(self.query)  # a QuerySyntaxError is a ValueError naming the column
+
+    @property
+    def secret_sources(self) -> list[str]:
+        """The secret keys this webhook sets (a checked one sets at most one)."""
+        return [name for name in _SECRET_SOURCES if getattr(self, name) is not None]
 
     @property
     def shown_url(self) -> str:
