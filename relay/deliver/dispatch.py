@@ -27,7 +27,8 @@ from relay.deliver.options import DnsConfig
 from relay.deliver.outcome import Reply, holds_queue
 from relay.deliver.quota import Governor, is_quota_reply
 from relay.deliver.routing import split
-from relay.deliver.smtp import UpstreamSession
+from relay.deliver.smtp import connect as smtp_connect
+from relay.deliver.transport import Clock, Connect, Session
 from relay.errors import UpstreamError
 from relay.log import logger
 from relay.queue.record import Record
@@ -116,10 +117,15 @@ class Dispatcher:
         hold: float,
         dns: DnsConfig | None = None,
         dkim: Sequence[SigningKey] = (),
+        connect: Connect = smtp_connect,
+        clock: Clock = time.time,
     ) -> None:
         """``state``: the directory of quota files; ``hold``: seconds bad credentials hold;
-        ``dkim``: the signing keys (replaced on reload)."""
+        ``dkim``: the signing keys (replaced on reload); ``connect``: opens upstream
+        sessions (the network by default); ``clock``: the time now, for holds and quota."""
         self.hostname = hostname
+        self.connect = connect
+        self.clock = clock
         self.dkim = tuple(dkim)
         self.state = state
         self.hold = hold
@@ -188,7 +194,7 @@ class Dispatcher:
 
     async def session_failed(self, upstream: UpstreamConfig, reply: Reply, relay: str) -> None:
         """Log a failed session; hold the upstream for bad credentials, pause it for quota."""
-        now = time.time()
+        now = self.clock()
         self.failing_since = self.failing_since or now
         if holds_queue(reply):
             self._holds[_account(upstream)] = (now + self.hold, reply, relay)
@@ -215,7 +221,7 @@ class Run:
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
-        self._sessions: dict[Target, UpstreamSession] = {}
+        self._sessions: dict[Target, Session] = {}
         self._failed: dict[Target, tuple[Reply, str]] = {}
 
     async def __aenter__(self) -> Run:
@@ -295,7 +301,7 @@ class Run:
         tally: _Tally,
     ) -> list[str]:
         """One transaction, unless the upstream is held or over quota; those to move on."""
-        upstream, now = target[0], time.time()
+        upstream, now = target[0], self.dispatcher.clock()
         if self._held(upstream, now, chunk, tally):
             return chunk
         if governor is not None:
@@ -306,7 +312,7 @@ class Run:
                 return chunk
             await governor.reserve(now, len(chunk))  # counted before any other worker looks
         session = await self._session(target)
-        if not isinstance(session, UpstreamSession):
+        if isinstance(session, tuple):
             if governor is not None:
                 await governor.release(now, len(chunk))
             if not self._held(upstream, now, chunk, tally):  # unless it was bad credentials
@@ -332,9 +338,9 @@ class Run:
             await governor.release(at, size)
         quota = next((reply for reply in replies if is_quota_reply(reply)), None)
         if quota is not None:
-            await governor.pause(time.time(), quota)
+            await governor.pause(self.dispatcher.clock(), quota)
 
-    async def _session(self, target: Target) -> UpstreamSession | tuple[Reply, str]:
+    async def _session(self, target: Target) -> Session | tuple[Reply, str]:
         """The batch's session with ``target``, opened now if need be, or why there is none."""
         if target in self._failed:
             return self._failed[target]
@@ -343,16 +349,15 @@ class Run:
             return session
         upstream, mx_host = target
         dispatcher = self.dispatcher
-        session = UpstreamSession(
-            upstream,
-            hostname=dispatcher.hostname,
-            tokens=dispatcher.tokens(upstream),
-            mx_host=mx_host,
-        )
         try:
-            await session.open()
+            session = await dispatcher.connect(
+                upstream,
+                hostname=dispatcher.hostname,
+                tokens=dispatcher.tokens(upstream),
+                mx_host=mx_host,
+            )
         except UpstreamError as exc:
-            failed = self._failed[target] = (Reply(exc.code, exc.text), session.relay)
+            failed = self._failed[target] = (Reply(exc.code, exc.text), exc.relay)
             await dispatcher.session_failed(upstream, *failed)
             return failed
         dispatcher.failing_since = None
@@ -360,7 +365,7 @@ class Run:
         return session
 
     async def _transact(
-        self, session: UpstreamSession, record: Record, chunk: list[str]
+        self, session: Session, record: Record, chunk: list[str]
     ) -> dict[str, Reply]:
         """One transaction: 8BITMIME or a 7-bit downgrade, SMTPUTF8 when the client asked."""
         message, options = record.message, []

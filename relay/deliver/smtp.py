@@ -23,7 +23,7 @@ from relay.deliver.outcome import Reply
 from relay.deliver.sasl import login_with_password, login_with_token
 from relay.errors import UpstreamError
 
-__all__ = ["UpstreamSession", "tls_context"]
+__all__ = ["UpstreamSession", "connect", "tls_context"]
 
 _TRANSIENT = (
     aiosmtplib.SMTPServerDisconnected,
@@ -266,6 +266,25 @@ class UpstreamSession:
                 await self._smtp.quit()
             except (*_TRANSIENT, aiosmtplib.SMTPException):
                 self._smtp.close()
+
+
+async def connect(
+    upstream: UpstreamConfig,
+    *,
+    hostname: str,
+    tokens: TokenSource | None = None,
+    mx_host: tuple[str, str] | None = None,
+) -> UpstreamSession:
+    """An open session with ``upstream`` over the network (the delivery transport).
+
+    Raises :class:`~relay.errors.UpstreamError` naming the peer it tried in ``relay``.
+    """
+    session = UpstreamSession(upstream, hostname=hostname, tokens=tokens, mx_host=mx_host)
+    try:
+        await session.open()
+    except UpstreamError as exc:
+        raise UpstreamError(exc.code, exc.text, relay=session.relay) from None
+    return session
 
 
 def _describe(exc: BaseException) -> str:
