@@ -14,6 +14,7 @@ from relay.cleanup.sources import DirectorySource, load_filter_sets
 from relay.config import RelayConfig, TcpListener
 from relay.deliver.dispatch import Dispatcher
 from relay.deliver.dkim import SigningKey, planned, sign_record
+from relay.deliver.release import Releaser
 from relay.errors import ConfigError, RelayError
 from relay.log import logger
 from relay.metrics import Metrics
@@ -117,6 +118,12 @@ class Relay:
         else:
             assert self.capture is not None
             sink = _CaptureSink(self.capture, self._dkim)
+        self.releaser = Releaser(
+            hostname=config.hostname,
+            state=config.queue.path / "quota",
+            shared=self.manager.dispatcher if self.manager else None,
+        )
+        self._reconfigure_releaser(config)
         self.directory = DirectorySource.from_options(config.notification)
         self.handler = RelayHandler(
             limits=config.limits,
@@ -144,6 +151,14 @@ class Relay:
     def _dkim(self) -> tuple[SigningKey, ...]:
         """The signing keys in force (reload replaces them)."""
         return self.config.dkim_keys
+
+    def _reconfigure_releaser(self, config: RelayConfig) -> None:
+        self.releaser.reconfigure(
+            config.capture.release.upstream or config.upstream,
+            hold=config.queue.retry.min_backoff,
+            dns=config.dns,
+            dkim=config.dkim_keys,
+        )
 
     def _domain_check(self, config: RelayConfig) -> DomainCheck | None:
         """The RCPT-time recipient-domain check, sharing the delivery's DNS cache."""
@@ -223,6 +238,7 @@ class Relay:
                 config.upstream, config.queue.retry, upstreams=config.upstreams, dns=config.dns
             )
             self.manager.dispatcher.dkim = config.dkim_keys
+        self._reconfigure_releaser(config)
         self.handler.check_domain = self._domain_check(config)
         logger.info("reload: configuration from %s in force", config.source)
         if restart:

@@ -231,11 +231,15 @@ class Run:
         for session in self._sessions.values():
             await session.close()
 
-    async def deliver(self, record: Record, pending: Sequence[str]) -> Result:
-        """Try every pending recipient along its chain of upstreams."""
+    async def deliver(
+        self, record: Record, pending: Sequence[str], *, via: Sequence[UpstreamConfig] = ()
+    ) -> Result:
+        """Try every pending recipient along its chain of upstreams (``via``: this chain
+        for all of them, instead of the routes)."""
         tally = _Tally()
         upstreams, sender = self.dispatcher.upstreams, record.envelope.sender
-        for chain, recipients in split(upstreams, sender, pending):
+        chains = [(tuple(via), tuple(pending))] if via else split(upstreams, sender, pending)
+        for chain, recipients in chains:
             left = list(recipients)
             for upstream in chain:
                 if not left:

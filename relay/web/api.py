@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.helpers import content_disposition_header
 
 from relay.capture.message import contents, detail, link_inline_parts, part_payload
-from relay.capture.release import ReleaseRefused, release_recipients, send_release
+from relay.capture.release import ReleaseRefused, release_recipients, release_record
 from relay.gmail import QuerySyntaxError
 from relay.queue.listing import entry_of, read_entries, read_one
 from relay.web.context import blocking, fail, query_error, relay_of, store_of, timezone_of
@@ -171,17 +171,10 @@ async def release(request: web.Request) -> web.Response:
         recipients = release_recipients(recipients, config.capture.release.allowed)
     except ReleaseRefused as exc:
         fail(400 if exc.bad_address else 403, str(exc), recipients=recipients)
-    upstream = config.capture.release.upstream or config.upstream
-    if upstream is None:
+    releaser = relay_of(request).releaser
+    if releaser.upstream is None:
         fail(409, "no upstream to release to: configure capture.release.upstream")
-    attempts = await send_release(
-        message,
-        meta.get("sender") or "",
-        recipients,
-        upstream,
-        hostname=config.hostname,
-        dkim=config.dkim_keys,
-    )
+    attempts = await releaser.release(release_record(queue_id, message, meta), recipients)
     await blocking(request, store.record_release, queue_id, attempts)
     released = all(attempt["status"] == "sent" for attempt in attempts)
     return web.json_response(
