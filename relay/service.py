@@ -26,9 +26,10 @@ from relay.queue.spool import Spool
 from relay.receive.domains import DomainCheck, domain_check
 from relay.receive.handler import RelayHandler
 from relay.receive.server import Listeners
+from relay.web.deps import Health, WebDeps, WebSettings
 from relay.web.server import WebServer
 
-__all__ = ["Relay", "serve"]
+__all__ = ["Relay", "serve", "web_settings"]
 
 
 class _SpoolSink:
@@ -202,9 +203,29 @@ class Relay:
         if self.capture is not None:
             self.capture.release()
 
+    def web_deps(self) -> WebDeps:
+        """What the page and API serve: this relay's parts, never the relay itself."""
+        return WebDeps(
+            capture=self.capture,
+            spool=self.manager.spool if self.manager else None,
+            releaser=self.releaser,
+            metrics=self.metrics,
+            health=self._health,
+        )
+
+    def _health(self) -> Health:
+        manager = self.manager
+        storage = manager.spool.root if manager else self.capture.root  # type: ignore[union-attr]
+        return Health(
+            listening=tuple(self.bound),
+            storage=storage,
+            largest=self.config.limits.max_message_size,
+            failing_since=manager.failing_since if manager else None,
+        )
+
     async def _start_web(self) -> WebServer | None:
         """The page and API; mail keeps flowing if the port is taken."""
-        server = WebServer(self, self.config.web.listen)
+        server = WebServer(self.web_deps(), web_settings(self.config), self.config.web.listen)
         try:
             await server.start()
         except OSError as exc:
@@ -239,6 +260,8 @@ class Relay:
             )
             self.manager.dispatcher.dkim = config.dkim_keys
         self._reconfigure_releaser(config)
+        if self.web is not None:
+            self.web.reconfigure(web_settings(config))
         self.handler.check_domain = self._domain_check(config)
         logger.info("reload: configuration from %s in force", config.source)
         if restart:
@@ -297,6 +320,15 @@ _RESTART_ONLY = (
     "web.enabled",
     "web.listen",
 )
+
+
+def web_settings(config: RelayConfig) -> WebSettings:
+    """The settings of ``config`` the web app reads per request."""
+    return WebSettings(
+        web=config.web,
+        timezone=config.filters.timezone,
+        release_allowed=config.capture.release.allowed,
+    )
 
 
 def _section(config: RelayConfig, name: str) -> object:

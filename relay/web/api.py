@@ -17,7 +17,15 @@ from relay.capture.message import contents, detail, link_inline_parts, part_payl
 from relay.capture.release import ReleaseRefused, release_recipients, release_record
 from relay.gmail import QuerySyntaxError
 from relay.queue.listing import entry_of, read_entries, read_one
-from relay.web.context import blocking, fail, query_error, relay_of, store_of, timezone_of
+from relay.web.context import (
+    blocking,
+    deps_of,
+    fail,
+    query_error,
+    settings_of,
+    store_of,
+    timezone_of,
+)
 
 __all__ = [
     "delete_message",
@@ -94,8 +102,8 @@ async def get_message(request: web.Request) -> web.Response:
     raw, meta = await _read(request, queue_id)
     item = await blocking(request, store.item, queue_id)
     body = await blocking(request, detail, item or {"id": queue_id}, raw, meta)
-    manager = relay_of(request).manager
-    queued = await blocking(request, read_one, manager.spool, queue_id) if manager else None
+    spool = deps_of(request).spool
+    queued = await blocking(request, read_one, spool, queue_id) if spool else None
     body["queue"] = entry_of(*queued).as_dict() if queued else None
     return web.json_response(body)
 
@@ -161,18 +169,17 @@ async def part(request: web.Request) -> web.Response:
 async def release(request: web.Request) -> web.Response:
     """``POST /api/v1/messages/{id}/release``: send it upstream (body: ``{"to": [...]}``)."""
     store, queue_id = store_of(request), request.match_info["id"]
-    config = relay_of(request).config
     wanted = await _json_body(request)
     message, meta = await _read(request, queue_id)
     recipients = wanted.get("to") or meta.get("recipients") or []
     if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
         fail(400, 'expected {"to": ["address", ...]}')
     try:
-        recipients = release_recipients(recipients, config.capture.release.allowed)
+        recipients = release_recipients(recipients, settings_of(request).release_allowed)
     except ReleaseRefused as exc:
         fail(400 if exc.bad_address else 403, str(exc), recipients=recipients)
-    releaser = relay_of(request).releaser
-    if releaser.upstream is None:
+    releaser = deps_of(request).releaser
+    if releaser is None or releaser.upstream is None:
         fail(409, "no upstream to release to: configure capture.release.upstream")
     attempts = await releaser.release(release_record(queue_id, message, meta), recipients)
     await blocking(request, store.record_release, queue_id, attempts)
@@ -218,10 +225,10 @@ async def recipients(request: web.Request) -> web.Response:
 
 async def queue(request: web.Request) -> web.Response:
     """``GET /api/v1/queue``: queued, deferred, held and failed messages (relay mode)."""
-    manager = relay_of(request).manager
-    if manager is None:
+    spool = deps_of(request).spool
+    if spool is None:
         return web.json_response({"enabled": False, "messages": []})
-    entries = await blocking(request, read_entries, manager.spool)
+    entries = await blocking(request, read_entries, spool)
     return web.json_response({"enabled": True, "messages": [e.as_dict() for e in entries]})
 
 

@@ -6,16 +6,13 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from relay.web import api, live, ops
-from relay.web.context import CLOSING, RELAY, WORKERS
+from relay.web.context import CLOSING, DEPS, SETTINGS, WORKERS, InForce
+from relay.web.deps import WebDeps, WebSettings
 from relay.web.guard import guard
-
-if TYPE_CHECKING:
-    from relay.service import Relay
 
 __all__ = ["STATIC", "create_app"]
 
@@ -23,10 +20,11 @@ STATIC = Path(__file__).with_name("static")
 _WORKERS = 4  # threads for store calls; SQLite readers run side by side
 
 
-def create_app(relay: Relay) -> web.Application:
-    """The app serving ``relay``'s capture store and queue."""
+def create_app(deps: WebDeps, settings: WebSettings) -> web.Application:
+    """The app serving ``deps`` (the capture store, the queue ...) under ``settings``."""
     app = web.Application(middlewares=[guard()], client_max_size=1024 * 1024)
-    app[RELAY] = relay
+    app[DEPS] = deps
+    app[SETTINGS] = InForce(settings)
     app[CLOSING] = asyncio.Event()
     app[WORKERS] = ThreadPoolExecutor(_WORKERS, thread_name_prefix="web")
     app.on_shutdown.append(_closing)
@@ -48,7 +46,7 @@ def create_app(relay: Relay) -> web.Application:
             web.get("/api/v1/recipients", api.recipients),
             web.get("/api/v1/queue", api.queue),
             web.get("/api/v1/events", live.events),
-            *ops.routes(relay),
+            *ops.routes(deps),
         ]
     )
     return app
