@@ -148,6 +148,7 @@ class Relay:
         )
         self.bound: list[str] = []
         self.web: WebServer | None = None
+        self._refreshing: asyncio.Task[None] | None = None
 
     def _dkim(self) -> tuple[SigningKey, ...]:
         """The signing keys in force (reload replaces them)."""
@@ -167,6 +168,13 @@ class Relay:
             return None
         return domain_check(config, self.manager.dispatcher.resolver)
 
+    async def _refresh_directory(self) -> None:
+        """Keep the aliases and Trac users current, in a thread: the SMTP hooks only read
+        the snapshot (reload replaces the source; this follows it)."""
+        while True:
+            await asyncio.sleep(_DIRECTORY_REFRESH)
+            await asyncio.to_thread(self.directory.refresh)
+
     async def _keep_copy(self, record: Record, state: DeliveryState) -> None:
         assert self.capture is not None
         timeline = [attempt.as_dict() for attempt in state.log]
@@ -182,6 +190,7 @@ class Relay:
             await self.control.start()  # the queue is ours from here on
             await asyncio.to_thread(self.manager.spool.create)
             await self.manager.start()
+        self._refreshing = asyncio.create_task(self._refresh_directory())
         self.bound = await self.listeners.start()
         if self.capture is not None:
             threading.Thread(target=self.capture.catch_up, name="capture", daemon=True).start()
@@ -196,6 +205,8 @@ class Relay:
             await self.web.stop()
             self.web = None
         await self.listeners.stop()
+        if self._refreshing is not None:
+            self._refreshing.cancel()
         if self.manager is not None:
             await self.manager.stop()
         if self.control is not None:
@@ -308,6 +319,9 @@ class Relay:
                 trac,
             )
 
+
+#: Seconds between checks of the aliases file and Trac's database for changes.
+_DIRECTORY_REFRESH = 1.0
 
 #: Settings read once at start; a reload that changes them says a restart is needed.
 _RESTART_ONLY = (
