@@ -53,7 +53,8 @@ class Session(Protocol):
 
 
 class Connect(Protocol):
-    """Open a session with ``upstream`` (an MX host's (name, address) when given).
+    """Open a session with ``upstream`` (an MX host's (name, address) when given;
+    ``after_refusal``: the last login was refused, so one attempt with a new token).
 
     Raises :class:`~relay.errors.UpstreamError`, whose ``relay`` names the peer tried.
     """
@@ -65,4 +66,5 @@ class Connect(Protocol):
         hostname: str,
         tokens: TokenSource | None,
         mx_host: tuple[str, str] | None,
+        after_refusal: bool,
     ) -> Session: ...

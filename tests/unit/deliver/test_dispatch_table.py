@@ -76,6 +76,7 @@ class Upstreams:
         hostname: str,
         tokens: TokenSource | None,
         mx_host: tuple[str, str] | None,
+        after_refusal: bool,
     ) -> Scripted:
         self.opened.append(upstream.host)
         relay = f"{upstream.host}[192.0.2.1]:587"
