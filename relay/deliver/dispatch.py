@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from relay.cleanup.encoding import downgrade_8bit
 from relay.config import UpstreamConfig
 from relay.deliver.advice import Failure, advise
 from relay.deliver.dkim import SigningKey, sign
@@ -436,8 +437,6 @@ class Run:
             if session.supports_8bitmime:
                 options.append("BODY=8BITMIME")
             else:
-                from relay.cleanup.encoding import downgrade_8bit
-
                 message = downgrade_8bit(message)
         message = sign(message, self.dispatcher.dkim).message  # last: nothing may change it
         if "SMTPUTF8" in (option.upper() for option in record.envelope.mail_options):
