@@ -6,7 +6,7 @@ A real ``serve`` in capture mode releases to a real upstream whose account allow
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -35,23 +35,20 @@ def served(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> 
         yield s
 
 
-@pytest.fixture
-async def http(served: Served) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(served.url) as session:
-        yield session
-
-
-async def release(http: aiohttp.ClientSession, queue_id: str) -> tuple[int, dict]:
-    url = f"/api/v1/messages/{queue_id}/release"
-    async with http.post(url, json={"to": ["carol@example.org"]}) as response:
+async def release(served: Served, queue_id: str) -> tuple[int, dict]:
+    url = f"{served.url}/api/v1/messages/{queue_id}/release"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, json={"to": ["carol@example.org"]}) as response,
+    ):
         return response.status, await response.json()
 
 
 async def test_release_logs_the_delivery_line_and_counts_against_the_quota(
-    served, http, upstream
+    served, upstream
 ) -> None:
     first = await served.send(mail("first release"))
-    status, released = await release(http, first)
+    status, released = await release(served, first)
     assert status == 200 and released["released"]
     line = (
         rf"{first}: to=<carol@example\.org>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{upstream.port}, "
@@ -59,7 +56,7 @@ async def test_release_logs_the_delivery_line_and_counts_against_the_quota(
     assert re.search(line + r".*status=sent \(250 ", served.log.read_text())
 
     second = await served.send(mail("second release"))
-    status, refused = await release(http, second)
+    status, refused = await release(served, second)
     assert status == 502 and not refused["released"]
     (attempt,) = refused["attempts"]
     assert attempt["status"] == "deferred"
