@@ -16,8 +16,8 @@ from relay.config import UpstreamConfig
 from relay.deliver.dispatch import Dispatcher, Result
 from relay.deliver.dkim import SigningKey
 from relay.deliver.options import DnsConfig
-from relay.deliver.outcome import Reply, Status, classify
-from relay.log import delivery_line, logger
+from relay.deliver.outcome import Reply, classify
+from relay.log import log_delivery
 from relay.queue.record import Attempt, Record
 
 __all__ = ["Releaser"]
@@ -77,16 +77,16 @@ def _attempts(record: Record, result: Result) -> list[dict[str, object]]:
     groups: dict[tuple[str, Reply], list[str]] = {}
     for rcpt, reply in (*result.replies.items(), *result.waiting.items()):
         relay, status = result.relays[rcpt], classify(reply)
-        line = delivery_line(
+        log_delivery(
             record.queue_id,
             rcpt,
             relay=relay,
             delay=now - record.envelope.received_at,
             attempts=1,
-            reply=reply,
-            status=status,
+            dsn=reply.dsn,
+            status=status.value,
+            reply=str(reply),
         )
-        (logger.info if status is Status.SENT else logger.warning)(line)
         groups.setdefault((relay, reply), []).append(rcpt)
     return [
         Attempt(

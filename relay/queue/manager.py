@@ -25,7 +25,7 @@ from relay.deliver.dispatch import Dispatcher, Result
 from relay.deliver.options import DnsConfig
 from relay.deliver.outcome import Reply, Status, classify
 from relay.errors import SpoolError
-from relay.log import delivery_line, logger
+from relay.log import log_delivery, logger
 from relay.metrics import Metrics
 from relay.queue.actions import Action, ActionRefused, Report, apply, due
 from relay.queue.record import Attempt, CorruptRecord, DeliveryState, Record
@@ -304,16 +304,16 @@ class QueueManager:
                         reply=str(reply),
                     )
                 )
-            line = delivery_line(
+            log_delivery(
                 record.queue_id,
                 rcpt,
                 relay=relay,
                 delay=now - record.envelope.received_at,
                 attempts=attempts,
-                reply=reply,
-                status=status,
+                dsn=reply.dsn,
+                status=status.value,
+                reply=str(reply),
             )
-            (logger.info if status is Status.SENT else logger.warning)(line)
         # the reply that tells why the message is still here, not a recipient's 250
         latest = log[len(state.log) :]
         failing = [attempt.reply for attempt in latest if attempt.status != Status.SENT.value]

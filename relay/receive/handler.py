@@ -9,6 +9,7 @@ Nothing here decides policy or rewrites mail: :mod:`relay.receive.policy` and
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -18,7 +19,7 @@ from relay import cleanup
 from relay.cleanup.filters import Simulation
 from relay.config import Limits
 from relay.errors import SpoolError
-from relay.log import logger
+from relay.log import log_event, logger
 from relay.metrics import Metrics
 from relay.model import Envelope, new_queue_id
 from relay.queue.record import Record
@@ -161,14 +162,13 @@ class RelayHandler:
             )
             for entry in simulation.trace:
                 logger.info("%s: %s", queue_id, entry.change)
-        logger.info(
-            "%s: from=<%s>, size=%d, nrcpt=%d, client=%s",
-            queue_id,
-            record.envelope.sender,
-            len(record.message),
-            len(record.envelope.recipients),
-            envelope.peer,
-        )
+        receipt = {
+            "from": record.envelope.sender,
+            "size": len(record.message),
+            "nrcpt": len(record.envelope.recipients),
+            "client": envelope.peer,
+        }
+        log_event(logging.INFO, queue_id, receipt)
         if not record.envelope.recipients:
             logger.info("%s: discarded: every recipient's filters delete it", queue_id)
             return f"250 2.0.0 Ok: {queue_id} discarded by recipients' filters", None
