@@ -8,7 +8,7 @@ reload may change travel as a :class:`WebSettings` value, put in force by
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +16,14 @@ from relay.capture.maildir import CaptureStore
 from relay.config import WebConfig
 from relay.deliver.release import Releaser
 from relay.metrics import Metrics
+from relay.queue.actions import Action, Report
 from relay.queue.spool import Spool
+from relay.receive.faults import Faults
 
-__all__ = ["Health", "WebDeps", "WebSettings"]
+__all__ = ["Health", "QueueActions", "WebDeps", "WebSettings"]
+
+#: Applies an operator action to queued messages while delivery runs (the queue manager's).
+QueueActions = Callable[[Action, Sequence[str]], Awaitable[Report]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,11 +50,14 @@ class WebSettings:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WebDeps:
     """The parts the page and API serve: the capture store (None: capture is off), the
-    spool read for queue views (None: capture mode), the releaser (None: nowhere to
-    release), the metrics, and the facts of the readiness check (read per request)."""
+    spool read for queue views and its actions (None: capture mode), the releaser (None:
+    nowhere to release), the metrics, the facts of the readiness check (read per request)
+    and the capture listener's fault injection (None: relay mode)."""
 
     capture: CaptureStore | None
     spool: Spool | None
     releaser: Releaser | None
     metrics: Metrics
     health: Callable[[], Health]
+    queue_actions: QueueActions | None = None
+    faults: Faults | None = None
