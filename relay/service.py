@@ -277,19 +277,26 @@ class Relay:
             name for name in _RESTART_ONLY if _section(self.config, name) != _section(config, name)
         ]
         self.config, self.directory = config, directory
-        self.handler.limits = self.listeners.limits = config.limits
-        self.listeners.tls, self.listeners.auth = config.listen_tls, config.listen_auth
-        self.handler.simulate = simulate
-        self.handler.account = config.upstream.username if config.upstream else None
+        self.listeners.reconfigure(
+            limits=config.limits, tls=config.listen_tls, auth=config.listen_auth
+        )
         if self.manager is not None and config.upstream is not None:
             self.manager.reconfigure(
-                config.upstream, config.queue.retry, upstreams=config.upstreams, dns=config.dns
+                config.upstream,
+                config.queue.retry,
+                upstreams=config.upstreams,
+                dns=config.dns,
+                dkim=config.dkim_keys,
             )
-            self.manager.dispatcher.dkim = config.dkim_keys
         self._reconfigure_releaser(config)
         if self.web is not None:
             self.web.reconfigure(web_settings(config))
-        self.handler.check_domain = self._domain_check(config)
+        self.handler.reconfigure(
+            limits=config.limits,
+            account=config.upstream.username if config.upstream else None,
+            simulate=simulate,
+            check_domain=self._domain_check(config),
+        )
         logger.info("reload: configuration from %s in force", config.source)
         if restart:
             logger.warning("reload: a restart is needed to apply %s", ", ".join(restart))

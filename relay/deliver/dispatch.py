@@ -148,12 +148,20 @@ class Dispatcher:
         self.configure(upstreams, dns=dns, hold=hold)
 
     def configure(
-        self, upstreams: Sequence[UpstreamConfig], *, dns: DnsConfig | None, hold: float
+        self,
+        upstreams: Sequence[UpstreamConfig],
+        *,
+        dns: DnsConfig | None,
+        hold: float,
+        dkim: Sequence[SigningKey] | None = None,
     ) -> bool:
-        """Use ``upstreams`` from the next batch on; True when they (or their secrets) changed.
+        """Use ``upstreams`` (and ``dkim`` keys, if given) from the next batch on; True when
+        the upstreams (or their secrets) changed.
 
         A change ends holds for bad credentials and drops cached tokens.
         """
+        if dkim is not None:
+            self.dkim = tuple(dkim)
 
         def secrets(chain: Sequence[UpstreamConfig]) -> list[object]:
             return [

@@ -48,8 +48,7 @@ class Releaser:
             self._own = Dispatcher(
                 (upstream,), hostname=self.hostname, state=self.state, hold=hold, dns=dns
             )
-        self._own.configure((upstream,), dns=dns, hold=hold)
-        self._own.dkim = tuple(dkim)
+        self._own.configure((upstream,), dns=dns, hold=hold, dkim=dkim)
 
     async def release(self, record: Record, recipients: Sequence[str]) -> list[dict[str, object]]:
         """Deliver ``record`` to ``recipients`` now; one attempt per distinct relay and reply.

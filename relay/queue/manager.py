@@ -22,6 +22,7 @@ from dataclasses import replace
 
 from relay.config import RetryConfig, UpstreamConfig
 from relay.deliver.dispatch import Dispatcher, Result
+from relay.deliver.dkim import SigningKey
 from relay.deliver.options import DnsConfig
 from relay.deliver.outcome import Reply, Status, classify
 from relay.errors import SpoolError
@@ -120,15 +121,16 @@ class QueueManager:
         *,
         upstreams: Sequence[UpstreamConfig] = (),
         dns: DnsConfig | None = None,
+        dkim: Sequence[SigningKey] | None = None,
     ) -> None:
         """Use new upstream settings from the next session on (a reload).
 
         A changed upstream (password included) ends a hold for bad credentials and makes
         every deferred message due now: the operator fixed something, so try it.
-        ``upstreams``: all of them, when there are several.
+        ``upstreams``: all of them, when there are several; ``dkim``: the signing keys.
         """
         hold = retry.min_backoff
-        changed = self.dispatcher.configure(upstreams or (upstream,), dns=dns, hold=hold)
+        changed = self.dispatcher.configure(upstreams or (upstream,), dns=dns, hold=hold, dkim=dkim)
         self.upstream, self.retry = upstream, retry
         if changed:
             for queue_id in list(self._timers):

@@ -78,6 +78,18 @@ class RelayHandler:
         self.simulate = simulate
         self.metrics = metrics or Metrics()
 
+    def reconfigure(
+        self,
+        *,
+        limits: Limits,
+        account: str | None,
+        simulate: Callable[[Envelope, bytes], Simulation] | None,
+        check_domain: Callable[[str, str], Awaitable[str | None]] | None,
+    ) -> None:
+        """Put reloaded settings in force from the next command on."""
+        self.limits, self.account = limits, account
+        self.simulate, self.check_domain = simulate, check_domain
+
     async def fault(self, server: Any, stage: Stage, addresses: tuple[str, ...] = ()) -> str | None:
         """The reply of an injected fault at ``stage`` (None: go on as usual)."""
         return await inject(self.faults, stage, addresses, server.transport)
