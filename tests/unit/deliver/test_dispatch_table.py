@@ -17,6 +17,7 @@ from relay.deliver.dispatch import Dispatcher, Result
 from relay.deliver.oauth import TokenSource
 from relay.deliver.options import QuotaConfig
 from relay.deliver.outcome import Reply
+from relay.deliver.release import Releaser
 from relay.errors import UpstreamError
 from relay.model import Envelope
 from relay.queue.record import Record
@@ -254,3 +255,15 @@ async def test_extensions_decide_the_transaction(
     else:
         assert [options for *_, options in sent] == [sent_options]
         assert sent[0][2].isascii() is (not eight_bit)
+
+
+async def test_a_release_in_relay_mode_shares_the_delivery_quota_and_skips_the_routes(tmp_path):
+    clock, transport = Clock(), Upstreams({"a.example": OK, "b.example": OK})
+    routed = UpstreamConfig(name="b", host="b.example", recipients=("*@y.org",))
+    d = dispatcher((routed, A_QUOTA), transport, clock, tmp_path)
+    releaser = Releaser(hostname="relay.example", state=tmp_path, shared=d)
+    releaser.reconfigure(A_QUOTA, hold=300.0, dns=None, dkim=())
+    (sent,) = await releaser.release(record("x@y.org"), ["x@y.org"])
+    assert sent["status"] == "sent" and sent["relay"] == "a.example[192.0.2.1]:587"
+    assert transport.opened == ["a.example"]  # not b.example, where the route points
+    assert (await deliver(d, record("z@other.org"))).waiting  # the release used the slot
