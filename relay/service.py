@@ -15,6 +15,7 @@ from relay.cleanup.sources import DirectorySource, load_filter_sets
 from relay.config import RelayConfig, TcpListener
 from relay.deliver.dispatch import Dispatcher
 from relay.deliver.dkim import SigningKey, planned, sign_record
+from relay.deliver.release import Releaser
 from relay.errors import ConfigError, RelayError
 from relay.log import logger
 from relay.metrics import Metrics
@@ -27,9 +28,10 @@ from relay.receive.domains import DomainCheck, domain_check
 from relay.receive.faults import Faults
 from relay.receive.handler import RelayHandler
 from relay.receive.server import Listeners
+from relay.web.deps import Health, WebDeps, WebSettings
 from relay.web.server import WebServer
 
-__all__ = ["Relay", "serve"]
+__all__ = ["Relay", "serve", "web_settings"]
 
 
 class _SpoolSink:
@@ -119,6 +121,12 @@ class Relay:
         else:
             assert self.capture is not None
             sink = _CaptureSink(self.capture, self._dkim)
+        self.releaser = Releaser(
+            hostname=config.hostname,
+            state=config.queue.path / "quota",
+            shared=self.manager.dispatcher if self.manager else None,
+        )
+        self._reconfigure_releaser(config)
         self.directory = DirectorySource.from_options(config.notification)
         self.faults = Faults(config.capture.faults) if config.capture_mode else None
         self.webhooks = (
@@ -150,16 +158,32 @@ class Relay:
         )
         self.bound: list[str] = []
         self.web: WebServer | None = None
+        self._refreshing: asyncio.Task[None] | None = None
 
     def _dkim(self) -> tuple[SigningKey, ...]:
         """The signing keys in force (reload replaces them)."""
         return self.config.dkim_keys
+
+    def _reconfigure_releaser(self, config: RelayConfig) -> None:
+        self.releaser.reconfigure(
+            config.capture.release.upstream or config.upstream,
+            hold=config.queue.retry.min_backoff,
+            dns=config.dns,
+            dkim=config.dkim_keys,
+        )
 
     def _domain_check(self, config: RelayConfig) -> DomainCheck | None:
         """The RCPT-time recipient-domain check, sharing the delivery's DNS cache."""
         if self.manager is None:
             return None
         return domain_check(config, self.manager.dispatcher.resolver)
+
+    async def _refresh_directory(self) -> None:
+        """Keep the aliases and Trac users current, in a thread: the SMTP hooks only read
+        the snapshot (reload replaces the source; this follows it)."""
+        while True:
+            await asyncio.sleep(_DIRECTORY_REFRESH)
+            await asyncio.to_thread(self.directory.refresh)
 
     async def _keep_copy(self, record: Record, state: DeliveryState) -> None:
         assert self.capture is not None
@@ -178,6 +202,7 @@ class Relay:
             await self.control.start()  # the queue is ours from here on
             await asyncio.to_thread(self.manager.spool.create)
             await self.manager.start()
+        self._refreshing = asyncio.create_task(self._refresh_directory())
         self.bound = await self.listeners.start()
         if self.capture is not None:
             threading.Thread(target=self.capture.catch_up, name="capture", daemon=True).start()
@@ -192,6 +217,8 @@ class Relay:
             await self.web.stop()
             self.web = None
         await self.listeners.stop()
+        if self._refreshing is not None:
+            self._refreshing.cancel()
         if self.webhooks is not None:
             await self.webhooks.stop()
         if self.manager is not None:
@@ -201,9 +228,31 @@ class Relay:
         if self.capture is not None:
             self.capture.release()
 
+    def web_deps(self) -> WebDeps:
+        """What the page and API serve: this relay's parts, never the relay itself."""
+        return WebDeps(
+            capture=self.capture,
+            spool=self.manager.spool if self.manager else None,
+            releaser=self.releaser,
+            metrics=self.metrics,
+            health=self._health,
+            queue_actions=self.manager.apply if self.manager else None,
+            faults=self.faults,
+        )
+
+    def _health(self) -> Health:
+        manager = self.manager
+        storage = manager.spool.root if manager else self.capture.root  # type: ignore[union-attr]
+        return Health(
+            listening=tuple(self.bound),
+            storage=storage,
+            largest=self.config.limits.max_message_size,
+            failing_since=manager.failing_since if manager else None,
+        )
+
     async def _start_web(self) -> WebServer | None:
         """The page and API; mail keeps flowing if the port is taken."""
-        server = WebServer(self, self.config.web.listen)
+        server = WebServer(self.web_deps(), web_settings(self.config), self.config.web.listen)
         try:
             await server.start()
         except OSError as exc:
@@ -228,16 +277,26 @@ class Relay:
             name for name in _RESTART_ONLY if _section(self.config, name) != _section(config, name)
         ]
         self.config, self.directory = config, directory
-        self.handler.limits = self.listeners.limits = config.limits
-        self.listeners.tls, self.listeners.auth = config.listen_tls, config.listen_auth
-        self.handler.simulate = simulate
-        self.handler.account = config.upstream.username if config.upstream else None
+        self.listeners.reconfigure(
+            limits=config.limits, tls=config.listen_tls, auth=config.listen_auth
+        )
         if self.manager is not None and config.upstream is not None:
             self.manager.reconfigure(
-                config.upstream, config.queue.retry, upstreams=config.upstreams, dns=config.dns
+                config.upstream,
+                config.queue.retry,
+                upstreams=config.upstreams,
+                dns=config.dns,
+                dkim=config.dkim_keys,
             )
-            self.manager.dispatcher.dkim = config.dkim_keys
-        self.handler.check_domain = self._domain_check(config)
+        self._reconfigure_releaser(config)
+        if self.web is not None:
+            self.web.reconfigure(web_settings(config))
+        self.handler.reconfigure(
+            limits=config.limits,
+            account=config.upstream.username if config.upstream else None,
+            simulate=simulate,
+            check_domain=self._domain_check(config),
+        )
         logger.info("reload: configuration from %s in force", config.source)
         if restart:
             logger.warning("reload: a restart is needed to apply %s", ", ".join(restart))
@@ -290,6 +349,9 @@ class Relay:
             )
 
 
+#: Seconds between checks of the aliases file and Trac's database for changes.
+_DIRECTORY_REFRESH = 1.0
+
 #: Settings read once at start; a reload that changes them says a restart is needed.
 _RESTART_ONLY = (
     "listen",
@@ -301,6 +363,15 @@ _RESTART_ONLY = (
     "web.enabled",
     "web.listen",
 )
+
+
+def web_settings(config: RelayConfig) -> WebSettings:
+    """The settings of ``config`` the web app reads per request."""
+    return WebSettings(
+        web=config.web,
+        timezone=config.filters.timezone,
+        release_allowed=config.capture.release.allowed,
+    )
 
 
 def _section(config: RelayConfig, name: str) -> object:

@@ -186,7 +186,8 @@ def _show(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) ->
 def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) -> int:
     import asyncio
 
-    from relay.capture.release import ReleaseRefused, release_recipients, send_release
+    from relay.capture.release import ReleaseRefused, release_recipients, release_record
+    from relay.deliver.release import Releaser
 
     found = _find(store, args.queue_id)
     if found is None:
@@ -201,16 +202,11 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
     except ReleaseRefused as exc:
         print(f"notify-relay: not released: {exc}", file=sys.stderr)
         return 1
-    attempts = asyncio.run(
-        send_release(
-            raw,
-            meta.get("sender") or "",
-            recipients,
-            upstream,
-            hostname=config.hostname,
-            dkim=config.dkim_keys,
-        )
+    releaser = Releaser(hostname=config.hostname, state=config.queue.path / "quota", shared=None)
+    releaser.reconfigure(
+        upstream, hold=config.queue.retry.min_backoff, dns=config.dns, dkim=config.dkim_keys
     )
+    attempts = asyncio.run(releaser.release(release_record(queue_id, raw, meta), recipients))
     store.record_release(queue_id, attempts)
     for attempt in attempts:
         rcpts = ", ".join(attempt["recipients"])

@@ -234,6 +234,12 @@ class Listeners:
         self._gate = Connections(networks)
         self._servers: list[asyncio.Server] = []
 
+    def reconfigure(
+        self, *, limits: Limits, tls: ListenTlsConfig | None, auth: ListenAuthConfig | None
+    ) -> None:
+        """Put reloaded settings in force for new connections."""
+        self.limits, self.tls, self.auth = limits, tls, auth
+
     def _protocol(self, *, tcp: bool) -> _RelaySMTP:
         return _RelaySMTP(
             self.handler,
