@@ -13,7 +13,7 @@ Expected outcomes (a cleanup rejection, a delivery result) are values, not excep
 
 from __future__ import annotations
 
-from relay.reply import one_line
+from relay.log import one_line
 
 __all__ = ["ConfigError", "InUseError", "RelayError", "SpoolError", "UpstreamError"]
 
@@ -53,10 +53,12 @@ class UpstreamError(RelayError):
     """The upstream could not be used for a session: connection, TLS or AUTH failed.
 
     ``code`` is the upstream's reply code, or 0 when there was no reply (refused
-    connection, certificate mismatch); ``text`` says what happened.
+    connection, certificate mismatch); ``text`` says what happened; ``relay`` names the
+    peer tried (``host[address]:port``), when known.
     """
 
-    def __init__(self, code: int, text: str) -> None:
+    def __init__(self, code: int, text: str, *, relay: str = "") -> None:
         self.code = code
         self.text = one_line(text)  # the upstream's words, shown on one line
+        self.relay = relay
         super().__init__(f"{code} {self.text}" if code else self.text)

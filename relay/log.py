@@ -2,6 +2,8 @@
 
 ``setup_logging(fmt="json")`` writes the same events as one JSON object per line for log
 shippers, with the queue id and the ``key=value`` pairs of a line as fields of their own.
+:func:`log_event` passes those fields with the call (``extra=``) and renders the text from
+them; other lines have their fields read back from the text (:func:`line_fields`).
 """
 
 from __future__ import annotations
@@ -10,14 +12,33 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Mapping
 from typing import Literal
 
-from relay.model import Status
-from relay.reply import Reply, one_line
-
-__all__ = ["delivery_line", "line_fields", "logger", "setup_logging"]
+__all__ = ["line_fields", "log_delivery", "log_event", "logger", "one_line", "setup_logging"]
 
 logger = logging.getLogger("notify-relay")
+
+_LINE_BREAKS = re.compile(r"\s*(?:\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029])\s*")
+#: C0 and C1 controls, and the bidirectional overrides that make a line read otherwise.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """``text`` (a remote reply, a client's word) safe for a one-line log or listing.
+
+    Continuation lines are joined with a space, as Postfix does with multi-line replies,
+    and other control characters are escaped (``\\x1b``), so that what a peer says can
+    neither split a line nor start one of its own.
+    """
+    joined = _LINE_BREAKS.sub(" ", text.strip())
+    return _CONTROL.sub(_escape, joined)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 _QUEUE_ID = re.compile(r"^([0-9A-F]{18}): ")
 _PAIR = re.compile(r"(?:^|, )([a-z_]+)=(<[^>]*>|[^,\s]+)")
@@ -64,7 +85,7 @@ class _JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "pid": record.process,
             "message": message,
-            **line_fields(message),
+            **(getattr(record, "fields", None) or line_fields(message)),
         }
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
@@ -82,21 +103,45 @@ def setup_logging(level: int = logging.INFO, fmt: Literal["text", "json"] = "tex
     logger.propagate = False
 
 
-def delivery_line(
+#: Fields shown in angle brackets in the text, as Postfix shows addresses.
+_ADDRESSES = frozenset({"from", "to", "orig_to"})
+
+
+def log_event(
+    level: int, queue_id: str, pairs: Mapping[str, object], *, reply: str | None = None
+) -> None:
+    """Log ``QUEUEID: key=value, ... (reply)`` with the queue id, the pairs and the reply
+    as the event's fields (``extra=``): the JSON format takes them as given, as text."""
+    shown = (f"<{value}>" if key in _ADDRESSES else str(value) for key, value in pairs.items())
+    text = ", ".join(f"{key}={value}" for key, value in zip(pairs, shown, strict=True))
+    fields = {"queue_id": queue_id, **{key: str(value) for key, value in pairs.items()}}
+    if reply is not None:
+        text, fields["reply"] = f"{text} ({reply})", reply
+    logger.log(level, "%s: %s", queue_id, text, extra={"fields": fields})
+
+
+def log_delivery(
     queue_id: str,
     rcpt: str,
     *,
     relay: str,
     delay: float,
     attempts: int,
-    reply: Reply,
-    status: Status,
-) -> str:
-    """One line per recipient and attempt, in Postfix's shape.
+    dsn: str,
+    status: str,
+    reply: str,
+) -> None:
+    """One line per recipient and attempt, in Postfix's shape (info when sent, else warning).
 
     ``QUEUEID: to=<a@x>, relay=host[ip]:port, delay=0.42, attempts=1, dsn=2.0.0, status=sent (...)``
     """
-    return (
-        f"{queue_id}: to=<{rcpt}>, relay={relay}, delay={delay:.2f}, attempts={attempts}, "
-        f"dsn={reply.dsn}, status={status.value} ({reply})"
-    )
+    pairs = {
+        "to": rcpt,
+        "relay": relay,
+        "delay": f"{delay:.2f}",
+        "attempts": attempts,
+        "dsn": dsn,
+        "status": status,
+    }
+    level = logging.INFO if status == "sent" else logging.WARNING
+    log_event(level, queue_id, pairs, reply=reply)

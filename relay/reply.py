@@ -1,5 +1,4 @@
-"""SMTP replies: the codes the relay compares or sends, by name; one reply value; and
-:func:`one_line`, which makes what a peer says safe for a one-line log or listing.
+"""SMTP replies: the codes the relay compares or sends, by name, and one reply value.
 
 As aiosmtplib's ``SMTPStatus``: logic says ``ReplyCode.COMPLETED``, never a bare 250.
 """
@@ -10,28 +9,11 @@ import enum
 import re
 from dataclasses import dataclass
 
-__all__ = ["Reply", "ReplyClass", "ReplyCode", "one_line"]
+from relay.log import one_line
+
+__all__ = ["Reply", "ReplyClass", "ReplyCode"]
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
-_LINE_BREAKS = re.compile(r"\s*(?:\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029])\s*")
-#: C0 and C1 controls, and the bidirectional overrides that make a line read otherwise.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def one_line(text: str) -> str:
-    """``text`` (a remote reply, a client's word) safe for a one-line log or listing.
-
-    Continuation lines are joined with a space, as Postfix does with multi-line replies,
-    and other control characters are escaped (``\\x1b``), so that what a peer says can
-    neither split a line nor start one of its own.
-    """
-    joined = _LINE_BREAKS.sub(" ", text.strip())
-    return _CONTROL.sub(_escape, joined)
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class ReplyCode(enum.IntEnum):
@@ -61,7 +43,7 @@ class ReplyClass(enum.IntEnum):
 class Reply:
     """An upstream reply, or a local failure to get one (``code`` 0, e.g. refused connection).
 
-    The text is kept as one line (:func:`one_line`): the lines of a multi-line reply
+    The text is kept as one line (:func:`~relay.log.one_line`): the lines of a multi-line reply
     joined, control characters escaped, wherever it is logged or shown later.
     """
 

@@ -16,6 +16,7 @@ from relay.config import RelayConfig
 from relay.credentials import read_credentials
 from relay.deliver.dispatch import Dispatcher
 from relay.deliver.dkim import SigningKey, planned, sign_record
+from relay.deliver.release import Releaser
 from relay.errors import ConfigError, RelayError
 from relay.log import logger
 from relay.metrics import Metrics
@@ -30,9 +31,10 @@ from relay.receive.handler import RelayHandler
 from relay.receive.options import TcpListener
 from relay.receive.server import Listeners
 from relay.record import DeliveryState, Record
+from relay.web.deps import Health, WebDeps, WebSettings
 from relay.web.server import WebServer
 
-__all__ = ["Relay", "serve"]
+__all__ = ["Relay", "serve", "web_settings"]
 
 
 class _SpoolSink:
@@ -123,6 +125,12 @@ class Relay:
         else:
             assert self.capture is not None
             sink = _CaptureSink(self.capture, self._dkim)
+        self.releaser = Releaser(
+            hostname=config.hostname,
+            state=config.queue.path / "quota",
+            shared=self.manager.dispatcher if self.manager else None,
+        )
+        self._reconfigure_releaser(config)
         self.directory = DirectorySource.from_options(config.notification)
         self.faults = Faults(config.capture.faults) if config.capture_mode else None
         self.webhooks = (
@@ -161,16 +169,32 @@ class Relay:
         )
         self.bound: list[str] = []
         self.web: WebServer | None = None
+        self._refreshing: asyncio.Task[None] | None = None
 
     def _dkim(self) -> tuple[SigningKey, ...]:
         """The signing keys in force (reload replaces them)."""
         return self.credentials.dkim_keys
+
+    def _reconfigure_releaser(self, config: RelayConfig) -> None:
+        self.releaser.reconfigure(
+            config.capture.release.upstream or config.upstream,
+            hold=config.queue.retry.min_backoff,
+            dns=config.dns,
+            dkim=self.credentials.dkim_keys,
+        )
 
     def _domain_check(self, config: RelayConfig) -> DomainCheck | None:
         """The RCPT-time recipient-domain check, sharing the delivery's DNS cache."""
         if self.manager is None:
             return None
         return domain_check(config.dns, config.upstreams, self.manager.dispatcher.resolver)
+
+    async def _refresh_directory(self) -> None:
+        """Keep the aliases and Trac users current, in a thread: the SMTP hooks only read
+        the snapshot (reload replaces the source; this follows it)."""
+        while True:
+            await asyncio.sleep(_DIRECTORY_REFRESH)
+            await asyncio.to_thread(self.directory.refresh)
 
     async def _keep_copy(self, record: Record, state: DeliveryState) -> None:
         assert self.capture is not None
@@ -189,6 +213,7 @@ class Relay:
             await self.control.start()  # the queue is ours from here on
             await asyncio.to_thread(self.manager.spool.create)
             await self.manager.start()
+        self._refreshing = asyncio.create_task(self._refresh_directory())
         self.bound = await self.listeners.start()
         if self.capture is not None:
             threading.Thread(target=self.capture.catch_up, name="capture", daemon=True).start()
@@ -203,6 +228,8 @@ class Relay:
             await self.web.stop()
             self.web = None
         await self.listeners.stop()
+        if self._refreshing is not None:
+            self._refreshing.cancel()
         if self.webhooks is not None:
             await self.webhooks.stop()
         if self.manager is not None:
@@ -212,9 +239,31 @@ class Relay:
         if self.capture is not None:
             self.capture.release()
 
+    def web_deps(self) -> WebDeps:
+        """What the page and API serve: this relay's parts, never the relay itself."""
+        return WebDeps(
+            capture=self.capture,
+            spool=self.manager.spool if self.manager else None,
+            releaser=self.releaser,
+            metrics=self.metrics,
+            health=self._health,
+            queue_actions=self.manager.apply if self.manager else None,
+            faults=self.faults,
+        )
+
+    def _health(self) -> Health:
+        manager = self.manager
+        storage = manager.spool.root if manager else self.capture.root  # type: ignore[union-attr]
+        return Health(
+            listening=tuple(self.bound),
+            storage=storage,
+            largest=self.config.limits.max_message_size,
+            failing_since=manager.failing_since if manager else None,
+        )
+
     async def _start_web(self) -> WebServer | None:
         """The page and API; mail keeps flowing if the port is taken."""
-        server = WebServer(self, self.config.web.listen)
+        server = WebServer(self.web_deps(), web_settings(self.config), self.config.web.listen)
         try:
             await server.start()
         except OSError as exc:
@@ -240,18 +289,30 @@ class Relay:
             name for name in _RESTART_ONLY if _section(self.config, name) != _section(config, name)
         ]
         self.config, self.directory, self.credentials = config, directory, credentials
-        self.handler.limits = self.listeners.limits = config.limits
-        self.listeners.tls, self.listeners.auth = config.listen_tls, config.listen_auth
-        self.listeners.tls_context = credentials.listen_tls
-        self.listeners.users = credentials.listen_users
-        self.handler.simulate = simulate
-        self.handler.account = config.upstream.username if config.upstream else None
+        self.listeners.reconfigure(
+            limits=config.limits,
+            tls=config.listen_tls,
+            auth=config.listen_auth,
+            tls_context=credentials.listen_tls,
+            users=credentials.listen_users,
+        )
         if self.manager is not None and config.upstream is not None:
             self.manager.reconfigure(
-                config.upstream, config.queue.retry, upstreams=config.upstreams, dns=config.dns
+                config.upstream,
+                config.queue.retry,
+                upstreams=config.upstreams,
+                dns=config.dns,
+                dkim=self.credentials.dkim_keys,
             )
-            self.manager.dispatcher.dkim = credentials.dkim_keys
-        self.handler.check_domain = self._domain_check(config)
+        self._reconfigure_releaser(config)
+        if self.web is not None:
+            self.web.reconfigure(web_settings(config))
+        self.handler.reconfigure(
+            limits=config.limits,
+            account=config.upstream.username if config.upstream else None,
+            simulate=simulate,
+            check_domain=self._domain_check(config),
+        )
         logger.info("reload: configuration from %s in force", config.source)
         if restart:
             logger.warning("reload: a restart is needed to apply %s", ", ".join(restart))
@@ -304,6 +365,9 @@ class Relay:
             )
 
 
+#: Seconds between checks of the aliases file and Trac's database for changes.
+_DIRECTORY_REFRESH = 1.0
+
 #: Settings read once at start; a reload that changes them says a restart is needed.
 _RESTART_ONLY = (
     "listen",
@@ -315,6 +379,15 @@ _RESTART_ONLY = (
     "web.enabled",
     "web.listen",
 )
+
+
+def web_settings(config: RelayConfig) -> WebSettings:
+    """The settings of ``config`` the web app reads per request."""
+    return WebSettings(
+        web=config.web,
+        timezone=config.filters.timezone,
+        release_allowed=config.capture.release.allowed,
+    )
 
 
 def _section(config: RelayConfig, name: str) -> object:

@@ -34,6 +34,7 @@ from typing import Any
 from relay.capture.entry import IndexEntry, entry_of
 from relay.capture.events import Events, MailEvent, MailEventKind
 from relay.capture.index import CaptureIndex
+from relay.capture.meta import CaptureMeta
 from relay.capture.search import Page, find, find_ids
 from relay.capture.timeline import delivery_status
 from relay.durable import make_private_dir, write_durably, write_private
@@ -118,26 +119,12 @@ class CaptureStore:
         logged and the next reader reconciles. ``timeline`` lists the delivery attempts
         (relay mode).
         """
-        envelope, queue_id = record.envelope, record.queue_id
-        meta = {
-            "id": queue_id,
-            "sender": envelope.sender,
-            "recipients": list(envelope.recipients),
-            "mail_options": list(envelope.mail_options),
-            "received_at": envelope.received_at,
-            "peer": envelope.peer,
-            "helo": envelope.helo,
-            "trace": [[entry.option, entry.change] for entry in record.trace],
-            "filters": record.filters,
-            "timeline": list(timeline),
-            "captured_at": time.time(),
-        }
-        if record.refusals:
-            meta["relay_refusals"] = [refusal.as_dict() for refusal in record.refusals]
+        queue_id = record.queue_id
+        captured = CaptureMeta.of(record, timeline=timeline, captured_at=time.time())
+        meta = captured.as_dict()
         if record.original is not None:
-            meta["original_kept"] = True
             write_durably(self._original(queue_id), record.original, self.root / "tmp")
-        self._write_meta(queue_id, meta)
+        self._write_meta(captured)
         now = time.time()
         name = f"{int(now)}.M{int(now * 1e6) % 1_000_000}P{os.getpid()}Q{queue_id}.{self._host}"
         target = self.root / "new" / name
@@ -245,10 +232,9 @@ class CaptureStore:
         item = self.item(queue_id)
         if found is None or item is None:
             return
-        meta = found[1]
-        meta["releases"] = [*meta.get("releases", ()), *attempts]
-        self._write_meta(queue_id, meta)
-        item["status"] = delivery_status(meta).value
+        meta = _meta(self.root, queue_id).released(attempts)
+        self._write_meta(meta)
+        item["status"] = delivery_status(meta.as_dict()).value
         with self.index.transaction():
             self.index.update_item(queue_id, item)
         self.events.publish(MailEvent(MailEventKind.CHANGED, (queue_id,)))
@@ -353,8 +339,8 @@ class CaptureStore:
     def _original(self, queue_id: str) -> Path:
         return self.root / "meta" / f"{queue_id}.original"
 
-    def _write_meta(self, queue_id: str, meta: Mapping[str, object]) -> None:
-        write_private(self.root / "meta" / f"{queue_id}.json", json.dumps(meta).encode())
+    def _write_meta(self, meta: CaptureMeta) -> None:
+        write_private(self.root / "meta" / f"{meta.id}.json", meta.encode())
 
 
 def _queue_id(name: str) -> str:
@@ -366,13 +352,23 @@ def _queue_id(name: str) -> str:
     return "X" + hashlib.sha1(unique.encode("utf-8", "surrogateescape")).hexdigest()[:17].upper()
 
 
+def _meta(root: Path, queue_id: str) -> CaptureMeta:
+    """The metadata of ``queue_id``; a missing or unreadable file gives an empty one."""
+    try:
+        return CaptureMeta.decode((root / "meta" / f"{queue_id}.json").read_bytes())
+    except (FileNotFoundError, ValueError):  # a release is recorded whatever was there
+        return CaptureMeta(id=queue_id, sender="", recipients=())
+
+
 def _load(root: Path, queue_id: str, path: str) -> tuple[bytes, dict[str, Any]]:
+    """The message and its metadata ({} when missing or not JSON: the index falls back to
+    the message); metadata of the wrong shape or a newer version raises ``ValueError``."""
     raw = (root / path).read_bytes()
     try:
-        meta = json.loads((root / "meta" / f"{queue_id}.json").read_bytes())
-    except (FileNotFoundError, ValueError):
-        meta = {}
-    return raw, meta if isinstance(meta, dict) else {}
+        meta = CaptureMeta.decode((root / "meta" / f"{queue_id}.json").read_bytes())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return raw, {}
+    return raw, meta.as_dict()
 
 
 def _entry(root: Path, found: tuple[str, str]) -> IndexEntry | None:
@@ -382,10 +378,9 @@ def _entry(root: Path, found: tuple[str, str]) -> IndexEntry | None:
     try:
         raw, meta = _load(root, queue_id, path)
         file_time = (root / path).stat().st_mtime
+        entry = entry_of(queue_id, path, raw, meta, file_time=file_time)
     except FileNotFoundError:
         return None
-    try:
-        entry = entry_of(queue_id, path, raw, meta, file_time=file_time)
     except Exception:  # noqa: BLE001 - one unreadable file must not stop indexing the rest
         logger.exception("%s: capture index: cannot index %s; left out", queue_id, path)
         return None

@@ -3,29 +3,23 @@
 The guard is pure: :func:`release_recipients` reads each recipient as one plain address,
 exactly the text ``RCPT TO`` will carry (aiosmtplib re-parses what it is given, so anything
 a parser could read as another address is refused), then checks it against
-``capture.release.allowed``. Sending opens one session with
-:class:`~relay.deliver.smtp.UpstreamSession` and returns the attempts in the shape the
-delivery timeline uses. The bytes go out as they were captured.
+``capture.release.allowed``. Sending goes through delivery
+(:class:`relay.deliver.release.Releaser`), which takes the message as
+:func:`release_record` builds it from the capture store.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from relay.cleanup.encoding import downgrade_8bit
 from relay.cleanup.mailbox import is_address
-from relay.deliver.dkim import SigningKey, sign
-from relay.deliver.oauth import token_source
-from relay.deliver.options import UpstreamConfig
-from relay.deliver.outcome import classify
-from relay.deliver.smtp import UpstreamSession
-from relay.errors import UpstreamError
-from relay.record import Attempt
-from relay.reply import Reply
+from relay.model import Envelope
+from relay.record import Record
 
-__all__ = ["ReleaseRefused", "release_address", "release_recipients", "send_release"]
+__all__ = ["ReleaseRefused", "release_address", "release_recipients", "release_record"]
 
 _PLAIN = "release takes plain addresses only (local@domain)"
 #: Text a strict address may hold that still means something else to someone: a quoted
@@ -91,59 +85,12 @@ def release_recipients(recipients: Sequence[str], allowed: Sequence[str]) -> tup
     return addresses
 
 
-async def send_release(
-    message: bytes,
-    sender: str,
-    recipients: Sequence[str],
-    upstream: UpstreamConfig,
-    *,
-    hostname: str,
-    dkim: Sequence[SigningKey] = (),
-) -> list[dict[str, object]]:
-    """Send ``message`` to ``recipients`` over a new session; one attempt per distinct reply.
-
-    ``recipients`` come from :func:`release_recipients`, so what was checked is what is sent.
-
-    An OAuth upstream gets a fresh token; an ``mx`` upstream cannot be released to. The
-    ``dkim`` keys sign what goes out (after any 7-bit downgrade), replacing their own
-    signatures made at capture time.
-    """
-    if upstream.mx:
-        reply = Reply(0, "cannot release by MX lookup: configure capture.release.upstream")
-        return _attempts(str(upstream), dict.fromkeys(recipients, reply))
-    oauth = upstream.oauth if upstream.auth != "password" else None
-    tokens = token_source(oauth) if oauth is not None else None
-    session = UpstreamSession(upstream, hostname=hostname, tokens=tokens)
-    try:
-        await session.open()
-    except UpstreamError as exc:
-        return _attempts(session.relay, dict.fromkeys(recipients, Reply(exc.code, exc.text)))
-    try:
-        options = []
-        if not message.isascii():
-            if session.supports_8bitmime:
-                options.append("BODY=8BITMIME")
-            else:
-                message = downgrade_8bit(message)
-        message = sign(message, dkim).message
-        replies = await session.send(sender, recipients, message, mail_options=options)
-    finally:
-        await session.close()
-    return _attempts(session.relay, replies)
-
-
-def _attempts(relay: str, replies: dict[str, Reply]) -> list[dict[str, object]]:
-    now = time.time()
-    groups: dict[Reply, list[str]] = {}
-    for rcpt, reply in replies.items():
-        groups.setdefault(reply, []).append(rcpt)
-    return [
-        Attempt(
-            at=now,
-            relay=relay,
-            recipients=tuple(rcpts),
-            status=classify(reply).value,
-            reply=str(reply),
-        ).as_dict()
-        for reply, rcpts in groups.items()
-    ]
+def release_record(queue_id: str, message: bytes, meta: Mapping[str, Any]) -> Record:
+    """The captured message ``queue_id`` as delivery takes it, from its stored metadata."""
+    envelope = Envelope(
+        sender=meta.get("sender") or "",
+        recipients=tuple(meta.get("recipients") or ()),
+        mail_options=tuple(meta.get("mail_options") or ()),
+        received_at=float(meta.get("received_at") or time.time()),
+    )
+    return Record(queue_id=queue_id, envelope=envelope, message=message)

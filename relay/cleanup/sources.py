@@ -1,7 +1,9 @@
 """Where directory data comes from: the aliases YAML file and a Trac environment's database.
 
-The I/O edge of cleanup. :class:`DirectorySource` re-reads a file when its modification
-time or size changes and otherwise hands out the same :class:`Directory`.
+The I/O edge of cleanup. :class:`DirectorySource` hands out an immutable :class:`Directory`
+snapshot without touching the disk (the SMTP hooks read it on the event loop); its
+:meth:`~DirectorySource.refresh`, run in a thread in the background, re-reads a file when
+its modification time or size changes.
 """
 
 from __future__ import annotations
@@ -147,10 +149,17 @@ class DirectorySource:
         return cls(aliases_file=options.aliases_file, trac_env=options.trac_env, users=users)
 
     def current(self) -> Directory:
-        """The directory, re-read first if a watched file changed (one ``stat`` per file)."""
-        if self._watched() and _stamp(*self._watched()) != self._stamps:
-            self._load(first=False)
+        """The latest snapshot (no I/O: safe on the event loop)."""
         return self._directory
+
+    def refresh(self) -> bool:
+        """Re-read if a watched file changed (one ``stat`` per file; blocking); True when
+        a new snapshot is in place."""
+        if not self._watched() or _stamp(*self._watched()) == self._stamps:
+            return False
+        before = self._directory
+        self._load(first=False)
+        return self._directory is not before
 
     def _watched(self) -> tuple[Path, ...]:
         paths: list[Path] = []

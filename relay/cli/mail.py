@@ -185,8 +185,9 @@ def _show(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) ->
 def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) -> int:
     import asyncio
 
-    from relay.capture.release import ReleaseRefused, release_recipients, send_release
+    from relay.capture.release import ReleaseRefused, release_recipients, release_record
     from relay.credentials import read_credentials
+    from relay.deliver.release import Releaser
     from relay.errors import ConfigError
 
     try:
@@ -194,6 +195,7 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
+
     found = _find(store, args.queue_id)
     if found is None:
         return 1
@@ -207,16 +209,9 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
     except ReleaseRefused as exc:
         print(f"notify-relay: not released: {exc}", file=sys.stderr)
         return 1
-    attempts = asyncio.run(
-        send_release(
-            raw,
-            meta.get("sender") or "",
-            recipients,
-            upstream,
-            hostname=config.hostname,
-            dkim=keys,
-        )
-    )
+    releaser = Releaser(hostname=config.hostname, state=config.queue.path / "quota", shared=None)
+    releaser.reconfigure(upstream, hold=config.queue.retry.min_backoff, dns=config.dns, dkim=keys)
+    attempts = asyncio.run(releaser.release(release_record(queue_id, raw, meta), recipients))
     store.record_release(queue_id, attempts)
     for attempt in attempts:
         rcpts = ", ".join(cast("list[str]", attempt["recipients"]))

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from relay.cleanup.encoding import downgrade_8bit
 from relay.deliver.advice import Failure, advise
 from relay.deliver.dkim import SigningKey, sign
 from relay.deliver.mx import addresses, mail_hosts
@@ -26,7 +27,8 @@ from relay.deliver.options import QuotaConfig, UpstreamConfig
 from relay.deliver.outcome import holds_queue
 from relay.deliver.quota import Governor, is_quota_reply
 from relay.deliver.routing import split
-from relay.deliver.smtp import UpstreamSession
+from relay.deliver.smtp import connect as smtp_connect
+from relay.deliver.transport import Clock, Connect, Session
 from relay.errors import UpstreamError
 from relay.log import logger
 from relay.record import Record
@@ -121,10 +123,15 @@ class Dispatcher:
         hold: float,
         dns: DnsConfig | None = None,
         dkim: Sequence[SigningKey] = (),
+        connect: Connect = smtp_connect,
+        clock: Clock = time.time,
     ) -> None:
         """``state``: the directory of quota files; ``hold``: seconds bad credentials hold;
-        ``dkim``: the signing keys (replaced on reload)."""
+        ``dkim``: the signing keys (replaced on reload); ``connect``: opens upstream
+        sessions (the network by default); ``clock``: the time now, for holds and quota."""
         self.hostname = hostname
+        self.connect = connect
+        self.clock = clock
         self.dkim = tuple(dkim)
         self.state = state
         self.hold = hold
@@ -141,12 +148,20 @@ class Dispatcher:
         self.configure(upstreams, dns=dns, hold=hold)
 
     def configure(
-        self, upstreams: Sequence[UpstreamConfig], *, dns: DnsConfig | None, hold: float
+        self,
+        upstreams: Sequence[UpstreamConfig],
+        *,
+        dns: DnsConfig | None,
+        hold: float,
+        dkim: Sequence[SigningKey] | None = None,
     ) -> bool:
-        """Use ``upstreams`` from the next batch on; True when they (or their secrets) changed.
+        """Use ``upstreams`` (and ``dkim`` keys, if given) from the next batch on; True when
+        the upstreams (or their secrets) changed.
 
         A change ends holds for bad credentials and drops cached tokens.
         """
+        if dkim is not None:
+            self.dkim = tuple(dkim)
 
         def secrets(chain: Sequence[UpstreamConfig]) -> list[object]:
             return [
@@ -224,7 +239,7 @@ class Dispatcher:
     ) -> None:
         """Log a failed session under the queue id of the message that asked for it; hold
         the upstream for bad credentials, pause it for quota."""
-        now = time.time()
+        now = self.clock()
         self.failing_since = self.failing_since or now
         if holds_queue(reply):
             self._holds[_account(upstream)] = (now + self.hold, reply, relay)
@@ -252,7 +267,7 @@ class Run:
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
-        self._sessions: dict[Target, UpstreamSession] = {}
+        self._sessions: dict[Target, Session] = {}
         self._failed: dict[Target, tuple[Reply, str]] = {}
 
     async def __aenter__(self) -> Run:
@@ -262,11 +277,15 @@ class Run:
         for session in self._sessions.values():
             await session.close()
 
-    async def deliver(self, record: Record, pending: Sequence[str]) -> Result:
-        """Try every pending recipient along its chain of upstreams."""
+    async def deliver(
+        self, record: Record, pending: Sequence[str], *, via: Sequence[UpstreamConfig] = ()
+    ) -> Result:
+        """Try every pending recipient along its chain of upstreams (``via``: this chain
+        for all of them, instead of the routes)."""
         tally = _Tally()
         upstreams, sender = self.dispatcher.upstreams, record.envelope.sender
-        for chain, recipients in split(upstreams, sender, pending):
+        chains = [(tuple(via), tuple(pending))] if via else split(upstreams, sender, pending)
+        for chain, recipients in chains:
             left = list(recipients)
             for upstream in chain:
                 if not left:
@@ -332,7 +351,7 @@ class Run:
         tally: _Tally,
     ) -> list[str]:
         """One transaction, unless the upstream is held or over quota; those to move on."""
-        upstream, now = target[0], time.time()
+        upstream, now = target[0], self.dispatcher.clock()
         if self._held(upstream, now, chunk, tally):
             return chunk
         if governor is not None:
@@ -348,7 +367,7 @@ class Run:
                 tally.reply(chunk, reply, str(upstream))
                 return chunk
         session = await self._session(target, record.queue_id)
-        if not isinstance(session, UpstreamSession):
+        if isinstance(session, tuple):
             if governor is not None:
                 await governor.release(now, len(chunk))
             if not self._held(upstream, now, chunk, tally):  # unless it was bad credentials
@@ -374,9 +393,9 @@ class Run:
             await governor.release(at, size)
         quota = next((reply for reply in replies if is_quota_reply(reply)), None)
         if quota is not None:
-            await governor.pause(time.time(), quota)
+            await governor.pause(self.dispatcher.clock(), quota)
 
-    async def _session(self, target: Target, queue_id: str) -> UpstreamSession | tuple[Reply, str]:
+    async def _session(self, target: Target, queue_id: str) -> Session | tuple[Reply, str]:
         """The batch's session with ``target``, opened now if need be, or why there is none.
 
         After a credentials hold, one session at a time tries to log in; the others
@@ -391,27 +410,26 @@ class Run:
         if probe is None:
             return await self._open(target, queue_id, after_refusal=False)
         async with probe:
-            hold = self.dispatcher.held(target[0], time.time())
+            hold = self.dispatcher.held(target[0], self.dispatcher.clock())
             if hold is not None:  # another session's login was refused meanwhile
                 return hold[1], hold[2]
             return await self._open(target, queue_id, after_refusal=True)
 
     async def _open(
         self, target: Target, queue_id: str, *, after_refusal: bool
-    ) -> UpstreamSession | tuple[Reply, str]:
+    ) -> Session | tuple[Reply, str]:
         upstream, mx_host = target
         dispatcher = self.dispatcher
-        session = UpstreamSession(
-            upstream,
-            hostname=dispatcher.hostname,
-            tokens=dispatcher.tokens(upstream),
-            mx_host=mx_host,
-            after_refusal=after_refusal,
-        )
         try:
-            await session.open()
+            session = await dispatcher.connect(
+                upstream,
+                hostname=dispatcher.hostname,
+                tokens=dispatcher.tokens(upstream),
+                mx_host=mx_host,
+                after_refusal=after_refusal,
+            )
         except UpstreamError as exc:
-            failed = self._failed[target] = (Reply(exc.code, exc.text), session.relay)
+            failed = self._failed[target] = (Reply(exc.code, exc.text), exc.relay)
             await dispatcher.session_failed(upstream, *failed, queue_id)
             return failed
         dispatcher.session_opened(upstream, session.relay, queue_id)
@@ -419,7 +437,7 @@ class Run:
         return session
 
     async def _transact(
-        self, session: UpstreamSession, record: Record, chunk: list[str]
+        self, session: Session, record: Record, chunk: list[str]
     ) -> dict[str, Reply]:
         """One transaction: 8BITMIME or a 7-bit downgrade, SMTPUTF8 when the client asked."""
         message, options = record.message, []
@@ -427,8 +445,6 @@ class Run:
             if session.supports_8bitmime:
                 options.append("BODY=8BITMIME")
             else:
-                from relay.cleanup.encoding import downgrade_8bit
-
                 message = downgrade_8bit(message)
         message = sign(message, self.dispatcher.dkim).message  # last: nothing may change it
         if "SMTPUTF8" in (option.upper() for option in record.envelope.mail_options):

@@ -1,10 +1,11 @@
 """Step-by-step upstream diagnosis for ``notify-relay check``: resolve, connect, TLS, AUTH, send.
 
-Unlike :class:`~relay.deliver.smtp.UpstreamSession`, which succeeds or fails as a whole,
-the probe reports every step as it goes (with the certificate's subject and expiry and
-the AUTH mechanisms offered) and, when one fails, gathers what :mod:`relay.deliver.advice`
-needs: whether the other TLS mode answers on the port, what the certificate names.
-It applies the same rules: certificates verified, no AUTH without TLS unless allowed.
+The session is delivery's own :class:`~relay.deliver.smtp.UpstreamSession` (the same
+STARTTLS-or-refuse, certificate checks, pinning and AUTH rules); the probe watches it as a
+:class:`~relay.deliver.smtp.SessionObserver`, reporting every step as it goes (with the
+certificate's subject and expiry and the AUTH mechanisms offered) and, when one fails,
+gathers what :mod:`relay.deliver.advice` needs: whether the other TLS mode answers on the
+port, what the certificate names.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -25,10 +26,9 @@ from email.utils import formatdate, make_msgid
 import aiosmtplib
 
 from relay.deliver.advice import Failure
-from relay.deliver.oauth import token_source
 from relay.deliver.options import UpstreamConfig
-from relay.deliver.sasl import PASSWORD_MECHANISMS, login_with_password, login_with_token
-from relay.deliver.smtp import tls_context
+from relay.deliver.sasl import PASSWORD_MECHANISMS
+from relay.deliver.smtp import SessionObserver, UpstreamSession, tls_context
 from relay.errors import UpstreamError
 
 __all__ = ["Step", "probe"]
@@ -75,11 +75,17 @@ def _step(name: str, command: str) -> Iterator[None]:
         raise _Failed(name, f"{command}: {_describe(exc)}") from None
 
 
+def _names(rdns: object) -> str:
+    """``CN=..., O=...`` of a certificate's subject or issuer (a tuple of RDNs)."""
+    pairs = [pair for rdn in rdns for pair in rdn] if isinstance(rdns, tuple) else []
+    return ", ".join(f"{key}={value}" for key, value in pairs)
+
+
 def _certificate(ssl_object: ssl.SSLObject, now: float) -> str:
     cert = ssl_object.getpeercert() or {}
-    subject = ", ".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
-    issuer = ", ".join(f"{k}={v}" for rdn in cert.get("issuer", ()) for k, v in rdn)
-    expires = ssl.cert_time_to_seconds(cert["notAfter"]) if "notAfter" in cert else now
+    subject, issuer = _names(cert.get("subject")), _names(cert.get("issuer"))
+    not_after = cert.get("notAfter")
+    expires = ssl.cert_time_to_seconds(not_after) if isinstance(not_after, str) else now
     days = (expires - now) / 86400
     when = time.strftime("%Y-%m-%d", time.gmtime(expires))
     warning = "; RENEWAL DUE SOON" if days < 14 else ""
@@ -99,10 +105,9 @@ class _Probe:
         self.config, self.hostname, self.timeout = config, hostname, timeout
         self.port = config.effective_port
 
-    async def connect(
-        self, tls: str, context: ssl.SSLContext | None
-    ) -> tuple[aiosmtplib.SMTP, str]:
-        """Connect (with implicit TLS if asked), read the greeting, STARTTLS if asked."""
+    async def connect(self, tls: str, context: ssl.SSLContext) -> aiosmtplib.SMTP:
+        """A diagnostic connection with ``context`` (which may check nothing): connect, and
+        STARTTLS if asked. Never used to log in or send."""
         smtp = aiosmtplib.SMTP(
             hostname=self.config.host,
             port=self.port,
@@ -112,23 +117,18 @@ class _Probe:
             local_hostname=self.config.helo or self.hostname,
             timeout=self.timeout,
         )
-        greeting = await smtp.connect()
+        await smtp.connect()
         if tls == "starttls":
-            with _step("ehlo", "EHLO"):
-                await smtp.ehlo()
-            if not smtp.supports_extension("starttls"):
-                smtp.close()
-                raise _Failed("starttls", f"{self.config.host}:{self.port} offers no STARTTLS")
-            with _step("starttls", "STARTTLS"):
-                await smtp.starttls(tls_context=context)
-        return smtp, f"{greeting.code} {greeting.message}"
+            await smtp.ehlo()
+            await smtp.starttls(tls_context=context)  # raises if not offered
+        return smtp
 
     async def other_mode_answers(self) -> bool:
         """Whether the port greets in the other TLS mode (certificate not checked)."""
         other = "implicit" if self.config.tls == "starttls" else "none"
         try:
-            smtp, _ = await self.connect(other, _unverified())
-        except (_Failed, ssl.SSLError, aiosmtplib.SMTPException, OSError):
+            smtp = await self.connect(other, _unverified())
+        except (ssl.SSLError, aiosmtplib.SMTPException, OSError):
             return False
         smtp.close()
         return True
@@ -139,8 +139,8 @@ class _Probe:
             context = tls_context(self.config) if verify_chain else _unverified()
             context.check_hostname = False
             try:
-                smtp, _ = await self.connect(self.config.tls, context)
-            except (_Failed, ssl.SSLError, aiosmtplib.SMTPException, OSError):
+                smtp = await self.connect(self.config.tls, context)
+            except (ssl.SSLError, aiosmtplib.SMTPException, OSError):
                 continue
             ssl_object = smtp.get_transport_info("ssl_object")
             smtp.close()
@@ -204,20 +204,80 @@ async def _steps(
     else:
         raise _Failed("connect", f"{config.host}:{port}: {'; '.join(errors)}")
     report(Step("connect", f"{config.host}:{port} in {time.monotonic() - started:.2f} s"))
-    context = tls_context(config) if config.tls != "none" else None
+    reporter = _Reporter(config, report)
+    session = UpstreamSession(
+        config, hostname=diagnosis.hostname, observer=reporter, timeout=diagnosis.timeout
+    )
     try:
-        smtp, greeting = await diagnosis.connect(config.tls, context)
-    except ssl.SSLError as exc:
-        raise _Failed("tls", f"TLS with {config.host}:{port}: {_describe(exc)}") from None
-    except aiosmtplib.SMTPResponseException as exc:
-        raise _Failed("greeting", _describe(exc), exc.code) from None
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        raise _Failed("greeting", f"no SMTP greeting: {_describe(exc)}") from None
-    report(Step("greeting", greeting))
-    try:
-        await _session(diagnosis, smtp, report, send_test, sender)
+        try:
+            await session.open()
+        except UpstreamError as exc:
+            raise _failure(session.step, exc, f"{config.host}:{port}") from None
+        if not reporter.login_reported:
+            report(Step("login", "skipped: no upstream.username"))
+        if send_test is not None:
+            sender = sender or config.username or f"notify-relay@{diagnosis.hostname}"
+            await _send(session.client, report, send_test, sender)
     finally:
-        smtp.close()
+        session.client.close()
+
+
+class _Reporter(SessionObserver):
+    """Reports the session's steps; refuses a password login no offered mechanism can do."""
+
+    def __init__(self, config: UpstreamConfig, report: Callable[[Step], None]) -> None:
+        self.config, self.report = config, report
+        self.login_reported = False
+
+    def greeted(self, greeting: str) -> None:
+        self.report(Step("greeting", greeting))
+
+    def secured(self, ssl_object: ssl.SSLObject) -> None:
+        protocol = f"{ssl_object.version()} {(ssl_object.cipher() or ('',))[0]}"
+        self.report(Step("tls", f"{self.config.tls}, {protocol}"))
+        self.report(Step("certificate", _certificate(ssl_object, time.time())))
+
+    def offered(self, methods: Sequence[str]) -> None:
+        self.report(Step("auth", f"offered: {', '.join(methods) or 'none'}"))
+        config = self.config
+        password = config.auth == "password" or config.oauth is None
+        usable = {name.upper() for name in PASSWORD_MECHANISMS} & set(methods)
+        if config.username is not None and config.secret is not None and password and not usable:
+            offered = ", ".join(methods) or "none"
+            raise _Failed("auth", f"no usable AUTH mechanism among: {offered}")
+
+    def logged_in(self, detail: str) -> None:
+        self.report(Step("login", detail))
+        self.login_reported = True
+
+
+#: The session's steps as ``check`` names them, and the command each one waits on.
+_STEPS = {
+    "connect": ("greeting", "greeting"),
+    "EHLO": ("ehlo", "EHLO"),
+    "STARTTLS": ("starttls", "STARTTLS"),
+    "TLS": ("tls", "TLS"),
+    "AUTH": ("login", "AUTH"),
+}
+
+
+def _failure(step: str, exc: UpstreamError, where: str) -> _Failed:
+    """The failed step, named and worded as ``check`` shows it, from the session's error."""
+    name, command = _STEPS.get(step, ("greeting", step))
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLError):
+        return _Failed("tls", f"TLS with {where}: {_describe(cause)}")
+    if isinstance(cause, aiosmtplib.SMTPResponseException):
+        return _Failed(name, _describe(cause), cause.code)
+    if cause is None:
+        if step == "STARTTLS":
+            return _Failed("starttls", f"{where} offers no STARTTLS")
+        return _Failed(name, exc.text, exc.code)
+    if name == "greeting":
+        return _Failed(name, f"no SMTP greeting: {_describe(cause)}")
+    if isinstance(cause, TimeoutError | aiosmtplib.SMTPTimeoutError):
+        return _Failed(name, f"no reply to {command}: {_describe(cause)}")
+    return _Failed(name, f"{command}: {_describe(cause)}")
 
 
 async def _connect_error(address: str, port: int, timeout: float) -> str:
@@ -228,57 +288,6 @@ async def _connect_error(address: str, port: int, timeout: float) -> str:
         return _describe(exc)
     writer.close()
     return ""
-
-
-async def _session(
-    diagnosis: _Probe,
-    smtp: aiosmtplib.SMTP,
-    report: Callable[[Step], None],
-    send_test: str | None,
-    sender: str | None,
-) -> None:
-    config = diagnosis.config
-    ssl_object = smtp.get_transport_info("ssl_object")
-    if ssl_object is not None:
-        report(Step("tls", f"{config.tls}, {ssl_object.version()} {ssl_object.cipher()[0]}"))
-        report(Step("certificate", _certificate(ssl_object, time.time())))
-        if config.fingerprint is not None:
-            actual = hashlib.sha256(ssl_object.getpeercert(binary_form=True)).hexdigest()
-            if actual != config.fingerprint:
-                raise _Failed("tls", f"certificate fingerprint {actual} is not the pinned one")
-    with _step("ehlo", "EHLO"):
-        await smtp.ehlo()
-    methods = [method.upper() for method in smtp.server_auth_methods]
-    report(Step("auth", f"offered: {', '.join(methods) or 'none'}"))
-    if config.username is not None and config.oauth is not None and config.auth != "password":
-        if ssl_object is None and not config.allow_insecure_auth:
-            raise _Failed("login", "refusing to send the token without TLS")
-        tokens, port = token_source(config.oauth), config.effective_port
-        try:
-            with _step("login", "AUTH"):
-                await login_with_token(
-                    smtp, config.auth, config.username, tokens, host=config.host, port=port
-                )
-        except UpstreamError as exc:
-            raise _Failed("login", exc.text, exc.code) from None
-        report(Step("login", f"{config.username}: {config.auth.upper()} accepted"))
-    elif config.username is not None and config.secret is not None:
-        if ssl_object is None and not config.allow_insecure_auth:
-            raise _Failed("login", "refusing to send the password without TLS")
-        if not {name.upper() for name in PASSWORD_MECHANISMS} & set(methods):
-            raise _Failed("auth", f"no usable AUTH mechanism among: {', '.join(methods) or 'none'}")
-        with _step("login", "AUTH"):
-            response = await login_with_password(smtp, config.username, config.secret.reveal())
-        report(Step("login", f"{config.username}: {response.code} {response.message}"))
-    else:
-        report(Step("login", "skipped: no upstream.username"))
-    if send_test is not None:
-        await _send(
-            smtp,
-            report,
-            send_test,
-            sender or config.username or f"notify-relay@{diagnosis.hostname}",
-        )
 
 
 async def _send(

@@ -23,7 +23,7 @@ from relay.deliver.sasl import login_with_password, login_with_token
 from relay.errors import UpstreamError
 from relay.reply import Reply
 
-__all__ = ["UpstreamSession", "tls_context"]
+__all__ = ["SessionObserver", "UpstreamSession", "connect", "tls_context"]
 
 _TRANSIENT = (
     aiosmtplib.SMTPServerDisconnected,
@@ -45,6 +45,23 @@ def tls_context(config: UpstreamConfig) -> ssl.SSLContext:
     return context
 
 
+class SessionObserver:
+    """Told each step of :meth:`UpstreamSession.open` as it succeeds (``check`` prints them);
+    the base class ignores them all. An exception raised here ends the session's opening."""
+
+    def greeted(self, greeting: str) -> None:
+        """The server's greeting, ``220 text``."""
+
+    def secured(self, ssl_object: ssl.SSLObject) -> None:
+        """TLS is up (before the certificate pin is checked)."""
+
+    def offered(self, methods: Sequence[str]) -> None:
+        """The AUTH mechanisms of the EHLO reply that AUTH uses (upper case)."""
+
+    def logged_in(self, detail: str) -> None:
+        """AUTH succeeded: ``login: 235 text`` or ``login: XOAUTH2 accepted``."""
+
+
 class UpstreamSession:
     """A connected, authenticated session; send any number of transactions, then close.
 
@@ -60,15 +77,21 @@ class UpstreamSession:
         tokens: TokenSource | None = None,
         mx_host: tuple[str, str] | None = None,
         after_refusal: bool = False,
+        observer: SessionObserver | None = None,
+        timeout: float | None = None,
     ) -> None:
         """Prepare the session; :meth:`open` connects.
 
         ``tokens``: a shared, caching token source for ``auth: xoauth2``/``oauthbearer``
         (default: one of this session's own); ``mx_host``: an MX host's (name, address);
-        ``after_refusal``: the last login was refused (one attempt, with a new token).
+        ``after_refusal``: the last login was refused (one attempt, with a new token);
+        ``observer``: told each step of :meth:`open`; ``timeout``: instead of the config's.
         """
         self.config = config
         self.after_refusal = after_refusal
+        self.observer = observer or SessionObserver()
+        #: The step under way, or the one that failed: connect, EHLO, STARTTLS, TLS, AUTH.
+        self.step = "connect"
         oauth = config.oauth if config.auth != "password" else None
         self.tokens = tokens or (token_source(oauth) if oauth is not None else None)
         self.name = mx_host[0] if mx_host else config.host  # what the certificate must name
@@ -81,8 +104,13 @@ class UpstreamSession:
             start_tls=False,
             tls_context=tls_context(config) if config.tls != "none" else None,
             local_hostname=config.helo or hostname,
-            timeout=config.timeout,
+            timeout=timeout or config.timeout,
         )
+
+    @property
+    def client(self) -> aiosmtplib.SMTP:
+        """The aiosmtplib client (``check`` sends its test message over it)."""
+        return self._smtp
 
     async def __aenter__(self) -> UpstreamSession:
         await self.open()
@@ -92,16 +120,19 @@ class UpstreamSession:
         await self.close()
 
     async def open(self) -> None:
-        """Connect, secure the connection as configured and log in; raise ``UpstreamError``."""
-        config, smtp = self.config, self._smtp
-        step = "connect"  # the step named when the upstream stops answering
+        """Connect, secure the connection as configured and log in; raise ``UpstreamError``
+        (caused by the exception that ended the step in :attr:`step`, if any)."""
+        config, smtp, observer = self.config, self._smtp, self.observer
+        self.step = "connect"  # the step named when the upstream stops answering
         try:
-            await smtp.connect()
+            greeting = await smtp.connect()
+            observer.greeted(f"{greeting.code} {greeting.message}")
             peer = smtp.get_transport_info("peername")
             self.relay = f"{self.name}[{peer[0]}]:{peer[1]}"
             if config.tls == "starttls":
-                step = "EHLO"
+                self.step = "EHLO"
                 await smtp.ehlo()
+                self.step = "STARTTLS"
                 if smtp.supports_extension("starttls"):
                     await self._starttls()
                 elif not (config.mx and config.mx_tls == "opportunistic"):
@@ -110,40 +141,51 @@ class UpstreamSession:
                         f"{self.relay} does not offer STARTTLS; not sending mail or AUTH in clear",
                     )
             if config.tls != "none":
+                self.step = "TLS"
+                ssl_object = smtp.get_transport_info("ssl_object")
+                if ssl_object is not None:
+                    observer.secured(ssl_object)
                 self._check_pin()
-            if config.username is not None and (config.secret or self.tokens) is not None:
-                if smtp.get_transport_info("sslcontext") is None and not config.allow_insecure_auth:
-                    raise UpstreamError(0, f"refusing to send AUTH to {self.relay} without TLS")
-                step = "EHLO"
-                if smtp.is_ehlo_or_helo_needed:  # learn the AUTH mechanisms (again after TLS)
-                    await smtp.ehlo()
-                step = "AUTH"
-                await self._login()
-            step = "EHLO"
-            if smtp.is_ehlo_or_helo_needed:  # know SIZE, 8BITMIME, SMTPUTF8 before the first MAIL
+            login = config.username is not None and (config.secret or self.tokens) is not None
+            self.step = "EHLO"
+            if smtp.is_ehlo_or_helo_needed:  # AUTH mechanisms (again after TLS), SIZE, 8BITMIME
                 try:
                     await smtp.ehlo()
                 except aiosmtplib.SMTPHeloError:
+                    if login:
+                        raise
                     await smtp.helo()
+            observer.offered([method.upper() for method in smtp.server_auth_methods])
+            if login:
+                self.step = "AUTH"
+                if smtp.get_transport_info("sslcontext") is None and not config.allow_insecure_auth:
+                    raise UpstreamError(0, f"refusing to send AUTH to {self.relay} without TLS")
+                observer.logged_in(await self._login())
+                self.step = "EHLO"
+                if smtp.is_ehlo_or_helo_needed:
+                    await smtp.ehlo()
         except aiosmtplib.SMTPResponseException as exc:
             await self.close()
-            raise UpstreamError(exc.code, exc.message) from None
+            raise UpstreamError(exc.code, exc.message) from exc
         except ssl.SSLCertVerificationError as exc:
             await self.close()
             raise UpstreamError(
                 0,
                 f"TLS with {self.relay} failed: certificate verify failed ({exc.verify_message}); "
                 "if the server uses a private CA, set upstream.ca_file",
-            ) from None
+            ) from exc
         except ssl.SSLError as exc:
             await self.close()
-            raise UpstreamError(0, f"TLS with {self.relay} failed: {exc.reason or exc}") from None
+            raise UpstreamError(0, f"TLS with {self.relay} failed: {exc.reason or exc}") from exc
         except (*_TRANSIENT, aiosmtplib.SMTPException) as exc:
             await self.close()
+            step = self.step
             if step == "connect" and isinstance(exc.__cause__, aiosmtplib.SMTPException):
                 step = "greeting"  # aiosmtplib's connect() also reads the greeting
+            if step == "STARTTLS":
+                step = "EHLO"  # as the session always named it
             into = {"connect": "to", "greeting": "from"}.get(step, "with")
-            raise UpstreamError(0, f"{step} {into} {self.relay}: {_describe(exc)}") from None
+            raise UpstreamError(0, f"{step} {into} {self.relay}: {_describe(exc)}") from exc
         except UpstreamError:
             await self.close()
             raise
@@ -155,30 +197,32 @@ class UpstreamSession:
         except (aiosmtplib.SMTPResponseException, ssl.SSLCertVerificationError):
             raise
         except ssl.SSLError as exc:
-            raise self._handshake_failed(exc.reason or str(exc)) from None
+            raise self._handshake_failed(exc.reason or str(exc)) from exc
         except (*_TRANSIENT, aiosmtplib.SMTPException) as exc:
-            raise self._handshake_failed(_describe(exc)) from None
+            raise self._handshake_failed(_describe(exc)) from exc
 
     def _handshake_failed(self, why: str) -> UpstreamError:
         return UpstreamError(0, f"TLS with {self.relay} failed in the STARTTLS handshake: {why}")
 
-    async def _login(self) -> None:
+    async def _login(self) -> str:
+        """AUTH as configured; what was accepted, for the observer."""
         config, smtp = self.config, self._smtp
         assert config.username is not None
         if config.auth == "password" or self.tokens is None:
             assert config.secret is not None
-            await login_with_password(smtp, config.username, config.secret.reveal())
-        else:
-            port = config.effective_port
-            await login_with_token(
-                smtp,
-                config.auth,
-                config.username,
-                self.tokens,
-                host=self.name,
-                port=port,
-                after_refusal=self.after_refusal,
-            )
+            response = await login_with_password(smtp, config.username, config.secret.reveal())
+            return f"{config.username}: {response.code} {response.message}"
+        port = config.effective_port
+        await login_with_token(
+            smtp,
+            config.auth,
+            config.username,
+            self.tokens,
+            host=self.name,
+            port=port,
+            after_refusal=self.after_refusal,
+        )
+        return f"{config.username}: {config.auth.upper()} accepted"
 
     def _check_pin(self) -> None:
         if self.config.fingerprint is None:
@@ -275,6 +319,28 @@ class UpstreamSession:
                 await self._smtp.quit()
             except (*_TRANSIENT, aiosmtplib.SMTPException):
                 self._smtp.close()
+
+
+async def connect(
+    upstream: UpstreamConfig,
+    *,
+    hostname: str,
+    tokens: TokenSource | None = None,
+    mx_host: tuple[str, str] | None = None,
+    after_refusal: bool = False,
+) -> UpstreamSession:
+    """An open session with ``upstream`` over the network (the delivery transport).
+
+    Raises :class:`~relay.errors.UpstreamError` naming the peer it tried in ``relay``.
+    """
+    session = UpstreamSession(
+        upstream, hostname=hostname, tokens=tokens, mx_host=mx_host, after_refusal=after_refusal
+    )
+    try:
+        await session.open()
+    except UpstreamError as exc:
+        raise UpstreamError(exc.code, exc.text, relay=session.relay) from None
+    return session
 
 
 def _describe(exc: BaseException) -> str:

@@ -21,10 +21,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from relay.deliver.dispatch import Dispatcher, Result
+from relay.deliver.dkim import SigningKey
 from relay.deliver.options import UpstreamConfig
 from relay.deliver.outcome import classify
 from relay.errors import SpoolError
-from relay.log import delivery_line, logger
+from relay.log import log_delivery, logger
 from relay.metrics import Metrics
 from relay.model import Status
 from relay.queue.actions import Action, ActionRefused, Report, apply, due
@@ -123,15 +124,16 @@ class QueueManager:
         *,
         upstreams: Sequence[UpstreamConfig] = (),
         dns: DnsConfig | None = None,
+        dkim: Sequence[SigningKey] | None = None,
     ) -> None:
         """Use new upstream settings from the next session on (a reload).
 
         A changed upstream (password included) ends a hold for bad credentials and makes
         every deferred message due now: the operator fixed something, so try it.
-        ``upstreams``: all of them, when there are several.
+        ``upstreams``: all of them, when there are several; ``dkim``: the signing keys.
         """
         hold = retry.min_backoff
-        changed = self.dispatcher.configure(upstreams or (upstream,), dns=dns, hold=hold)
+        changed = self.dispatcher.configure(upstreams or (upstream,), dns=dns, hold=hold, dkim=dkim)
         self.upstream, self.retry = upstream, retry
         if changed:
             for queue_id in list(self._timers):
@@ -307,16 +309,16 @@ class QueueManager:
                         reply=str(reply),
                     )
                 )
-            line = delivery_line(
+            log_delivery(
                 record.queue_id,
                 rcpt,
                 relay=relay,
                 delay=now - record.envelope.received_at,
                 attempts=attempts,
-                reply=reply,
-                status=status,
+                dsn=reply.dsn,
+                status=status.value,
+                reply=str(reply),
             )
-            (logger.info if status is Status.SENT else logger.warning)(line)
         # the reply that tells why the message is still here, not a recipient's 250
         latest = log[len(state.log) :]
         failing = [attempt.reply for attempt in latest if attempt.status != Status.SENT.value]

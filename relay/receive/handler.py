@@ -14,6 +14,7 @@ framed the same either way: only CRLF.CRLF ends it, so nothing smuggled becomes 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 from relay import cleanup
 from relay.cleanup.filters import Simulation
 from relay.errors import SpoolError
-from relay.log import logger
+from relay.log import log_event, logger
 from relay.metrics import Metrics
 from relay.model import Envelope, Refusal, new_queue_id
 from relay.receive.faults import Faults, Stage, cut_data, inject
@@ -77,6 +78,18 @@ class RelayHandler:
         self.account = account
         self.simulate = simulate
         self.metrics = metrics or Metrics()
+
+    def reconfigure(
+        self,
+        *,
+        limits: Limits,
+        account: str | None,
+        simulate: Callable[[Envelope, bytes], Simulation] | None,
+        check_domain: Callable[[str, str], Awaitable[str | None]] | None,
+    ) -> None:
+        """Put reloaded settings in force from the next command on."""
+        self.limits, self.account = limits, account
+        self.simulate, self.check_domain = simulate, check_domain
 
     async def fault(self, server: Any, stage: Stage, addresses: tuple[str, ...] = ()) -> str | None:
         """The reply of an injected fault at ``stage`` (None: go on as usual)."""
@@ -214,14 +227,13 @@ class RelayHandler:
             )
             for entry in simulation.trace:
                 logger.info("%s: %s", queue_id, entry.change)
-        logger.info(
-            "%s: from=<%s>, size=%d, nrcpt=%d, client=%s",
-            queue_id,
-            record.envelope.sender,
-            len(record.message),
-            len(record.envelope.recipients),
-            envelope.peer,
-        )
+        receipt = {
+            "from": record.envelope.sender,
+            "size": len(record.message),
+            "nrcpt": len(record.envelope.recipients),
+            "client": envelope.peer,
+        }
+        log_event(logging.INFO, queue_id, receipt)
         if not record.envelope.recipients:
             logger.info("%s: discarded: every recipient's filters delete it", queue_id)
             return _queued(f"Ok: {queue_id} discarded by recipients' filters"), None

@@ -262,6 +262,20 @@ class Listeners:
         self._gate = Connections(networks)
         self._servers: list[asyncio.Server] = []
 
+    def reconfigure(
+        self,
+        *,
+        limits: Limits,
+        tls: ListenTlsConfig | None,
+        auth: ListenAuthConfig | None,
+        tls_context: ssl.SSLContext | None,
+        users: Mapping[str, PasswordHash],
+    ) -> None:
+        """Put reloaded settings (and the credentials read with them) in force for new
+        connections."""
+        self.limits, self.tls, self.auth = limits, tls, auth
+        self.tls_context, self.users = tls_context, users
+
     def _protocol(self, *, tcp: bool) -> _RelaySMTP:
         return _RelaySMTP(
             self.handler,

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.helpers import content_disposition_header
 
 from relay.capture.message import contents, detail, link_inline_parts, part_payload
-from relay.capture.release import ReleaseRefused, release_recipients, send_release
+from relay.capture.release import ReleaseRefused, release_recipients, release_record
 from relay.errors import ConfigError
 from relay.gmail import QuerySyntaxError
 from relay.log import logger
@@ -22,7 +22,15 @@ from relay.queue.actions import Action
 from relay.queue.listing import entry_of, read_entries, read_one
 from relay.receive.faults import Faults, FaultsConfig
 from relay.schema import build
-from relay.web.context import blocking, fail, query_error, relay_of, store_of, timezone_of
+from relay.web.context import (
+    blocking,
+    deps_of,
+    fail,
+    query_error,
+    settings_of,
+    store_of,
+    timezone_of,
+)
 
 __all__ = [
     "delete_message",
@@ -102,8 +110,8 @@ async def get_message(request: web.Request) -> web.Response:
     raw, meta = await _read(request, queue_id)
     item = await blocking(request, store.item, queue_id)
     body = await blocking(request, detail, item or {"id": queue_id}, raw, meta)
-    manager = relay_of(request).manager
-    queued = await blocking(request, read_one, manager.spool, queue_id) if manager else None
+    spool = deps_of(request).spool
+    queued = await blocking(request, read_one, spool, queue_id) if spool else None
     body["queue"] = entry_of(*queued).as_dict() if queued else None
     return web.json_response(body)
 
@@ -170,27 +178,19 @@ async def part(request: web.Request) -> web.Response:
 async def release(request: web.Request) -> web.Response:
     """``POST /api/v1/messages/{id}/release``: send it upstream (body: ``{"to": [...]}``)."""
     store, queue_id = store_of(request), request.match_info["id"]
-    config = relay_of(request).config
     wanted = await _json_body(request)
     message, meta = await _read(request, queue_id)
     recipients = wanted.get("to") or meta.get("recipients") or []
     if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
         fail(400, 'expected {"to": ["address", ...]}')
     try:
-        recipients = release_recipients(recipients, config.capture.release.allowed)
+        recipients = release_recipients(recipients, settings_of(request).release_allowed)
     except ReleaseRefused as exc:
         fail(400 if exc.bad_address else 403, str(exc), recipients=recipients)
-    upstream = config.capture.release.upstream or config.upstream
-    if upstream is None:
+    releaser = deps_of(request).releaser
+    if releaser is None or releaser.upstream is None:
         fail(409, "no upstream to release to: configure capture.release.upstream")
-    attempts = await send_release(
-        message,
-        meta.get("sender") or "",
-        recipients,
-        upstream,
-        hostname=config.hostname,
-        dkim=relay_of(request).credentials.dkim_keys,
-    )
+    attempts = await releaser.release(release_record(queue_id, message, meta), recipients)
     await blocking(request, store.record_release, queue_id, attempts)
     released = all(attempt["status"] == "sent" for attempt in attempts)
     return web.json_response(
@@ -234,21 +234,21 @@ async def recipients(request: web.Request) -> web.Response:
 
 async def queue(request: web.Request) -> web.Response:
     """``GET /api/v1/queue``: queued, deferred, held and failed messages (relay mode)."""
-    manager = relay_of(request).manager
-    if manager is None:
+    spool = deps_of(request).spool
+    if spool is None:
         return web.json_response({"enabled": False, "messages": []})
-    entries = await blocking(request, read_entries, manager.spool)
+    entries = await blocking(request, read_entries, spool)
     return web.json_response({"enabled": True, "messages": [e.as_dict() for e in entries]})
 
 
 async def queue_action(request: web.Request) -> web.Response:
     """``POST /api/v1/queue/{id}/{action}``: retry, hold, release, delete or requeue one
     message, as ``notify-relay queue`` does (never while it is being delivered)."""
-    manager = relay_of(request).manager
-    if manager is None:
+    apply = deps_of(request).queue_actions
+    if apply is None:
         fail(404, "capture mode: there is no delivery queue")
     action = Action(request.match_info["action"])
-    report = await manager.apply(action, [request.match_info["id"]])
+    report = await apply(action, [request.match_info["id"]])
     if report.refused:
         fail(409, report.refused[0], **report.as_dict())
     return web.json_response(report.as_dict())
@@ -276,7 +276,7 @@ async def set_faults(request: web.Request) -> web.Response:
 
 
 def _faults_of(request: web.Request) -> Faults:
-    found = relay_of(request).faults
+    found = deps_of(request).faults
     if found is None:
         fail(404, "fault injection is for capture mode (no upstream)")
     return found

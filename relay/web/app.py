@@ -6,17 +6,14 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from relay.queue.actions import Action
 from relay.web import api, live, ops
-from relay.web.context import CLOSING, RELAY, WORKERS
+from relay.web.context import CLOSING, DEPS, SETTINGS, WORKERS, InForce
+from relay.web.deps import WebDeps, WebSettings
 from relay.web.guard import guard
-
-if TYPE_CHECKING:
-    from relay.service import Relay
 
 __all__ = ["STATIC", "create_app"]
 
@@ -25,10 +22,11 @@ _WORKERS = 4  # threads for store calls; SQLite readers run side by side
 _ACTIONS = "|".join(action.value for action in Action)  # the queue verbs of the CLI
 
 
-def create_app(relay: Relay) -> web.Application:
-    """The app serving ``relay``'s capture store and queue."""
+def create_app(deps: WebDeps, settings: WebSettings) -> web.Application:
+    """The app serving ``deps`` (the capture store, the queue ...) under ``settings``."""
     app = web.Application(middlewares=[guard()], client_max_size=1024 * 1024)
-    app[RELAY] = relay
+    app[DEPS] = deps
+    app[SETTINGS] = InForce(settings)
     app[CLOSING] = asyncio.Event()
     app[WORKERS] = ThreadPoolExecutor(_WORKERS, thread_name_prefix="web")
     app.on_shutdown.append(_closing)
@@ -54,7 +52,7 @@ def create_app(relay: Relay) -> web.Application:
             web.put("/api/v1/faults", api.set_faults),
             web.delete("/api/v1/faults", api.set_faults),
             web.get("/api/v1/events", live.events),
-            *ops.routes(relay),
+            *ops.routes(deps),
         ]
     )
     return app

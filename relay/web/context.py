@@ -1,4 +1,4 @@
-"""What handlers reach through the app: the relay, its capture store, and JSON errors."""
+"""What handlers reach through the app: its dependencies, the settings in force, JSON errors."""
 
 from __future__ import annotations
 
@@ -6,25 +6,26 @@ import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 from aiohttp import web
 
 from relay.capture.maildir import CaptureStore
 from relay.gmail import QuerySyntaxError
-
-if TYPE_CHECKING:
-    from relay.service import Relay
+from relay.web.deps import WebDeps, WebSettings
 
 __all__ = [
     "CLOSING",
-    "RELAY",
+    "DEPS",
+    "SETTINGS",
     "WORKERS",
     "ApiError",
+    "InForce",
     "blocking",
+    "deps_of",
     "fail",
     "query_error",
-    "relay_of",
+    "settings_of",
     "store_of",
     "timezone_of",
 ]
@@ -38,7 +39,16 @@ _ERRORS = {
     502: "upstream failed",
 }
 
-RELAY: web.AppKey[Relay] = web.AppKey("relay")
+
+class InForce:
+    """The settings in force; :meth:`relay.web.server.WebServer.reconfigure` replaces them."""
+
+    def __init__(self, settings: WebSettings) -> None:
+        self.settings = settings
+
+
+DEPS: web.AppKey[WebDeps] = web.AppKey("deps")
+SETTINGS: web.AppKey[InForce] = web.AppKey("settings")
 #: Set when the server shuts down: long-running responses (events, wait) end.
 CLOSING: web.AppKey[asyncio.Event] = web.AppKey("closing")
 #: The page's own threads for store calls: a slow search never holds up the SMTP side,
@@ -59,14 +69,19 @@ async def blocking(
     )
 
 
-def relay_of(request: web.Request) -> Relay:
-    """The relay the app serves."""
-    return request.app[RELAY]
+def deps_of(request: web.Request) -> WebDeps:
+    """The parts the app serves."""
+    return request.app[DEPS]
+
+
+def settings_of(request: web.Request) -> WebSettings:
+    """The settings in force (a reload replaces them)."""
+    return request.app[SETTINGS].settings
 
 
 def store_of(request: web.Request) -> CaptureStore:
     """The capture store; 404 with a reason when capture is off."""
-    store = request.app[RELAY].capture
+    store = request.app[DEPS].capture
     if store is None:
         fail(404, "capture is off: no messages are kept (set capture: true)")
     return store
@@ -74,7 +89,7 @@ def store_of(request: web.Request) -> CaptureStore:
 
 def timezone_of(request: web.Request) -> str:
     """The zone of calendar dates in queries (the filters' zone)."""
-    return request.app[RELAY].config.filters.timezone
+    return settings_of(request).timezone
 
 
 class ApiError(Exception):

@@ -25,15 +25,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from relay.receive.users import PasswordHash, check_login
-from relay.web.context import RELAY, ApiError, blocking
+from relay.web.context import ApiError, blocking, settings_of
 from relay.web.hosts import host_name, host_served
 
 __all__ = ["guard"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SAME_SITE = frozenset({"same-origin", "none"})
@@ -50,7 +50,7 @@ def guard() -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        settings = request.app[RELAY].config.web
+        settings = settings_of(request).web
         refusal = _host_refusal(request) or _change_refusal(request)
         if refusal is not None:
             return web.json_response({"error": "forbidden", "reason": refusal}, status=403)
@@ -75,7 +75,7 @@ def guard() -> Middleware:
 
 def _host_refusal(request: web.Request) -> str | None:
     """Why the request's Host is not served here (DNS rebinding?), or None."""
-    settings = request.app[RELAY].config.web
+    settings = settings_of(request).web
     host = host_name(request.headers.get("Host", ""))
     local = request.transport.get_extra_info("sockname") if request.transport else None
     served = host_served(

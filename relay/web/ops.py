@@ -12,15 +12,12 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from relay.health import UPSTREAM_GRACE, Readiness, readiness
 from relay.metrics import CONTENT_TYPE
-
-if TYPE_CHECKING:
-    from relay.service import Relay
+from relay.web.deps import Health, WebDeps
 
 __all__ = ["routes", "storage_problem"]
 
@@ -47,30 +44,28 @@ def storage_problem(root: Path, largest: int) -> str | None:
     return None
 
 
-def _judge(relay: Relay, grace: float) -> Readiness:
-    manager = relay.manager
-    root = manager.spool.root if manager is not None else relay.capture.root  # type: ignore[union-attr]
+def _judge(health: Health, grace: float) -> Readiness:
     return readiness(
-        listening=tuple(relay.bound),
-        storage=str(root),
-        storage_problem=storage_problem(root, relay.config.limits.max_message_size),
-        failing_since=manager.failing_since if manager is not None else None,
+        listening=health.listening,
+        storage=str(health.storage),
+        storage_problem=storage_problem(health.storage, health.largest),
+        failing_since=health.failing_since,
         now=time.time(),
         grace=grace,
     )
 
 
-def routes(relay: Relay, *, upstream_grace: float = UPSTREAM_GRACE) -> list[web.RouteDef]:
-    """``GET /metrics``, ``/livez`` and ``/readyz`` for ``relay``."""
+def routes(deps: WebDeps, *, upstream_grace: float = UPSTREAM_GRACE) -> list[web.RouteDef]:
+    """``GET /metrics``, ``/livez`` and ``/readyz`` over ``deps``."""
 
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=relay.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+        return web.Response(body=deps.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     async def livez(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        verdict = await asyncio.to_thread(_judge, relay, upstream_grace)
+        verdict = await asyncio.to_thread(_judge, deps.health(), upstream_grace)
         return web.json_response(verdict.as_dict(), status=200 if verdict.ready else 503)
 
     return [web.get("/metrics", metrics), web.get("/livez", livez), web.get("/readyz", readyz)]

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from relay.receive.options import TcpListener
 from relay.web.app import create_app
-
-if TYPE_CHECKING:
-    from relay.service import Relay
+from relay.web.context import SETTINGS
+from relay.web.deps import WebDeps, WebSettings
 
 __all__ = ["WebServer"]
 
 
 class WebServer:
-    """The page and API of ``relay`` on ``listen``."""
+    """The page and API over ``deps`` on ``listen``."""
 
-    def __init__(self, relay: Relay, listen: TcpListener) -> None:
+    def __init__(self, deps: WebDeps, settings: WebSettings, listen: TcpListener) -> None:
         self.listen = listen
+        self._app = create_app(deps, settings)
         # open event streams and waits end on shutdown; what still runs gets 2 s
-        self._runner = web.AppRunner(create_app(relay), access_log=None, shutdown_timeout=2.0)
+        self._runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=2.0)
         self.url = ""
 
     async def start(self) -> str:
@@ -32,6 +30,10 @@ class WebServer:
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
         return self.url
+
+    def reconfigure(self, settings: WebSettings) -> None:
+        """Put reloaded ``settings`` in force from the next request on."""
+        self._app[SETTINGS].settings = settings
 
     async def stop(self) -> None:
         """End open event streams and waits, then close the listener."""

@@ -11,9 +11,8 @@ import io
 
 from helpers import free_port, port_of
 
-from relay.log import logger, setup_logging
+from relay.log import logger, one_line, setup_logging
 from relay.queue import listing
-from relay.reply import one_line
 
 from .flow import queued, submit, wait_for
 

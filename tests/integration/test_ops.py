@@ -27,7 +27,7 @@ MESSAGE = b"From: trac@example.org\r\nTo: bob@example.org\r\nSubject: #1\r\n\r\n
 
 async def ops_client(relay, **options) -> TestClient:
     app = web.Application()
-    app.add_routes(routes(relay, **options))
+    app.add_routes(routes(relay.web_deps(), **options))
     client = TestClient(TestServer(app))
     await client.start_server()
     return client

@@ -19,10 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 RELAY = ROOT / "relay"
 DOCS = ROOT / "docs" / "explanation" / "architecture.md"
 
-#: Edges another branch of issue 12 removes (the web app stops importing the service);
-#: the test fails once an edge here is gone, so that this entry is deleted with it.
-PENDING = {("web", "service")}
-
 
 @dataclass(frozen=True)
 class Layer:
@@ -158,7 +154,7 @@ def test_no_module_imports_a_layer_above_its_own() -> None:
         f"{edge.where}: {edge.source} ({LAYERS[RANK[edge.source]].name}) imports "
         f"{edge.target} ({LAYERS[RANK[edge.target]].name})"
         for edge in edges()
-        if RANK[edge.target] < RANK[edge.source] and (edge.source, edge.target) not in PENDING
+        if RANK[edge.target] < RANK[edge.source]
     ]
     assert not upward, "\n".join(upward)
 
@@ -166,8 +162,7 @@ def test_no_module_imports_a_layer_above_its_own() -> None:
 def test_packages_import_each_other_without_cycles() -> None:
     graph: dict[str, set[str]] = {}
     for edge in edges():
-        if (edge.source, edge.target) not in PENDING:
-            graph.setdefault(edge.source, set()).add(edge.target)
+        graph.setdefault(edge.source, set()).add(edge.target)
     assert cycles(graph) == []
 
 
@@ -179,12 +174,6 @@ def test_cli_modules_import_each_other_without_cycles() -> None:
             if name.startswith("relay.cli."):
                 graph.setdefault(module_name(path), set()).add(name.removeprefix("relay."))
     assert cycles(graph) == []
-
-
-def test_pending_edges_still_exist() -> None:
-    """Delete an entry of PENDING once its branch is merged."""
-    present = {(edge.source, edge.target) for edge in edges()}
-    assert present >= PENDING, f"merged: remove {PENDING - present} from PENDING"
 
 
 @pytest.mark.parametrize("layer", [layer for layer in LAYERS if layer.forbidden], ids=str)

@@ -112,6 +112,7 @@ def test_the_source_re_reads_the_database_when_it_changes(tmp_path):
         tmp_path, [("alice", 1, "email", "alice@new.example"), ("bob", 1, "email", "b@db.org")]
     )
     bump(env / "db" / "trac.db")
+    assert source.refresh()
     second = source.current()
     assert second.users == {"alice": "alice@new.example", "bob": "bob@inline.example"}
 
@@ -123,12 +124,27 @@ def test_a_broken_reload_keeps_the_last_good_aliases(tmp_path):
     assert source.current().expand("DEVS") == ("alice@example.org",)
     path.write_text("devs: team\nteam: devs\n")
     bump(path)
+    assert not source.refresh()
     assert source.current().expand("devs") == ("alice@example.org",)
     assert "alias loop" in source.problems[0]
     path.write_text("devs: bob@example.org\n")
     bump(path, 10)
+    assert source.refresh()
     assert source.current().expand("devs") == ("bob@example.org",)
     assert source.problems == ()
+
+
+def test_current_is_a_snapshot_and_only_refresh_reads_the_disk(tmp_path):
+    path = tmp_path / "aliases.yaml"
+    path.write_text("devs: alice@example.org\n")
+    source = DirectorySource(aliases_file=path)
+    first = source.current()
+    path.write_text("devs: bob@example.org\n")
+    bump(path)
+    assert source.current() is first  # what the RCPT hook reads: no stat, no YAML
+    assert source.refresh()
+    assert source.current().expand("devs") == ("bob@example.org",)
+    assert not source.refresh()  # unchanged: the same snapshot
 
 
 def test_the_source_follows_the_options(tmp_path):
