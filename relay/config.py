@@ -34,7 +34,6 @@ from relay.receive.options import (
     parse_listeners,
     parse_networks,
 )
-from relay.receive.users import read_users
 from relay.resolver import DnsConfig
 from relay.schema import build, where
 from relay.secret import Secret, read_private, read_secret, read_secret_file
@@ -128,9 +127,6 @@ def load_config(
     config = _check_upstreams(config, file, secrets=secrets)
     _check_listen_security(config, file)
     check_web(config.web, file=file)
-    if secrets and config.web.users_file is not None:  # TODO(issue 12): to relay.credentials
-        users = read_users(config.web.users_file, file=file, key="web.users_file")
-        object.__setattr__(config.web, "users", users)
     check_limits(config.limits, file=file)
     _check_capture(config, file)
     return config

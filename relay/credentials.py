@@ -29,8 +29,8 @@ __all__ = ["Credentials", "read_credentials"]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Credentials:
     """What the config's secret files hold: the listener's TLS context (and the certificate
-    in it) and AUTH users, and the DKIM signing keys. The empty value fits a config that
-    names none of them."""
+    in it) and AUTH users, the page's users, the DKIM keys and the webhook secrets. The
+    empty value fits a config that names none of them."""
 
     listen_tls: ssl.SSLContext | None = None
     #: The certificate ``listen_tls`` holds: ``listen_tls.cert_file``, or the self-signed one
@@ -38,13 +38,15 @@ class Credentials:
     listen_certificate: Path | None = None
     listen_users: Mapping[str, PasswordHash] = field(default_factory=lambda: MappingProxyType({}))
     dkim_keys: tuple[SigningKey, ...] = ()
+    #: The page's HTTP basic-auth users (``web.users_file``; empty: no login asked).
+    web_users: Mapping[str, PasswordHash] = field(default_factory=lambda: MappingProxyType({}))
     #: Each ``capture.webhooks`` entry's signing secret, in order (None: unsigned).
     webhook_secrets: tuple[Secret | None, ...] = ()
 
 
 def read_credentials(config: RelayConfig) -> Credentials:
-    """Read the listener's certificate and key, its users file, the DKIM keys and the
-    webhook secrets that ``config`` names; raise :class:`~relay.errors.ConfigError`."""
+    """Read the listener's certificate and key, its users file, the page's users, the DKIM
+    keys and the webhook secrets that ``config`` names; raise :class:`~relay.errors.ConfigError`."""
     file, tls, auth = config.source, config.listen_tls, config.listen_auth
     hooks = config.capture.webhooks
     users = (
@@ -59,10 +61,13 @@ def read_credentials(config: RelayConfig) -> Credentials:
             message = f"cannot make a certificate: {exc}"
             raise ConfigError(message, file=file, key="listen_tls") from None
         tls = replace(tls, cert_file=cert_file, key_file=key_file)
+    web = config.web.users_file
+    web_users = read_users(web, file=file, key="web.users_file") if web is not None else {}
     return Credentials(
         listen_tls=_listen_context(tls, file) if tls is not None else None,
         listen_certificate=tls.cert_file if tls is not None else None,
         listen_users=MappingProxyType(users),
+        web_users=MappingProxyType(web_users),
         dkim_keys=_dkim_keys(config.dkim, file),
         webhook_secrets=tuple(_webhook_secret(hook, n, file) for n, hook in enumerate(hooks)),
     )

@@ -13,7 +13,7 @@ from relay.capture.webhooks import Webhooks
 from relay.cleanup.filters import Simulation, simulate
 from relay.cleanup.sources import DirectorySource, load_filter_sets
 from relay.config import RelayConfig
-from relay.credentials import read_credentials
+from relay.credentials import Credentials, read_credentials
 from relay.deliver.dispatch import Dispatcher
 from relay.deliver.dkim import SigningKey, planned, sign_record
 from relay.deliver.release import Releaser
@@ -263,7 +263,9 @@ class Relay:
 
     async def _start_web(self) -> WebServer | None:
         """The page and API; mail keeps flowing if the port is taken."""
-        server = WebServer(self.web_deps(), web_settings(self.config), self.config.web.listen)
+        server = WebServer(
+            self.web_deps(), web_settings(self.config, self.credentials), self.config.web.listen
+        )
         try:
             await server.start()
         except OSError as exc:
@@ -306,7 +308,7 @@ class Relay:
             )
         self._reconfigure_releaser(config)
         if self.web is not None:
-            self.web.reconfigure(web_settings(config))
+            self.web.reconfigure(web_settings(config, credentials))
         self.handler.reconfigure(
             limits=config.limits,
             account=config.upstream.username if config.upstream else None,
@@ -381,12 +383,13 @@ _RESTART_ONLY = (
 )
 
 
-def web_settings(config: RelayConfig) -> WebSettings:
+def web_settings(config: RelayConfig, credentials: Credentials) -> WebSettings:
     """The settings of ``config`` the web app reads per request."""
     return WebSettings(
         web=config.web,
         timezone=config.filters.timezone,
         release_allowed=config.capture.release.allowed,
+        users=credentials.web_users,
     )
 
 

@@ -50,7 +50,7 @@ def guard() -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        settings = settings_of(request).web
+        settings = settings_of(request)
         refusal = _host_refusal(request) or _change_refusal(request)
         if refusal is not None:
             return web.json_response({"error": "forbidden", "reason": refusal}, status=403)

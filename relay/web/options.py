@@ -8,7 +8,6 @@ from pathlib import Path
 
 from relay.errors import ConfigError
 from relay.receive.options import TcpListener, parse_listener
-from relay.receive.users import PasswordHash
 from relay.web.hosts import is_loopback
 
 __all__ = ["WebConfig", "check_web", "parse_web_listener"]
@@ -55,9 +54,6 @@ class WebConfig:
     allowed_hosts: tuple[str, ...] = field(default=(), metadata={"parse": _parse_hosts})
     users_file: Path | None = None
     allow_unauthenticated: bool = False
-    users: dict[str, PasswordHash] = field(
-        default_factory=dict, init=False, compare=False, repr=False
-    )
 
 
 def check_web(web: WebConfig, *, file: str) -> None:
