@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from relay import cleanup
 from relay.cleanup.filters import Simulation
+from relay.cleanup.lines import has_bare_line_end
 from relay.config import Limits
 from relay.errors import SpoolError
 from relay.log import logger
@@ -106,7 +107,7 @@ class RelayHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content: bytes = envelope.content
-        if _has_bare_newline(content):
+        if has_bare_line_end(content):  # the SMTP smuggling vector
             return self._refuse(
                 "bare_newline",
                 "550 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF",
@@ -172,13 +173,6 @@ class RelayHandler:
         else:
             logger.exception("unexpected error while receiving a message")
         return self._refuse("local_error", "451 4.3.0 Local error in processing; try again later")
-
-
-def _has_bare_newline(content: bytes) -> bool:
-    """True when a CR or LF appears other than as part of CRLF (the SMTP smuggling vector)."""
-    return content.count(b"\r") != content.count(b"\r\n") or content.count(b"\n") != content.count(
-        b"\r\n"
-    )
 
 
 def _describe_peer(peer: object) -> str:
