@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import ssl
 import stat
@@ -25,9 +26,10 @@ from relay.cleanup.tracini import read_trac_ini
 from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
 from relay.errors import ConfigError
 from relay.receive.options import ListenAuthConfig, ListenTlsConfig, server_context
-from relay.receive.users import parse_users
+from relay.receive.users import PasswordHash, parse_users
 from relay.schema import build, where
 from relay.secret import Secret
+from relay.web.hosts import is_loopback
 
 __all__ = [
     "CaptureConfig",
@@ -228,13 +230,41 @@ def _parse_web_listener(value: object) -> TcpListener:
     return listener
 
 
+def _parse_hosts(value: object) -> tuple[str, ...]:
+    hosts = tuple(
+        str(item).strip().lower() for item in (value if isinstance(value, list) else [value])
+    )
+    for host in hosts:
+        if not _HOST.fullmatch(host):
+            raise ValueError(
+                f'expected host names such as "relay.example.org" (no scheme or port), got "{host}"'
+            )
+    return hosts
+
+
+#: A host name, an IPv4 address, or an IPv6 address without brackets.
+_HOST = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|[0-9a-f]*:[0-9a-f:.]+")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WebConfig:
-    """The HTTP side: the page and JSON API over captured mail and the queue."""
+    """The HTTP side: the page and JSON API over captured mail and the queue.
+
+    Served only to requests for a loopback name or address, one of ``allowed_hosts``, or
+    the address listened on (:mod:`relay.web.hosts`). ``users_file`` (``login:hash`` lines,
+    as for ``listen_auth``) turns on HTTP basic auth. Listening beyond loopback needs it,
+    or ``allow_unauthenticated: true`` (a proxy or firewall guards the port).
+    """
 
     enabled: bool = True
     listen: TcpListener = field(
         default=TcpListener("127.0.0.1", 8025), metadata={"parse": _parse_web_listener}
+    )
+    allowed_hosts: tuple[str, ...] = field(default=(), metadata={"parse": _parse_hosts})
+    users_file: Path | None = None
+    allow_unauthenticated: bool = False
+    users: dict[str, PasswordHash] = field(
+        default_factory=dict, init=False, compare=False, repr=False
     )
 
 
@@ -350,6 +380,7 @@ def load_config(
         _check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
     _check_upstreams(config, file, secrets=secrets)
     _check_listen_security(config, file, secrets=secrets)
+    _check_web(config.web, file, secrets=secrets)
     return config
 
 
@@ -563,12 +594,34 @@ def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> 
         return
     object.__setattr__(tls, "context", _listen_context(tls, file))
     if auth is not None:
-        key = "listen_auth.users_file"
-        try:
-            users = parse_users(_read_private(auth.users_file, file, key))
-        except ValueError as exc:
-            raise ConfigError(f"{auth.users_file}: {exc}", file=file, key=key) from None
+        users = _read_users(auth.users_file, file, "listen_auth.users_file")
         object.__setattr__(auth, "users", users)
+
+
+def _read_users(path: Path, file: str, key: str) -> dict[str, PasswordHash]:
+    """The users file at ``path`` (owner-only), or a ConfigError naming ``key``."""
+    try:
+        return parse_users(_read_private(path, file, key))
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}", file=file, key=key) from None
+
+
+def _check_web(web: WebConfig, file: str, *, secrets: bool) -> None:
+    """Read the web users (not with ``secrets=False``); refuse a page for anyone on the
+    network: beyond loopback it needs a users file or an explicit opt-out."""
+    if web.users_file is not None and secrets:
+        object.__setattr__(web, "users", _read_users(web.users_file, file, "web.users_file"))
+    if not web.enabled or is_loopback(web.listen.host):
+        return
+    if web.users_file is None and not web.allow_unauthenticated:
+        raise ConfigError(
+            f"{web.listen} is reachable beyond this machine and the page shows and releases "
+            "all captured mail: set web.users_file (HTTP basic auth; make lines with "
+            "notify-relay hash-password LOGIN), or web.allow_unauthenticated: true when a "
+            "proxy or firewall already guards the port",
+            file=file,
+            key="web.listen",
+        )
 
 
 def _listen_context(tls: ListenTlsConfig, file: str) -> ssl.SSLContext:

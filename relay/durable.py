@@ -1,4 +1,8 @@
-"""Durable file writes: the only way the relay puts bytes on disk that it has promised to keep."""
+"""Durable file writes: the only way the relay puts bytes on disk that it has promised to keep.
+
+Everything it creates is owner-only whatever the umask: files 0600, directories 0700
+(:func:`make_private_dir`, :func:`write_private`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import os
 import threading
 from pathlib import Path
 
-__all__ = ["DirectorySync", "fsync_dir", "write_durably"]
+__all__ = ["DirectorySync", "fsync_dir", "make_private_dir", "write_durably", "write_private"]
 
 
 def write_durably(
@@ -36,6 +40,31 @@ def write_durably(
         fsync_dir(target.parent)
     else:
         directory.sync()
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` and its missing parents with mode 0700 (not the umask's choice);
+    directories that exist already are left as they are."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by someone else: theirs to set
+            continue
+        os.chmod(directory, 0o700)  # mkdir's mode passes through the umask
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace the contents of ``path`` with ``data``; a new file gets mode 0600 (not
+    synced: for what a crash may lose, such as metadata the index can rebuild)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:

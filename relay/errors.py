@@ -5,6 +5,7 @@
     RelayError
     ├── ConfigError          a config file or option is wrong: names the file and key path
     ├── SpoolError           the queue directory cannot be written or read (local trouble: 4xx)
+    ├── InUseError           another running relay holds the capture store (names its pid)
     └── UpstreamError        the upstream cannot be used at all (connection, TLS, AUTH)
 
 Expected outcomes (a cleanup rejection, a delivery result) are values, not exceptions.
@@ -12,7 +13,7 @@ Expected outcomes (a cleanup rejection, a delivery result) are values, not excep
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "RelayError", "SpoolError", "UpstreamError"]
+__all__ = ["ConfigError", "InUseError", "RelayError", "SpoolError", "UpstreamError"]
 
 
 class RelayError(Exception):
@@ -34,6 +35,16 @@ class ConfigError(RelayError):
 
 class SpoolError(RelayError):
     """The spool could not store or read a message; the client is told to try again later."""
+
+
+class InUseError(RelayError):
+    """A directory this server must own is held by another running one (``pid``, if known)."""
+
+    def __init__(self, what: str, root: object, pid: int | None) -> None:
+        self.root = root
+        self.pid = pid
+        holder = f"pid {pid}" if pid else "pid unknown"
+        super().__init__(f"{what} {root} is in use by another notify-relay ({holder})")
 
 
 class UpstreamError(RelayError):

@@ -150,6 +150,7 @@ class Relay:
         """Prepare the storage, start delivery, then open the listeners."""
         if self.capture is not None:
             await asyncio.to_thread(self.capture.create)
+            self.capture.claim()  # the store is ours from here on
         if self.manager is not None:
             assert self.control is not None
             await self.control.start()  # the queue is ours from here on
@@ -173,6 +174,8 @@ class Relay:
             await self.manager.stop()
         if self.control is not None:
             await self.control.stop()
+        if self.capture is not None:
+            self.capture.release()
 
     async def _start_web(self) -> WebServer | None:
         """The page and API; mail keeps flowing if the port is taken."""
@@ -264,6 +267,8 @@ _RESTART_ONLY = (
     "queue.path",
     "capture",
     "upstream.connections",
+    "web.enabled",
+    "web.listen",
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,9 @@ from typing import Any
 import pytest
 import trustme
 import yaml
+from helpers import write_users
 
 from relay.config import RelayConfig, load_config
-from relay.receive.users import hash_password
 from relay.service import Relay
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -57,10 +58,6 @@ def listener_cert(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> t
     return cert, key
 
 
-#: The cheapest hash a users file accepts: keeps AUTH tests fast.
-CHEAP_HASH = "pbkdf2:sha256:100000"
-
-
 @pytest.fixture
 def listen_security(listener_cert: tuple[Path, Path], tmp_path: Path) -> Callable[..., Any]:
     """Config sections for STARTTLS on the listener and, given ``users`` (login: password),
@@ -73,10 +70,7 @@ def listen_security(listener_cert: tuple[Path, Path], tmp_path: Path) -> Callabl
         tls = {"cert_file": str(cert), "key_file": str(key), "required": required}
         if users is None:
             return {"listen_tls": tls}
-        path = tmp_path / "users"
-        lines = (f"{login}:{hash_password(pw, method=CHEAP_HASH)}\n" for login, pw in users.items())
-        path.write_text("".join(lines))
-        path.chmod(0o600)
+        path = write_users(tmp_path / "users", users)
         return {"listen_tls": tls, "listen_auth": {"users_file": str(path), **auth}}
 
     return sections
@@ -139,3 +133,24 @@ def relay_log_level(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.Monkey
     monkeypatch.setattr(relay_logger, "propagate", True)
     monkeypatch.setattr(relay_logger, "handlers", [])
     caplog.set_level(logging.INFO, logger="notify-relay")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs at tmp_path/disk (a real full disk: :func:`helpers.fill`), unmounted
+    at the end; skipped where mounting is not allowed."""
+    path = tmp_path / "disk"
+    path.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(
+            "not applicable here: mounting a small tmpfs needs root with CAP_SYS_ADMIN "
+            f"({done.stderr.strip() or done.returncode})"
+        )
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)

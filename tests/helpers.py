@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -11,6 +13,7 @@ from typing import Any
 
 import aiosmtplib
 
+from relay.receive.users import hash_password
 from relay.service import Relay
 
 #: Sample messages: real Trac output under trac/, the Gmail corpus.
@@ -63,3 +66,30 @@ def wait_for_port(port: int, timeout: float = 20.0) -> bool:
         except OSError:
             time.sleep(0.05)
     return False
+
+
+def fill(disk: Path) -> Path:
+    """Write a filler file until the file system is full; return its path."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    return filler
+
+
+#: The cheapest hash a users file accepts: keeps login tests fast.
+CHEAP_HASH = "pbkdf2:sha256:100000"
+
+
+def write_users(path: Path, users: dict[str, str]) -> Path:
+    """Write a users file (mode 0600) of ``users`` (login: password); return its path."""
+    path.write_text(
+        "".join(f"{u}:{hash_password(p, method=CHEAP_HASH)}\n" for u, p in users.items())
+    )
+    path.chmod(0o600)
+    return path

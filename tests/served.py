@@ -15,9 +15,10 @@ __all__ = ["Served", "mail"]
 
 
 class Served:
-    """A real ``serve`` on free ports; ``sections`` are added to its config."""
+    """A real ``serve`` on free ports; ``sections`` are added to its config (``web`` keys
+    to its web section). ``web_host`` is the address the page binds; tests use 127.0.0.1."""
 
-    def __init__(self, directory: Path, **sections: Any) -> None:
+    def __init__(self, directory: Path, *, web_host: str = "127.0.0.1", **sections: Any) -> None:
         self.directory = directory
         self.smtp_port, self.web_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.web_port}"
@@ -26,8 +27,8 @@ class Served:
             "listen": [f"127.0.0.1:{self.smtp_port}"],
             "capture": {"path": "mail"},
             "queue": {"path": "queue"},
-            "web": {"listen": f"127.0.0.1:{self.web_port}"},
             **sections,
+            "web": {"listen": f"{web_host}:{self.web_port}", **sections.get("web", {})},
         }
         self.config.write_text(yaml.safe_dump(config))
         self.log = directory / "serve.log"

@@ -33,7 +33,9 @@ from relay.capture.events import Events, MailEvent, MailEventKind
 from relay.capture.index import CaptureIndex
 from relay.capture.search import Page, find, find_ids
 from relay.capture.timeline import delivery_status
-from relay.durable import write_durably
+from relay.durable import make_private_dir, write_durably, write_private
+from relay.errors import InUseError
+from relay.lock import DirectoryLock, owner
 from relay.log import logger
 from relay.queue.record import Record
 
@@ -69,6 +71,7 @@ class CaptureStore:
         self._opening = threading.Lock()
         self._counting = threading.Lock()
         self._changes = 0  # changes of this process under way (see _changing)
+        self._lock = DirectoryLock(root)
 
     @property
     def index(self) -> CaptureIndex:
@@ -79,9 +82,20 @@ class CaptureStore:
             return self._index
 
     def create(self) -> None:
-        """Create ``cur/ new/ tmp/ meta/`` if missing (the index opens on first use)."""
+        """Create ``cur/ new/ tmp/ meta/`` (mode 0700) if missing (the index opens on first use)."""
         for name in ("cur", "new", "tmp", "meta"):
-            (self.root / name).mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dir(self.root / name)
+
+    def claim(self) -> None:
+        """Take the store for this server until :meth:`release` (or exit): a second server
+        on it would fight over its files and sockets. Raises :class:`InUseError`."""
+        if not self._lock.try_acquire():
+            raise InUseError("capture store", self.root, owner(self.root))
+        self._lock.claim()
+
+    def release(self) -> None:
+        """Give the store up (see :meth:`claim`)."""
+        self._lock.release()
 
     def close(self) -> None:
         """Close the index (it reopens on the next use); not while another thread uses it."""
@@ -320,7 +334,7 @@ class CaptureStore:
                 self._changes -= 1
 
     def _write_meta(self, queue_id: str, meta: Mapping[str, object]) -> None:
-        (self.root / "meta" / f"{queue_id}.json").write_text(json.dumps(meta), encoding="utf-8")
+        write_private(self.root / "meta" / f"{queue_id}.json", json.dumps(meta).encode())
 
 
 def _queue_id(name: str) -> str:

@@ -2,6 +2,12 @@
 
 Parts are the leaves of the MIME tree, numbered from 0 in document order; the text and
 HTML bodies are parts too (``body``), everything else is an attachment or inline file.
+
+Reading is bounded, so that one crafted message cannot take minutes (the stdlib parser
+and its header objects cost some 250 us per MIME part): only the first
+:data:`MAX_PARTS` body parts are read (the rest is cut off before parsing and counted),
+only the first :data:`MAX_HEADERS` header fields are decoded, and the text and HTML in
+:func:`detail` stop after :data:`MAX_BODY` characters. The raw download has it all.
 """
 
 from __future__ import annotations
@@ -12,14 +18,36 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
-from typing import Any
+from typing import Any, NamedTuple
 
 from relay.capture.timeline import timeline
 from relay.gmail.mime import nesting_problem
 
-__all__ = ["Contents", "Part", "contents", "detail", "link_inline_parts", "part_payload"]
+__all__ = [
+    "MAX_BODY",
+    "MAX_HEADERS",
+    "MAX_PARTS",
+    "Contents",
+    "Part",
+    "contents",
+    "detail",
+    "link_inline_parts",
+    "part_payload",
+]
+
+#: Body parts (of any multipart, nested or not) read; the others are only counted.
+MAX_PARTS = 500
+#: Header fields decoded for display.
+MAX_HEADERS = 1000
+#: Characters of the text and of the HTML body in :func:`detail`.
+MAX_BODY = 1_000_000
 
 _CID = re.compile(r"cid:([^\"'\s)>]+)", re.IGNORECASE)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_FIELD_START = re.compile(rb"\r?\n(?![ \t])")
+_MIME_FIELDS = (b"content-", b"mime-version")
+#: A boundary parameter anywhere (a body that merely looks like one only costs a count).
+_BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,70})"|([^\s;"]{1,70}))', re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +82,9 @@ class Contents:
     text: str | None
     html: str | None
     parts: tuple[Part, ...]
+    #: Body parts cut off unread (:data:`MAX_PARTS`) and header fields not decoded.
+    parts_omitted: int = 0
+    headers_omitted: int = 0
 
     @property
     def attachments(self) -> tuple[Part, ...]:
@@ -62,32 +93,46 @@ class Contents:
 
 
 def contents(raw: bytes) -> Contents:
-    """Take ``raw`` apart; malformed pieces come out as well as they decode."""
-    message = _parse(raw)
+    """Take ``raw`` apart (within the bounds above); malformed pieces come out as well as
+    they decode."""
+    message, parts_omitted, headers_omitted = _parse(raw)
     text_part = _body(message, "plain")
     html_part = _body(message, "html")
     parts = tuple(
         _part(number, leaf, leaf is text_part or leaf is html_part)
         for number, leaf in enumerate(_leaves(message))
     )
+    fields = list(message.raw_items())
     return Contents(
-        headers=tuple(_header(message, name, value) for name, value in message.raw_items()),
+        headers=tuple(_header(message, name, value) for name, value in fields[:MAX_HEADERS]),
         text=_text(text_part) if text_part is not None else None,
         html=_text(html_part) if html_part is not None else None,
         parts=parts,
+        parts_omitted=parts_omitted,
+        headers_omitted=headers_omitted + max(0, len(fields) - MAX_HEADERS),
     )
 
 
 def detail(item: Mapping[str, Any], raw: bytes, meta: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the message view shows: the list ``item`` plus headers, text, HTML,
-    attachments, envelope, rewrite trace, filter results and delivery timeline."""
+    attachments, envelope, rewrite trace, filter results and delivery timeline.
+
+    What the bounds left out is counted (``parts_omitted``, ``headers_omitted``) or
+    flagged (``text_truncated``, ``html_truncated``); ``raw_url`` has the whole message.
+    """
     parts = contents(raw)
+    text, html = parts.text, parts.html
     return {
         **item,
         "headers": [list(header) for header in parts.headers],
-        "text": parts.text,
-        "html": parts.html,
+        "headers_omitted": parts.headers_omitted,
+        "text": text[:MAX_BODY] if text is not None else None,
+        "text_truncated": text is not None and len(text) > MAX_BODY,
+        "html": html[:MAX_BODY] if html is not None else None,
+        "html_truncated": html is not None and len(html) > MAX_BODY,
         "attachments": [part.as_dict() for part in parts.attachments],
+        "parts_omitted": parts.parts_omitted,
+        "raw_url": f"/api/v1/messages/{item.get('id', '')}/raw",
         "envelope": {
             name: meta.get(name)
             for name in ("sender", "recipients", "mail_options", "received_at", "peer", "helo")
@@ -99,8 +144,9 @@ def detail(item: Mapping[str, Any], raw: bytes, meta: Mapping[str, Any]) -> dict
 
 
 def part_payload(raw: bytes, number: int) -> tuple[Part, bytes] | None:
-    """Part ``number`` and its decoded bytes, or None if there is no such part."""
-    for index, leaf in enumerate(_leaves(_parse(raw))):
+    """Part ``number`` and its decoded bytes, or None if there is no such part (or it is
+    beyond the parts read)."""
+    for index, leaf in enumerate(_leaves(_parse(raw).message)):
         if index == number:
             payload = leaf.get_payload(decode=True)
             return _part(index, leaf, False), payload if isinstance(payload, bytes) else b""
@@ -118,13 +164,58 @@ def link_inline_parts(html: str, parts: tuple[Part, ...], url: Callable[[int], s
     return _CID.sub(swap, html)
 
 
-def _parse(raw: bytes) -> EmailMessage:
-    """The message as the stdlib reads it; header only (the body one part) if it may nest
-    deeper than the stdlib parser can recurse (:func:`relay.gmail.mime.nesting_problem`)."""
+class _Parsed(NamedTuple):
+    message: EmailMessage
+    parts_omitted: int
+    headers_omitted: int
+
+
+def _parse(raw: bytes) -> _Parsed:
+    """The message as the stdlib reads it, and what was left out unread.
+
+    Header fields after the first ``MAX_HEADERS`` are dropped before parsing (but for
+    the ``Content-`` and ``MIME-Version`` ones, which say how to read the body). The body
+    is read header only (one part) if it may nest deeper than the stdlib parser can
+    recurse (:func:`relay.gmail.mime.nesting_problem`); else it is cut before the
+    delimiter line of body part ``MAX_PARTS + 1`` (the parser notes the missing close
+    delimiters as defects and reads the rest as usual).
+    """
+    raw, headers_omitted = _trim_header(raw, MAX_HEADERS)
+    header_only = nesting_problem(raw) is not None
+    parts_omitted = 0
+    if not header_only:
+        raw, parts_omitted = _cut(raw, MAX_PARTS)
     parser = email.parser.BytesParser(policy=email.policy.default)
-    message = parser.parsebytes(raw, headersonly=nesting_problem(raw) is not None)
+    message = parser.parsebytes(raw, headersonly=header_only)
     assert isinstance(message, EmailMessage)
-    return message
+    return _Parsed(message, parts_omitted, headers_omitted)
+
+
+def _trim_header(raw: bytes, limit: int) -> tuple[bytes, int]:
+    """``raw`` with header fields after the first ``limit`` dropped (the MIME ones
+    stay), and how many were dropped."""
+    end = _HEADER_END.search(raw)
+    head = raw[: end.start()] if end else raw
+    fields = _FIELD_START.split(head)
+    if len(fields) <= limit:
+        return raw, 0
+    kept = fields[:limit] + [f for f in fields[limit:] if f[:12].lower().startswith(_MIME_FIELDS)]
+    rest = raw[end.start() :] if end else b""
+    return b"\r\n".join(kept) + rest, len(fields) - len(kept)
+
+
+def _cut(raw: bytes, limit: int) -> tuple[bytes, int]:
+    """``raw`` up to the opening delimiter line of body part ``limit + 1`` (of any
+    boundary it declares), and the number of body parts after that point."""
+    boundaries = {match[1] or match[2] for match in _BOUNDARY.finditer(raw)}
+    if not boundaries:
+        return raw, 0
+    names = b"|".join(re.escape(name) for name in sorted(boundaries, key=len, reverse=True))
+    opening = re.compile(rb"^--(?:" + names + rb")[ \t]*\r?$", re.MULTILINE)
+    starts = [match.start() for match in opening.finditer(raw)]
+    if len(starts) <= limit:
+        return raw, 0
+    return raw[: starts[limit]], len(starts) - limit
 
 
 def _leaves(message: Message) -> list[Message]:

@@ -1,8 +1,11 @@
 """Release a captured message to an upstream by hand, and only to allowed recipients.
 
-The guard is pure; sending opens one session with :class:`~relay.deliver.smtp.UpstreamSession`
-and returns the attempts in the shape the delivery timeline uses. The bytes go out as they
-were captured.
+The guard is pure: :func:`release_recipients` reads each recipient as one plain address,
+exactly the text ``RCPT TO`` will carry (aiosmtplib re-parses what it is given, so anything
+a parser could read as another address is refused), then checks it against
+``capture.release.allowed``. Sending opens one session with
+:class:`~relay.deliver.smtp.UpstreamSession` and returns the attempts in the shape the
+delivery timeline uses. The bytes go out as they were captured.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from relay.cleanup.encoding import downgrade_8bit
+from relay.cleanup.mailbox import is_address
 from relay.config import UpstreamConfig
 from relay.deliver.oauth import token_source
 from relay.deliver.outcome import Reply, classify
@@ -19,28 +23,70 @@ from relay.deliver.smtp import UpstreamSession
 from relay.errors import UpstreamError
 from relay.queue.record import Attempt
 
-__all__ = ["release_refusal", "send_release"]
+__all__ = ["ReleaseRefused", "release_address", "release_recipients", "send_release"]
+
+_PLAIN = "release takes plain addresses only (local@domain)"
+#: Text a strict address may hold that still means something else to someone: a quoted
+#: local part, an address literal, an RFC 2047 encoded word, %- and !-routing.
+_NOT_PLAIN = (
+    ('"', "no quoted local part"),
+    ("[", "no address literal"),
+    ("=?", "no encoded word"),
+    ("%", "no %-routing"),
+    ("!", "no !-routing"),
+)
 
 
-def release_refusal(recipients: Sequence[str], allowed: Sequence[str]) -> str | None:
-    """Why releasing to ``recipients`` is refused, or None when every one of them is allowed.
+class ReleaseRefused(ValueError):
+    """A release that must not go out; ``bad_address`` when a recipient is not a plain address."""
 
-    ``allowed`` holds shell-style patterns (``*@example.org``), compared case-insensitively.
+    def __init__(self, reason: str, *, bad_address: bool = False) -> None:
+        super().__init__(reason)
+        self.bad_address = bad_address
+
+
+def release_address(text: str) -> str:
+    """``text`` when it is one plain address, the very string ``RCPT TO`` will carry.
+
+    Plain: ``local@domain`` as :func:`relay.cleanup.mailbox.is_address` reads it (no display
+    name, comment, angle brackets, list, route, whitespace or trailing dot), an ASCII domain,
+    and none of :data:`_NOT_PLAIN`. Raise :class:`ReleaseRefused` saying why not.
+    """
+    if not isinstance(text, str) or not is_address(text):
+        why = "no name, comment, angle brackets, list, route, space or trailing dot"
+        raise ReleaseRefused(f"{_PLAIN}, {why}: {text!r}", bad_address=True)
+    for needle, why in _NOT_PLAIN:
+        if needle in text:
+            raise ReleaseRefused(f"{_PLAIN}, {why}: {text!r}", bad_address=True)
+    if not text.rpartition("@")[2].isascii():
+        why = "write a non-ASCII domain in its ASCII form (xn--...)"
+        raise ReleaseRefused(f"{_PLAIN}, {why}: {text!r}", bad_address=True)
+    return text
+
+
+def release_recipients(recipients: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
+    """The addresses to release to, each checked by :func:`release_address` and allowed.
+
+    ``allowed`` holds shell-style patterns (``*@example.org``), compared case-insensitively
+    with the checked address. Raise :class:`ReleaseRefused` for the first reason not to.
     """
     if not allowed:
-        return "release is off: configure capture.release.allowed (recipient patterns)"
+        raise ReleaseRefused(
+            "release is off: configure capture.release.allowed (recipient patterns)"
+        )
     if not recipients:
-        return "no recipients to release to"
+        raise ReleaseRefused("no recipients to release to")
+    addresses = tuple(release_address(rcpt) for rcpt in recipients)
     refused = [
-        rcpt
-        for rcpt in recipients
-        if not any(fnmatch.fnmatchcase(rcpt.lower(), pattern.lower()) for pattern in allowed)
+        address
+        for address in addresses
+        if not any(fnmatch.fnmatchcase(address.lower(), pattern.lower()) for pattern in allowed)
     ]
     if refused:
-        return (
+        raise ReleaseRefused(
             f"not allowed by capture.release.allowed ({', '.join(allowed)}): {', '.join(refused)}"
         )
-    return None
+    return addresses
 
 
 async def send_release(
@@ -52,6 +98,8 @@ async def send_release(
     hostname: str,
 ) -> list[dict[str, object]]:
     """Send ``message`` to ``recipients`` over a new session; one attempt per distinct reply.
+
+    ``recipients`` come from :func:`release_recipients`, so what was checked is what is sent.
 
     An OAuth upstream gets a fresh token; an ``mx`` upstream cannot be released to.
     """

@@ -177,21 +177,21 @@ def _show(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) ->
 def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) -> int:
     import asyncio
 
-    from relay.capture.release import release_refusal, send_release
+    from relay.capture.release import ReleaseRefused, release_recipients, send_release
 
     found = _find(store, args.queue_id)
     if found is None:
         return 1
     queue_id, raw, meta = found
-    recipients = args.to or meta.get("recipients") or []
-    refusal = release_refusal(recipients, config.capture.release.allowed)
     upstream = config.capture.release.upstream or config.upstream
-    if refusal is None and upstream is None:
-        refusal = "no upstream to release to: configure capture.release.upstream"
-    if refusal is not None:
-        print(f"notify-relay: not released: {refusal}", file=sys.stderr)
+    try:
+        wanted = args.to or meta.get("recipients") or []
+        recipients = release_recipients(wanted, config.capture.release.allowed)
+        if upstream is None:
+            raise ReleaseRefused("no upstream to release to: configure capture.release.upstream")
+    except ReleaseRefused as exc:
+        print(f"notify-relay: not released: {exc}", file=sys.stderr)
         return 1
-    assert upstream is not None
     attempts = asyncio.run(
         send_release(raw, meta.get("sender") or "", recipients, upstream, hostname=config.hostname)
     )

@@ -6,8 +6,10 @@ never open an SMTP connection themselves. Where the relay is, in this order:
 ``--connect ADDRESS``; the ``listen:`` addresses of ``--config FILE`` or of the file
 named by ``$NOTIFY_RELAY_CONFIG`` (unix sockets first); else
 ``unix:/run/notify-relay/smtp.sock`` then ``127.0.0.1:2525``. The first that answers is
-used. Exit codes follow sysexits.h; nothing is printed on success (Trac treats any
-output on stderr as a failure).
+used. Options end at the first recipient or at ``--``, as in sendmail; a message without
+From, Date or Message-ID gets them, as Postfix adds them to sendmail mail. Exit codes
+follow sysexits.h; nothing is printed on success (Trac treats any output on stderr as a
+failure).
 """
 
 from __future__ import annotations
@@ -19,8 +21,13 @@ import smtplib
 import socket
 import sys
 from collections.abc import Sequence
+from email.utils import formatdate, make_msgid
+from typing import TYPE_CHECKING
 
 from relay.cli.main import add_config_option
+
+if TYPE_CHECKING:
+    from relay.config import RelayConfig
 
 __all__ = ["DEFAULT_TARGETS", "add_parser", "exit_code", "main"]
 
@@ -48,7 +55,7 @@ def _parser(prog: str) -> _Parser:
         allow_abbrev=False,
         description="Submit the message on stdin to the running notify-relay.",
         epilog="Other sendmail options (-oem, -odi, -B 8BITMIME, -v ...) are accepted "
-        "and ignored; -bm is the only mode.",
+        "and ignored; -bm is the only mode. Options end at the first recipient or at --.",
     )
     parser.add_argument(
         "-t",
@@ -98,6 +105,38 @@ def _parser(prog: str) -> _Parser:
     return parser
 
 
+def _split(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``argv`` cut into options and recipients, as sendmail cuts it.
+
+    Options end at the first argument that is not one (or at ``--``, which is dropped), so
+    ``-fceo@company.com`` after a recipient is a recipient, never a new envelope sender.
+    An option that takes a value (``-f SENDER``, or the last letter of a cluster such as
+    ``-tf SENDER``) takes the next argument with it when none is attached.
+    """
+    valued = {
+        option
+        for action in parser._actions
+        if action.nargs != 0
+        for option in action.option_strings
+    }
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            return list(argv[:index]), list(argv[index + 1 :])
+        if not arg.startswith("-") or arg == "-":
+            break
+        index += 1
+        if arg.startswith("--"):
+            index += arg in valued
+            continue
+        for position in range(1, len(arg)):  # a cluster: -ti, -tf SENDER, -fSENDER
+            if f"-{arg[position]}" in valued:
+                index += position == len(arg) - 1
+                break
+    return list(argv[:index]), list(argv[index:])
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``sendmail``; its arguments are parsed by sendmail's own rules."""
     parser = subparsers.add_parser(
@@ -113,39 +152,52 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def main(argv: Sequence[str] | None = None, *, prog: str = "notify-relay-sendmail") -> int:
     """Run the sendmail command; return its sysexits code."""
     try:
-        args = _parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
+        parser = _parser(prog)
+        options, recipients = _split(parser, sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(options)
+        args.recipients = recipients
         if args.mode != "m":
             raise _UsageError(f"-b{args.mode} is not supported (only -bm, the default)")
-        targets = _targets(args)
+        config = _config(args.config)
+        targets = _targets(args, config)
     except _UsageError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EX_USAGE
     except ValueError as exc:  # a config that cannot be read
         print(f"{prog}: {exc}", file=sys.stderr)
         return EX_CONFIG
-    code, lines = _submit(args, targets)
+    default_domain = config.notification.smtp_default_domain if config else None
+    code, lines = _submit(args, targets, default_domain)
     for line in lines:
         print(f"{prog}: {line}" if code else line, file=sys.stderr if code else sys.stdout)
     return code
 
 
-def _targets(args: argparse.Namespace) -> tuple[str, ...]:
-    if args.connect:
-        return (args.connect,)
-    if not args.config:
-        return DEFAULT_TARGETS
-    from relay.config import TcpListener, load_config
+def _config(path: str | None) -> RelayConfig | None:
+    """The relay's config named by ``-C`` or ``$NOTIFY_RELAY_CONFIG``; ValueError if unreadable."""
+    if not path:
+        return None
+    from relay.config import load_config
     from relay.errors import ConfigError
 
     try:
-        listen = load_config(args.config, secrets=False).listen
+        return load_config(path, secrets=False)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _targets(args: argparse.Namespace, config: RelayConfig | None) -> tuple[str, ...]:
+    if args.connect:
+        return (args.connect,)
+    if config is None:
+        return DEFAULT_TARGETS
+    from relay.config import TcpListener
+
     loopback = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
-    unix = [str(item) for item in listen if not isinstance(item, TcpListener)]
+    unix = [str(item) for item in config.listen if not isinstance(item, TcpListener)]
     tcp = [
         str(TcpListener(loopback.get(item.host, item.host), item.port))
-        for item in listen
+        for item in config.listen
         if isinstance(item, TcpListener) and item.port
     ]
     return (*unix, *tcp)
@@ -192,7 +244,29 @@ def _login_name() -> str:
         return "nobody"
 
 
-def _submit(args: argparse.Namespace, targets: tuple[str, ...]) -> tuple[int, list[str]]:
+def _headers(message: bytes, sender: str, name: str | None, default_domain: str | None) -> bytes:
+    """The message with the From, Date and Message-ID Postfix would add to it.
+
+    Their domain is the sender's own; for a bare sender (a login name), the configured
+    ``notification.smtp_default_domain``, else ``localhost``: never this machine's host
+    name, which in a container is a random id.
+    """
+    from relay.receive import sendmail
+
+    domain = sender.rpartition("@")[2] if "@" in sender else default_domain or "localhost"
+    address = sender if "@" in sender or not default_domain else f"{sender}@{default_domain}"
+    return sendmail.with_missing_headers(
+        message,
+        sender=address,
+        name=name,
+        date=formatdate(localtime=True),
+        message_id=make_msgid(domain=domain),
+    )
+
+
+def _submit(
+    args: argparse.Namespace, targets: tuple[str, ...], default_domain: str | None
+) -> tuple[int, list[str]]:
     """Send the message; return the exit code and the lines to print."""
     from relay.receive import sendmail
 
@@ -208,8 +282,7 @@ def _submit(args: argparse.Namespace, targets: tuple[str, ...]) -> tuple[int, li
             return EX_DATAERR, [f"-t: {exc}; the message was not sent"]
         recipients += [r for r in found if r not in recipients]
         message = sendmail.without_header(message, "Bcc")
-    if args.name:
-        message = sendmail.with_from_name(message, sender, args.name)
+    message = _headers(message, sender, args.name, default_domain)
     if not recipients:
         return EX_USAGE, ["no recipients: name them as arguments or use -t"]
     lines: list[str] = []

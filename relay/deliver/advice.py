@@ -21,7 +21,7 @@ _NAMED_PORTS = {"starttls": (587, 25), "implicit": (465,)}
 class Failure:
     """A failed check step.
 
-    ``step`` is one of resolve, connect, greeting, starttls, tls, auth, login, send;
+    ``step`` is one of resolve, connect, greeting, starttls, tls, ehlo, auth, login, send;
     ``code`` the SMTP reply code (0: no reply); ``other_mode`` is True when the other TLS
     mode (implicit instead of STARTTLS, or the reverse) answered on the same port.
     """
@@ -129,11 +129,15 @@ _RULES: tuple[tuple[Callable[[Failure], bool], Callable[[Failure], str]], ...] =
         lambda f: f"nothing listens on {f.host}:{f.port}: check upstream.host and upstream.port",
     ),
     (
-        lambda f: f.step == "connect",
+        lambda f: f.step == "connect" and "timed out" in f.text,
         lambda f: (
             f"no answer from {f.host}:{f.port}: a firewall may drop it (many hosting "
             "providers block outgoing ports 25, 465 and 587)"
         ),
+    ),
+    (
+        lambda f: f.step == "connect",
+        lambda f: f"cannot reach {f.host}:{f.port}: check this machine's network and routes",
     ),
     (
         lambda f: f.step == "greeting" and f.tls == "starttls",

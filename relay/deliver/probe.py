@@ -10,11 +10,14 @@ It applies the same rules: certificates verified, no AUTH without TLS unless all
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import hashlib
+import os
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -52,7 +55,24 @@ def _describe(exc: BaseException) -> str:
         return f"{exc.code} {exc.message}"
     if isinstance(exc, TimeoutError | aiosmtplib.SMTPTimeoutError):
         return f"timed out ({exc})" if str(exc) else "timed out"
+    if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.errno:
+        return os.strerror(exc.errno).lower()  # not asyncio's "Connect call failed (...)"
     return str(exc) or type(exc).__name__
+
+
+@contextmanager
+def _step(name: str, command: str) -> Iterator[None]:
+    """Turn what goes wrong while ``command`` runs into a failure of step ``name``."""
+    try:
+        yield
+    except ssl.SSLError:
+        raise  # a TLS failure, whatever the step
+    except aiosmtplib.SMTPResponseException as exc:
+        raise _Failed(name, _describe(exc), exc.code) from None
+    except (TimeoutError, aiosmtplib.SMTPTimeoutError) as exc:
+        raise _Failed(name, f"no reply to {command}: {_describe(exc)}") from None
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise _Failed(name, f"{command}: {_describe(exc)}") from None
 
 
 def _certificate(ssl_object: ssl.SSLObject, now: float) -> str:
@@ -94,11 +114,13 @@ class _Probe:
         )
         greeting = await smtp.connect()
         if tls == "starttls":
-            await smtp.ehlo()
+            with _step("ehlo", "EHLO"):
+                await smtp.ehlo()
             if not smtp.supports_extension("starttls"):
                 smtp.close()
                 raise _Failed("starttls", f"{self.config.host}:{self.port} offers no STARTTLS")
-            await smtp.starttls(tls_context=context)
+            with _step("starttls", "STARTTLS"):
+                await smtp.starttls(tls_context=context)
         return smtp, f"{greeting.code} {greeting.message}"
 
     async def other_mode_answers(self) -> bool:
@@ -172,13 +194,14 @@ async def _steps(
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     report(Step("resolve", f"{config.host} -> {', '.join(addresses)}"))
     started = time.monotonic()
-    try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(config.host, port), timeout=diagnosis.timeout
-        )
-        writer.close()
-    except (OSError, TimeoutError) as exc:
-        raise _Failed("connect", f"{config.host}:{port}: {_describe(exc)}") from None
+    errors: list[str] = []
+    for address in addresses:
+        error = await _connect_error(address, port, diagnosis.timeout)
+        if not error:
+            break
+        errors.append(f"{address}: {error}" if len(addresses) > 1 else error)
+    else:
+        raise _Failed("connect", f"{config.host}:{port}: {'; '.join(errors)}")
     report(Step("connect", f"{config.host}:{port} in {time.monotonic() - started:.2f} s"))
     context = tls_context(config) if config.tls != "none" else None
     try:
@@ -194,6 +217,16 @@ async def _steps(
         await _session(diagnosis, smtp, report, send_test, sender)
     finally:
         smtp.close()
+
+
+async def _connect_error(address: str, port: int, timeout: float) -> str:
+    """Why a TCP connection to ``address`` fails (``""``: it does not)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+    except (OSError, TimeoutError) as exc:
+        return _describe(exc)
+    writer.close()
+    return ""
 
 
 async def _session(
@@ -212,10 +245,8 @@ async def _session(
             actual = hashlib.sha256(ssl_object.getpeercert(binary_form=True)).hexdigest()
             if actual != config.fingerprint:
                 raise _Failed("tls", f"certificate fingerprint {actual} is not the pinned one")
-    try:
+    with _step("ehlo", "EHLO"):
         await smtp.ehlo()
-    except aiosmtplib.SMTPResponseException as exc:
-        raise _Failed("greeting", _describe(exc), exc.code) from None
     methods = [method.upper() for method in smtp.server_auth_methods]
     report(Step("auth", f"offered: {', '.join(methods) or 'none'}"))
     if config.username is not None and config.oauth is not None and config.auth != "password":
@@ -223,11 +254,10 @@ async def _session(
             raise _Failed("login", "refusing to send the token without TLS")
         tokens, port = token_source(config.oauth), config.effective_port
         try:
-            await login_with_token(
-                smtp, config.auth, config.username, tokens, host=config.host, port=port
-            )
-        except aiosmtplib.SMTPResponseException as exc:
-            raise _Failed("login", _describe(exc), exc.code) from None
+            with _step("login", "AUTH"):
+                await login_with_token(
+                    smtp, config.auth, config.username, tokens, host=config.host, port=port
+                )
         except UpstreamError as exc:
             raise _Failed("login", exc.text, exc.code) from None
         report(Step("login", f"{config.username}: {config.auth.upper()} accepted"))
@@ -236,10 +266,8 @@ async def _session(
             raise _Failed("login", "refusing to send the password without TLS")
         if not {name.upper() for name in PASSWORD_MECHANISMS} & set(methods):
             raise _Failed("auth", f"no usable AUTH mechanism among: {', '.join(methods) or 'none'}")
-        try:
+        with _step("login", "AUTH"):
             response = await login_with_password(smtp, config.username, config.secret.reveal())
-        except aiosmtplib.SMTPResponseException as exc:
-            raise _Failed("login", _describe(exc), exc.code) from None
         report(Step("login", f"{config.username}: {response.code} {response.message}"))
     else:
         report(Step("login", "skipped: no upstream.username"))
@@ -258,13 +286,13 @@ async def _send(
     message = EmailMessage()
     message["From"], message["To"] = sender, to
     message["Subject"] = "notify-relay check: test message"
-    message["Date"], message["Message-ID"] = formatdate(localtime=True), make_msgid()
+    domain = sender.rpartition("@")[2] or "localhost"  # not this machine's host name
+    message["Date"], message["Message-ID"] = formatdate(localtime=True), make_msgid(domain=domain)
     message.set_content("This message was sent by `notify-relay check --send-test`.\n")
-    try:
-        _, reply = await smtp.send_message(message, sender=sender, recipients=[to])
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        first = exc.recipients[0]
-        raise _Failed("send", _describe(first), first.code) from None
-    except aiosmtplib.SMTPResponseException as exc:
-        raise _Failed("send", _describe(exc), exc.code) from None
-    report(Step("send", f"to <{to}>: {reply}"))
+    with _step("send", "MAIL"):
+        await smtp.mail(sender)
+    with _step("send", "RCPT"):
+        await smtp.rcpt(to)
+    with _step("send", "DATA"):
+        reply = await smtp.data(message.as_bytes(policy=email.policy.SMTP))
+    report(Step("send", f"to <{to}>: {reply.code} {reply.message}"))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from relay.deliver.options import QuotaConfig
 from relay.deliver.outcome import Reply
-from relay.durable import write_durably
+from relay.durable import make_private_dir, write_durably
 from relay.log import logger
 
 __all__ = [
@@ -191,7 +191,7 @@ class Governor:
 
     def load(self) -> None:
         """Read the saved window, if any (blocking)."""
-        (self.path.parent / "tmp").mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dir(self.path.parent / "tmp")
         try:
             self.window = _decode(self.path.read_bytes())[1]
         except FileNotFoundError:

@@ -91,11 +91,13 @@ class UpstreamSession:
     async def open(self) -> None:
         """Connect, secure the connection as configured and log in; raise ``UpstreamError``."""
         config, smtp = self.config, self._smtp
+        step = "connect"  # the step named when the upstream stops answering
         try:
             await smtp.connect()
             peer = smtp.get_transport_info("peername")
             self.relay = f"{self.name}[{peer[0]}]:{peer[1]}"
             if config.tls == "starttls":
+                step = "EHLO"
                 await smtp.ehlo()
                 if smtp.supports_extension("starttls"):
                     await self._starttls()
@@ -109,7 +111,12 @@ class UpstreamSession:
             if config.username is not None and (config.secret or self.tokens) is not None:
                 if smtp.get_transport_info("sslcontext") is None and not config.allow_insecure_auth:
                     raise UpstreamError(0, f"refusing to send AUTH to {self.relay} without TLS")
+                step = "EHLO"
+                if smtp.is_ehlo_or_helo_needed:  # learn the AUTH mechanisms (again after TLS)
+                    await smtp.ehlo()
+                step = "AUTH"
                 await self._login()
+            step = "EHLO"
             if smtp.is_ehlo_or_helo_needed:  # know SIZE, 8BITMIME, SMTPUTF8 before the first MAIL
                 try:
                     await smtp.ehlo()
@@ -130,7 +137,10 @@ class UpstreamSession:
             raise UpstreamError(0, f"TLS with {self.relay} failed: {exc.reason or exc}") from None
         except (*_TRANSIENT, aiosmtplib.SMTPException) as exc:
             await self.close()
-            raise UpstreamError(0, f"connect to {self.relay}: {_describe(exc)}") from None
+            if step == "connect" and isinstance(exc.__cause__, aiosmtplib.SMTPException):
+                step = "greeting"  # aiosmtplib's connect() also reads the greeting
+            into = {"connect": "to", "greeting": "from"}.get(step, "with")
+            raise UpstreamError(0, f"{step} {into} {self.relay}: {_describe(exc)}") from None
         except UpstreamError:
             await self.close()
             raise
@@ -212,11 +222,13 @@ class UpstreamSession:
             if "SMTPUTF8" not in (option.upper() for option in options):
                 options.append("SMTPUTF8")  # RFC 6531: UTF-8 addresses need it, declared or not
         encoding = "utf-8" if "SMTPUTF8" in (option.upper() for option in options) else "ascii"
+        step = "MAIL"
         try:
             try:
                 await smtp.mail(sender, options=options, encoding=encoding)
             except ValueError as exc:  # an address aiosmtplib will not put on the wire as is
                 return dict.fromkeys(recipients, Reply(553, f"5.1.7 {exc}"))
+            step = "RCPT"
             for rcpt in recipients:
                 try:
                     await smtp.rcpt(rcpt, encoding=encoding)
@@ -228,6 +240,7 @@ class UpstreamSession:
             if not accepted:
                 await smtp.rset()
                 return replies
+            step = "DATA"
             response = await smtp.data(message, timeout=self.config.data_timeout)
             replies.update(dict.fromkeys(accepted, Reply(response.code, response.message)))
         except aiosmtplib.SMTPResponseException as exc:
@@ -235,7 +248,7 @@ class UpstreamSession:
             replies.update({rcpt: reply for rcpt in recipients if rcpt not in replies})
             await self._reset()
         except _TRANSIENT as exc:
-            reply = Reply(0, f"lost connection with {self.relay}: {_describe(exc)}")
+            reply = Reply(0, f"{step} with {self.relay}: {_describe(exc)}")
             replies.update({rcpt: reply for rcpt in recipients if rcpt not in replies})
             await self.close()
         return replies

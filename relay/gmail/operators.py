@@ -11,6 +11,9 @@ __all__ = [
     "AGE_OPERATORS",
     "CHOICES",
     "DATE_OPERATORS",
+    "MAX_AGE_YEARS",
+    "MAX_EPOCH",
+    "MAX_SIZE",
     "OPERATORS",
     "SIZE_OPERATORS",
     "STATE_HAS",
@@ -81,6 +84,12 @@ _DATE_FORMATS = (
     (re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})"), (3, 1, 2)),
 )
 _AGE = re.compile(r"(\d+)([dmy])", re.IGNORECASE)
+#: Bounds that keep every size an SQLite integer and every date inside what ``datetime``
+#: holds, so the evaluator, the SQL compiler and every caller see the same valid values.
+MAX_SIZE = 1 << 50  # 1 PiB: no message comes near it
+MAX_EPOCH = 253_402_300_799  # 9999-12-31 23:59:59 UTC, the last second datetime holds
+MAX_AGE_YEARS = 1000
+_AGE_LIMITS = {"d": 366 * MAX_AGE_YEARS, "m": 12 * MAX_AGE_YEARS, "y": MAX_AGE_YEARS}
 
 
 def canonical_operator(name: str) -> str | None:
@@ -98,7 +107,10 @@ def parse_size(text: str) -> int:
     if match is None:
         raise ValueError("a size such as 500K, 10M or a number of bytes")
     number, unit = match.groups()
-    return int(float(number) * _UNITS[(unit or "").lower()])
+    size = float(number) * _UNITS[(unit or "").lower()]
+    if size > MAX_SIZE:
+        raise ValueError(f"a size up to {MAX_SIZE >> 30}G")
+    return int(size)
 
 
 @lru_cache(maxsize=1024)
@@ -106,6 +118,8 @@ def parse_date(text: str) -> dt.date | int:
     """Return the calendar date of ``YYYY/MM/DD``, ``YYYY-MM-DD`` or ``MM/DD/YYYY``,
     or the epoch second of an integer value."""
     if text.isdigit() and len(text) > 4:
+        if int(text) > MAX_EPOCH:
+            raise ValueError(f"a date up to 9999/12/31 or epoch second {MAX_EPOCH}")
         return int(text)
     for pattern, (year, month, day) in _DATE_FORMATS:
         match = pattern.fullmatch(text)
@@ -123,7 +137,10 @@ def parse_age(text: str) -> tuple[int, str]:
     match = _AGE.fullmatch(text)
     if match is None:
         raise ValueError("an age such as 7d, 2m or 1y (units: d, m, y; h is not supported)")
-    return int(match[1]), match[2].lower()
+    count, unit = int(match[1]), match[2].lower()
+    if count > _AGE_LIMITS[unit]:
+        raise ValueError(f"an age up to {_AGE_LIMITS[unit]}{unit} ({MAX_AGE_YEARS} years)")
+    return count, unit
 
 
 def validate_value(operator: str, text: str) -> None:

@@ -12,56 +12,24 @@ lock, so a server starting meanwhile waits for it.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from relay.durable import make_private_dir
 from relay.errors import SpoolError
+from relay.lock import PID_NAME, owner
+from relay.lock import DirectoryLock as QueueLock
 from relay.log import logger
 from relay.queue.actions import Action, Report
 
 __all__ = ["ControlServer", "QueueLock", "owner", "send"]
 
 SOCKET_NAME = "control.sock"
-PID_NAME = "relay.pid"
 
 Handler = Callable[[Action, Sequence[str]], Awaitable[Report]]
-
-
-class QueueLock:
-    """An exclusive ``flock`` on the queue directory; released on :meth:`release` or exit."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.fd: int | None = None
-
-    def try_acquire(self) -> bool:
-        """Take the lock if nobody holds it; True on success."""
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        """Give the lock up."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def owner(root: Path) -> int | None:
-    """The pid the running server wrote, or None."""
-    try:
-        return int((root / PID_NAME).read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _address(root: Path, fd: int) -> str:
@@ -84,7 +52,7 @@ class ControlServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         try:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dir(self.root)
         except OSError as exc:
             raise SpoolError(f"cannot create queue directory {self.root}: {exc}") from exc
         while not self._lock.try_acquire():
@@ -95,7 +63,7 @@ class ControlServer:
                 )
             await asyncio.sleep(0.1)
         assert self._lock.fd is not None
-        (self.root / PID_NAME).write_text(f"{os.getpid()}\n")
+        self._lock.claim()
         (self.root / SOCKET_NAME).unlink(missing_ok=True)  # left by a killed server
         self._server = await asyncio.start_unix_server(
             self._serve, path=_address(self.root, self._lock.fd)

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from relay.durable import DirectorySync, fsync_dir, write_durably
+from relay.durable import DirectorySync, fsync_dir, make_private_dir, write_durably
 from relay.errors import SpoolError
 from relay.queue.record import (
     DeliveryState,
@@ -59,7 +59,7 @@ class Spool:
         """Create the directories (mode 0700) and remove leftovers of interrupted writes."""
         try:
             for name in _DIRS:
-                (self.root / name).mkdir(mode=0o700, parents=True, exist_ok=True)
+                make_private_dir(self.root / name)
             for leftover in (self.root / "tmp").iterdir():
                 leftover.unlink()
         except OSError as exc:

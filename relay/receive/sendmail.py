@@ -14,7 +14,7 @@ __all__ = [
     "UnreadableHeader",
     "header_recipients",
     "read_message",
-    "with_from_name",
+    "with_missing_headers",
     "without_header",
 ]
 
@@ -85,10 +85,19 @@ def without_header(message: bytes, name: str) -> bytes:
     return b"".join(kept) + body
 
 
-def with_from_name(message: bytes, sender: str, name: str) -> bytes:
-    """Add ``From: name <sender>`` (``sendmail -F``) when the message has no From header."""
+def with_missing_headers(
+    message: bytes, *, sender: str, name: str | None, date: str, message_id: str
+) -> bytes:
+    """Add ``From: name <sender>``, ``Date`` and ``Message-ID`` where the message has none.
+
+    Postfix's cleanup adds the same three to mail submitted with sendmail; ``sendmail -F``
+    gives the name. The caller makes ``date`` and ``message_id`` (this module is pure).
+    """
     headers = BytesHeaderParser(policy=compat32).parsebytes(_head(message))
-    if headers.get("From") is not None:
-        return message
-    field = formataddr((name, sender), charset="utf-8")
-    return f"From: {field}\r\n".encode("ascii") + message
+    missing = {
+        "From": formataddr((name or "", sender), charset="utf-8"),
+        "Date": date,
+        "Message-ID": message_id,
+    }
+    added = "".join(f"{key}: {value}\r\n" for key, value in missing.items() if key not in headers)
+    return added.encode() + message

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.helpers import content_disposition_header
 
 from relay.capture.message import contents, detail, link_inline_parts, part_payload
-from relay.capture.release import release_refusal, send_release
+from relay.capture.release import ReleaseRefused, release_recipients, send_release
 from relay.gmail import QuerySyntaxError
 from relay.queue.listing import entry_of, read_entries, read_one
 from relay.web.context import blocking, fail, query_error, relay_of, store_of, timezone_of
@@ -88,11 +88,12 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 async def get_message(request: web.Request) -> web.Response:
-    """``GET /api/v1/messages/{id}``: everything about one message."""
+    """``GET /api/v1/messages/{id}``: everything about one message (parsed in a worker
+    thread, within :mod:`relay.capture.message`'s bounds: the loop serves SMTP meanwhile)."""
     store, queue_id = store_of(request), request.match_info["id"]
     raw, meta = await _read(request, queue_id)
     item = await blocking(request, store.item, queue_id)
-    body = detail(item or {"id": queue_id}, raw, meta)
+    body = await blocking(request, detail, item or {"id": queue_id}, raw, meta)
     manager = relay_of(request).manager
     queued = await blocking(request, read_one, manager.spool, queue_id) if manager else None
     body["queue"] = entry_of(*queued).as_dict() if queued else None
@@ -120,10 +121,9 @@ async def html(request: web.Request) -> web.Response:
     """
     queue_id = request.match_info["id"]
     message, _ = await _read(request, queue_id)
-    parsed = await blocking(request, contents, message)
-    if parsed.html is None:
+    body = await blocking(request, _linked_html, message)
+    if body is None:
         fail(404, "the message has no HTML body")
-    body = link_inline_parts(parsed.html, parsed.parts, lambda number: f"parts/{number}")
     parts = f"{request.scheme}://{request.host}/api/v1/messages/{queue_id}/parts/"
     policy = (
         f"default-src 'none'; img-src data: {parts}; style-src 'unsafe-inline'; font-src data:; "
@@ -167,9 +167,10 @@ async def release(request: web.Request) -> web.Response:
     recipients = wanted.get("to") or meta.get("recipients") or []
     if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
         fail(400, 'expected {"to": ["address", ...]}')
-    refusal = release_refusal(recipients, config.capture.release.allowed)
-    if refusal is not None:
-        fail(403, refusal, recipients=recipients)
+    try:
+        recipients = release_recipients(recipients, config.capture.release.allowed)
+    except ReleaseRefused as exc:
+        fail(400 if exc.bad_address else 403, str(exc), recipients=recipients)
     upstream = config.capture.release.upstream or config.upstream
     if upstream is None:
         fail(409, "no upstream to release to: configure capture.release.upstream")
@@ -224,6 +225,14 @@ async def queue(request: web.Request) -> web.Response:
         return web.json_response({"enabled": False, "messages": []})
     entries = await blocking(request, read_entries, manager.spool)
     return web.json_response({"enabled": True, "messages": [e.as_dict() for e in entries]})
+
+
+def _linked_html(message: bytes) -> str | None:
+    """The HTML body with its ``cid:`` images pointing at the parts (None: there is none)."""
+    parsed = contents(message)
+    if parsed.html is None:
+        return None
+    return link_inline_parts(parsed.html, parsed.parts, lambda number: f"parts/{number}")
 
 
 async def _read(request: web.Request, queue_id: str) -> tuple[bytes, dict[str, Any]]:

@@ -8,6 +8,7 @@ event loop runs; ``/readyz`` answers 200 or 503 with the checks of
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,13 +25,26 @@ if TYPE_CHECKING:
 __all__ = ["routes", "storage_problem"]
 
 
-def storage_problem(root: Path) -> str | None:
-    """Why a file cannot be written under ``root/tmp`` (the spool and the Maildir have one)."""
+#: Room beyond the message itself: its queue record or metadata file and index rows.
+_OVERHEAD = 64 * 1024
+
+
+def storage_problem(root: Path, largest: int) -> str | None:
+    """Why ``root`` cannot take a message of ``largest`` octets: a file cannot be written
+    under ``root/tmp`` (the spool and the Maildir have one), or the space left is too small
+    (a full disk still lets an empty file be made)."""
     try:
         with tempfile.NamedTemporaryFile(dir=root / "tmp", prefix=".readyz-"):
-            return None
+            free = shutil.disk_usage(root).free
     except OSError as exc:
         return f"cannot write to {root}: {exc.strerror or exc}"
+    if free < largest + _OVERHEAD:
+        return (
+            f"{root} has {free // 1024} KiB free; a message of the largest size accepted "
+            f"needs {(largest + _OVERHEAD) // 1024} KiB (limits.max_message_size: "
+            f"{largest // 1024} KiB)"
+        )
+    return None
 
 
 def _judge(relay: Relay, grace: float) -> Readiness:
@@ -39,7 +53,7 @@ def _judge(relay: Relay, grace: float) -> Readiness:
     return readiness(
         listening=tuple(relay.bound),
         storage=str(root),
-        storage_problem=storage_problem(root),
+        storage_problem=storage_problem(root, relay.config.limits.max_message_size),
         failing_since=manager.failing_since if manager is not None else None,
         now=time.time(),
         grace=grace,

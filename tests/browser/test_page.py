@@ -95,13 +95,7 @@ def served(
 def page(served: Served) -> Iterator[object]:
     profile = tempfile.mkdtemp(prefix="chromium-")
     with playwright.sync_playwright() as driver:
-        context = driver.chromium.launch_persistent_context(
-            profile,
-            executable_path="/usr/bin/chromium",
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 860},
-        )
+        context = chromium(driver, profile, viewport={"width": 1400, "height": 860})
         tab = context.new_page()
         tab.set_default_timeout(15_000)
         tab.goto(served.url)
@@ -109,6 +103,14 @@ def page(served: Served) -> Iterator[object]:
         yield tab
         context.close()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def chromium(driver, profile: str, **options: object):
+    """Debian's Chromium, headless, with its profile in ``profile``; ``options`` go to
+    Playwright's ``launch_persistent_context``."""
+    return driver.chromium.launch_persistent_context(
+        profile, executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS, **options
+    )
 
 
 def deliver(served: Served, message: EmailMessage | bytes, to: list[str] | None = None) -> str:

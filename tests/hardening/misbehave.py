@@ -32,6 +32,7 @@ __all__ = [
     "huge_reply_line",
     "record_raw_data",
     "refuse",
+    "silent_at",
     "starttls_refused",
     "starttls_then_garbage",
     "starttls_then_silence",
@@ -296,6 +297,34 @@ async def endless_continuation(reader: asyncio.StreamReader, writer: asyncio.Str
     except (ConnectionError, OSError):
         pass
     writer.close()
+
+
+def silent_at(verb: str) -> Script:
+    """Behave (any AUTH accepted) until the client sends ``verb``, then never answer it;
+    ``"greeting"``: never greet."""
+    replies = {
+        b"EHLO": b"250-silent.test\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n",
+        b"AUTH": b"235 2.7.0 Authentication successful\r\n",
+        b"DATA": b"354 go on\r\n",
+        b"QUIT": b"221 bye\r\n",
+    }
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if verb != "greeting":
+            writer.write(b"220 silent.test ESMTP\r\n")
+        while line := await reader.readline():
+            command = line.split(maxsplit=1)[0].upper() if line.strip() else b""
+            if verb == "greeting" or command == verb.encode():
+                await reader.read()  # until the client gives up
+                break
+            writer.write(replies.get(command, b"250 OK\r\n"))
+            if command == b"DATA":
+                await reader.readuntil(b"\r\n.\r\n")
+                writer.write(b"250 2.0.0 OK\r\n")
+            await writer.drain()
+        writer.close()
+
+    return session
 
 
 class RawUpstream(ThreadedServer):

@@ -9,7 +9,6 @@ mounted by the test (we run as root in CI).
 
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
-from helpers import port_of
+from helpers import fill, port_of
 
 from relay.model import Envelope
 from relay.queue.record import Record, encode_record
@@ -36,40 +35,6 @@ def message(name: str, size: int = 0) -> bytes:
 
 def subjects(upstream) -> list[str]:
     return [m.content.split(b"\r\n")[2].decode()[9:] for m in upstream.messages]
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs at tmp_path/disk, unmounted at the end."""
-    path = tmp_path / "disk"
-    path.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(
-            "not applicable here: mounting a small tmpfs needs root with CAP_SYS_ADMIN "
-            f"({done.stderr.strip() or done.returncode})"
-        )
-    yield path
-    subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Write a filler file until the file system is full; return its path."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC
-    finally:
-        os.close(fd)
-    return filler
 
 
 def leftovers(disk: Path) -> list[str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 
 import pytest
+from hardening.misbehave import RawUpstream, silent_at
+from helpers import free_port
 from upstream import FakeUpstream
 
 from relay.cli.main import main
@@ -116,3 +119,40 @@ def test_mx_mode_says_there_is_no_one_upstream_to_check(make_config, tmp_path, c
     code = main(["check", "--config", str(tmp_path / "relay.yaml")])
     assert code == 64
     assert "no one upstream to check" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("verb", "step", "failure", "exit_code"),
+    [
+        ("greeting", "greeting", "no SMTP greeting: timed out", 69),
+        ("EHLO", "ehlo", "no reply to EHLO: timed out", 69),
+        ("STARTTLS", "starttls", "no reply to STARTTLS: timed out", 69),
+        ("AUTH", "login", "no reply to AUTH: timed out", 77),
+        ("MAIL", "send", "no reply to MAIL: timed out", 69),
+        ("RCPT", "send", "no reply to RCPT: timed out", 69),
+        ("DATA", "send", "no reply to DATA: timed out", 69),
+    ],
+)
+def test_an_upstream_that_stops_answering_fails_the_step_it_stopped_at(
+    make_config, tmp_path, password_file, capsys, verb, step, failure, exit_code
+):
+    with RawUpstream(silent_at(verb)) as up:
+        tls = "starttls" if verb == "STARTTLS" else "none"
+        upstream = {"host": "127.0.0.1", "port": up.port, "tls": tls}
+        login = {"username": "relay", "password_file": password_file, "allow_insecure_auth": True}
+        make_config(upstream={**upstream, **login})
+        config = str(tmp_path / "relay.yaml")
+        code = main(["check", "-c", config, "--timeout", "0.5", "--send-test", "bob@x.org"])
+    out = capsys.readouterr().out
+    assert re.search(rf"^  FAIL  {step} +{failure}", out, re.MULTILINE), out
+    assert code == exit_code
+
+
+def test_a_refused_connection_says_nothing_listens_there(make_config, tmp_path, capsys):
+    port = free_port()
+    make_config(upstream={"host": "127.0.0.1", "port": port, "tls": "starttls"})
+    assert main(["check", "-c", str(tmp_path / "relay.yaml")]) == 69
+    out = capsys.readouterr().out
+    assert f"FAIL  connect      127.0.0.1:{port}: connection refused" in out
+    assert f"what to do: nothing listens on 127.0.0.1:{port}" in out
+    assert "firewall" not in out

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import email
+import email.policy
+import email.utils
+import json
+import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -144,3 +150,101 @@ def test_link_named_sendmail_is_the_sendmail_command(tmp_path):
         check=False,
     )
     assert done.returncode == 75 and done.stderr.startswith(b"sendmail: cannot reach")
+
+
+def captured_meta(relay) -> list[dict]:
+    return [json.loads(path.read_text()) for path in (relay.capture.root / "meta").iterdir()]
+
+
+async def test_an_option_among_recipients_is_a_recipient(relay, tmp_path):
+    """``-fceo@...`` after a recipient does not change the envelope sender (sendmail's rule:
+    options end at the first recipient)."""
+    config = str(tmp_path / "relay.yaml")
+    done = await asyncio.to_thread(
+        run_sendmail,
+        *("-C", config, "-i", "-f", "trac@x.org", "bob@x.org"),
+        *("-fceo@company.com", "-tcarol@x.org"),
+        stdin=b"Subject: x\n\nhi\n",
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    (meta,) = await eventually(lambda: captured_meta(relay))
+    assert meta["sender"] == "trac@x.org"
+    assert meta["recipients"] == ["bob@x.org", "-fceo@company.com", "-tcarol@x.org"]
+
+
+async def test_a_config_option_after_a_recipient_is_not_read(relay, tmp_path):
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_text("listen: [{unix: /nonexistent/smtp.sock}]\n")
+    done = await asyncio.to_thread(
+        run_sendmail,
+        *("-C", str(tmp_path / "relay.yaml"), "-i", "-f", "a@x.org", "bob@x.org"),
+        f"-C{elsewhere}",
+        stdin=b"Subject: x\n\nhi\n",
+    )
+    assert done.returncode == 67, done.stderr  # "-C..." was sent as a recipient and refused
+    assert f"recipient <-C{elsewhere}> refused".encode() in done.stderr
+    (meta,) = await eventually(lambda: captured_meta(relay))
+    assert meta["recipients"] == ["bob@x.org"]
+
+
+async def test_double_dash_ends_the_options(relay, tmp_path):
+    done = await asyncio.to_thread(
+        run_sendmail,
+        *("-C", str(tmp_path / "relay.yaml"), "-f", "a@x.org", "--", "-i@x.org", "-t@x.org"),
+        stdin=b"Subject: x\n\nbefore\n.\nafter\n",
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    (meta,) = await eventually(lambda: captured_meta(relay))
+    assert meta["recipients"] == ["-i@x.org", "-t@x.org"]
+    (stored,) = captured(relay)
+    assert b"after" not in stored  # "-i@x.org" is a recipient, not -i
+
+
+async def test_missing_from_date_and_message_id_are_added_as_postfix_does(relay, tmp_path):
+    done = await asyncio.to_thread(
+        run_sendmail,
+        *("-C", str(tmp_path / "relay.yaml"), "-f", "trac@trac.example.org", "-F", "Trac Bot"),
+        "bob@x.org",
+        stdin=b"Subject: x\n\nhi\n",
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    (stored,) = await eventually(lambda: captured(relay))
+    parsed = email.message_from_bytes(stored, policy=email.policy.default)
+    assert parsed["From"] == "Trac Bot <trac@trac.example.org>"
+    sent = email.utils.parsedate_to_datetime(parsed["Date"]).timestamp()
+    assert abs(sent - time.time()) < 60
+    assert re.fullmatch(r"<[^@<>\s]+@trac\.example\.org>", parsed["Message-ID"])
+    assert [len(parsed.get_all(name)) for name in ("From", "Date", "Message-ID")] == [1, 1, 1]
+
+
+async def test_message_id_of_a_bare_sender_uses_the_configured_domain(
+    make_config, start_relay, tmp_path
+):
+    notification = {"smtp_default_domain": "example.org"}
+    relay = await start_relay(
+        make_config(listen=[{"unix": str(tmp_path / "smtp.sock")}], notification=notification)
+    )
+    done = await asyncio.to_thread(
+        run_sendmail,
+        *("-C", str(tmp_path / "relay.yaml"), "-f", "www-data", "bob@x.org"),
+        stdin=b"Subject: x\n\nhi\n",
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    (stored,) = await eventually(lambda: captured(relay))
+    parsed = email.message_from_bytes(stored, policy=email.policy.default)
+    assert parsed["From"] == "www-data@example.org"
+    assert parsed["Message-ID"].endswith("@example.org>")
+    assert socket.gethostname() not in parsed["Message-ID"]
+
+
+async def test_headers_the_message_has_are_kept(relay, tmp_path):
+    head = (
+        b"From: Me <me@x.org>\nDate: Sat, 21 Nov 2026 07:31:12 -0000\n"
+        b"Message-ID: <1.2@x.org>\nSubject: x\n\nhi\n"
+    )
+    done = await asyncio.to_thread(
+        run_sendmail, "-C", str(tmp_path / "relay.yaml"), "-f", "a@x.org", "b@x.org", stdin=head
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    (stored,) = await eventually(lambda: captured(relay))
+    assert stored.startswith(head.replace(b"\n", b"\r\n").split(b"Subject")[0])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from relay.capture.entry import entry_of, recipient_view, reversed_domain, state_key, state_of
 from relay.capture.events import Events, MailEvent, MailEventKind
 from relay.capture.message import contents, detail, link_inline_parts, part_payload
-from relay.capture.release import release_refusal
+from relay.capture.release import ReleaseRefused, release_recipients
 from relay.capture.timeline import DeliveryStatus, delivery_status, timeline
 from relay.gmail import MessageState
 from relay.gmail.samples import message_bytes
@@ -177,12 +179,16 @@ def test_detail_adds_envelope_trace_and_timeline() -> None:
 
 def test_release_needs_every_recipient_allowed() -> None:
     allowed = ("*@example.org", "dev@test.example")
-    assert release_refusal(["A@Example.org", "dev@test.example"], allowed) is None
-    assert "outsider@evil.example" in release_refusal(
-        ["a@example.org", "outsider@evil.example"], allowed
-    )
-    assert "release is off" in release_refusal(["a@example.org"], ())
-    assert release_refusal([], allowed) == "no recipients to release to"
+    wanted = ["A@Example.org", "dev@test.example"]
+    assert release_recipients(wanted, allowed) == tuple(wanted)
+    for recipients, ruled, reason in [
+        (["a@example.org", "outsider@evil.example"], allowed, "outsider@evil.example"),
+        (["a@example.org"], (), "release is off"),
+        ([], allowed, "no recipients to release to"),
+    ]:
+        with pytest.raises(ReleaseRefused, match=reason) as refused:
+            release_recipients(recipients, ruled)
+        assert not refused.value.bad_address
 
 
 async def test_events_reach_subscribers_from_other_threads() -> None:

@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import write_users
 
 from relay.cli.main import main
 
@@ -25,6 +26,7 @@ PAGES = (
     "docs/how-to/upstreams-and-mx.md",
     "docs/how-to/trac.md",
     "docs/how-to/systemd.md",
+    "docs/how-to/web-security.md",
 )
 # Where the pages put secrets: config directories, and systemd's credentials directory.
 _SECRET_DIRS = re.compile(r"/(?:etc|var/lib)/notify-relay/|/run/credentials/notify-relay\.service/")
@@ -58,9 +60,12 @@ def test_the_pages_have_their_examples():
 def test_each_example_passes_check_config(example, tmp_path, capsys):
     text = _SECRET_DIRS.sub(f"{tmp_path}/", example)
     for name in re.findall(re.escape(str(tmp_path)) + r"/([\w.-]+)", text):
-        secret = tmp_path / name
-        secret.write_text("a-secret\n")
-        secret.chmod(0o600)
+        if "users" in name:  # a users file: login:hash lines
+            write_users(tmp_path / name, {"ann": "a-secret"})
+        else:
+            secret = tmp_path / name
+            secret.write_text("a-secret\n")
+            secret.chmod(0o600)
     config = tmp_path / "relay.yaml"
     config.write_text(text)
     assert main(["check-config", str(config)]) == 0, capsys.readouterr().err

@@ -38,6 +38,8 @@ from relay.deliver.advice import Failure, advise
         (Failure(step="connect", host="h", port=587, text="Connection refused"),
          "nothing listens on h:587"),
         (Failure(step="connect", host="h", port=587, text="timed out"), "a firewall"),
+        (Failure(step="connect", host="h", port=587, text="no route to host"),
+         "cannot reach h:587: check this machine's network"),
         (Failure(step="send", code=553, text="5.7.1 Sender address rejected"),
          "verified alias"),
         (Failure(step="send", code=421, text="4.7.0 Try again later"), "temporary refusal"),

@@ -14,7 +14,7 @@ from relay.receive.sendmail import (
     UnreadableHeader,
     header_recipients,
     read_message,
-    with_from_name,
+    with_missing_headers,
     without_header,
 )
 
@@ -106,14 +106,17 @@ def test_without_header_drops_folded_lines_and_keeps_the_body() -> None:
     assert without_header(message, "Bcc") == b"To: a@x\r\nSubject: s\r\n\r\nBcc: in body\r\n"
 
 
-def test_from_name_is_added_only_when_from_is_missing() -> None:
+def test_from_date_and_message_id_are_added_only_when_missing() -> None:
     message = b"Subject: s\r\n\r\nbody\r\n"
-    assert with_from_name(message, "trac@x.org", "Trac Bot").startswith(
-        b"From: Trac Bot <trac@x.org>\r\nSubject"
+    added = {"date": "Thu, 03 Dec 2026 16:00:00 +0000", "message_id": "<1@x.org>"}
+    assert with_missing_headers(message, sender="trac@x.org", name="Trac Bot", **added) == (
+        b"From: Trac Bot <trac@x.org>\r\nDate: Thu, 03 Dec 2026 16:00:00 +0000\r\n"
+        b"Message-ID: <1@x.org>\r\n" + message
     )
-    assert with_from_name(message, "trac@x.org", "Tr\u00e4c").startswith(b"From: =?utf-8?")
-    already = b"From: other@x.org\r\n" + message
-    assert with_from_name(already, "trac@x.org", "Trac") == already
+    named = with_missing_headers(message, sender="trac@x.org", name="Tr\u00e4c", **added)
+    assert named.startswith(b"From: =?utf-8?")
+    already = b"From: other@x.org\r\nDATE: x\r\nMessage-Id: <2@x.org>\r\n" + message
+    assert with_missing_headers(already, sender="trac@x.org", name="Trac", **added) == already
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,67 @@
+"""One crafted message (tens of thousands of MIME parts) neither freezes the relay nor
+takes long to open: the detail is computed off the event loop, reads a bounded number of
+parts and says how many it left out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+from served import Served
+
+from relay.capture.message import MAX_PARTS
+
+PARTS = 20_000
+
+
+def many_parts(count: int) -> bytes:
+    """A multipart/mixed message of ``count`` one-line text parts (~36 octets each)."""
+    head = (
+        b"From: trac@example.org\r\nTo: bob@example.org\r\nSubject: many parts\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    )
+    part = b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n"
+    return head + part * count + b"--b--\r\n"
+
+
+@pytest.fixture
+def served(tmp_path) -> Iterator[Served]:
+    with Served(tmp_path) as server:
+        yield server
+
+
+async def greeting_delay(port: int) -> float:
+    """Seconds from connecting to the SMTP listener until its 220 greeting line."""
+    started = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    line = await asyncio.wait_for(reader.readline(), 60)
+    delay = time.monotonic() - started
+    writer.close()
+    assert line.startswith(b"220"), line
+    return delay
+
+
+async def test_opening_a_message_of_many_parts_keeps_smtp_answering(served) -> None:
+    queue_id = await served.send(many_parts(PARTS), ["bob@example.org"])
+    async with aiohttp.ClientSession(served.url) as http:
+
+        async def detail() -> tuple[float, dict]:
+            started = time.monotonic()
+            async with http.get(f"/api/v1/messages/{queue_id}") as response:
+                assert response.status == 200
+                return time.monotonic() - started, await response.json()
+
+        opening = asyncio.create_task(detail())
+        delays = []
+        while not opening.done() and len(delays) < 20:
+            await asyncio.sleep(0.05)
+            delays.append(await greeting_delay(served.smtp_port))
+        took, body = await opening
+    assert max(delays) < 0.1, delays
+    assert took < 3.0
+    listed = body["attachments"]
+    assert len(listed) == MAX_PARTS - 1 and body["parts_omitted"] == PARTS - MAX_PARTS
+    assert body["raw_url"] == f"/api/v1/messages/{queue_id}/raw"
