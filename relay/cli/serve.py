@@ -34,8 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import asyncio
-
+    from relay import eventloop
     from relay.config import RelayConfig, load_config
     from relay.errors import ConfigError, RelayError
     from relay.log import logger, setup_logging
@@ -47,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
         return load_config(args.config, trac_ini=args.trac_ini)
 
     try:
-        asyncio.run(serve(load(), reload=load))
+        eventloop.run(serve(load(), reload=load))
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return 78  # EX_CONFIG
