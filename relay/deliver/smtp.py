@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import aiosmtplib
 
 from relay.config import UpstreamConfig
+from relay.deliver import pipelining
 from relay.deliver.oauth import TokenSource, token_source
 from relay.deliver.outcome import Reply
 from relay.deliver.sasl import login_with_password, login_with_token
@@ -224,6 +225,22 @@ class UpstreamSession:
         encoding = "utf-8" if "SMTPUTF8" in (option.upper() for option in options) else "ascii"
         step = "MAIL"
         try:
+            if smtp.supports_extension("pipelining"):  # RFC 2920: one round trip, not 2 + n
+                step = "MAIL, RCPT and DATA"
+                finished = await pipelining.send(
+                    smtp,
+                    sender,
+                    recipients,
+                    message,
+                    replies,
+                    options=options,
+                    encoding=encoding,
+                    timeout=self.config.timeout,
+                    data_timeout=self.config.data_timeout,
+                )
+                if not finished:
+                    await self._reset()
+                return replies
             try:
                 await smtp.mail(sender, options=options, encoding=encoding)
             except ValueError as exc:  # an address aiosmtplib will not put on the wire as is
