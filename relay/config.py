@@ -23,9 +23,11 @@ import yaml
 
 from relay.cleanup.options import CleanupOptions
 from relay.cleanup.tracini import read_trac_ini
+from relay.deliver.dkim import DkimConfig, SigningKey, signing_key
+from relay.deliver.oauth import load_client_certificate
 from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
 from relay.errors import ConfigError
-from relay.receive.options import ListenAuthConfig, ListenTlsConfig, server_context
+from relay.receive.options import Limits, ListenAuthConfig, ListenTlsConfig, server_context
 from relay.receive.users import PasswordHash, parse_users
 from relay.schema import build, where
 from relay.secret import Secret
@@ -118,16 +120,6 @@ def _parse_networks(value: object) -> tuple[Network, ...]:
         return tuple(ipaddress.ip_network(str(item), strict=False) for item in items)
     except ValueError as exc:
         raise ValueError(f"expected networks such as 127.0.0.0/8: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
-    """Listener limits; the defaults fit Gmail and Trac (all recipients in one transaction)."""
-
-    max_message_size: int = field(default=25 * 1024 * 1024, metadata={"min": 1024})
-    max_recipients: int = field(default=1000, metadata={"min": 1})
-    max_connections: int = field(default=100, metadata={"min": 1})
-    timeout: float = field(default=300.0, metadata={"duration": True, "min": 1})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -324,8 +316,11 @@ class RelayConfig:
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     web: WebConfig = field(default_factory=WebConfig)
     trac_ini: Path | None = None
+    dkim: tuple[DkimConfig, ...] = ()
     source: str = field(default="(defaults)", init=False)
     trac_ini_report: tuple[str, ...] = field(default=(), init=False)
+    #: The ``dkim`` entries' keys, read once by :func:`load_config` (not with secrets=False).
+    dkim_keys: tuple[SigningKey, ...] = field(default=(), init=False, compare=False)
 
     @property
     def capture_mode(self) -> bool:
@@ -381,7 +376,21 @@ def load_config(
     _check_upstreams(config, file, secrets=secrets)
     _check_listen_security(config, file, secrets=secrets)
     _check_web(config.web, file, secrets=secrets)
+    if secrets:
+        object.__setattr__(config, "dkim_keys", _dkim_keys(config.dkim, file))
+    _check_limits(config.limits, file)
     return config
+
+
+def _check_limits(limits: Limits, file: str) -> None:
+    """A per-client share cannot be more than the whole."""
+    share = limits.max_connections_per_client
+    if share is not None and share > limits.max_connections:
+        raise ConfigError(
+            f"expected at most max_connections ({limits.max_connections}), got {share}",
+            file=file,
+            key="limits.max_connections_per_client",
+        )
 
 
 def _expand_mx(data: dict[str, object]) -> dict[str, object]:
@@ -516,6 +525,16 @@ def _check_oauth(
         if secrets and path is not None:
             text = _read_password_file(path, file, where(key, f"{name}_file"))
             object.__setattr__(oauth, name, Secret(text))
+    if secrets and oauth.client_key_file is not None:
+        pem = _read_private(oauth.client_key_file, file, where(key, "client_key_file"))
+        try:
+            certificate = Path(str(oauth.client_certificate_file)).read_bytes()
+            load_client_certificate(certificate, pem)
+        except (OSError, ValueError) as exc:
+            what = f"cannot read it: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
+            name = "client_certificate_file" if isinstance(exc, OSError) else "client_key_file"
+            raise ConfigError(what, file=file, key=where(key, name)) from None
+        object.__setattr__(oauth, "client_key", Secret(pem))
 
 
 _PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_command")
@@ -573,6 +592,18 @@ def _read_private(path: Path, file: str, key: str) -> str:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", file=file, key=key) from None
+
+
+def _dkim_keys(entries: tuple[DkimConfig, ...], file: str) -> tuple[SigningKey, ...]:
+    """Read each ``dkim`` entry's private key (owner-only, PEM, matching its algorithm)."""
+    keys = []
+    for n, entry in enumerate(entries):
+        key, path = f"dkim[{n}].private_key_file", entry.private_key_file
+        try:
+            keys.append(signing_key(entry, _read_private(path, file, key).encode()))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}", file=file, key=key) from None
+    return tuple(keys)
 
 
 def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> None:

@@ -6,13 +6,14 @@ import asyncio
 import functools
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from relay.capture.maildir import CaptureStore
 from relay.cleanup.filters import Simulation, simulate
 from relay.cleanup.sources import DirectorySource, load_filter_sets
 from relay.config import RelayConfig, TcpListener
 from relay.deliver.dispatch import Dispatcher
+from relay.deliver.dkim import SigningKey, planned, sign_record
 from relay.errors import ConfigError, RelayError
 from relay.log import logger
 from relay.metrics import Metrics
@@ -32,25 +33,29 @@ __all__ = ["Relay", "serve"]
 class _SpoolSink:
     """Relay mode: accepted messages go to the spool and are handed to the queue manager."""
 
-    def __init__(self, spool: Spool, manager: QueueManager) -> None:
+    def __init__(
+        self, spool: Spool, manager: QueueManager, dkim: Callable[[], Sequence[SigningKey]]
+    ) -> None:
         self.spool = spool
         self.manager = manager
+        self.dkim = dkim
 
     def accept(self, record: Record) -> None:
-        self.spool.accept(record)
+        self.spool.accept(planned(record, self.dkim()))  # signed as it goes out
 
     def accepted(self, queue_id: str) -> None:
         self.manager.submit(queue_id)
 
 
 class _CaptureSink:
-    """Capture mode: accepted messages go straight to the Maildir."""
+    """Capture mode: accepted messages go straight to the Maildir, signed as they would go out."""
 
-    def __init__(self, store: CaptureStore) -> None:
+    def __init__(self, store: CaptureStore, dkim: Callable[[], Sequence[SigningKey]]) -> None:
         self.store = store
+        self.dkim = dkim
 
     def accept(self, record: Record) -> None:
-        self.store.store(record)
+        self.store.store(sign_record(record, self.dkim()))
 
     def accepted(self, queue_id: str) -> None:
         logger.info("%s: captured in %s", queue_id, self.store.root)
@@ -103,14 +108,15 @@ class Relay:
                     state=config.queue.path / "quota",
                     hold=config.queue.retry.min_backoff,
                     dns=config.dns,
+                    dkim=config.dkim_keys,
                 ),
             )
             self.metrics.watch(spool)
             self.control = ControlServer(spool.root, self.manager.apply)
-            sink: _SpoolSink | _CaptureSink = _SpoolSink(spool, self.manager)
+            sink: _SpoolSink | _CaptureSink = _SpoolSink(spool, self.manager, self._dkim)
         else:
             assert self.capture is not None
-            sink = _CaptureSink(self.capture)
+            sink = _CaptureSink(self.capture, self._dkim)
         self.directory = DirectorySource.from_options(config.notification)
         self.handler = RelayHandler(
             limits=config.limits,
@@ -134,6 +140,10 @@ class Relay:
         )
         self.bound: list[str] = []
         self.web: WebServer | None = None
+
+    def _dkim(self) -> tuple[SigningKey, ...]:
+        """The signing keys in force (reload replaces them)."""
+        return self.config.dkim_keys
 
     def _domain_check(self, config: RelayConfig) -> DomainCheck | None:
         """The RCPT-time recipient-domain check, sharing the delivery's DNS cache."""
@@ -212,6 +222,7 @@ class Relay:
             self.manager.reconfigure(
                 config.upstream, config.queue.retry, upstreams=config.upstreams, dns=config.dns
             )
+            self.manager.dispatcher.dkim = config.dkim_keys
         self.handler.check_domain = self._domain_check(config)
         logger.info("reload: configuration from %s in force", config.source)
         if restart:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from relay.cleanup.encoding import downgrade_8bit
 from relay.cleanup.mailbox import is_address
 from relay.config import UpstreamConfig
+from relay.deliver.dkim import SigningKey, sign
 from relay.deliver.oauth import token_source
 from relay.deliver.outcome import Reply, classify
 from relay.deliver.smtp import UpstreamSession
@@ -96,12 +97,15 @@ async def send_release(
     upstream: UpstreamConfig,
     *,
     hostname: str,
+    dkim: Sequence[SigningKey] = (),
 ) -> list[dict[str, object]]:
     """Send ``message`` to ``recipients`` over a new session; one attempt per distinct reply.
 
     ``recipients`` come from :func:`release_recipients`, so what was checked is what is sent.
 
-    An OAuth upstream gets a fresh token; an ``mx`` upstream cannot be released to.
+    An OAuth upstream gets a fresh token; an ``mx`` upstream cannot be released to. The
+    ``dkim`` keys sign what goes out (after any 7-bit downgrade), replacing their own
+    signatures made at capture time.
     """
     if upstream.mx:
         reply = Reply(0, "cannot release by MX lookup: configure capture.release.upstream")
@@ -120,6 +124,7 @@ async def send_release(
                 options.append("BODY=8BITMIME")
             else:
                 message = downgrade_8bit(message)
+        message = sign(message, dkim).message
         replies = await session.send(sender, recipients, message, mail_options=options)
     finally:
         await session.close()

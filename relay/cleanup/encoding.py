@@ -38,6 +38,7 @@ _ADDRESS_FIELDS = frozenset(
     {"from", "sender", "reply-to", "to", "cc", "bcc"}
     | {"resent-from", "resent-sender", "resent-to", "resent-cc"}
 )
+_CONTENT_FIELDS = frozenset({"content-type", "content-transfer-encoding"})
 _STRUCTURED = frozenset(
     {"date", "message-id", "in-reply-to", "references", "received", "return-path", "mime-version"}
 )
@@ -154,11 +155,26 @@ def _encoded_field(field: Field) -> Field | None:
     return make_field(field.name, encode_unstructured(text + trailing))
 
 
+def _doubled(entity: Entity) -> str | None:
+    """The content field an entity gives more than once (readers differ on which counts)."""
+    seen: set[str] = set()
+    for field in entity.fields:
+        if field.key in _CONTENT_FIELDS:
+            if field.key in seen:
+                return field.name
+            seen.add(field.key)
+    return None
+
+
 def _walk(entity: Entity, mode: str, where: str, *, top: bool) -> tuple[Entity, Trace]:
     trace: Trace = ()
     if mode in ("base64", "qp", _QP, "auto", "downgrade"):
         fields, trace = _encode_headers(entity.fields, where)
         entity = replace(entity, fields=fields)
+    doubled = _doubled(entity)
+    if doubled is not None:  # re-encoding could change what some reader shows
+        note = f"{where}: left as it is, parts and all: {doubled} given more than once"
+        return entity, (*trace, TraceEntry("mime_encoding", note))
     if entity.is_multipart or entity.is_enclosure:
         parts, notes = [], list(trace)  # a list: += on a tuple per part is quadratic
         for number, part in enumerate(entity.parts, start=1):

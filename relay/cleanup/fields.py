@@ -19,6 +19,7 @@ __all__ = [
     "make_field",
     "normalise_line_ends",
     "parse_fields",
+    "read_header",
     "replace",
     "split_message",
     "text_of",
@@ -68,19 +69,40 @@ def parse_fields(head: bytes) -> tuple[Field, ...]:
 
     Raises :class:`MalformedMessage` for a line that is neither a field nor a continuation.
     """
+    fields, rest = _take_fields(head)
+    if rest:
+        if rest[:1] in (b" ", b"\t"):
+            raise MalformedMessage("the header block starts with a continuation line")
+        raise MalformedMessage(f"not a header line: {rest.splitlines(keepends=True)[0][:40]!r}")
+    return fields
+
+
+def read_header(message: bytes) -> tuple[tuple[Field, ...], bytes, bytes]:
+    """Split a message into (fields, separator, body) the way Postfix cleanup and the
+    stdlib parser read it: the header section ends at the empty line, or at the first
+    line that is neither a header field nor a continuation (an 8-bit field name, a line
+    without a colon, a continuation before any field). That line starts the body and the
+    separator is then ``b""``.
+    """
+    head, separator, body = split_message(message)
+    fields, rest = _take_fields(head)
+    return (fields, b"", rest + separator + body) if rest else (fields, separator, body)
+
+
+def _take_fields(head: bytes) -> tuple[tuple[Field, ...], bytes]:
+    """The fields at the start of ``head`` and the rest from the first line that is not one."""
     fields: list[Field] = []
+    offset = 0
     for line in _LINE.findall(head):
-        if line[:1] in (b" ", b"\t"):
-            if not fields:
-                raise MalformedMessage("the header block starts with a continuation line")
+        if line[:1] in (b" ", b"\t") and fields:
             last = fields.pop()
             fields.append(Field(name=last.name, raw=last.raw + line))
-            continue
-        match = _NAME.match(line)
-        if not match:
-            raise MalformedMessage(f"not a header line: {line[:40]!r}")
-        fields.append(Field(name=match.group(1).decode("ascii"), raw=line))
-    return tuple(fields)
+        elif match := _NAME.match(line):
+            fields.append(Field(name=match.group(1).decode("ascii"), raw=line))
+        else:
+            return tuple(fields), head[offset:]
+        offset += len(line)
+    return tuple(fields), b""
 
 
 def join_message(fields: tuple[Field, ...], separator: bytes, body: bytes) -> bytes:

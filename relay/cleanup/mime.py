@@ -49,11 +49,12 @@ class Entity:
 
     @property
     def transfer_encoding(self) -> str:
-        """The declared Content-Transfer-Encoding, lower-cased (``7bit`` if absent)."""
+        """The declared Content-Transfer-Encoding, lower-cased (``7bit`` if absent); the
+        first of several, as the stdlib and mail readers take it."""
         found = find(self.fields, "Content-Transfer-Encoding")
         if not found:
             return "7bit"
-        return found[-1].value.decode("ascii", "replace").strip().lower()
+        return found[0].value.decode("ascii", "replace").strip().lower()
 
     def with_parts(self, parts: tuple[Entity, ...]) -> Entity:
         """The same entity with other parts."""
@@ -97,13 +98,16 @@ def serialise(entity: Entity) -> bytes:
 
 
 def _content_type(fields: tuple[Field, ...], default: str) -> tuple[str, str | None, str | None]:
-    """(type, boundary, charset) of the entity; an unreadable Content-Type means ``default``."""
+    """(type, boundary, charset) of the entity; an unreadable Content-Type means ``default``.
+
+    The first of several Content-Type fields counts, as for the stdlib and mail readers.
+    """
     found = find(fields, "Content-Type")
     if not found:
         return default, None, None
     header = Message()
     header.set_default_type(default)
-    header["Content-Type"] = found[-1].value.decode("ascii", "replace")
+    header["Content-Type"] = found[0].value.decode("ascii", "replace")
     return header.get_content_type(), header.get_boundary(), header.get_content_charset()
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from relay.cleanup.listheaders import check_list_id, check_unsubscribe
 from relay.cleanup.mailbox import is_address, is_bare_name, is_domain
 
 __all__ = ["CleanupOptions", "MimeEncoding", "split_list"]
@@ -64,6 +65,17 @@ def _optional(parse: Callable[[object], str]) -> Callable[[object], str | None]:
     return lambda value: None if value is None else parse(value)
 
 
+def _list_id(value: object) -> str:
+    return check_list_id(_text(value).strip())
+
+
+def _unsubscribe_urls(value: object) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError(f"expected a URL template or a list of them, got {value!r}")
+    return tuple(check_unsubscribe(_text(item).strip()) for item in items)
+
+
 def _users(value: object) -> dict[str, tuple[str, ...]]:
     if not isinstance(value, dict):
         raise ValueError("expected a mapping of user name to address")
@@ -102,3 +114,16 @@ class CleanupOptions:
         default_factory=dict, hash=False, metadata={"parse": _users}
     )
     trac_env: Path | None = None
+    list_id: str | None = field(default=None, metadata={"parse": _optional(_list_id)})
+    list_unsubscribe: tuple[str, ...] = field(default=(), metadata={"parse": _unsubscribe_urls})
+    list_unsubscribe_post: bool = False
+
+    def __post_init__(self) -> None:
+        https = any(
+            url.startswith(("https://", "{url}", "{ticket_url}")) for url in self.list_unsubscribe
+        )
+        if self.list_unsubscribe_post and not https:
+            raise ValueError(
+                "list_unsubscribe_post: true needs an https:// URL in list_unsubscribe "
+                "(RFC 8058 one-click unsubscribe is an HTTPS POST)"
+            )

@@ -14,12 +14,16 @@ To/Cc qualified, filtered, shown/hid   as above, ``remove_leaked_bcc``, ``use_pu
 From, Reply-To                         ``smtp_from``, ``smtp_from_name``, ``smtp_replyto``
 From aligned with the account          ``align_sender``
 subject prefix                         ``smtp_subject_prefix``
+List-Id, List-Unsubscribe(-Post),      ``list_id``, ``list_unsubscribe``,
+Auto-Submitted, Precedence             ``list_unsubscribe_post``
 transfer encodings                     ``mime_encoding`` (lines over 998 octets: always)
 =====================================  ==============================================
 
-A message whose header block cannot be taken apart is passed on unchanged, with a trace
-note; so is the body when its MIME structure cannot be followed. Either way the result's
-``unreadable`` says why, for the caller to log.
+The header section ends at the first line that is not a header field, as in Postfix
+cleanup: an empty line is put before that line, so every later reader agrees where the
+body starts, and the fields before it (a Bcc among them) are rewritten as usual. A body
+whose MIME structure cannot be followed is passed on as it came. Either way the result's
+``unreadable`` says what was wrong, for the caller to log.
 """
 
 from __future__ import annotations
@@ -35,13 +39,7 @@ from relay.cleanup.addresses import (
 )
 from relay.cleanup.directory import Directory
 from relay.cleanup.encoding import transcode
-from relay.cleanup.fields import (
-    MalformedMessage,
-    join_message,
-    normalise_line_ends,
-    parse_fields,
-    split_message,
-)
+from relay.cleanup.fields import MalformedMessage, join_message, normalise_line_ends, read_header
 from relay.cleanup.headers import (
     add_missing_from,
     add_subject_prefix,
@@ -51,6 +49,7 @@ from relay.cleanup.headers import (
     rewrite_reply_to,
     strip_bcc,
 )
+from relay.cleanup.listheaders import add_list_headers
 from relay.cleanup.options import CleanupOptions
 from relay.cleanup.result import CleanupResult, Rejection
 from relay.model import Envelope, TraceEntry
@@ -89,13 +88,13 @@ def run(
     normalised = normalise_line_ends(message)
     if normalised != message:
         trace += (TraceEntry("line ends", "bare LF line ends turned into CRLF"),)
-    try:
-        head, separator, body = split_message(normalised)
-        fields = parse_fields(head)
-    except MalformedMessage as exc:
-        note = TraceEntry("cleanup", f"message passed on unchanged: {exc}")
-        return CleanupResult(envelope, message, (*trace, note), unreadable=note.change)
-    original = fields
+    fields, separator, body = read_header(normalised)
+    original, problems = fields, []
+    if body and not separator:
+        line = body.split(b"\r\n", 1)[0][:40]
+        problems.append(f"header section ends at a line that is not a header field: {line!r}")
+        trace += (TraceEntry("cleanup", f"{problems[0]}; an empty line put before it"),)
+        separator = b"\r\n"
     # Address headers are only parsed when an option can change them (the common case of
     # a relay with no [notification] options must stay cheap).
     names_change = bool(options.smtp_default_domain or directory.users)
@@ -123,6 +122,7 @@ def run(
         (rewrite_reply_to, (options, directory), names_change or options.smtp_replyto),
         (align_sender, (options, account), options.align_sender),
         (add_subject_prefix, (options,), options.smtp_subject_prefix),
+        (add_list_headers, (options,), options.list_id or options.list_unsubscribe),
         (add_missing_from, (envelope.sender,), relaying),
     )
     for step, arguments, wanted in steps:
@@ -132,15 +132,15 @@ def run(
     refusal = from_refusal(fields) if relaying else None
     if refusal is not None:
         return CleanupResult(envelope, message, trace, refusal)
-    rewritten = normalised if fields == original else join_message(fields, separator, body)
-    unreadable = None
+    same = fields == original and not problems
+    rewritten = normalised if same else join_message(fields, separator, body)
     try:
         rewritten, more = transcode(rewritten, options.mime_encoding)
     except MalformedMessage as exc:
-        unreadable = f"body left as it is: {exc}"
-        more = (TraceEntry("mime_encoding", unreadable),)
+        problems.append(f"body left as it is: {exc}")
+        more = (TraceEntry("mime_encoding", problems[-1]),)
     trace += more
-    return CleanupResult(envelope, rewritten, trace, unreadable=unreadable)
+    return CleanupResult(envelope, rewritten, trace, unreadable="; ".join(problems) or None)
 
 
 def _rewrite_sender(

@@ -5,7 +5,9 @@ verified; its subject and expiry shown), lists the AUTH mechanisms, logs in and,
 ``--send-test ADDRESS``, sends a test message. A failure is printed with advice
 (:mod:`relay.deliver.advice`). Exit codes: 0 all good; 68 the name does not resolve;
 69 connection, greeting or TLS failed, or the test message was refused; 75 a temporary
-refusal; 77 the login failed; 78 config error; 64 ``upstream: mx`` (no single host).
+refusal; 77 the login failed; 78 config error; 64 ``upstream: mx`` (no single host);
+65 the upstream works but a sender domain's SPF, DKIM or DMARC needs fixing
+(:mod:`relay.deliver.preflight`, run when the config names sender domains).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from relay.cli.main import add_config_option
 __all__ = ["add_parser"]
 
 EX_USAGE, EX_NOHOST, EX_UNAVAILABLE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 64, 68, 69, 75, 77, 78
+EX_DATAERR = 65
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -53,6 +56,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from relay.config import load_config
     from relay.deliver.advice import advise
+    from relay.deliver.preflight import check_sender_domains
     from relay.deliver.probe import Step, probe
     from relay.errors import ConfigError
 
@@ -70,6 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         return EX_CONFIG
     if upstream.mx:
+        check_sender_domains(config)
         print(
             f"notify-relay check: {config.source}: upstream: mx delivers to each recipient "
             "domain's MX hosts, so there is no one upstream to check; look the domain up "
@@ -93,10 +98,11 @@ def _run(args: argparse.Namespace) -> int:
             sender=args.sender,
         )
     )
+    domains_ok = check_sender_domains(config)  # SPF, DKIM, DMARC of the From domains
     if failure is None:
         sent = f" and took a test message for {args.send_test}" if args.send_test else ""
         print(f"OK: {upstream} accepted the connection{sent}")
-        return 0
+        return 0 if domains_ok else EX_DATAERR
     print(f"  FAIL  {failure.step:<12} {failure.text}")
     advice = advise(failure)
     if advice:

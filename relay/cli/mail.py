@@ -193,7 +193,14 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
         print(f"notify-relay: not released: {exc}", file=sys.stderr)
         return 1
     attempts = asyncio.run(
-        send_release(raw, meta.get("sender") or "", recipients, upstream, hostname=config.hostname)
+        send_release(
+            raw,
+            meta.get("sender") or "",
+            recipients,
+            upstream,
+            hostname=config.hostname,
+            dkim=config.dkim_keys,
+        )
     )
     store.record_release(queue_id, attempts)
     for attempt in attempts:

@@ -31,6 +31,7 @@ VERBS = (
     "check",
     "mail",
     "oauth",
+    "dkim",
 )
 
 #: The environment variable naming the config file when ``--config`` is not given.

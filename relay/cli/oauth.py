@@ -3,9 +3,14 @@
 Prints the consent URL of the upstream's provider (Google, Microsoft, or ``consent_url``),
 reads back the code (or the whole address the browser was sent to), trades it for tokens
 at the token endpoint (PKCE, RFC 7636) and stores the refresh token in the upstream's
-``refresh_token_file`` with mode 0600. Nothing secret is printed.
+``refresh_token_file`` with mode 0600. With ``--device-code`` (a headless server) it
+prints a short code to enter at the provider's sign-in page on any other device and waits
+for the sign-in (RFC 8628). An upstream with ``grant: client_credentials`` needs no sign-in:
+the command fetches one app-only token to show that the app registration works. Nothing
+secret is printed.
 
-Exit codes: 0 stored; 1 the exchange failed; 78 config error.
+Exit codes: 0 stored (or, client credentials, a token was issued); 1 the exchange failed;
+78 config error.
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="URL",
         help=f"the redirect URI registered for the OAuth client (default: {_REDIRECT})",
     )
+    parser.add_argument(
+        "--device-code",
+        action="store_true",
+        help="sign in on another device with a short code (for a server without a browser)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -69,41 +79,29 @@ def _run(args: argparse.Namespace) -> int:
     if upstream is None or upstream.oauth is None:
         return _fail(
             f"{config.source}: no upstream with auth: xoauth2 (or oauthbearer) and an oauth "
-            "section with refresh_token_file",
+            "section",
             EX_CONFIG,
         )
     oauth = upstream.oauth
-    if oauth.consent_endpoint is None or oauth.refresh_token_file is None:
+    if oauth.grant == "client_credentials":
+        return _try_client_credentials(args, upstream)
+    if args.device_code and oauth.device_code_endpoint is None:
+        message = f"{config.source}: set oauth.provider: microsoft or oauth.device_code_url"
+        return _fail(message, EX_CONFIG)
+    if not args.device_code and oauth.consent_endpoint is None:
         return _fail(f"{config.source}: set oauth.provider or oauth.consent_url", EX_CONFIG)
+    assert oauth.refresh_token_file is not None  # the config requires it for this grant
     client_secret = None
     if oauth.client_secret_file is not None:
         try:
             client_secret = oauth.client_secret_file.read_text().splitlines()[0].strip()
         except (OSError, IndexError) as exc:
             return _fail(f"cannot read {oauth.client_secret_file}: {exc}", EX_CONFIG)
-    verifier, challenge = flow.pkce_pair()
-    state = secrets.token_urlsafe(16)
-    url = flow.consent_url(
-        oauth,
-        redirect_uri=args.redirect_uri,
-        challenge=challenge,
-        state=state,
-        login_hint=upstream.username,
-    )
-    print(f"1. Open this address in a browser and sign in as {upstream.username or 'the sender'}:")
-    print(f"\n   {url}\n")
-    print(f"2. Allow access. The browser then goes to {args.redirect_uri}/?...code=... ;")
-    print("   that page may fail to load, which is fine.")
     try:
-        pasted = input("3. Paste that whole address (or just the code) here: ")
-        code = flow.code_from(pasted, state)
-        _, refresh = flow.exchange_code(
-            oauth,
-            code,
-            redirect_uri=args.redirect_uri,
-            verifier=verifier,
-            client_secret=client_secret,
-        )
+        if args.device_code:
+            refresh = _device_code(upstream, client_secret)
+        else:
+            refresh = _consent(args, upstream, client_secret)
     except (EOFError, ValueError, UpstreamError) as exc:
         return _fail(str(exc) or "nothing pasted", 1)
     if not refresh:
@@ -118,6 +116,80 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(f"cannot write {oauth.refresh_token_file}: {exc.strerror or exc}", 1)
     print(f"Stored the refresh token in {oauth.refresh_token_file} (mode 0600).")
     print("Reload the relay (SIGHUP) to use it; `notify-relay check` tries the login.")
+    return 0
+
+
+def _consent(
+    args: argparse.Namespace, upstream: UpstreamConfig, client_secret: str | None
+) -> str | None:
+    """The authorization-code grant: consent in a browser, paste back, exchange (PKCE)."""
+    from relay.deliver import oauth as flow
+
+    oauth = upstream.oauth
+    assert oauth is not None
+    verifier, challenge = flow.pkce_pair()
+    state = secrets.token_urlsafe(16)
+    url = flow.consent_url(
+        oauth,
+        redirect_uri=args.redirect_uri,
+        challenge=challenge,
+        state=state,
+        login_hint=upstream.username,
+    )
+    print(f"1. Open this address in a browser and sign in as {upstream.username or 'the sender'}:")
+    print(f"\n   {url}\n")
+    print(f"2. Allow access. The browser then goes to {args.redirect_uri}/?...code=... ;")
+    print("   that page may fail to load, which is fine.")
+    pasted = input("3. Paste that whole address (or just the code) here: ")
+    code = flow.code_from(pasted, state)
+    _, refresh = flow.exchange_code(
+        oauth,
+        code,
+        redirect_uri=args.redirect_uri,
+        verifier=verifier,
+        client_secret=client_secret,
+    )
+    return refresh
+
+
+def _device_code(upstream: UpstreamConfig, client_secret: str | None) -> str | None:
+    """The device-code grant: show the code, wait while the admin signs in elsewhere."""
+    from relay.deliver import oauth as flow
+
+    oauth = upstream.oauth
+    assert oauth is not None
+    code = flow.start_device_code(oauth, client_secret=client_secret)
+    who = upstream.username or "the sending account"
+    print(f"On any device with a browser, open {code.verification_uri}")
+    print(f"and enter the code {code.user_code}; sign in as {who} and allow access.")
+    print("Waiting for the sign-in ...", flush=True)
+    _, refresh = flow.poll_device_code(oauth, code, client_secret=client_secret)
+    return refresh
+
+
+def _try_client_credentials(args: argparse.Namespace, upstream: UpstreamConfig) -> int:
+    """Client credentials need no sign-in: fetch one app-only token to prove the setup."""
+    import asyncio
+
+    from relay.config import load_config
+    from relay.deliver.oauth import token_source
+    from relay.errors import ConfigError, UpstreamError
+
+    try:  # again, now reading the client secret or key
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc), EX_CONFIG)
+    chosen = _choose(config.upstreams, args.upstream)
+    assert chosen is not None and chosen.oauth is not None
+    try:
+        asyncio.run(token_source(chosen.oauth).token())
+    except UpstreamError as exc:
+        return _fail(str(exc), 1)
+    print(
+        f"grant: client_credentials: {chosen.oauth.token_endpoint} issued an app-only token "
+        f"for client {chosen.oauth.client_id}; there is no refresh token to store."
+    )
+    print(f"`notify-relay check` tries the login as {chosen.username}.")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def _run(args: argparse.Namespace) -> int:
     from relay.cleanup.explain import explain
     from relay.cleanup.sources import DirectorySource
     from relay.config import load_config
+    from relay.deliver.dkim import planned_trace
     from relay.errors import ConfigError
     from relay.model import Envelope
 
@@ -58,5 +60,8 @@ def _run(args: argparse.Namespace) -> int:
     envelope = Envelope(sender=args.sender, recipients=tuple(args.recipients))
     account = config.upstream.username if config.upstream else None
     result = run(envelope, message, options, directory, account=account)
+    if result.rejection is None:  # and the signatures delivery adds last
+        signing = planned_trace(result.message, config.dkim_keys)
+        result = dataclasses.replace(result, trace=result.trace + signing)
     print(explain(result))
     return 1 if result.rejection else 0

@@ -23,7 +23,8 @@ class Failure:
 
     ``step`` is one of resolve, connect, greeting, starttls, tls, ehlo, auth, login, send;
     ``code`` the SMTP reply code (0: no reply); ``other_mode`` is True when the other TLS
-    mode (implicit instead of STARTTLS, or the reverse) answered on the same port.
+    mode (implicit instead of STARTTLS, or the reverse) answered on the same port;
+    ``auth`` the upstream's ``auth`` (``password``, ``xoauth2``, ``oauthbearer``).
     """
 
     step: str
@@ -33,6 +34,7 @@ class Failure:
     port: int = 0
     tls: str = "starttls"
     other_mode: bool = False
+    auth: str = "password"
 
     @property
     def enhanced(self) -> str:
@@ -61,8 +63,51 @@ def _mode_advice(f: Failure) -> str:
     )
 
 
+#: Microsoft 365 ends basic auth (username + password) for SMTP AUTH: off by default for
+#: existing tenants from the end of December 2026 (Message Center MC786329).
+_M365_OAUTH = (
+    "switch this upstream to OAuth: auth: xoauth2 with oauth: {provider: microsoft, "
+    "tenant: YOUR-TENANT-ID, grant: client_credentials, client_id: ..., client_secret_file: "
+    "...} (an Entra ID app with SMTP.SendAsApp, the mailbox granted to its service "
+    "principal), or run notify-relay oauth --device-code for a delegated token; see "
+    "docs/how-to/microsoft-365-oauth.md"
+)
+
+
+def _m365_disabled(f: Failure) -> bool:
+    """SMTP AUTH (any kind) is turned off for the tenant or mailbox."""
+    return f.enhanced == "5.7.139" and "smtpclientauthentication" in f.text.lower()
+
+
 _RULES: tuple[tuple[Callable[[Failure], bool], Callable[[Failure], str]], ...] = (
     (_mode_mismatch, _mode_advice),
+    (
+        _m365_disabled,
+        lambda f: (
+            "Microsoft 365 has SMTP AUTH turned off for this mailbox or tenant: an admin must "
+            "allow Authenticated SMTP for the mailbox (Microsoft 365 admin center > Users > "
+            "Mail > Manage email apps, or Set-CASMailbox -Identity MAILBOX "
+            "-SmtpClientAuthenticationDisabled $false); OAuth needs it too"
+        ),
+    ),
+    (
+        lambda f: f.enhanced in ("5.7.30", "5.7.139"),
+        lambda f: (
+            "Microsoft 365 no longer accepts a password for SMTP AUTH (basic authentication "
+            f"is off by default from the end of December 2026): {_M365_OAUTH}. An admin may "
+            "re-enable basic auth for the tenant for a while, but it goes away for good"
+        ),
+    ),
+    (
+        lambda f: f.auth != "password" and (f.enhanced == "5.7.8" or f.code == 535),
+        lambda f: (
+            "the provider refused the OAuth access token. With a refresh token: run "
+            "notify-relay oauth again. With Microsoft 365 client credentials: the Entra ID app "
+            "needs the SMTP.SendAsApp application permission with admin consent, the mailbox "
+            "must be granted to the app's service principal (Add-MailboxPermission), and "
+            "upstream.username must be that mailbox"
+        ),
+    ),
     (
         lambda f: f.enhanced == "5.7.8" or f.code == 535,
         lambda f: (

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.config import UpstreamConfig
+from relay.deliver.advice import Failure, advise
+from relay.deliver.dkim import SigningKey, sign
 from relay.deliver.mx import addresses, mail_hosts
 from relay.deliver.oauth import TokenSource, token_source
 from relay.deliver.options import DnsConfig
@@ -113,9 +115,12 @@ class Dispatcher:
         state: Path,
         hold: float,
         dns: DnsConfig | None = None,
+        dkim: Sequence[SigningKey] = (),
     ) -> None:
-        """``state``: the directory of quota files; ``hold``: seconds bad credentials hold."""
+        """``state``: the directory of quota files; ``hold``: seconds bad credentials hold;
+        ``dkim``: the signing keys (replaced on reload)."""
         self.hostname = hostname
+        self.dkim = tuple(dkim)
         self.state = state
         self.hold = hold
         #: When sessions began failing (None: fine or not tried yet): the readiness check.
@@ -187,13 +192,16 @@ class Dispatcher:
         self.failing_since = self.failing_since or now
         if holds_queue(reply):
             self._holds[_account(upstream)] = (now + self.hold, reply, relay)
+            failure = Failure(step="login", code=reply.code, text=reply.text, auth=upstream.auth)
+            advice = advise(failure)
             logger.error(
                 "queue: HOLDING ALL DELIVERY through %s: %s rejected the credentials (%s); "
-                "fix the username, password or OAuth token and reload; next try in %.0f s",
+                "fix the username, password or OAuth token and reload; next try in %.0f s%s",
                 upstream,
                 relay,
                 reply,
                 self.hold,
+                f"; what to do: {advice}" if advice else "",
             )
         else:
             logger.warning("queue: %s", reply)
@@ -363,6 +371,7 @@ class Run:
                 from relay.cleanup.encoding import downgrade_8bit
 
                 message = downgrade_8bit(message)
+        message = sign(message, self.dispatcher.dkim).message  # last: nothing may change it
         if "SMTPUTF8" in (option.upper() for option in record.envelope.mail_options):
             if not session.supports_smtputf8:
                 return dict.fromkeys(

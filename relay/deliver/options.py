@@ -20,6 +20,8 @@ class Provider:
     consent_url: str
     token_url: str
     scope: str
+    device_code_url: str = ""
+    app_scope: str = ""  # the client-credentials (app-only) scope
 
 
 #: Named presets for ``oauth.provider``; ``{tenant}`` is replaced by ``oauth.tenant``.
@@ -33,8 +35,13 @@ PROVIDERS = {
         consent_url="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
         token_url="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
         scope="https://outlook.office.com/SMTP.Send offline_access",
+        device_code_url="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/devicecode",
+        app_scope="https://outlook.office365.com/.default",
     ),
 }
+
+#: Microsoft's multi-tenant endpoints: no app-only token can come from them.
+_SHARED_TENANTS = frozenset({"common", "organizations", "consumers"})
 
 #: Named presets for ``quota.preset``: (messages, recipients) per rolling 24 hours.
 QUOTA_PRESETS = {"gmail": (500, 500), "workspace": (2000, 10_000)}
@@ -51,28 +58,43 @@ def _endpoint(value: object) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OAuthConfig:
-    """Where access tokens come from: a refresh token at a token endpoint, or a command.
+    """Where access tokens come from: a refresh token at a token endpoint, the client
+    credentials themselves (``grant: client_credentials``: app-only, no user), or a command.
 
-    The client secret and refresh token are files (mode 0600); config loading reads them into
-    ``client_secret`` and ``refresh_token``. ``token_command`` instead runs a program that
-    prints a current access token (msmtp's ``passwordeval`` habit).
+    The client secret, refresh token and certificate key are files (mode 0600); config
+    loading reads them into ``client_secret``, ``refresh_token`` and ``client_key``.
+    ``client_certificate_file`` with ``client_key_file`` replaces the secret by a signed
+    client assertion (RFC 7523). ``token_command`` instead runs a program that prints a
+    current access token (msmtp's ``passwordeval`` habit).
     """
 
     provider: Literal["google", "microsoft"] | None = None
     tenant: str = "common"
+    grant: Literal["refresh_token", "client_credentials"] = "refresh_token"
     token_url: str | None = field(default=None, metadata={"parse": _endpoint})
     consent_url: str | None = field(default=None, metadata={"parse": _endpoint})
+    device_code_url: str | None = field(default=None, metadata={"parse": _endpoint})
     scope: str | None = None
     client_id: str | None = None
     client_secret_file: Path | None = None
+    client_certificate_file: Path | None = None
+    client_key_file: Path | None = None
     refresh_token_file: Path | None = None
     token_command: str | None = None
     timeout: float = field(default=30.0, metadata={"duration": True, "min": 1})
     client_secret: Secret | None = field(default=None, init=False, compare=False)
     refresh_token: Secret | None = field(default=None, init=False, compare=False)
+    client_key: Secret | None = field(default=None, init=False, compare=False)
 
     def __post_init__(self) -> None:
-        flow = ("provider", "token_url", "client_id", "client_secret_file", "refresh_token_file")
+        flow = (
+            "provider",
+            "token_url",
+            "client_id",
+            "client_secret_file",
+            "client_certificate_file",
+            "refresh_token_file",
+        )
         if self.token_command is not None:
             given = [name for name in flow if getattr(self, name) is not None]
             if given:
@@ -80,17 +102,50 @@ class OAuthConfig:
             return
         if self.provider is None and self.token_url is None:
             raise ValueError("give provider (google or microsoft), token_url, or token_command")
-        if self.client_id is None or self.refresh_token_file is None:
+        if (self.client_certificate_file is None) != (self.client_key_file is None):
+            raise ValueError("client_certificate_file and client_key_file go together")
+        if self.client_certificate_file is not None and self.client_secret_file is not None:
+            raise ValueError("give client_secret_file or a client certificate, not both")
+        if self.grant == "client_credentials":
+            self._check_client_credentials()
+        elif self.client_id is None or self.refresh_token_file is None:
             raise ValueError(
                 "client_id and refresh_token_file are required (notify-relay oauth writes the "
                 "refresh token file)"
             )
 
-    def _preset(self, name: Literal["consent_url", "token_url", "scope"]) -> str | None:
+    def _check_client_credentials(self) -> None:
+        if self.client_id is None:
+            raise ValueError("grant: client_credentials needs client_id")
+        if self.client_secret_file is None and self.client_certificate_file is None:
+            raise ValueError(
+                "grant: client_credentials needs client_secret_file, or "
+                "client_certificate_file with client_key_file"
+            )
+        if self.refresh_token_file is not None:
+            raise ValueError("grant: client_credentials uses no refresh_token_file")
+        if self.provider == "microsoft" and self.tenant in _SHARED_TENANTS:
+            raise ValueError(
+                "grant: client_credentials needs tenant: your tenant id or domain "
+                f"(not {self.tenant}): app-only tokens belong to one tenant"
+            )
+
+    def _preset(
+        self, name: Literal["consent_url", "token_url", "scope", "device_code_url"]
+    ) -> str | None:
         own: str | None = getattr(self, name)
         if own is not None or self.provider is None:
             return own
-        return str(getattr(PROVIDERS[self.provider], name)).replace("{tenant}", self.tenant)
+        preset = PROVIDERS[self.provider]
+        if name == "scope" and self.grant == "client_credentials":
+            name = "app_scope"  # type: ignore[assignment]
+        value = str(getattr(preset, name)).replace("{tenant}", self.tenant)
+        return value or None
+
+    @property
+    def device_code_endpoint(self) -> str | None:
+        """Where ``notify-relay oauth --device-code`` starts (RFC 8628), if known."""
+        return self._preset("device_code_url")
 
     @property
     def token_endpoint(self) -> str:

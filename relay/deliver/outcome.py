@@ -55,6 +55,11 @@ def classify(reply: Reply) -> Status:
     return Status.DEFERRED
 
 
+#: Enhanced codes that refuse the credentials: 5.7.8, and Microsoft 365's "basic
+#: authentication is not supported" (550 5.7.30) and "authentication unsuccessful" (5.7.139).
+_CREDENTIALS = frozenset({"5.7.8", "5.7.30", "5.7.139"})
+
+
 def holds_queue(reply: Reply) -> bool:
     """True when the upstream refused the relay's credentials: retrying each message is futile."""
-    return reply.code == 535 or reply.dsn == "5.7.8"
+    return reply.code == 535 or reply.dsn in _CREDENTIALS

@@ -178,6 +178,7 @@ async def probe(
             port=diagnosis.port,
             tls=config.tls,
             other_mode=other and await diagnosis.other_mode_answers(),
+            auth=config.auth,
         )
     return None
 

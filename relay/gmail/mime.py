@@ -99,8 +99,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
     parser = email.parser.BytesParser(policy=email.policy.compat32)
     message = parser.parsebytes(raw, headersonly=unread is not None)
     headers: dict[str, list[str]] = {}
-    for name, value in message.items():
-        headers.setdefault(name.lower(), []).append(_unescape(str(value)))
+    for name, value in message.raw_items():  # items() would turn raw UTF-8 into "?"
+        headers.setdefault(name.lower(), []).append(_unescape(value))
     addresses = {
         name: [(decode_words(display), addr) for display, addr in _addresses(headers, name)]
         for name in _ADDRESS_HEADERS
@@ -130,12 +130,23 @@ def parse_mail(raw: bytes) -> ParsedMail:
 
 
 def decode_words(value: str) -> str:
-    """Return header ``value`` unfolded with its RFC 2047 encoded words decoded."""
+    """Return header ``value`` unfolded with its RFC 2047 encoded words decoded; raw UTF-8
+    text (RFC 6532) beside them stays what it is."""
     try:
-        decoded = str(email.header.make_header(email.header.decode_header(value)))
+        chunks = [_raw_text(data, charset) for data, charset in email.header.decode_header(value)]
+        decoded = str(email.header.make_header(chunks))
     except (LookupError, UnicodeError, ValueError, email.errors.MessageError):
         decoded = value  # CharsetError and HeaderParseError are MessageErrors
     return _SPACE.sub(" ", decoded).strip()
+
+
+def _raw_text(data: bytes | str, charset: str | None) -> tuple[bytes | str, str | None]:
+    """A chunk of :func:`email.header.decode_header`; text outside encoded words comes
+    back as raw-unicode-escape bytes without a charset, which ``make_header`` would read
+    as ASCII: non-ASCII text is handed on as the UTF-8 it was."""
+    if charset is None and isinstance(data, bytes) and not data.isascii():
+        return data.decode("raw-unicode-escape").encode("utf-8"), "utf-8"
+    return data, charset
 
 
 def html_to_text(html: str) -> str:

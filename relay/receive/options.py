@@ -1,7 +1,7 @@
-"""Config sections of the listener beyond its addresses: STARTTLS and AUTH.
+"""Config sections of the listener beyond its addresses: limits, STARTTLS and AUTH.
 
-Both apply to the TCP listeners only. A unix socket needs neither: it never leaves the
-machine, and its mode and group already say who may connect.
+STARTTLS and AUTH apply to the TCP listeners only. A unix socket needs neither: it never
+leaves the machine, and its mode and group already say who may connect.
 """
 
 from __future__ import annotations
@@ -12,7 +12,32 @@ from pathlib import Path
 
 from relay.receive.users import PasswordHash
 
-__all__ = ["ListenAuthConfig", "ListenTlsConfig", "server_context"]
+__all__ = ["Limits", "ListenAuthConfig", "ListenTlsConfig", "server_context"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Listener limits; the defaults fit Gmail and Trac (all recipients in one transaction).
+
+    ``max_connections_per_client`` caps the connections of one client (an IP address on
+    TCP, a peer uid on a unix socket); unset, it is half of ``max_connections``. Above
+    ``stress_threshold`` of ``max_connections`` the listener is in stress mode: a client
+    has at most ``stress_timeout`` for its next command (a DATA upload keeps ``timeout``).
+    """
+
+    max_message_size: int = field(default=25 * 1024 * 1024, metadata={"min": 1024})
+    max_recipients: int = field(default=1000, metadata={"min": 1})
+    max_connections: int = field(default=100, metadata={"min": 1})
+    max_connections_per_client: int | None = field(default=None, metadata={"min": 1})
+    timeout: float = field(default=300.0, metadata={"duration": True, "min": 1})
+    stress_threshold: float = field(default=0.8, metadata={"min": 0.1, "max": 1})
+    stress_timeout: float = field(default=10.0, metadata={"duration": True, "min": 1})
+
+    @property
+    def per_client(self) -> int:
+        """The connections one client may hold at a time."""
+        share = self.max_connections_per_client
+        return share if share is not None else max(1, self.max_connections // 2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

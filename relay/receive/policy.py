@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from relay.config import Network
 
-__all__ = ["address_problem", "peer_allowed"]
+__all__ = ["address_problem", "peer_address", "peer_allowed"]
 
 _MAX_ADDRESS = 254  # RFC 5321 path limit (256) minus the angle brackets
 
@@ -20,13 +20,22 @@ def peer_allowed(peer: object, networks: Iterable[Network]) -> bool:
     """
     if not isinstance(peer, tuple | list):
         return True
+    address = peer_address(peer)
+    return address is not None and any(address in network for network in networks)
+
+
+def peer_address(peer: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address of a TCP peer (``(host, port, ...)``), an IPv4-mapped IPv6 address
+    as IPv4; None for a unix-socket peer or a host that is no address."""
+    if not isinstance(peer, tuple | list):
+        return None
     try:
         address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in networks)
+        return address.ipv4_mapped
+    return address
 
 
 def address_problem(address: str) -> str | None:

@@ -20,6 +20,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
 from relay.config import Limits, ListenAuthConfig, Listener, ListenTlsConfig, Network, TcpListener
 from relay.log import logger
+from relay.receive.connections import Connections, StressTimer, client_of
 from relay.receive.data import DataError, read_data
 from relay.receive.handler import RelayHandler
 from relay.receive.policy import peer_allowed
@@ -31,24 +32,16 @@ __all__ = ["Listeners"]
 _MECHANISMS = ("PLAIN", "LOGIN")
 
 
-class _Gate:
-    """Connection admission shared by every connection of a listener set."""
-
-    def __init__(self, networks: tuple[Network, ...], max_connections: int) -> None:
-        self.networks = networks
-        self.max_connections = max_connections
-        self.active = 0
-
-
-class _RelaySMTP(SMTP):
+class _RelaySMTP(StressTimer, SMTP):
     """aiosmtpd's protocol with admission control before the greeting, and the listener's
     STARTTLS and AUTH policy (``tls`` and ``auth`` are None on unix sockets)."""
 
     def __init__(
         self,
         handler: RelayHandler,
-        gate: _Gate,
+        gate: Connections,
         *,
+        limits: Limits,
         tls: ListenTlsConfig | None,
         auth: ListenAuthConfig | None,
         **kwargs: Any,
@@ -62,6 +55,7 @@ class _RelaySMTP(SMTP):
             **kwargs,
         )
         self._gate = gate
+        self._limits = limits
         self._tls_required = tls is not None and tls.required
         self._auth = auth
         self._auth_failures = 0
@@ -96,16 +90,15 @@ class _RelaySMTP(SMTP):
             await self.push("554 5.7.1 Access denied: this relay serves only its allowed networks")
             self.transport.close()
             return
-        if self._gate.active >= self._gate.max_connections:
-            logger.warning("reject: connect from %s: too many connections", peer)
-            await self.push("421 4.7.0 Too many connections; try again later")
+        refusal = self._gate.admit(self, client_of(self.transport), self._limits)
+        if refusal is not None:
+            await self.push(refusal)
             self.transport.close()
             return
-        self._gate.active += 1
         try:
             await super()._handle_client()
         finally:
-            self._gate.active -= 1
+            self._gate.release(self, self._limits)
 
     async def push(self, status: str | bytes) -> None:  # type: ignore[override]
         """Send a reply; what it quotes from the client (an address) cannot break the line.
@@ -260,13 +253,14 @@ class Listeners:
         self.hostname = hostname
         self.tls = tls
         self.auth = auth
-        self._gate = _Gate(networks, limits.max_connections)
+        self._gate = Connections(networks)
         self._servers: list[asyncio.Server] = []
 
     def _protocol(self, *, tcp: bool) -> _RelaySMTP:
         return _RelaySMTP(
             self.handler,
             self._gate,
+            limits=self.limits,
             tls=self.tls if tcp else None,
             auth=self.auth if tcp else None,
             hostname=self.hostname,

@@ -175,7 +175,12 @@ async def release(request: web.Request) -> web.Response:
     if upstream is None:
         fail(409, "no upstream to release to: configure capture.release.upstream")
     attempts = await send_release(
-        message, meta.get("sender") or "", recipients, upstream, hostname=config.hostname
+        message,
+        meta.get("sender") or "",
+        recipients,
+        upstream,
+        hostname=config.hostname,
+        dkim=config.dkim_keys,
     )
     await blocking(request, store.record_release, queue_id, attempts)
     released = all(attempt["status"] == "sent" for attempt in attempts)

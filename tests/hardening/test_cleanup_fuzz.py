@@ -4,9 +4,10 @@ deep nesting, huge headers, invalid charsets and RFC 2047 garbage, under every o
 that makes cleanup parse or rewrite.
 
 The properties: ``relay.cleanup.run`` never raises; it changes nothing it does not note
-in the trace; every leaf's decoded content survives whatever it rewrites; and a message
-whose header block is hopeless passes unchanged with a note. The well-formed side (every
-``mime_encoding`` keeps content, strict parsability) is tests/unit/cleanup/test_properties.py.
+in the trace; every leaf's decoded content survives whatever it rewrites; and a header
+block that is no header becomes the body behind an empty line, with a note. The
+well-formed side (every ``mime_encoding`` keeps content, strict parsability) is
+tests/unit/cleanup/test_properties.py.
 """
 
 from __future__ import annotations
@@ -160,14 +161,17 @@ def test_malformed_mime_never_raises_and_keeps_what_it_can_deliver(data, opts):
     st.binary(max_size=300).filter(lambda head: b":" not in head.split(b"\r\n")[0]),
     options,
 )
-def test_a_hopeless_header_block_passes_unchanged_with_a_note(junk, opts):
+def test_a_header_block_that_is_no_header_becomes_the_body_with_a_note(junk, opts):
+    # as in Postfix cleanup: an empty line goes before the first line that is not a header
+    # field, and what follows is body for every reader (the stdlib reads it so already)
     data = junk.replace(b"\n", b"\r\n").lstrip(b" \t") + b"\r\n\r\nbody\r\n"
     if data.startswith(b"\r\n"):
         data = b"\x01" + data
     result = run(ENVELOPE, data, opts, Directory())
-    assert result.message == data
-    assert any("passed on unchanged" in entry.change for entry in result.trace)
-    assert result.unreadable is not None and "passed on unchanged" in result.unreadable
+    assert leaves(result.message) == leaves(b"\r\n" + normalise_line_ends(data))
+    assert any("empty line put before it" in entry.change for entry in result.trace)
+    assert result.unreadable is not None
+    assert result.unreadable.startswith("header section ends at a line that is not a header")
 
 
 HUGE = {
@@ -196,7 +200,7 @@ def test_pathological_messages_are_handled_in_bounded_time(data):
     assert leaves(result.message) == leaves(data)
 
 
-async def test_a_hopeless_message_is_delivered_unchanged_with_a_log_line(
+async def test_a_message_without_a_header_block_is_delivered_as_body_with_a_log_line(
     relay_for, upstream, caplog
 ):
     relay = await relay_for(upstream)
@@ -205,11 +209,12 @@ async def test_a_hopeless_message_is_delivered_unchanged_with_a_log_line(
 
     reply = await submit(port_of(relay), hopeless)
     (received,) = await barrier(port_of(relay), upstream)
-    assert received.content == hopeless
+    # all of it is body; relaying needs a From:, made of the envelope sender (as Postfix)
+    assert received.content == b"From: <trac@example.org>\r\n\r\n" + hopeless
     queue_id = reply.rsplit(" ", 1)[1]
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any(
-        line.startswith(f"{queue_id}: ") and "passed on unchanged" in line for line in warnings
+        line.startswith(f"{queue_id}: ") and "not a header field" in line for line in warnings
     )
 
 

@@ -284,7 +284,8 @@ async def test_idle_and_slow_drip_clients_are_closed_and_others_are_served(relay
 
 async def test_connection_flood_beyond_the_cap_gets_421_and_recovers(relay_for, upstream):
     reap = 3.0  # long enough for the whole flood to arrive before the first idle one is reaped
-    relay = await relay_for(upstream, limits={"max_connections": 20, "timeout": reap})
+    limits = {"max_connections": 20, "max_connections_per_client": 20, "timeout": reap}
+    relay = await relay_for(upstream, limits=limits)  # one address may fill the whole cap
     port = port_of(relay)
     flood, greetings = [], []
     for _ in range(10):  # 500 connections, 50 at a time (a larger burst overflows the

@@ -47,7 +47,8 @@ async def upload(port: int, number: int) -> str:
 @pytest.mark.parametrize("mode", ["relay", "capture"])
 async def test_concurrent_maximal_messages_stay_within_the_rss_budget(relay_process, mode):
     with Upstream() as upstream:
-        sections = {"limits": {"max_message_size": LIMIT, "max_connections": CLIENTS}}
+        limits = {"max_message_size": LIMIT, "max_connections": CLIENTS}
+        sections = {"limits": {**limits, "max_connections_per_client": CLIENTS}}
         if mode == "relay":
             sections["upstream"] = {"host": "127.0.0.1", "port": upstream.port, "tls": "none"}
         relay = relay_process(**sections)

@@ -169,7 +169,8 @@ async def test_unix_socket_listener_with_mode(make_config, start_relay, tmp_path
 
 
 async def test_connections_beyond_the_cap_get_421(make_config, start_relay):
-    relay = await start_relay(make_config(limits={"max_connections": 2}))
+    limits = {"max_connections": 2, "max_connections_per_client": 2}
+    relay = await start_relay(make_config(limits=limits))
     held = [await asyncio.open_connection("127.0.0.1", port_of(relay)) for _ in range(2)]
     for reader, _ in held:
         assert (await reader.readline()).startswith(b"220")

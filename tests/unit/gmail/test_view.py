@@ -159,3 +159,16 @@ def test_a_wide_message_is_not_mistaken_for_a_deep_one() -> None:
 def test_nesting_problem_counts_every_field_that_can_open_a_level(field, counted) -> None:
     message = (field + b"\r\n") * (MAX_CONTAINERS + 1) + b"\r\nbody\r\n"
     assert (nesting_problem(message) is not None) == counted
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Grüße aus Köln", "Grüße aus =?utf-8?q?K=C3=B6ln?=", "=?utf-8?q?Gr=C3=BC=C3=9Fe?= aus Köln"],
+)
+def test_raw_utf8_header_fields_are_read_as_utf8(subject):
+    # SMTPUTF8 mail (RFC 6532): raw UTF-8 in header fields, alone or beside encoded words
+    raw = f"From: Jörg Müller <jörg@example.org>\r\nSubject: {subject}\r\n\r\nx\r\n".encode()
+    view = MessageView.from_bytes(raw)
+    assert view.subject.text == "Grüße aus Köln"
+    (sender,) = view.mailboxes["from"]
+    assert (sender.name.text, sender.address.text) == ("Jörg Müller", "jörg@example.org")

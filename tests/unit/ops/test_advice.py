@@ -43,6 +43,18 @@ from relay.deliver.advice import Failure, advise
         (Failure(step="send", code=553, text="5.7.1 Sender address rejected"),
          "verified alias"),
         (Failure(step="send", code=421, text="4.7.0 Try again later"), "temporary refusal"),
+        (Failure(step="login", code=550,
+                 text="5.7.30 Basic authentication is not supported for Client Submission"),
+         "Microsoft 365 no longer accepts a password for SMTP AUTH"),
+        (Failure(step="login", code=535, text="5.7.139 Authentication unsuccessful, basic "
+                 "authentication is disabled. [AM0PR02CA0001.eurprd02.prod.outlook.com]"),
+         "grant: client_credentials"),
+        (Failure(step="login", code=535, text="5.7.139 Authentication unsuccessful, "
+                 "SmtpClientAuthentication is disabled for the Tenant."),
+         "-SmtpClientAuthenticationDisabled $false"),
+        (Failure(step="login", code=535, text="5.7.3 Authentication unsuccessful",
+                 auth="xoauth2"),
+         "SMTP.SendAsApp"),
     ],
 )  # fmt: skip
 def test_failures_get_what_to_do(failure: Failure, wanted: str) -> None:

@@ -90,3 +90,50 @@ def test_oauthbearer_initial_response_follows_rfc_7628():
 def test_incomplete_or_mixed_oauth_sections_are_refused(fields):
     with pytest.raises(ValueError):
         OAuthConfig(**fields)
+
+
+APP = {"provider": "microsoft", "grant": "client_credentials", "client_id": "c"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "wanted"),
+    [
+        ({**APP, "tenant": "t.example", "client_secret_file": Path("/s")}, None),
+        ({**APP, "client_secret_file": Path("/s")}, "needs tenant: your tenant id"),
+        ({**APP, "tenant": "t.example"}, "needs client_secret_file, or client_certificate_file"),
+        (
+            {
+                **APP,
+                "tenant": "t",
+                "client_secret_file": Path("/s"),
+                "refresh_token_file": Path("/r"),
+            },
+            "uses no refresh_token_file",
+        ),
+        ({**APP, "tenant": "t", "client_certificate_file": Path("/c")}, "go together"),
+    ],
+    ids=["good", "common tenant", "no credential", "refresh token", "certificate without key"],
+)
+def test_client_credentials_sections(fields, wanted):
+    if wanted is None:
+        oauth = OAuthConfig(**fields)
+        assert oauth.scopes == "https://outlook.office365.com/.default"
+        assert oauth.token_endpoint.endswith("/t.example/oauth2/v2.0/token")
+        return
+    with pytest.raises(ValueError, match=wanted):
+        OAuthConfig(**fields)
+
+
+def test_the_microsoft_preset_knows_the_device_code_endpoint():
+    oauth = OAuthConfig(provider="microsoft", tenant="t.example", client_id="c",
+                        refresh_token_file=Path("/r"))  # fmt: skip
+    assert oauth.device_code_endpoint == (
+        "https://login.microsoftonline.com/t.example/oauth2/v2.0/devicecode"
+    )
+    assert oauth.scopes == "https://outlook.office.com/SMTP.Send offline_access"
+    assert (
+        OAuthConfig(
+            provider="google", client_id="c", refresh_token_file=Path("/r")
+        ).device_code_endpoint
+        is None
+    )

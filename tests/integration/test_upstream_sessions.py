@@ -1,8 +1,10 @@
-"""Delivery pipelines MAIL, RCPT and DATA (RFC 2920) to an upstream that offers it, and goes
-command by command to one that does not (relay/deliver/pipelining.py)."""
+"""Upstream sessions doing less per message: MAIL, RCPT and DATA pipelined (RFC 2920) to an
+upstream that offers it, command by command to one that does not
+(relay/deliver/pipelining.py); a session kept for the next batch (relay/deliver/reuse.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -40,14 +42,15 @@ class _Recording(SMTP):
 class RecordingUpstream(FakeUpstream):
     """A FakeUpstream that records what arrives in which write, with or without PIPELINING."""
 
-    def __init__(self, *, pipelining: bool, **kwargs) -> None:
+    def __init__(self, *, pipelining: bool, idle_timeout: float = 300, **kwargs) -> None:
         super().__init__(**kwargs)
         self.pipelining = pipelining
+        self.idle_timeout = idle_timeout
         self.chunks: list[tuple[float, bytes]] = []
 
     def _protocol(self) -> SMTP:
         handler = super()._protocol().event_handler
-        return _Recording(self, handler, **self._options())
+        return _Recording(self, handler, **self._options(), timeout=self.idle_timeout)
 
     def writes_with(self, command: bytes) -> list[bytes]:
         return [chunk for _, chunk in self.chunks if command in chunk]
@@ -128,3 +131,49 @@ async def test_per_recipient_results_are_the_same_with_and_without_pipelining(
     piped = await outcomes(make_config, start_relay, caplog, True, misbehaviour)
     plain = await outcomes(make_config, start_relay, caplog, False, misbehaviour)
     assert piped == plain and {rcpt for rcpt, _, _ in piped} == set(RECIPIENTS[:2])
+
+
+# --- a session kept for the next batch ------------------------------------------------------
+
+
+async def one_by_one(relay, upstream, count: int, pause: float = 0.0) -> None:
+    """Submit ``count`` messages, each once the one before was delivered (separate batches)."""
+    for n in range(count):
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port_of(relay)) as client:
+            await client.sendmail("trac@example.org", ["a@example.org"], MESSAGE)
+        await eventually(lambda n=n: len(upstream.messages) > n)
+        await asyncio.sleep(pause)
+
+
+def relay_config(make_config, upstream, **extra):
+    section = {"host": "127.0.0.1", "port": upstream.port, "tls": "none", **extra}
+    return make_config(upstream=section)
+
+
+@pytest.mark.parametrize(("idle", "sessions"), [(5, 1), (0, 3)], ids=["kept", "off"])
+async def test_consecutive_batches_share_one_session_while_it_is_kept(
+    make_config, start_relay, idle, sessions
+):
+    with RecordingUpstream(pipelining=True) as upstream:
+        relay = await start_relay(relay_config(make_config, upstream, idle_time=idle))
+        await one_by_one(relay, upstream, 3)
+        assert len(upstream.writes_with(b"EHLO")) == sessions
+        rsets = len(upstream.writes_with(b"RSET\r\n"))
+        assert rsets == (2 if idle else 0)  # checked before each reuse
+
+
+async def test_a_kept_session_is_closed_once_idle_for_idle_time(make_config, start_relay):
+    with RecordingUpstream(pipelining=True) as upstream:
+        relay = await start_relay(relay_config(make_config, upstream, idle_time=0.3))
+        await one_by_one(relay, upstream, 1)
+        await eventually(lambda: upstream.writes_with(b"QUIT\r\n"))
+        await one_by_one(relay, upstream, 1)
+        assert len(upstream.writes_with(b"EHLO")) == 2
+
+
+async def test_a_kept_session_the_upstream_dropped_is_replaced(make_config, start_relay):
+    with RecordingUpstream(pipelining=True, idle_timeout=0.3) as upstream:
+        relay = await start_relay(relay_config(make_config, upstream, idle_time=30))
+        await one_by_one(relay, upstream, 2, pause=0.8)  # the upstream hangs up in between
+        assert len(upstream.writes_with(b"EHLO")) == 2
+        assert [m.recipients for m in upstream.messages] == [["a@example.org"]] * 2

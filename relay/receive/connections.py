@@ -1,0 +1,175 @@
+"""Who holds the listener's connection slots: the global cap, a per-client cap, stress mode.
+
+As Postfix's anvil and smtpd do: a client (an IP address on TCP, a peer uid on a unix
+socket, read with ``SO_PEERCRED``) may hold at most ``limits.per_client`` connections, so
+one busy or hostile process cannot take every slot; and while more than
+``stress_threshold`` of ``max_connections`` are in use, every connection's idle and
+command timeout drops to ``stress_timeout`` (:class:`StressTimer`) so that idle ones give
+their slots back soon. Stress mode begins and ends with one log line each.
+
+On TCP every local process shares 127.0.0.1: the per-client cap limits them together. A
+tracker that needs its own share connects from another loopback address or over a unix
+socket as its own user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections import Counter
+from collections.abc import Callable
+from typing import Protocol
+
+from aiosmtpd.smtp import syntax
+
+from relay.config import Network
+from relay.log import logger
+from relay.receive.options import Limits
+from relay.receive.policy import peer_address
+
+__all__ = ["Connections", "StressTimer", "Timed", "client_of"]
+
+_TOO_MANY = "421 4.7.0 Too many connections; try again later"
+_TOO_MANY_FROM_YOU = "421 4.7.0 Too many connections from your address"
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+class Timed(Protocol):
+    """A connection that can be put into stress mode and back while it is open."""
+
+    def set_stress(self, seconds: float | None) -> None:
+        """Wait at most ``seconds`` for the next command (None: the normal timeout)."""
+
+
+class StressTimer:
+    """The timeout part of aiosmtpd's ``SMTP`` with stress mode (mix in before ``SMTP``).
+
+    aiosmtpd gives each command ``timeout`` seconds, counted from the end of the previous
+    one, the whole DATA upload included. In stress mode a client also has at most the
+    stress timeout (counted from the moment stress mode began, or from its last command)
+    to send its next command, so idle connections give their slots back soon. A DATA
+    upload under way keeps the normal deadline: a client sending its message is never cut
+    off for being slower than the stress timeout (nor while the message is being stored).
+    """
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.BaseTransport | None
+    _timeout_duration: float
+    _timeout_handle: asyncio.TimerHandle | None
+    _timeout_cb: Callable[[], None]  # aiosmtpd's: close the connection
+    _stress: float | None = None
+    _uploading = False
+    _deadline = 0.0
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd calls this when a connection opens and before each command."""
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._schedule()
+
+    def set_stress(self, seconds: float | None) -> None:
+        """Wait at most ``seconds`` for the next command (None: the normal timeout)."""
+        self._stress = seconds
+        if self._connected():
+            self._schedule()
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA with the normal deadline, whatever the mode."""
+        self._uploading = True
+        self._schedule()
+        try:
+            await super().smtp_DATA(arg)  # type: ignore[misc]
+        finally:
+            self._uploading = False
+            if self._connected():
+                self._schedule()
+
+    def _connected(self) -> bool:
+        """Not closed yet (a timer on a closed connection would fail when it fires)."""
+        return self.transport is not None and not self.transport.is_closing()
+
+    def _schedule(self) -> None:
+        when = self._deadline
+        if self._stress is not None and not self._uploading:
+            when = min(when, self.loop.time() + self._stress)
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        self._timeout_handle = self.loop.call_at(when, self._timeout_cb)
+
+
+def client_of(transport: asyncio.BaseTransport) -> str:
+    """The client a connection counts against: its IP address (IPv4-mapped IPv6 as IPv4),
+    or ``uid N`` of the process at the other end of a unix socket."""
+    address = peer_address(transport.get_extra_info("peername"))
+    if address is not None:
+        return str(address)
+    sock = transport.get_extra_info("socket")
+    try:
+        _, uid, _ = _PEERCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        )
+    except (AttributeError, OSError):  # no socket, or not a unix socket on Linux
+        return "unix"
+    return f"uid {uid}"
+
+
+class Connections:
+    """The open connections of one listener set, counted in total and per client.
+
+    ``limits`` come with each call (a reload puts new ones in force for the next
+    connection); ``networks`` say who may connect at all.
+    """
+
+    def __init__(self, networks: tuple[Network, ...]) -> None:
+        self.networks = networks
+        self._open: dict[Timed, str] = {}
+        self._per_client: Counter[str] = Counter()
+        self.stressed = False
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def admit(self, connection: Timed, client: str, limits: Limits) -> str | None:
+        """Count ``connection`` of ``client`` in and return None; or return the reply that
+        refuses it (the global cap first, then the client's share)."""
+        if len(self._open) >= limits.max_connections:
+            logger.warning("reject: connect from %s: too many connections", client)
+            return _TOO_MANY
+        if self._per_client[client] >= limits.per_client:
+            logger.warning(
+                "reject: connect from %s: too many connections from this client (%d)",
+                client,
+                limits.per_client,
+            )
+            return _TOO_MANY_FROM_YOU
+        self._open[connection] = client
+        self._per_client[client] += 1
+        if self.stressed:
+            connection.set_stress(limits.stress_timeout)
+        self._update(limits)
+        return None
+
+    def release(self, connection: Timed, limits: Limits) -> None:
+        """Count a closed connection out (one that was admitted)."""
+        client = self._open.pop(connection)
+        self._per_client[client] -= 1
+        if not self._per_client[client]:
+            del self._per_client[client]
+        self._update(limits)
+
+    def _update(self, limits: Limits) -> None:
+        """Begin or end stress mode when the count crosses the threshold."""
+        stressed = len(self._open) > limits.stress_threshold * limits.max_connections
+        if stressed == self.stressed:
+            return
+        self.stressed = stressed
+        logger.warning(
+            "smtp: stress mode %s: %d of %d connections in use; idle and command timeouts now %g s",
+            "begins" if stressed else "ends",
+            len(self._open),
+            limits.max_connections,
+            min(limits.stress_timeout, limits.timeout) if stressed else limits.timeout,
+        )
+        for connection in self._open:
+            connection.set_stress(limits.stress_timeout if stressed else None)
