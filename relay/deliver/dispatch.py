@@ -26,6 +26,7 @@ from relay.deliver.oauth import TokenSource, token_source
 from relay.deliver.options import DnsConfig
 from relay.deliver.outcome import Reply, holds_queue
 from relay.deliver.quota import Governor, is_quota_reply
+from relay.deliver.reuse import SessionPool
 from relay.deliver.routing import split
 from relay.deliver.smtp import UpstreamSession
 from relay.errors import UpstreamError
@@ -128,6 +129,7 @@ class Dispatcher:
         self.upstreams: tuple[UpstreamConfig, ...] = ()
         self.resolver = Resolver(dns or DnsConfig())
         self._tokens: dict[str, TokenSource] = {}
+        self.pool = SessionPool()
         self._governors: dict[str, Governor] = {}
         self._holds: dict[str, tuple[float, Reply, str]] = {}
         self.configure(upstreams, dns=dns, hold=hold)
@@ -153,6 +155,8 @@ class Dispatcher:
         if changed:
             self._holds.clear()
             self._tokens.clear()
+            if self.pool:  # sessions logged in with the old credentials
+                asyncio.get_running_loop().create_task(self.pool.close())
         return changed
 
     def run(self) -> Run:
@@ -222,8 +226,9 @@ class Run:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        for session in self._sessions.values():
-            await session.close()
+        for target, session in self._sessions.items():
+            if not self.dispatcher.pool.keep(target, session):
+                await session.close()
 
     async def deliver(self, record: Record, pending: Sequence[str]) -> Result:
         """Try every pending recipient along its chain of upstreams."""
@@ -343,6 +348,10 @@ class Run:
             return session
         upstream, mx_host = target
         dispatcher = self.dispatcher
+        kept = await dispatcher.pool.take(target)
+        if kept is not None:
+            self._sessions[target] = kept
+            return kept
         session = UpstreamSession(
             upstream,
             hostname=dispatcher.hostname,

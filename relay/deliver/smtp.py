@@ -67,6 +67,7 @@ class UpstreamSession:
         (default: one of this session's own); ``mx_host``: an MX host's (name, address).
         """
         self.config = config
+        self.sent = 0  # transactions begun, for the session pool (relay/deliver/reuse.py)
         oauth = config.oauth if config.auth != "password" else None
         self.tokens = tokens or (token_source(oauth) if oauth is not None else None)
         self.name = mx_host[0] if mx_host else config.host  # what the certificate must name
@@ -198,6 +199,13 @@ class UpstreamSession:
         """False once the connection broke; open a new session then."""
         return self._smtp.is_connected
 
+    async def ready(self) -> bool:
+        """Whether the connection still answers an RSET with 250 (before reusing it)."""
+        try:
+            return self.usable and (await self._smtp.rset()).code == 250
+        except (*_TRANSIENT, aiosmtplib.SMTPException):
+            return False
+
     async def send(
         self,
         sender: str,
@@ -213,6 +221,7 @@ class UpstreamSession:
         (code 0) and leaves the session unusable.
         """
         smtp, replies = self._smtp, {}
+        self.sent += 1
         options = list(mail_options)
         if smtp.supports_extension("size"):
             options.insert(0, f"SIZE={len(message)}")
@@ -275,6 +284,10 @@ class UpstreamSession:
             await self._smtp.rset()
         except (*_TRANSIENT, aiosmtplib.SMTPException):
             await self.close()
+
+    def abort(self) -> None:
+        """Close the connection without a QUIT."""
+        self._smtp.close()
 
     async def close(self) -> None:
         """Say QUIT if possible and close the connection."""

@@ -138,10 +138,11 @@ async def test_per_recipient_results_are_the_same_with_and_without_pipelining(
 
 async def one_by_one(relay, upstream, count: int, pause: float = 0.0) -> None:
     """Submit ``count`` messages, each once the one before was delivered (separate batches)."""
-    for n in range(count):
+    for _ in range(count):
+        before = len(upstream.messages)
         async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port_of(relay)) as client:
             await client.sendmail("trac@example.org", ["a@example.org"], MESSAGE)
-        await eventually(lambda n=n: len(upstream.messages) > n)
+        await eventually(lambda before=before: len(upstream.messages) > before)
         await asyncio.sleep(pause)
 
 
