@@ -178,3 +178,16 @@ async def test_a_kept_session_the_upstream_dropped_is_replaced(make_config, star
         await one_by_one(relay, upstream, 2, pause=0.8)  # the upstream hangs up in between
         assert len(upstream.writes_with(b"EHLO")) == 2
         assert [m.recipients for m in upstream.messages] == [["a@example.org"]] * 2
+
+
+async def test_pipelining_and_reuse_work_inside_starttls(
+    make_config, start_relay, server_context, ca_file
+):
+    with RecordingUpstream(pipelining=True, tls="starttls", context=server_context) as upstream:
+        relay = await start_relay(
+            relay_config(make_config, upstream, tls="starttls", ca_file=str(ca_file))
+        )
+        await one_by_one(relay, upstream, 2)
+        assert [m.tls for m in upstream.messages] == [True, True]
+        piped = [c for c in upstream.writes_with(b"MAIL FROM") if b"RCPT TO" in c and b"DATA" in c]
+        assert len(piped) == 2 and len(upstream.writes_with(b"STARTTLS")) == 1
