@@ -167,6 +167,11 @@ class UpstreamConfig:
             return self.port or 25
         return self.port or {"starttls": 587, "implicit": 465, "none": 25}[self.tls]
 
+    @property
+    def tls_mode(self) -> str:
+        """The TLS in force as logs name it: ``tls``, or for MX hosts ``mx_tls``."""
+        return self.mx_tls if self.mx else self.tls
+
     def __str__(self) -> str:
         return self.name or ("mx" if self.mx else f"{self.host}:{self.effective_port}")
 

@@ -13,6 +13,8 @@ Expected outcomes (a cleanup rejection, a delivery result) are values, not excep
 
 from __future__ import annotations
 
+from relay.log import one_line
+
 __all__ = ["ConfigError", "InUseError", "RelayError", "SpoolError", "UpstreamError"]
 
 
@@ -56,5 +58,5 @@ class UpstreamError(RelayError):
 
     def __init__(self, code: int, text: str) -> None:
         self.code = code
-        self.text = text
-        super().__init__(f"{code} {text}" if code else text)
+        self.text = one_line(text)  # the upstream's words, shown on one line
+        super().__init__(f"{code} {self.text}" if code else self.text)

@@ -10,13 +10,34 @@ import json
 import logging
 import re
 import sys
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from relay.deliver.outcome import Reply, Status
+if TYPE_CHECKING:
+    from relay.deliver.outcome import Reply, Status
 
-__all__ = ["delivery_line", "line_fields", "logger", "setup_logging"]
+__all__ = ["delivery_line", "line_fields", "logger", "one_line", "setup_logging"]
 
 logger = logging.getLogger("notify-relay")
+
+_LINE_BREAKS = re.compile(r"\s*(?:\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029])\s*")
+#: C0 and C1 controls, and the bidirectional overrides that make a line read otherwise.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """``text`` (a remote reply, a client's word) safe for a one-line log or listing.
+
+    Continuation lines are joined with a space, as Postfix does with multi-line replies,
+    and other control characters are escaped (``\\x1b``), so that what a peer says can
+    neither split a line nor start one of its own.
+    """
+    joined = _LINE_BREAKS.sub(" ", text.strip())
+    return _CONTROL.sub(_escape, joined)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 _QUEUE_ID = re.compile(r"^([0-9A-F]{18}): ")
@@ -43,6 +64,17 @@ def line_fields(message: str) -> dict[str, str]:
     return {"queue_id": match.group(1), **fields}
 
 
+_PREFIX = "notify-relay[%(process)d]: "
+
+
+class _TextFormatter(logging.Formatter):
+    """One physical line per event (a traceback follows on lines of its own)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        safe = logging.makeLogRecord({**record.__dict__, "message": one_line(record.message)})
+        return super().formatMessage(safe)
+
+
 class _JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, pid, message and the line's fields."""
 
@@ -64,9 +96,7 @@ def setup_logging(level: int = logging.INFO, fmt: Literal["text", "json"] = "tex
     """Send the relay's log lines to stderr, one line per event, as text or JSON."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        _JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s notify-relay[%(process)d]: %(message)s")
+        _JsonFormatter() if fmt == "json" else _TextFormatter(f"%(asctime)s {_PREFIX}%(message)s")
     )
     logger.handlers[:] = [handler]
     logger.setLevel(level)

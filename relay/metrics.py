@@ -10,6 +10,8 @@ one process, as in the tests, count separately. Names follow postfix_exporter's 
     notify_relay_messages_failed_total                moved to failed/ (a recipient bounced)
     notify_relay_delivery_latency_seconds             acceptance to delivery (histogram)
     notify_relay_upstream_replies_total{class}        2xx, 4xx, 5xx, or none (no reply at all)
+    notify_relay_spool_write_failures_total           the queue could not record a delivery
+    notify_relay_capture_failures_total               a delivered message got no capture copy
     notify_relay_queue_messages{state}                messages per queue directory, at scrape time
     notify_relay_queue_oldest_message_age_seconds     oldest message waiting for delivery
     notify_relay_quota_used{account,kind}             messages/recipients in the quota window
@@ -20,12 +22,13 @@ one process, as in the tests, count separately. Names follow postfix_exporter's 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from relay.deliver.options import QuotaConfig
 from relay.deliver.quota import read_usage
 from relay.queue.spool import QueueState, Spool
 
@@ -73,6 +76,12 @@ class Metrics:
         self._replies = Counter(
             "upstream_replies", "Upstream replies per recipient, by class.", ["class"], **metric
         )
+        self._spool_failures = Counter(
+            "spool_write_failures", "Times the queue could not record a delivery.", **metric
+        )
+        self._capture_failures = Counter(
+            "capture_failures", "Delivered messages whose capture copy failed.", **metric
+        )
 
     def received(self) -> None:
         """A listener accepted a message."""
@@ -99,10 +108,21 @@ class Metrics:
         """A message was moved to failed/."""
         self._failed.inc()
 
-    def watch(self, spool: Spool) -> None:
-        """Report the size of ``spool``'s directories and its oldest waiting message."""
+    def spool_failed(self) -> None:
+        """The queue could not record the outcome of a delivery (e.g. a full disk)."""
+        self._spool_failures.inc()
+
+    def capture_failed(self) -> None:
+        """A delivered message could not be copied to the capture store."""
+        self._capture_failures.inc()
+
+    def watch(
+        self, spool: Spool, quotas: Callable[[], Mapping[str, QuotaConfig]] | None = None
+    ) -> None:
+        """Report the size of ``spool``'s directories and its oldest waiting message, and
+        the quota usage recorded beside it against ``quotas()``, the limits in force."""
         self.registry.register(_QueueCollector(spool))
-        self.registry.register(_QuotaCollector(spool))
+        self.registry.register(_QuotaCollector(spool, quotas))
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format."""
@@ -147,10 +167,14 @@ class _QueueCollector(Collector):
 
 
 class _QuotaCollector(Collector):
-    """Reads the quota state files beside the spool at scrape time."""
+    """Reads the quota state files beside the spool at scrape time; the limits are the
+    configured ones (a file names those in force when it was last written)."""
 
-    def __init__(self, spool: Spool) -> None:
+    def __init__(
+        self, spool: Spool, quotas: Callable[[], Mapping[str, QuotaConfig]] | None
+    ) -> None:
         self.directory = spool.root / "quota"
+        self.quotas = quotas
 
     def describe(self) -> list[Metric]:
         return list(self._families())
@@ -169,7 +193,8 @@ class _QuotaCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         used, limit, slot = self._families()
-        for usage in read_usage(self.directory, time.time()):
+        configured = self.quotas() if self.quotas is not None else None
+        for usage in read_usage(self.directory, time.time(), configured):
             for kind, count, most in (
                 ("messages", usage.messages, usage.message_limit),
                 ("recipients", usage.recipients, usage.recipient_limit),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["Envelope", "TraceEntry", "new_queue_id"]
+__all__ = ["AmbiguousId", "Envelope", "TraceEntry", "new_queue_id", "resolve_id"]
 
 
 def new_queue_id() -> str:
@@ -15,6 +16,29 @@ def new_queue_id() -> str:
     Ids sort by arrival time, are safe as file names, and are unique across processes.
     """
     return f"{time.time_ns() // 1000:013X}{secrets.token_hex(3).upper()[:5]}"
+
+
+class AmbiguousId(LookupError):
+    """An abbreviated id that several ids start with; ``candidates`` lists them."""
+
+    def __init__(self, prefix: str, candidates: Iterable[str]) -> None:
+        self.prefix, self.candidates = prefix, tuple(candidates)
+        names = ", ".join(self.candidates[:-1]) + " or " + self.candidates[-1]
+        super().__init__(f"{prefix}: ambiguous id prefix; it could be {names}")
+
+
+def resolve_id(prefix: str, known: Iterable[str]) -> str | None:
+    """The id in ``known`` that is ``prefix``, else the only one that starts with it.
+
+    None when no id matches; raises :class:`AmbiguousId` when several start with it. Queue
+    and capture commands share it, so an abbreviated id means the same everywhere.
+    """
+    found = sorted({queue_id for queue_id in known if prefix and queue_id.startswith(prefix)})
+    if prefix in found:
+        return prefix
+    if len(found) > 1:
+        raise AmbiguousId(prefix, found)
+    return found[0] if found else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -111,7 +111,7 @@ class Relay:
                     dkim=config.dkim_keys,
                 ),
             )
-            self.metrics.watch(spool)
+            self.metrics.watch(spool, quotas=self.manager.dispatcher.quotas)
             self.control = ControlServer(spool.root, self.manager.apply)
             sink: _SpoolSink | _CaptureSink = _SpoolSink(spool, self.manager, self._dkim)
         else:
@@ -245,7 +245,7 @@ class Relay:
             logger.info(
                 "relay mode: delivering to %s (tls=%s), queue in %s",
                 ", ".join(map(str, config.upstreams)),
-                config.upstream.tls,
+                config.upstream.tls_mode,
                 config.queue.path,
             )
         tcp = [listener for listener in config.listen if isinstance(listener, TcpListener)]

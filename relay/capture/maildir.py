@@ -37,6 +37,7 @@ from relay.durable import make_private_dir, write_durably, write_private
 from relay.errors import InUseError
 from relay.lock import DirectoryLock, owner
 from relay.log import logger
+from relay.model import resolve_id
 from relay.queue.record import Record
 
 __all__ = ["CaptureStore"]
@@ -174,12 +175,12 @@ class CaptureStore:
         return find_ids(self.index, self.load, query, recipient=recipient, timezone=timezone)
 
     def resolve(self, queue_id: str) -> str | None:
-        """The full id of ``queue_id`` or of the one indexed id it abbreviates."""
+        """The full id of ``queue_id`` or of the one indexed id it abbreviates (None: no
+        such message); raises :class:`~relay.model.AmbiguousId` as ``queue`` commands do."""
         self.refresh()
         if self.index.path_of(queue_id) is not None:
             return queue_id
-        found = self.index.ids_starting(queue_id) if queue_id else []
-        return found[0] if len(found) == 1 else None
+        return resolve_id(queue_id, self.index.ids_starting(queue_id, limit=10))
 
     def read(self, queue_id: str) -> tuple[bytes, dict[str, Any]] | None:
         """The message bytes and metadata of ``queue_id``, or None if it is not stored."""

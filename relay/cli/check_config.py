@@ -25,7 +25,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return 78  # EX_CONFIG
     mode = (
-        f"relay mode, upstream {config.upstream} (tls={config.upstream.tls})"
+        f"relay mode, upstream {config.upstream} (tls={config.upstream.tls_mode})"
         if config.upstream
         else "capture mode"
     )

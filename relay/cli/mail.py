@@ -84,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     from relay.config import load_config
     from relay.errors import ConfigError
     from relay.gmail import QuerySyntaxError
+    from relay.model import AmbiguousId
 
     try:
         config = load_config(args.config, secrets=args.mail_verb == "release")
@@ -98,6 +99,9 @@ def _run(args: argparse.Namespace) -> int:
     except QuerySyntaxError as exc:
         print(f"{exc.caret()}\nexpected {exc.expected} (column {exc.column})", file=sys.stderr)
         return 2
+    except AmbiguousId as exc:
+        print(f"notify-relay: {exc}", file=sys.stderr)
+        return 1
     finally:
         store.close()
 
@@ -256,7 +260,7 @@ def _find(store: CaptureStore, queue_id: str) -> tuple[str, bytes, dict[str, Any
     full = store.resolve(queue_id)
     found = store.read(full) if full else None
     if full is None or found is None:
-        print(f"notify-relay: no message {queue_id} (or the prefix is ambiguous)", file=sys.stderr)
+        print(f"notify-relay: no message {queue_id}", file=sys.stderr)
         return None
     return full, *found
 

@@ -1,6 +1,7 @@
 """``notify-relay queue``: list, show, flush, retry, hold, release, delete, requeue.
 
-Works whether or not the server runs. Reading (``list``, ``show``) goes straight to the
+Works whether or not the server runs. Ids may be abbreviated to any unique prefix, as for
+``notify-relay mail``. Reading (``list``, ``show``) goes straight to the
 spool. Changes go to the running server over its control socket in the queue directory,
 so they never race a delivery; with no server running they are made on the spool
 directly, under the lock a starting server waits for (see :mod:`relay.queue.control`).
@@ -21,6 +22,9 @@ from typing import TYPE_CHECKING
 from relay.cli.main import add_sub_verbs
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from relay.deliver.options import QuotaConfig
     from relay.queue.actions import Action
     from relay.queue.spool import Spool
 
@@ -62,8 +66,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from relay.config import load_config
+    from relay.deliver.dispatch import configured_quotas
     from relay.errors import ConfigError
 
+    quotas = None  # with --queue: the limits each quota file recorded
     if args.queue:
         root = Path(args.queue)
     else:
@@ -78,20 +84,24 @@ def _run(args: argparse.Namespace) -> int:
                 EX_CONFIG,
             )
         root = config.queue.path
+        quotas = configured_quotas(config.upstreams)
     if not (root / "incoming").is_dir():
         return _fail(f"no queue at {root} (has the relay run with this config?)", EX_NOINPUT)
     _act_as_owner(root)
     try:
-        return _dispatch(args, root)
+        return _dispatch(args, root, quotas)
     except PermissionError as exc:
         return _fail(f"{exc}; run as the relay's user or root", EX_NOPERM)
 
 
-def _dispatch(args: argparse.Namespace, root: Path) -> int:
+def _dispatch(
+    args: argparse.Namespace, root: Path, quotas: Mapping[str, QuotaConfig] | None
+) -> int:
     import json
     import time
 
     from relay.deliver.quota import read_usage
+    from relay.model import AmbiguousId, resolve_id
     from relay.queue import listing
     from relay.queue.actions import Action
     from relay.queue.record import CorruptRecord
@@ -105,26 +115,33 @@ def _dispatch(args: argparse.Namespace, root: Path) -> int:
             print(json.dumps([entry.as_dict() for entry in entries], indent=2))
         else:
             print(listing.format_table(entries))
-            for usage in read_usage(root / "quota", time.time()):
+            for usage in read_usage(root / "quota", time.time(), quotas):
                 print(usage)
         return 0
+    known = {queue_id for state in QueueState for queue_id in spool.ids(state)}
+    prefixes = [args.queue_id] if verb == "show" else getattr(args, "ids", [])
+    try:
+        named = [resolve_id(prefix, known) or prefix for prefix in prefixes]
+    except AmbiguousId as exc:
+        return _fail(str(exc), 1)
     if verb == "show":
+        (queue_id,) = named
         try:
-            found = listing.read_one(spool, args.queue_id)
+            found = listing.read_one(spool, queue_id)
         except CorruptRecord as exc:
-            return _fail(f"{args.queue_id}: corrupt queue file: {exc}", 1)
+            return _fail(f"{queue_id}: corrupt queue file: {exc}", 1)
         if found is None:
-            return _fail(f"{args.queue_id}: no such message in the queue", 1)
+            return _fail(f"{queue_id}: no such message in the queue", 1)
         print(listing.format_message(*found))
         return 0
     if verb == "flush":
         action, ids = Action.RETRY, spool.ids(QueueState.DEFERRED)
     elif verb == "delete" and args.all_failed:
-        action, ids = Action.DELETE, [*args.ids, *spool.ids(QueueState.FAILED)]
-    elif verb == "delete" and not args.ids:
+        action, ids = Action.DELETE, [*named, *spool.ids(QueueState.FAILED)]
+    elif verb == "delete" and not named:
         return _fail("name the messages to delete, or use --all-failed", 64)
     else:
-        action, ids = Action(verb), args.ids
+        action, ids = Action(verb), named
     if not ids:
         print("nothing to do")
         return 0

@@ -23,7 +23,7 @@ from relay.deliver.advice import Failure, advise
 from relay.deliver.dkim import SigningKey, sign
 from relay.deliver.mx import addresses, mail_hosts
 from relay.deliver.oauth import TokenSource, token_source
-from relay.deliver.options import DnsConfig
+from relay.deliver.options import DnsConfig, QuotaConfig
 from relay.deliver.outcome import Reply, holds_queue
 from relay.deliver.quota import Governor, is_quota_reply
 from relay.deliver.reuse import SessionPool
@@ -34,7 +34,7 @@ from relay.log import logger
 from relay.queue.record import Record
 from relay.resolver import Resolver
 
-__all__ = ["Dispatcher", "Result", "Run"]
+__all__ = ["Dispatcher", "Result", "Run", "configured_quotas"]
 
 #: At most this many MX addresses are tried per domain and attempt (Postfix's default).
 _MX_ADDRESS_LIMIT = 5
@@ -105,6 +105,11 @@ def _account(upstream: UpstreamConfig) -> str:
     return f"{upstream.username}@{upstream.host}" if upstream.username else str(upstream)
 
 
+def configured_quotas(upstreams: Sequence[UpstreamConfig]) -> dict[str, QuotaConfig]:
+    """The quota of each account the upstreams send through (``queue list``, ``/metrics``)."""
+    return {_account(upstream): upstream.quota for upstream in upstreams if upstream.quota}
+
+
 class Dispatcher:
     """The upstreams with what outlives a batch: token caches, quota governors, holds."""
 
@@ -131,7 +136,10 @@ class Dispatcher:
         self._tokens: dict[str, TokenSource] = {}
         self.pool = SessionPool()
         self._governors: dict[str, Governor] = {}
+        #: Accounts whose credentials were refused: (until, reply, relay). Kept after
+        #: ``until`` until a login succeeds; one session at a time tries again (a probe).
         self._holds: dict[str, tuple[float, Reply, str]] = {}
+        self._probes: dict[str, asyncio.Lock] = {}
         self.configure(upstreams, dns=dns, hold=hold)
 
     def configure(
@@ -153,11 +161,17 @@ class Dispatcher:
         if dns is not None and dns != self.resolver.config:
             self.resolver = Resolver(dns)
         if changed:
+            for account in self._holds:
+                logger.info("reload: credentials hold on %s ended (settings changed)", account)
             self._holds.clear()
             self._tokens.clear()
             if self.pool:  # sessions logged in with the old credentials
                 asyncio.get_running_loop().create_task(self.pool.close())
         return changed
+
+    def quotas(self) -> dict[str, QuotaConfig]:
+        """The quota of each account, as configured now."""
+        return configured_quotas(self.upstreams)
 
     def run(self) -> Run:
         """The sessions of one batch (``async with``)."""
@@ -190,8 +204,30 @@ class Dispatcher:
         hold = self._holds.get(_account(upstream))
         return hold if hold is not None and hold[0] > now else None
 
-    async def session_failed(self, upstream: UpstreamConfig, reply: Reply, relay: str) -> None:
-        """Log a failed session; hold the upstream for bad credentials, pause it for quota."""
+    def probe(self, upstream: UpstreamConfig) -> asyncio.Lock | None:
+        """After a credentials hold: the lock one session at a time logs in under (the
+        others wait for its outcome instead of each costing a failed login); else None."""
+        account = _account(upstream)
+        if account not in self._holds:
+            return None
+        return self._probes.setdefault(account, asyncio.Lock())
+
+    def session_opened(self, upstream: UpstreamConfig, relay: str, queue_id: str) -> None:
+        """A session is up: the upstream works, and a credentials hold on it ends."""
+        self.failing_since = None
+        if self._holds.pop(_account(upstream), None) is not None:
+            logger.info(
+                "%s: credentials hold on %s ended: %s accepted the login; delivering again",
+                queue_id,
+                upstream,
+                relay,
+            )
+
+    async def session_failed(
+        self, upstream: UpstreamConfig, reply: Reply, relay: str, queue_id: str
+    ) -> None:
+        """Log a failed session under the queue id of the message that asked for it; hold
+        the upstream for bad credentials, pause it for quota."""
         now = time.time()
         self.failing_since = self.failing_since or now
         if holds_queue(reply):
@@ -199,8 +235,9 @@ class Dispatcher:
             failure = Failure(step="login", code=reply.code, text=reply.text, auth=upstream.auth)
             advice = advise(failure)
             logger.error(
-                "queue: HOLDING ALL DELIVERY through %s: %s rejected the credentials (%s); "
-                "fix the username, password or OAuth token and reload; next try in %.0f s%s",
+                "%s: HOLDING ALL DELIVERY through %s: %s rejected the credentials (%s); "
+                "fix the username, password or OAuth token and reload; next try in %g s%s",
+                queue_id,
                 upstream,
                 relay,
                 reply,
@@ -208,7 +245,7 @@ class Dispatcher:
                 f"; what to do: {advice}" if advice else "",
             )
         else:
-            logger.warning("queue: %s", reply)
+            logger.warning("%s: %s", queue_id, reply)
         governor = await self.governor(upstream)
         if governor is not None and is_quota_reply(reply):
             await governor.pause(now, reply)
@@ -309,8 +346,13 @@ class Run:
                 reply = Reply(0, f"4.7.0 waiting for the sending quota: {governor.usage(now)}")
                 tally.wait(chunk, reply, str(upstream), slot)
                 return chunk
-            await governor.reserve(now, len(chunk))  # counted before any other worker looks
-        session = await self._session(target)
+            try:
+                await governor.reserve(now, len(chunk))  # counted before any other looks
+            except OSError as exc:  # not counted, not sent; what went before stands
+                reply = Reply(0, f"4.3.0 cannot count the send in the quota file: {exc}")
+                tally.reply(chunk, reply, str(upstream))
+                return chunk
+        session = await self._session(target, record.queue_id)
         if not isinstance(session, UpstreamSession):
             if governor is not None:
                 await governor.release(now, len(chunk))
@@ -339,13 +381,29 @@ class Run:
         if quota is not None:
             await governor.pause(time.time(), quota)
 
-    async def _session(self, target: Target) -> UpstreamSession | tuple[Reply, str]:
-        """The batch's session with ``target``, opened now if need be, or why there is none."""
+    async def _session(self, target: Target, queue_id: str) -> UpstreamSession | tuple[Reply, str]:
+        """The batch's session with ``target``, opened now if need be, or why there is none.
+
+        After a credentials hold, one session at a time tries to log in; the others
+        wait and, if it failed, are held again without a login of their own.
+        """
         if target in self._failed:
             return self._failed[target]
         session = self._sessions.get(target)
         if session is not None and session.usable:
             return session
+        probe = self.dispatcher.probe(target[0])
+        if probe is None:
+            return await self._open(target, queue_id, after_refusal=False)
+        async with probe:
+            hold = self.dispatcher.held(target[0], time.time())
+            if hold is not None:  # another session's login was refused meanwhile
+                return hold[1], hold[2]
+            return await self._open(target, queue_id, after_refusal=True)
+
+    async def _open(
+        self, target: Target, queue_id: str, *, after_refusal: bool
+    ) -> UpstreamSession | tuple[Reply, str]:
         upstream, mx_host = target
         dispatcher = self.dispatcher
         kept = await dispatcher.pool.take(target)
@@ -357,14 +415,15 @@ class Run:
             hostname=dispatcher.hostname,
             tokens=dispatcher.tokens(upstream),
             mx_host=mx_host,
+            after_refusal=after_refusal,
         )
         try:
             await session.open()
         except UpstreamError as exc:
             failed = self._failed[target] = (Reply(exc.code, exc.text), session.relay)
-            await dispatcher.session_failed(upstream, *failed)
+            await dispatcher.session_failed(upstream, *failed, queue_id)
             return failed
-        dispatcher.failing_since = None
+        dispatcher.session_opened(upstream, session.relay, queue_id)
         self._sessions[target] = session
         return session
 

@@ -11,6 +11,8 @@ import enum
 import re
 from dataclasses import dataclass
 
+from relay.log import one_line
+
 __all__ = ["Reply", "Status", "classify", "holds_queue"]
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -29,10 +31,17 @@ class Status(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An upstream reply, or a local failure to get one (``code`` 0, e.g. refused connection)."""
+    """An upstream reply, or a local failure to get one (``code`` 0, e.g. refused connection).
+
+    The text is kept as one line (:func:`~relay.log.one_line`): the lines of a multi-line
+    reply joined, control characters escaped, wherever it is logged or shown later.
+    """
 
     code: int
     text: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", one_line(self.text))
 
     @property
     def dsn(self) -> str:

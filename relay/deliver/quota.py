@@ -14,6 +14,7 @@ import itertools
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -168,15 +169,29 @@ def _decode(data: bytes) -> tuple[str, Window, QuotaConfig]:
     return str(state["account"]), Window(sends, float(state["paused_until"])), quota
 
 
-def read_usage(directory: Path, now: float) -> list[QuotaUsage]:
-    """The usage of every account with a state file under ``directory`` (blocking)."""
-    found = []
+def read_usage(
+    directory: Path, now: float, configured: Mapping[str, QuotaConfig] | None = None
+) -> list[QuotaUsage]:
+    """The usage of each account with a state file under ``directory`` (blocking).
+
+    ``configured``: the quota of each account in the config in force. Its limits and
+    window count, not those a state file recorded when it was last written (a lowered
+    quota shows at once); an account without a file has used nothing, one no longer
+    configured is left out. Without it, each file's own limits are shown.
+    """
+    windows: dict[str, tuple[Window, QuotaConfig]] = {}
     for path in sorted(directory.glob("*.json")):
         try:
-            found.append(usage(*_decode(path.read_bytes()), now))
+            account, window, recorded = _decode(path.read_bytes())
         except (OSError, ValueError, KeyError, TypeError):
             continue  # removed meanwhile, or not a quota file
-    return found
+        windows[account] = (window, recorded)
+    if configured is not None:
+        windows = {
+            account: (windows.get(account, (Window(), quota))[0], quota)
+            for account, quota in configured.items()
+        }
+    return [usage(account, *found, now) for account, found in sorted(windows.items())]
 
 
 class Governor:
@@ -210,22 +225,34 @@ class Governor:
         return usage(self.account, self.window, self.quota, now)
 
     async def reserve(self, now: float, recipients: int) -> None:
-        """Count a send before it happens, durably; warn when usage crosses ``warn_at``."""
+        """Count a send before it happens, durably; warn when usage crosses ``warn_at``.
+
+        Raises ``OSError`` (and counts nothing) when the count cannot be written.
+        """
         before = self.usage(now).fraction
         live = tuple(_live(self.window, self.quota, now))
         self.window = replace(self.window, sends=(*live, (now, recipients)))
         after = self.usage(now)
         if before < self.quota.warn_at <= after.fraction:
             logger.warning("%s: %.0f%% of the limit used", after, 100 * after.fraction)
-        await self._save()
+        try:
+            await self._save()
+        except OSError:
+            self._uncount(now, recipients)
+            raise
 
     async def release(self, now: float, recipients: int) -> None:
         """Uncount a reserved send the upstream did not take."""
+        if self._uncount(now, recipients):
+            await self._save(required=False)
+
+    def _uncount(self, now: float, recipients: int) -> bool:
         sends = list(self.window.sends)
-        if (now, recipients) in sends:
-            sends.remove((now, recipients))
-            self.window = replace(self.window, sends=tuple(sends))
-            await self._save()
+        if (now, recipients) not in sends:
+            return False
+        sends.remove((now, recipients))
+        self.window = replace(self.window, sends=tuple(sends))
+        return True
 
     async def pause(self, now: float, reply: Reply) -> None:
         """Stop sending after a quota reply (see :func:`paused`)."""
@@ -236,9 +263,16 @@ class Governor:
             reply,
             _clock(self.window.paused_until),
         )
-        await self._save()
+        await self._save(required=False)
 
-    async def _save(self) -> None:
+    async def _save(self, *, required: bool = True) -> None:
+        """Write the window; ``required=False`` after a send, where a failure to write
+        (a full disk) must not undo the delivery: it is logged, the window stays in memory."""
         async with self._lock:  # each write carries the latest window, in order
             data = _encode(self.account, self.window, self.quota)
-            await asyncio.to_thread(write_durably, self.path, data, self.path.parent / "tmp")
+            try:
+                await asyncio.to_thread(write_durably, self.path, data, self.path.parent / "tmp")
+            except OSError as exc:
+                if required:
+                    raise
+                logger.error("quota %s: cannot write %s (%s)", self.account, self.path, exc)

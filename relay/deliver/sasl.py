@@ -1,7 +1,8 @@
 """AUTH with an OAuth2 token (XOAUTH2, Google's; OAUTHBEARER, RFC 7628) or a password.
 
 A refused token (535, also after the 334 error challenge both mechanisms send) is retried
-once with a fresh one: the cached token may have been revoked before it expired. A password
+once with a fresh one: the cached token may have been revoked before it expired. After
+that failed too, the next login (when the hold ends) is one attempt with a new token. A password
 gets one attempt, PLAIN first: the next mechanism is tried only when the server does not
 implement the one tried, never after a refusal (535) or a rate limit (``454 4.7.0``), which
 every further attempt would make worse.
@@ -57,14 +58,19 @@ async def login_with_token(
     *,
     host: str,
     port: int,
+    after_refusal: bool = False,
 ) -> None:
-    """Log in with ``mechanism``; raise ``SMTPAuthenticationError`` or ``UpstreamError``."""
+    """Log in with ``mechanism``; raise ``SMTPAuthenticationError`` or ``UpstreamError``.
+
+    ``after_refusal``: the last login with this account was refused even with a new
+    token (a credentials hold): try once, with a new token, not with the refused one.
+    """
     if smtp.is_ehlo_or_helo_needed:  # after STARTTLS: learn the AUTH methods again
         await smtp.ehlo()
     if mechanism not in smtp.server_auth_methods:
         offered = ", ".join(method.upper() for method in smtp.server_auth_methods) or "none"
         raise UpstreamError(0, f"{host} does not offer AUTH {mechanism.upper()} (offers {offered})")
-    for fresh in (False, True):
+    for fresh in (True,) if after_refusal else (False, True):
         token = await tokens.token(fresh=fresh)
         try:
             if mechanism == "xoauth2":

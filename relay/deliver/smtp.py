@@ -60,13 +60,16 @@ class UpstreamSession:
         hostname: str,
         tokens: TokenSource | None = None,
         mx_host: tuple[str, str] | None = None,
+        after_refusal: bool = False,
     ) -> None:
         """Prepare the session; :meth:`open` connects.
 
         ``tokens``: a shared, caching token source for ``auth: xoauth2``/``oauthbearer``
-        (default: one of this session's own); ``mx_host``: an MX host's (name, address).
+        (default: one of this session's own); ``mx_host``: an MX host's (name, address);
+        ``after_refusal``: the last login was refused (one attempt, with a new token).
         """
         self.config = config
+        self.after_refusal = after_refusal
         self.sent = 0  # transactions begun, for the session pool (relay/deliver/reuse.py)
         oauth = config.oauth if config.auth != "password" else None
         self.tokens = tokens or (token_source(oauth) if oauth is not None else None)
@@ -170,7 +173,13 @@ class UpstreamSession:
         else:
             port = config.effective_port
             await login_with_token(
-                smtp, config.auth, config.username, self.tokens, host=self.name, port=port
+                smtp,
+                config.auth,
+                config.username,
+                self.tokens,
+                host=self.name,
+                port=port,
+                after_refusal=self.after_refusal,
             )
 
     def _check_pin(self) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from relay.log import one_line
 from relay.queue.record import CorruptRecord, DeliveryState, Record
 from relay.queue.spool import QueueState, Spool
 
@@ -31,6 +33,8 @@ class Entry:
     attempts: int = 0
     next_attempt: float | None = None
     last_reply: str = ""
+    #: Each attempted recipient's own final reply.
+    replies: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """The entry as JSON-able data (``queue list --json``)."""
@@ -46,11 +50,14 @@ class Entry:
             "attempts": self.attempts,
             "next_attempt": self.next_attempt,
             "last_reply": self.last_reply,
+            "replies": dict(self.replies),
         }
 
 
 def entry_of(record: Record, state: DeliveryState, where: QueueState) -> Entry:
-    """The entry of a decoded record."""
+    """The entry of a decoded record; replies are shown on one line each, also those
+    stored by versions that kept an upstream's line breaks."""
+    final = {rcpt: attempt.reply for attempt in state.log for rcpt in attempt.recipients}
     return Entry(
         queue_id=record.queue_id,
         state=where,
@@ -62,7 +69,10 @@ def entry_of(record: Record, state: DeliveryState, where: QueueState) -> Entry:
         failed=state.failed,
         attempts=state.attempts,
         next_attempt=state.next_attempt if where is QueueState.DEFERRED else None,
-        last_reply=state.last_reply or state.reason,
+        last_reply=one_line(state.last_reply or state.reason),
+        replies={
+            rcpt: one_line(final[rcpt]) for rcpt in record.envelope.recipients if rcpt in final
+        },
     )
 
 
@@ -76,7 +86,7 @@ def read_one(spool: Spool, queue_id: str) -> tuple[Record, DeliveryState, QueueS
         if where is None:
             return None
         try:
-            return spool.read(queue_id, where), spool.read_state(queue_id), where
+            return *spool.load(queue_id, where), where
         except FileNotFoundError:
             continue
     return None
@@ -132,7 +142,8 @@ def format_table(entries: list[Entry]) -> str:
         )
         if entry.recipients:
             lines.append(f"    to: {_recipients(entry)}")
-        if entry.last_reply:
+        lines += [f"    reply for <{rcpt}>: {reply}" for rcpt, reply in entry.replies.items()]
+        if entry.last_reply and not entry.replies:
             lines.append(f"    last reply: {entry.last_reply}")
     counts = Counter(entry.state for entry in entries)
     shape = ", ".join(f"{counts[state]} {state.value}" for state in QueueState if counts[state])
@@ -160,7 +171,7 @@ def format_message(record: Record, state: DeliveryState, where: QueueState) -> s
         rcpts = ", ".join(f"<{rcpt}>" for rcpt in attempt.recipients)
         lines.append(
             f"attempt:      {_when(attempt.at)} {attempt.relay} {rcpts} "
-            f"status={attempt.status} ({attempt.reply})"
+            f"status={attempt.status} ({one_line(attempt.reply)})"
         )
     lines += [f"cleanup:      {step.option}: {step.change}" for step in record.trace]
     lines += ["", record.message.decode("utf-8", errors="replace").replace("\r\n", "\n")]

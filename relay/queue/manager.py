@@ -4,6 +4,13 @@ Workers (``upstream.connections`` of them) each take a batch of ready messages a
 them over one authenticated session (Gmail throttles repeated logins). Every recipient
 ends delivered, bounced (kept in ``failed/`` with the reply) or deferred with a back-off;
 bad credentials hold the whole queue instead of failing each message.
+
+A recipient the upstream accepted is never sent again because local bookkeeping failed:
+it is marked delivered in its queue file in place (no new disk blocks, see
+:meth:`~relay.queue.spool.Spool.mark_delivered`) and remembered in memory, and when the
+spool cannot be written the message waits with a back-off that doubles per consecutive
+failure. The capture copy (``on_delivered``) is best-effort: its failure is logged and
+counted, never retried by delivering again.
 """
 
 from __future__ import annotations
@@ -59,6 +66,10 @@ class QueueManager:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._busy: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        #: Recipients the upstream accepted, per message still in the spool: the spool may
+        #: fail to say so, and they must never be sent again.
+        self._sent: dict[str, set[str]] = {}
+        self._storage_failures = 0  # consecutive failures to write the spool
 
     async def start(self) -> None:
         """Pick up everything left in the spool, then start the workers."""
@@ -141,6 +152,8 @@ class QueueManager:
             finally:
                 self._busy.discard(queue_id)
             (done if ok else refused).append(line)
+            if ok and action is Action.DELETE:
+                self._sent.pop(queue_id, None)
             timer = self._timers.pop(queue_id, None)
             if timer is not None:
                 timer.cancel()
@@ -156,6 +169,9 @@ class QueueManager:
         return line, ok, due(self.spool, queue_id)
 
     def _schedule(self, queue_id: str, when: float) -> None:
+        timer = self._timers.pop(queue_id, None)
+        if timer is not None:
+            timer.cancel()
         loop = asyncio.get_running_loop()
         self._timers[queue_id] = loop.call_later(
             max(0.0, when - time.time()), self.submit, queue_id
@@ -182,18 +198,25 @@ class QueueManager:
             try:
                 await self._deliver_batch(batch)
             except SpoolError as exc:
+                self.metrics.spool_failed()
                 self._retry_batch(batch, str(exc))
             except Exception:  # a bug must not end the worker: the batch stays queued
-                logger.exception("queue: unexpected error while delivering %s", " ".join(batch))
+                logger.exception("%s: unexpected error while delivering", " ".join(batch))
                 self._retry_batch(batch, "unexpected error")
             finally:
                 self._busy.difference_update(batch)
 
     def _retry_batch(self, batch: list[str], why: str) -> None:
-        """Try a batch again after the shortest back-off; its files never left the spool."""
-        logger.error("queue: %s; will retry the batch in %.0f s", why, self.retry.min_backoff)
+        """Try a batch again after a back-off; its files never left the spool."""
+        delay = self._local_trouble()
+        logger.error("%s: %s; next try in %.1f s", " ".join(batch), why, delay)
         for queue_id in batch:
-            self._schedule(queue_id, time.time() + self.retry.min_backoff)
+            self._schedule(queue_id, time.time() + delay)
+
+    def _local_trouble(self) -> float:
+        """Count a local failure (spool, or a bug); the delay doubles while they go on."""
+        self._storage_failures += 1
+        return backoff(self._storage_failures, self.retry)
 
     async def _deliver_batch(self, batch: list[str]) -> None:
         """Send a batch over one session per upstream; finished records are removed together.
@@ -223,7 +246,38 @@ class QueueManager:
         and they never expire. Returns True when every recipient is delivered: the caller
         removes the record.
         """
-        now = time.time()
+        now, queue_id = time.time(), record.queue_id
+        sent = [rcpt for rcpt, reply in result.replies.items() if classify(reply) is Status.SENT]
+        self._sent.setdefault(queue_id, set()).update(sent)
+        new = self._account(record, state, result, now)
+        pending = new.pending(record.envelope)
+        target = QueueState.DEFERRED if pending else QueueState.FAILED if new.failed else None
+        if target is not None:
+            # held recipients (bad credentials) go again when the hold ends, not later
+            tried = result.replies.keys() - result.held
+            retry = now + backoff(new.attempts, self.retry) if tried else 0.0
+            when = max(retry, result.not_before) or now
+            if pending:
+                reason = "quota" if result.waiting else "deferred"
+                new = replace(new, next_attempt=when, reason=reason)
+            else:
+                new = replace(new, reason="failed")
+            if await self._store(record, sent, new, where, target):  # else: retried later
+                if pending:
+                    self._schedule(queue_id, when)
+                else:
+                    self._sent.pop(queue_id, None)  # final, in failed/
+            (self.metrics.deferred if pending else self.metrics.failed)()
+        else:
+            self.metrics.delivered(now - record.envelope.received_at)
+        if sent and self.on_delivered is not None:
+            await self._keep_copy(record, new)
+        return target is None
+
+    def _account(
+        self, record: Record, state: DeliveryState, result: Result, now: float
+    ) -> DeliveryState:
+        """The delivery state after ``result``, with a log line per recipient."""
         attempts = state.attempts + (1 if result.replies else 0)
         done, failed, log = list(state.done), list(state.failed), list(state.log)
         for rcpt, reply in (*result.replies.items(), *result.waiting.items()):
@@ -261,39 +315,70 @@ class QueueManager:
                 status=status,
             )
             (logger.info if status is Status.SENT else logger.warning)(line)
-        new = replace(
+        # the reply that tells why the message is still here, not a recipient's 250
+        latest = log[len(state.log) :]
+        failing = [attempt.reply for attempt in latest if attempt.status != Status.SENT.value]
+        return replace(
             state,
             attempts=attempts,
             done=tuple(done),
             failed=tuple(failed),
             log=tuple(log),
-            last_reply=log[-1].reply if log else state.last_reply,
+            last_reply=(failing or [attempt.reply for attempt in latest] or [state.last_reply])[-1],
         )
-        pending = new.pending(record.envelope)
-        if pending:
-            retry = now + backoff(attempts, self.retry) if result.replies else 0.0
-            when = max(retry, result.not_before) or now
-            reason = "quota" if result.waiting else "deferred"
-            new = replace(new, next_attempt=when, reason=reason)
-            await asyncio.to_thread(self._persist, record.queue_id, new, where, QueueState.DEFERRED)
-            self._schedule(record.queue_id, when)
-            self.metrics.deferred()
-        elif failed:
-            new = replace(new, reason="failed")
-            await asyncio.to_thread(self._persist, record.queue_id, new, where, QueueState.FAILED)
-            self.metrics.failed()
-        else:
-            self.metrics.delivered(now - record.envelope.received_at)
-        if done != list(state.done) and self.on_delivered is not None:
-            await self.on_delivered(record, new)
-        return not pending and not failed
 
-    def _persist(
-        self, queue_id: str, state: DeliveryState, source: QueueState, target: QueueState
-    ) -> None:
-        self.spool.write_state(queue_id, state)
-        if source is not target:
-            self.spool.move(queue_id, source, target)
+    async def _keep_copy(self, record: Record, state: DeliveryState) -> None:
+        """Hand a delivered message to ``on_delivered`` (the capture copy), best-effort.
+
+        Whatever goes wrong there, the delivery stands: it is logged and counted, never
+        repeated (hence the broad except: no failure of a copy may resend mail).
+        """
+        assert self.on_delivered is not None
+        try:
+            await self.on_delivered(record, state)
+        except Exception as exc:
+            self.metrics.capture_failed()
+            logger.error(
+                "%s: capture copy not stored (%s); the delivery stands and is not repeated",
+                record.queue_id,
+                exc,
+                exc_info=not isinstance(exc, OSError),
+            )
+
+    async def _store(
+        self,
+        record: Record,
+        sent: Sequence[str],
+        state: DeliveryState,
+        source: QueueState,
+        target: QueueState,
+    ) -> bool:
+        """Persist the outcome of an attempt: mark ``sent`` done in the record first (that
+        needs no new blocks), then the state and the move. If the spool fails, log it,
+        schedule the next try after the local back-off and return False."""
+
+        def persist() -> None:
+            if sent and record.markable:  # else a version 1 file: the state file says it
+                self.spool.mark_delivered(record, source, sent)
+            self.spool.write_state(record.queue_id, state)
+            if source is not target:
+                self.spool.move(record.queue_id, source, target)
+
+        try:
+            await asyncio.to_thread(persist)
+        except (SpoolError, OSError) as exc:
+            self.metrics.spool_failed()
+            delay = self._local_trouble()
+            logger.error(
+                "%s: %s; recipients the upstream took are not sent again; next try in %.1f s",
+                record.queue_id,
+                exc,
+                delay,
+            )
+            self._schedule(record.queue_id, time.time() + delay)
+            return False
+        self._storage_failures = 0
+        return True
 
     def _load_all(self, queue_ids: Sequence[str]) -> list[Loaded]:
         return [loaded for loaded in map(self._load, queue_ids) if loaded is not None]
@@ -301,6 +386,7 @@ class QueueManager:
     def _remove_all(self, finished: Sequence[tuple[str, QueueState]]) -> None:
         for queue_id, where in finished:
             self.spool.remove(queue_id, where, sync=False)
+            self._sent.pop(queue_id, None)
             logger.info("%s: removed", queue_id)
         self.spool.sync({where for _, where in finished})  # one fsync per directory
 
@@ -309,12 +395,27 @@ class QueueManager:
         if where not in (QueueState.INCOMING, QueueState.DEFERRED):
             return None  # delivered, held or deleted meanwhile
         try:
-            return self.spool.read(queue_id, where), self.spool.read_state(queue_id), where
+            record, state = self.spool.load(queue_id, where)
+            state = state.with_done(self._sent.get(queue_id, ()))
+            if not record.markable:
+                record = self._upgrade(record, state, where)
+            return record, state, where
         except CorruptRecord as exc:
             self._quarantine(queue_id, where, str(exc))
         except FileNotFoundError:
             pass
         return None
+
+    def _upgrade(self, record: Record, state: DeliveryState, where: QueueState) -> Record:
+        """Rewrite a version 1 record with delivery marks; keep it as it is if that fails."""
+        done = frozenset(state.done) & frozenset(record.envelope.recipients)
+        upgraded = replace(record, delivered=done, markable=True)
+        try:
+            self.spool.rewrite(upgraded, where)
+        except SpoolError as exc:
+            logger.warning("%s: %s; delivering without in-place marks", record.queue_id, exc)
+            return record
+        return upgraded
 
     def _quarantine(self, queue_id: str, where: QueueState, why: str) -> None:
         logger.error(

@@ -1,28 +1,34 @@
 """The on-disk format of one queued message and of its delivery state (pure: bytes in, out).
 
-A record is written once and never changed::
+A record is written once; afterwards only its delivery marks change, in place::
 
-    notify-relay-queue/1 <meta length> <message length>\\n
+    notify-relay-queue/2 <meta length> <message length>\\n
     <meta: JSON, UTF-8>\\n
     <message bytes>\\n
     end <crc32 of meta and message, 8 hex digits>\\n
+    <one mark per envelope recipient: "-" not yet delivered, "+" delivered>\\n
 
 The lengths and the end line make a torn or truncated file detectable, as Postfix's END
-record does. The delivery state (attempts, per-recipient results, next attempt) changes
-after every attempt and lives in a small JSON file of its own beside the record.
+record does. The marks line is preallocated when the record is written, so marking a
+recipient delivered overwrites one byte (:func:`mark_offset`) and needs no new disk block:
+it works on a full disk, as Postfix's in-place "done" marks in its queue files do. The
+delivery state (attempts, per-recipient results, next attempt) changes after every attempt
+and lives in a small JSON file of its own beside the record. Files of version 1 (no marks
+line) still load.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from relay.model import Envelope, TraceEntry
 
 __all__ = [
+    "DELIVERED_MARK",
     "Attempt",
     "CorruptRecord",
     "DeliveryState",
@@ -31,9 +37,14 @@ __all__ = [
     "decode_state",
     "encode_record",
     "encode_state",
+    "mark_offset",
 ]
 
-_MAGIC = b"notify-relay-queue/1"
+_MAGIC = b"notify-relay-queue/2"
+_OLD_MAGIC = b"notify-relay-queue/1"  # no delivery marks
+_PENDING = b"-"
+#: The byte :func:`mark_offset` points at, once its recipient is delivered.
+DELIVERED_MARK = b"+"
 
 
 class CorruptRecord(ValueError):
@@ -51,6 +62,10 @@ class Record:
     message: bytes
     trace: tuple[TraceEntry, ...] = ()
     filters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Recipients marked delivered in the file.
+    delivered: frozenset[str] = frozenset()
+    #: Whether the file has a marks line (version 1 files do not: rewrite them to mark).
+    markable: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,6 +111,11 @@ class DeliveryState:
         """Return a copy with ``attempt`` appended to the log and as the last reply."""
         return replace(self, log=(*self.log, attempt), last_reply=attempt.reply)
 
+    def with_done(self, delivered: Iterable[str]) -> DeliveryState:
+        """Return a copy that also counts ``delivered`` as done (marks in the record)."""
+        extra = tuple(rcpt for rcpt in dict.fromkeys(delivered) if rcpt not in self.done)
+        return replace(self, done=(*self.done, *extra)) if extra else self
+
 
 def encode_record(record: Record) -> bytes:
     """Serialise ``record`` to the bytes of a queue file."""
@@ -116,28 +136,55 @@ def encode_record(record: Record) -> bytes:
     ).encode("utf-8")
     checksum = zlib.crc32(record.message, zlib.crc32(meta))
     head = b"%s %d %d\n" % (_MAGIC, len(meta), len(record.message))
-    return b"".join((head, meta, b"\n", record.message, b"\nend %08x\n" % checksum))
+    marks = b"".join(
+        DELIVERED_MARK if rcpt in record.delivered else _PENDING for rcpt in env.recipients
+    )
+    tail = b"\nend %08x\n%s\n" % (checksum, marks)
+    return b"".join((head, meta, b"\n", record.message, tail))
+
+
+def mark_offset(head: bytes, index: int) -> int:
+    """Where in a version 2 file the mark of the ``index``-th recipient is.
+
+    ``head`` is the start of the file (its first line is enough). Raises
+    :class:`CorruptRecord` for a file without marks.
+    """
+    line, newline, _ = head.partition(b"\n")
+    meta_len, msg_len, marked = _lengths(line)
+    if not newline or not marked:
+        raise CorruptRecord("no delivery marks (a version 1 queue file)")
+    end_line = len(b"\nend 00000000\n")
+    return len(line) + 1 + meta_len + 1 + msg_len + end_line + index
+
+
+def _lengths(head: bytes) -> tuple[int, int, bool]:
+    """The meta and message lengths of a first line, and whether the file has marks."""
+    parts = head.split(b" ")
+    if len(parts) != 3 or parts[0] not in (_MAGIC, _OLD_MAGIC):
+        raise CorruptRecord("not a notify-relay queue file")
+    try:
+        return int(parts[1]), int(parts[2]), parts[0] == _MAGIC
+    except ValueError:
+        raise CorruptRecord("bad length field") from None
 
 
 def decode_record(data: bytes) -> Record:
     """Parse the bytes of a queue file; raise :class:`CorruptRecord` if they are not whole."""
     head, newline, rest = data.partition(b"\n")
-    parts = head.split(b" ")
-    if not newline or len(parts) != 3 or parts[0] != _MAGIC:
+    if not newline:
         raise CorruptRecord("not a notify-relay queue file")
-    try:
-        meta_len, msg_len = int(parts[1]), int(parts[2])
-    except ValueError:
-        raise CorruptRecord("bad length field") from None
+    meta_len, msg_len, markable = _lengths(head)
     meta, message, tail = (
         rest[:meta_len],
         rest[meta_len + 1 : meta_len + 1 + msg_len],
         rest[meta_len + 1 + msg_len :],
     )
+    end = b"\nend %08x\n" % zlib.crc32(message, zlib.crc32(meta))
     if len(message) != msg_len or not tail.startswith(b"\nend "):
         raise CorruptRecord("truncated")
-    if tail != b"\nend %08x\n" % zlib.crc32(message, zlib.crc32(meta)):
+    if tail[: len(end)] != end:
         raise CorruptRecord("checksum mismatch")
+    marks = tail[len(end) :]
     try:
         fields = json.loads(meta)
         envelope = Envelope(
@@ -149,15 +196,28 @@ def decode_record(data: bytes) -> Record:
             helo=fields["helo"],
         )
         trace = tuple(TraceEntry(option, change) for option, change in fields["trace"])
-        return Record(
-            queue_id=fields["id"],
-            envelope=envelope,
-            message=message,
-            trace=trace,
-            filters=fields.get("filters", {}),
-        )
+        queue_id, filters = fields["id"], fields.get("filters", {})
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptRecord(f"bad metadata: {exc}") from None
+    return Record(
+        queue_id=queue_id,
+        envelope=envelope,
+        message=message,
+        trace=trace,
+        filters=filters,
+        delivered=_delivered(envelope.recipients, marks) if markable else frozenset(),
+        markable=markable,
+    )
+
+
+def _delivered(recipients: tuple[str, ...], marks: bytes) -> frozenset[str]:
+    """The recipients whose mark says delivered; the marks line must be whole."""
+    if len(marks) != len(recipients) + 1 or not marks.endswith(b"\n"):
+        raise CorruptRecord("truncated delivery marks")
+    if marks.strip(_PENDING + DELIVERED_MARK) != b"\n":
+        raise CorruptRecord("bad delivery marks")
+    pairs = zip(recipients, marks[:-1], strict=True)
+    return frozenset(rcpt for rcpt, mark in pairs if mark == DELIVERED_MARK[0])
 
 
 def encode_state(state: DeliveryState) -> bytes:

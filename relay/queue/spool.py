@@ -10,26 +10,31 @@ Layout under the queue path::
     corrupt/    files that did not decode, moved aside with a log line
     state/      <id>.json: the delivery state of a record (attempts, per-recipient results)
 
-A record is immutable and moves between state directories by ``rename``; its delivery
-state is replaced atomically. Every method is blocking: call it from a worker thread.
+A record moves between state directories by ``rename``; its delivery state is replaced
+atomically. The only change made to a record in place is marking recipients delivered
+(:meth:`Spool.mark_delivered`): one byte each, overwritten and fsynced, so that it works
+when the disk is full. Every method is blocking: call it from a worker thread.
 """
 
 from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from relay.durable import DirectorySync, fsync_dir, make_private_dir, write_durably
 from relay.errors import SpoolError
 from relay.queue.record import (
+    DELIVERED_MARK,
+    CorruptRecord,
     DeliveryState,
     Record,
     decode_record,
     decode_state,
     encode_record,
     encode_state,
+    mark_offset,
 )
 
 __all__ = ["QueueState", "Spool"]
@@ -78,6 +83,37 @@ class Spool:
     def read(self, queue_id: str, state: QueueState) -> Record:
         """Read and decode a record (raises ``CorruptRecord`` or ``OSError``)."""
         return decode_record(self.path(queue_id, state).read_bytes())
+
+    def load(self, queue_id: str, state: QueueState) -> tuple[Record, DeliveryState]:
+        """The record and its delivery state; recipients marked in the record count as done."""
+        record = self.read(queue_id, state)
+        return record, self.read_state(queue_id).with_done(record.delivered)
+
+    def rewrite(self, record: Record, state: QueueState) -> None:
+        """Replace the file of ``record`` in ``state`` atomically (a version 1 file becomes
+        one with delivery marks)."""
+        self._write_atomically(self.path(record.queue_id, state), encode_record(record))
+
+    def mark_delivered(self, record: Record, state: QueueState, delivered: Collection[str]) -> None:
+        """Mark ``delivered`` recipients of ``record`` done in its file, in place, durably.
+
+        Overwrites preallocated bytes and fsyncs: no new disk blocks, so it works on a
+        full disk. Raises :class:`SpoolError`.
+        """
+        path = self.path(record.queue_id, state)
+        indexes = [i for i, rcpt in enumerate(record.envelope.recipients) if rcpt in delivered]
+        try:
+            fd = os.open(path, os.O_RDWR)
+            try:
+                head = os.pread(fd, 128, 0)
+                for index in indexes:
+                    os.pwrite(fd, DELIVERED_MARK, mark_offset(head, index))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except (OSError, CorruptRecord) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise SpoolError(f"cannot mark delivered recipients in {path}: {why}") from exc
 
     def read_state(self, queue_id: str) -> DeliveryState:
         """The delivery state of ``queue_id``; a fresh one if it was never attempted."""

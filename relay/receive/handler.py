@@ -66,9 +66,12 @@ class RelayHandler:
         self.simulate = simulate
         self.metrics = metrics or Metrics()
 
-    def _refuse(self, reason: str, reply: str) -> str:
-        """Count a refusal under ``reason`` and return its reply."""
+    def _refuse(self, reason: str, reply: str, command: str = "", session: Any = None) -> str:
+        """Count a refusal under ``reason``, log it (``command``: the refused one) and
+        return its reply."""
         self.metrics.rejected(reason)
+        if command:
+            logger.warning(_rejection(command, session, reply))
         return reply
 
     async def handle_MAIL(
@@ -77,7 +80,8 @@ class RelayHandler:
         sender = "" if address == "<>" else address
         problem = address_problem(sender) if sender else None
         if problem:
-            return self._refuse("sender", f"553 5.1.7 Sender <{sender}> refused: {problem}")
+            reply = f"553 5.1.7 Sender <{sender}> refused: {problem}"
+            return self._refuse("sender", reply, f"MAIL from=<{sender}>", session)
         envelope.mail_from = address  # aiosmtpd needs a non-empty value; "<>" maps to "" below
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
@@ -85,35 +89,40 @@ class RelayHandler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
+        sender = "" if envelope.mail_from == "<>" else envelope.mail_from
+        rcpt = f"RCPT from=<{sender}> to=<{address}>"
         if len(envelope.rcpt_tos) >= self.limits.max_recipients:
-            return self._refuse(
-                "recipients_limit",
-                f"452 4.5.3 Too many recipients (at most {self.limits.max_recipients} per message)",
-            )
+            most = self.limits.max_recipients
+            reply = f"452 4.5.3 Too many recipients (at most {most} per message)"
+            return self._refuse("recipients_limit", reply, rcpt, session)
         problem = address_problem(address)
         if problem:
-            return self._refuse("recipient", f"553 5.1.3 Recipient <{address}> refused: {problem}")
+            reply = f"553 5.1.3 Recipient <{address}> refused: {problem}"
+            return self._refuse("recipient", reply, rcpt, session)
         rejection = cleanup.check_recipient(address, self.options(), self.directory())
         if rejection is not None:
-            return self._refuse("recipient", rejection.reply())
+            return self._refuse("recipient", rejection.reply(), rcpt, session)
         if self.check_domain is not None:
-            sender = "" if envelope.mail_from == "<>" else envelope.mail_from
             refusal = await self.check_domain(sender, address)
             if refusal is not None:
-                return self._refuse("recipient_domain", refusal)
+                return self._refuse("recipient_domain", refusal, rcpt, session)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content: bytes = envelope.content
+        sender = "" if envelope.mail_from == "<>" else envelope.mail_from
+        data = f"DATA from=<{sender}> nrcpt={len(envelope.rcpt_tos)}"
         if has_bare_line_end(content):  # the SMTP smuggling vector
             return self._refuse(
                 "bare_newline",
                 "550 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF",
+                data,
+                session,
             )
         model = Envelope(
-            sender="" if envelope.mail_from == "<>" else envelope.mail_from,
+            sender=sender,
             recipients=tuple(envelope.rcpt_tos),
             mail_options=tuple(envelope.mail_options),
             received_at=time.time(),
@@ -124,7 +133,7 @@ class RelayHandler:
         if queue_id is not None:
             self.sink.accepted(queue_id)
         if not reply.startswith("250"):
-            return self._refuse("content", reply)
+            return self._refuse("content", reply, data, session)
         self.metrics.received()
         return reply
 
@@ -173,6 +182,14 @@ class RelayHandler:
         else:
             logger.exception("unexpected error while receiving a message")
         return self._refuse("local_error", "451 4.3.0 Local error in processing; try again later")
+
+
+def _rejection(command: str, session: Any, reply: str) -> str:
+    """``reject: RCPT from [192.0.2.1]:5000: 550 5.1.2 ...; from=<a> to=<b>``, as Postfix
+    logs a refusal; ``command`` is the verb and the envelope fields it concerns."""
+    verb, _, fields = command.partition(" ")
+    peer = _describe_peer(session.peer) if session is not None else "unknown"
+    return f"reject: {verb} from {peer}: {reply}; {fields}"
 
 
 def _describe_peer(peer: object) -> str:

@@ -9,9 +9,11 @@ mounted by the test (we run as root in CI).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import aiosmtplib
@@ -19,7 +21,7 @@ import pytest
 from helpers import fill, port_of
 
 from relay.model import Envelope
-from relay.queue.record import Record, encode_record
+from relay.queue.record import DeliveryState, Record, encode_record, encode_state
 from relay.queue.spool import Spool
 
 from .flow import queued, submit, wait_for
@@ -104,6 +106,130 @@ async def test_read_only_spool_is_451_and_recovers(relay_for, upstream, small_di
     assert (await submit(port_of(relay), message("writable"))).startswith("2.0.0")
     await wait_for(lambda: upstream.messages)
     assert subjects(upstream) == ["writable"]
+
+
+def to(upstream, rcpt: str) -> list[str]:
+    """Subjects of the messages the upstream took for ``rcpt``."""
+    pairs = zip(upstream.messages, subjects(upstream), strict=True)
+    return [subject for received, subject in pairs if rcpt in received.recipients]
+
+
+async def test_full_disk_after_a_partial_delivery_never_sends_the_accepted_recipient_again(
+    relay_for, upstream, small_disk, caplog
+):
+    # The upstream takes ann and defers bob; the disk fills while it answers the first
+    # time, so the delivery state cannot be written. ann is marked done in the queue file
+    # in place (no new blocks): she gets one copy, and the relay backs off instead of
+    # retrying every min_backoff.
+    answer, first, bob_tries, bob_welcome = threading.Event(), [True], [], threading.Event()
+
+    def defer_bob(address):
+        if address.startswith("bob@"):
+            bob_tries.append(time.monotonic())
+            return None if bob_welcome.is_set() else "451 4.2.1 mailbox busy, try later"
+        return None
+
+    def answer_once_disk_is_full(envelope):
+        if first[0]:
+            first[0] = False
+            answer.wait(10)
+
+    upstream.rcpt_reply, upstream.data_reply = defer_bob, answer_once_disk_is_full
+    retry = {"min_backoff": 0.1, "max_backoff": 30, "jitter": 0}
+    relay = await relay_for(upstream, queue={"path": str(small_disk / "queue"), "retry": retry})
+    both = ("ann@example.org", "bob@example.org")
+    assert (await submit(port_of(relay), message("partial"), recipients=both)).startswith("2.0.0")
+    filler = fill(small_disk)
+    answer.set()
+    await wait_for(lambda: "cannot write" in caplog.text)
+    await asyncio.sleep(2)  # at min_backoff for ever this would be some 20 tries
+    assert to(upstream, "ann@example.org") == ["partial"]
+    assert len(bob_tries) <= 6  # 0.1, 0.2, 0.4, 0.8 s apart ...
+    assert "status=sent" in caplog.text and "next try in" in caplog.text
+    await relay.stop()  # what it remembers in memory is gone; the mark on disk is not
+    filler.unlink()
+    bob_welcome.set()
+    relay = await relay_for(upstream, queue={"path": str(small_disk / "queue"), "retry": retry})
+    await wait_for(lambda: not queued(relay))
+    assert to(upstream, "ann@example.org") == ["partial"]
+    assert to(upstream, "bob@example.org") == ["partial"]
+
+
+async def test_a_quota_file_that_cannot_be_written_never_resends_the_first_transaction(
+    relay_for, upstream, small_disk, caplog
+):
+    # One recipient per transaction and a quota: ann's transaction goes, then the disk is
+    # full when bob's send must be counted in the quota file before it goes.
+    in_data, answer, first = threading.Event(), threading.Event(), [True]
+
+    def answer_once_disk_is_full(envelope):
+        if first[0]:
+            first[0] = False
+            in_data.set()  # ann's send is counted on disk by now
+            answer.wait(10)
+
+    upstream.data_reply = answer_once_disk_is_full
+    relay = await relay_for(
+        upstream,
+        queue={"path": str(small_disk / "queue"), "retry": RETRY},
+        upstream={"max_recipients_per_message": 1, "quota": {"messages": 100}},
+    )
+    both = ("ann@example.org", "bob@example.org")
+    assert (await submit(port_of(relay), message("split"), recipients=both)).startswith("2.0.0")
+    await wait_for(in_data.is_set)
+    filler = fill(small_disk)
+    answer.set()
+    await wait_for(lambda: "cannot count the send" in caplog.text)
+    await asyncio.sleep(1)
+    assert to(upstream, "ann@example.org") == ["split"] and to(upstream, "bob@example.org") == []
+    filler.unlink()
+    await wait_for(lambda: not queued(relay))
+    assert to(upstream, "ann@example.org") == ["split"]
+    assert to(upstream, "bob@example.org") == ["split"]
+
+
+async def test_a_capture_copy_that_cannot_be_written_never_sends_the_message_again(
+    relay_for, upstream, small_disk, tmp_path, caplog
+):
+    relay = await relay_for(
+        upstream,
+        queue={"path": str(tmp_path / "queue"), "retry": RETRY},
+        capture={"enabled": True, "path": str(small_disk / "mail")},
+    )
+    port = port_of(relay)
+    assert (await submit(port, message("before"))).startswith("2.0.0")
+    await wait_for(lambda: os.listdir(small_disk / "mail" / "new"))
+    filler = fill(small_disk)
+    names = [f"full-{n}" for n in range(5)]
+    for name in names:
+        assert (await submit(port, message(name))).startswith("2.0.0")
+    await wait_for(lambda: len(upstream.messages) == 6)
+    await wait_for(lambda: not queued(relay))
+    await asyncio.sleep(1)  # retried after min_backoff (0.2 s), they would come again
+    assert subjects(upstream) == ["before", *names]
+    assert caplog.text.count("capture copy not stored") == 5
+    exposition = relay.metrics.exposition().decode()
+    assert "notify_relay_capture_failures_total 5.0" in exposition
+    filler.unlink()
+    assert (await submit(port, message("after"))).startswith("2.0.0")
+    await wait_for(lambda: len(os.listdir(small_disk / "mail" / "new")) == 2)
+    assert subjects(upstream) == ["before", *names, "after"]
+
+
+async def test_a_queue_file_of_version_1_is_delivered_to_who_is_left(relay_for, upstream, tmp_path):
+    # written before delivery marks existed: ann was done according to the state file
+    spool = Spool(tmp_path / "queue")
+    spool.create()
+    envelope = Envelope(sender="trac@example.org", recipients=("ann@example.org", "bob@x.org"))
+    data = encode_record(Record(queue_id="OLD", envelope=envelope, message=message("old")))
+    data = data.replace(b"queue/2 ", b"queue/1 ", 1).rsplit(b"\n", 2)[0] + b"\n"
+    (spool.root / "deferred" / "OLD").write_bytes(data)
+    (spool.root / "state" / "OLD.json").write_bytes(
+        encode_state(DeliveryState(attempts=1, done=("ann@example.org",)))
+    )
+    relay = await relay_for(upstream, queue={"path": str(tmp_path / "queue"), "retry": RETRY})
+    await wait_for(lambda: not queued(relay))
+    assert [m.recipients for m in upstream.messages] == [["bob@x.org"]]
 
 
 def record(queue_id: str) -> bytes:

@@ -7,6 +7,10 @@ wrong password became two failed logins per session (PLAIN, then LOGIN), and Gma
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
+
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult
 from helpers import eventually, submit
@@ -90,3 +94,37 @@ async def test_the_mechanism_order_and_when_to_move_on(
         await submit(relay, ["bob@example.org"])
         (received,) = await eventually(lambda: up.messages)
         assert received.auth == "trac" and up.auth_attempts == attempts
+
+
+async def test_a_credentials_hold_costs_one_login_per_hold_and_says_when_it_ends(
+    make_config, start_relay, server_context, ca_file, tmp_path, caplog
+):
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)
+    logins: list[float] = []
+    with FakeUpstream(tls="starttls", context=server_context, credentials=CREDENTIALS) as up:
+        check = up._authenticate
+
+        def counted(*args):
+            logins.append(time.monotonic())
+            return check(*args)
+
+        up._authenticate = counted
+        retry = {"min_backoff": 0.5, "max_backoff": 30, "jitter": 0}  # the hold: 0.5 s
+        config = make_config(
+            upstream={**section(up, wrong, ca_file), "connections": 2},
+            queue={"path": "queue", "retry": retry},
+        )
+        relay = await start_relay(config)
+        for n in range(3):  # each message has its own back-off: none may log in on its own
+            await submit(relay, [f"user{n}@example.org"])
+            await asyncio.sleep(0.15)
+        await asyncio.sleep(2.2)
+        gaps = [round(b - a, 2) for a, b in itertools.pairwise(logins)]
+        assert 4 <= len(logins) <= 6 and all(0.4 <= gap <= 0.8 for gap in gaps), gaps
+        assert "next try in 0 s" not in caplog.text and "next try in 0.5 s" in caplog.text
+        up.credentials = ("trac", "not-the-password")  # the provider takes it after all
+        await eventually(lambda: len(up.messages) == 3, timeout=5)
+        assert "credentials hold on 127.0.0.1:" in caplog.text and "ended" in caplog.text
+        assert sum(message.recipients != [] for message in up.messages) == 3

@@ -213,3 +213,23 @@ async def test_the_check_is_off_for_smarthost_mail_unless_asked(
         )
         relay = await start_relay(config)
         assert (await rcpt(relay, "bob@example.cmo"))[0] == 550
+
+
+async def test_rcpt_refusals_are_logged_and_mx_tls_is_named_as_it_is(
+    make_config, start_relay, dns_server, caplog, capsys
+):
+    from relay.cli.main import main
+
+    with FakeUpstream() as target:
+        config = make_config(upstream=mx(target), dns=dns_server.config())
+        relay = await start_relay(config)
+        assert "delivering to mx (tls=opportunistic)" in caplog.text
+        assert main(["check-config", str(config.source)]) == 0
+        assert "upstream mx (tls=opportunistic)" in capsys.readouterr().out
+        await rcpt(relay, "bob@example.cmo")
+        (line,) = [r.getMessage() for r in caplog.records if "reject: RCPT" in r.getMessage()]
+        assert line.startswith("reject: RCPT from [127.0.0.1]:")
+        assert line.endswith(
+            ": 550 5.1.2 recipient domain example.cmo does not exist; "
+            "from=<trac@example.org> to=<bob@example.cmo>"
+        )

@@ -129,9 +129,10 @@ async def test_a_token_refused_twice_holds_the_upstream_and_bounces_nothing(oaut
     assert "HOLDING ALL DELIVERY" in caplog.text
     assert bearer_tokens(upstream) == ["access-1", "access-2"]  # once more, no more
     assert not spool.ids(QueueState.FAILED) and upstream.messages == []
-    # the hold (0.2 s here) ends: the next login tries the cached token, then one fresh one
+    # each time the hold (0.2 s here) ends, one login with a new token: a token the
+    # upstream refused is never offered again, and a new one is not "refreshed" at once
     await eventually(lambda: len(upstream.auth_strings) >= 4)
-    assert bearer_tokens(upstream)[:4] == ["access-1", "access-2", "access-2", "access-3"]
+    assert bearer_tokens(upstream)[:4] == ["access-1", "access-2", "access-3", "access-4"]
     assert not spool.ids(QueueState.FAILED)
     assert no_secret_in(caplog.text, endpoint)
 

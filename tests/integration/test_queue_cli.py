@@ -8,7 +8,8 @@ import sys
 import time
 from dataclasses import replace
 
-from helpers import eventually
+import tracmail
+from helpers import eventually, submit
 from upstream import FakeUpstream
 
 from relay.model import Envelope, new_queue_id
@@ -89,7 +90,7 @@ async def test_list_and_show_without_a_server(tmp_path):
     for state, queue_id in ids.items():
         (line,) = [line for line in out.splitlines() if line.startswith(queue_id)]
         assert f" {state.value} " in line
-    assert "last reply: 550 5.1.1 no such user" in out
+    assert "@example.org>: 550 5.1.1 no such user\n" in out and "    reply for <" in out
     assert out.splitlines()[-1].startswith("-- 5 message(s)")
 
     code, out, _ = await queue("list", "--json", "--queue", str(spool.root))
@@ -203,3 +204,59 @@ def test_the_queue_lock_is_exclusive(tmp_path):
     first.release()
     assert second.try_acquire()
     second.release()
+
+
+async def test_list_shows_each_recipients_own_final_reply(make_config, start_relay):
+    def refuse_bob(address: str) -> str | None:
+        return "550 5.1.1 bob: no such user" if address.startswith("bob@") else None
+
+    with FakeUpstream(tls="none", rcpt_reply=refuse_bob) as upstream:
+        config = relay_config(make_config, upstream)
+        relay = await start_relay(config)
+        await submit(relay, ["ann@example.org", "bob@example.org"])
+        spool = relay.manager.spool
+        await eventually(lambda: spool.ids(QueueState.FAILED))
+        code, out, err = await queue("list", "--config", str(config.source))
+        assert code == 0, err
+        assert "    reply for <ann@example.org>: 250 2.0.0 OK queued as up1" in out
+        assert "    reply for <bob@example.org>: 550 5.1.1 bob: no such user" in out
+        assert "250" not in out.split("reply for <bob@example.org>")[1]
+        code, out, _ = await queue("list", "--json", "--config", str(config.source))
+        (entry,) = json.loads(out)
+        assert entry["replies"] == {
+            "ann@example.org": "250 2.0.0 OK queued as up1",
+            "bob@example.org": "550 5.1.1 bob: no such user",
+        }
+        assert entry["last_reply"] == "550 5.1.1 bob: no such user"
+
+
+async def test_queue_ids_may_be_abbreviated_to_a_unique_prefix(tmp_path):
+    spool = Spool(tmp_path / "queue")
+    spool.create()
+    first, second = (put(spool, QueueState.HOLD) for _ in "ab")
+    shared = next(n for n in range(len(first)) if first[n] != second[n])
+    root = ("--queue", str(spool.root))
+    code, out, err = await queue("show", first[: shared + 1], *root)
+    assert code == 0 and f"queue id:     {first}" in out, err
+    code, out, err = await queue("release", second[: shared + 1], *root)
+    assert code == 0 and out.startswith(f"{second}: released"), err
+    code, out, err = await queue("delete", first[:shared], *root)
+    assert code == 1 and spool.find(first) is QueueState.HOLD
+    assert f"{first[:shared]}: ambiguous id prefix; it could be {first} or {second}" in err
+    code, out, err = await queue("show", first[:shared], *root)
+    assert code == 1 and "ambiguous id prefix" in err
+
+
+def test_mail_verbs_resolve_prefixes_as_queue_verbs_do(tmp_path, capsys):
+    from relay.cli.main import main
+
+    root = tmp_path / "mail"
+    first, second = tracmail.fill(root, 2)
+    shared = next(n for n in range(len(first)) if first[n] != second[n])
+    store = ["--store", str(root)]
+    assert main(["mail", "show", *store, "--raw", second[: shared + 1]]) == 0
+    capsys.readouterr()
+    assert main(["mail", "show", *store, first[:shared]]) == 1
+    assert f"{first[:shared]}: ambiguous id prefix; it could be {first} or {second}" in (
+        capsys.readouterr().err
+    )

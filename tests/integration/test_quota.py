@@ -196,3 +196,25 @@ async def test_a_rate_reply_pauses_the_upstream_without_holding_or_failing(
         assert "HOLDING" not in caplog.text and "pausing until" in caplog.text
         (usage,) = read_usage(config.queue.path / "quota", time.time())
         assert usage.paused_until > time.time() + 3500 and usage.messages == 0
+
+
+async def test_metrics_and_queue_list_report_the_configured_limits_after_a_change(
+    make_config, start_relay, tmp_path, capsys
+):
+    with FakeUpstream() as upstream:
+        first = Relay(make_config(upstream=section(upstream, messages=5, window="2h")))
+        await first.start()
+        for name in ("bob", "carol"):
+            await submit(first, [f"{name}@example.org"])
+        await eventually(lambda: len(upstream.messages) == 2)
+        await first.stop()
+        lowered = make_config(upstream=section(upstream, messages=1, recipients=10))
+        relay = await start_relay(lowered)  # nothing sent since: the file still says 5 in 2 h
+        metrics = relay.metrics.exposition().decode()
+        labels = f'account="127.0.0.1:{upstream.port}",kind="%s"'
+        assert f"notify_relay_quota_used{{{labels % 'messages'}}} 2.0" in metrics
+        assert f"notify_relay_quota_limit{{{labels % 'messages'}}} 1.0" in metrics
+        assert f"notify_relay_quota_limit{{{labels % 'recipients'}}} 10.0" in metrics
+        assert main(["queue", "list", "-c", str(tmp_path / "relay.yaml")]) == 0
+        last = capsys.readouterr().out.splitlines()[-1]
+        assert f"quota 127.0.0.1:{upstream.port}: 2/1 messages, 2/10 recipients in 24 h" in last

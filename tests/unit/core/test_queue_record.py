@@ -21,6 +21,7 @@ from relay.queue.record import (
     encode_state,
 )
 from relay.queue.schedule import backoff, expired
+from relay.queue.spool import QueueState, Spool
 
 RECORD = Record(
     queue_id="ID1",
@@ -52,6 +53,47 @@ def test_flipped_byte_is_detected():
     data[-30] ^= 0x20
     with pytest.raises(CorruptRecord):
         decode_record(bytes(data))
+
+
+#: A queue file as version 1 wrote it (before delivery marks): it must still load.
+VERSION_1 = (
+    b"notify-relay-queue/1 213 38\n"
+    b'{"id": "661BD0EF728CA17B3A", "sender": "trac@example.org", "recipients": '
+    b'["ann@example.org", "bob@example.org"], "mail_options": [], "received_at": '
+    b'1700000000.0, "peer": "", "helo": "", "trace": [], "filters": {}}\n'
+    b"Subject: old\r\n\r\nwritten by version 1\r\n\nend 4ed304ec\n"
+)
+
+
+def test_a_version_1_file_still_loads_without_marks():
+    record = decode_record(VERSION_1)
+    assert record.envelope.recipients == ("ann@example.org", "bob@example.org")
+    assert record.message == b"Subject: old\r\n\r\nwritten by version 1\r\n"
+    assert record.delivered == frozenset() and not record.markable
+    upgraded = decode_record(encode_record(record))
+    assert upgraded == record and upgraded.markable
+
+
+def test_marking_a_recipient_delivered_changes_one_byte_in_place(tmp_path):
+    spool = Spool(tmp_path)
+    spool.create()
+    spool.accept(RECORD)
+    path = spool.path("ID1", QueueState.INCOMING)
+    before, inode = path.read_bytes(), path.stat().st_ino
+    spool.mark_delivered(RECORD, QueueState.INCOMING, ["b@y"])
+    after = path.read_bytes()
+    assert len(after) == len(before) and path.stat().st_ino == inode
+    changed = [i for i, (x, y) in enumerate(zip(before, after, strict=True)) if x != y]
+    assert changed == [len(before) - 2]
+    record, state = spool.load("ID1", QueueState.INCOMING)
+    assert record.delivered == {"b@y"} and state.pending(record.envelope) == ("a@x",)
+
+
+@pytest.mark.parametrize("marks", [b"-", b"-+-", b"-x", b"--"])
+def test_bad_delivery_marks_are_detected(marks):
+    data = encode_record(RECORD)
+    with pytest.raises(CorruptRecord):
+        decode_record(data[: -len(b"--\n")] + marks + (b"" if marks == b"--" else b"\n"))
 
 
 def test_state_round_trips_and_pending_excludes_final_recipients():
