@@ -13,7 +13,8 @@ The results are those of aiosmtpd's line reader (``SMTP.smtp_DATA``, 1.4.6):
   reply comes after the final dot (RFC 5321 4.2.5); of the two, the problem that appears
   first in the first ``size_limit`` octets is the one reported.
 
-The one private name used is ``StreamReader._limit`` (the most ``readuntil`` returns),
+:class:`WholeBufferData` puts the reader into aiosmtpd's session. The one private name
+:func:`read_data` uses is ``StreamReader._limit`` (the most ``readuntil`` returns),
 raised for the section and restored after it; tests/unit/ops/test_packaging.py checks that
 asyncio still honours it.
 """
@@ -24,9 +25,11 @@ import asyncio
 import enum
 import sys
 
+from aiosmtpd.smtp import MISSING, SMTP, syntax
+
 from relay.cleanup.lines import lines_fit
 
-__all__ = ["END", "DataError", "read_data", "unstuff"]
+__all__ = ["END", "DataError", "WholeBufferData", "read_data", "unstuff"]
 
 #: The end-of-data marker (RFC 5321 4.1.1.4), with the CRLF of the last line.
 END = b"\r\n.\r\n"
@@ -51,6 +54,50 @@ class DataError(enum.Enum):
 
     LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
     TOO_MUCH_DATA = "552 Error: Too much mail data"
+
+
+class WholeBufferData(SMTP):
+    """aiosmtpd's ``SMTP`` with DATA read in whole buffers.
+
+    Replaces ``SMTP.smtp_DATA`` (aiosmtpd 1.4.6), whose line-by-line loop (one
+    ``readuntil`` per line) is the only part not kept: its checks before the 354, its
+    replies to a long line or too much data, the DATA hook and the reset after it are
+    the same. The content is bytes: the listener never decodes (``decode_data=False``).
+    tests/unit/ops/test_packaging.py pins the source of the method this replaces.
+    """
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA with the section read by :func:`read_data`; the checks before the 354,
+        the replies, the DATA hook and the reset after it are aiosmtpd's."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content = await read_data(
+                self._reader, size_limit=self.data_size_limit, line_limit=self.line_length_limit
+            )
+        except asyncio.CancelledError:  # the connection went away during DATA
+            self._writer.close()
+            raise
+        except asyncio.IncompleteReadError:  # EOF normally cancels first (see aiosmtpd)
+            self._writer.close()
+            return
+        if isinstance(content, DataError):
+            self._set_post_data_state()
+            await self.push(content.value)
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
 
 async def read_data(

@@ -21,7 +21,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 from relay.config import Limits, ListenAuthConfig, Listener, ListenTlsConfig, Network, TcpListener
 from relay.log import logger
 from relay.receive.connections import Connections, StressTimer, client_of
-from relay.receive.data import DataError, read_data
+from relay.receive.data import WholeBufferData
 from relay.receive.handler import RelayHandler
 from relay.receive.policy import peer_allowed
 from relay.receive.users import check_login
@@ -32,7 +32,7 @@ __all__ = ["Listeners"]
 _MECHANISMS = ("PLAIN", "LOGIN")
 
 
-class _RelaySMTP(StressTimer, SMTP):
+class _RelaySMTP(StressTimer, WholeBufferData):
     """aiosmtpd's protocol with admission control before the greeting, and the listener's
     STARTTLS and AUTH policy (``tls`` and ``auth`` are None on unix sockets)."""
 
@@ -118,43 +118,6 @@ class _RelaySMTP(StressTimer, SMTP):
             await self.push("530 5.7.0 Must issue a STARTTLS command first")
             return
         await super().smtp_MAIL(arg)
-
-    async def smtp_DATA(self, arg: str) -> None:
-        """DATA read in whole buffers by :func:`relay.receive.data.read_data` instead of
-        aiosmtpd's line-by-line loop (one ``readuntil`` per line); the rest is aiosmtpd's
-        ``SMTP.smtp_DATA`` (1.4.6) as it was: the checks before the 354, the replies to a
-        long line or too much data, the DATA hook and the reset after it. The listener
-        never decodes (``decode_data=False``), so the content is bytes. A test in
-        tests/unit/ops/test_packaging.py pins the source of the method this replaces.
-        """
-        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
-            return
-        assert self.envelope is not None
-        if not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
-            return
-        if arg:
-            await self.push("501 Syntax: DATA")
-            return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        try:
-            content = await read_data(
-                self._reader, size_limit=self.data_size_limit, line_limit=self.line_length_limit
-            )
-        except asyncio.CancelledError:  # the connection went away during DATA
-            self._writer.close()
-            raise
-        except asyncio.IncompleteReadError:  # EOF normally cancels first (see aiosmtpd)
-            self._writer.close()
-            return
-        if isinstance(content, DataError):
-            self._set_post_data_state()
-            await self.push(content.value)
-            return
-        self.envelope.content = self.envelope.original_content = content
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
 
     async def auth_PLAIN(self, _: SMTP, args: list[str]) -> AuthResult:
         """AUTH PLAIN (RFC 4616): ``authzid NUL login NUL password``, with the command or

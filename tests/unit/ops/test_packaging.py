@@ -17,6 +17,7 @@ import pytest
 from aiosmtpd.smtp import SMTP
 
 import relay
+from relay.receive.data import WholeBufferData
 from relay.receive.server import _RelaySMTP
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -83,9 +84,9 @@ def test_aiosmtpd_handle_client_is_what_the_listener_overrides() -> None:
 
 
 async def test_aiosmtpd_smtp_data_is_what_the_listener_replaces() -> None:
-    """_RelaySMTP.smtp_DATA keeps aiosmtpd's checks, replies, hook call and reset, and reads
-    the section with relay/receive/data.py, which raises the private StreamReader._limit
-    for it. A new aiosmtpd or Python may change either."""
+    """WholeBufferData.smtp_DATA (a base of _RelaySMTP) keeps aiosmtpd's checks, replies,
+    hook call and reset, and reads the section with relay/receive/data.py, which raises the
+    private StreamReader._limit for it. A new aiosmtpd or Python may change either."""
     source = inspect.getsource(SMTP.smtp_DATA)
     what = (
         f"aiosmtpd {aiosmtpd.__version__} changed SMTP.smtp_DATA: compare it with "
@@ -95,7 +96,8 @@ async def test_aiosmtpd_smtp_data_is_what_the_listener_replaces() -> None:
         "SMTP_DATA_SHA256 here and the aiosmtpd bound in pyproject.toml"
     )
     assert hashlib.sha256(source.encode()).hexdigest() == SMTP_DATA_SHA256, what
-    ours = inspect.getsource(_RelaySMTP.smtp_DATA)
+    assert issubclass(_RelaySMTP, WholeBufferData)
+    ours = inspect.getsource(WholeBufferData.smtp_DATA)
     for kept in ("'503 Error: need RCPT command'", "'501 Syntax: DATA'", "_call_handler_hook"):
         assert kept in source and kept.replace("'", '"') in ours, kept
     assert SMTP.line_length_limit == 1001, what
