@@ -229,7 +229,7 @@ class UpstreamSession:
         final dot. A broken connection gives every unanswered recipient a local reply
         (code 0) and leaves the session unusable.
         """
-        smtp, replies = self._smtp, {}
+        smtp, replies = self._smtp, dict[str, Reply]()
         self.sent += 1
         options = list(mail_options)
         if smtp.supports_extension("size"):

@@ -140,15 +140,15 @@ async def _read_section(reader: asyncio.StreamReader, budget: int) -> tuple[byte
             head += piece
     if matched == 5:
         return bytes(head[:-3]), size - 3
-    saved = reader._limit  # private: see the module docstring
-    reader._limit = max(budget - size - 2, 0)
+    saved = reader._limit  # type: ignore[attr-defined]  # private: see the module docstring
+    reader._limit = max(budget - size - 2, 0)  # type: ignore[attr-defined]
     try:
         try:
             rest = await reader.readuntil(END)
             return bytes(head) + rest[:-3], size + len(rest) - 3
         except asyncio.LimitOverrunError as error:
             kept = bytes(head) + await reader.read(error.consumed)
-        reader._limit = _DRAIN
+        reader._limit = _DRAIN  # type: ignore[attr-defined]
         while True:
             try:
                 await reader.readuntil(END)
@@ -156,4 +156,4 @@ async def _read_section(reader: asyncio.StreamReader, budget: int) -> tuple[byte
             except asyncio.LimitOverrunError as error:
                 await reader.read(error.consumed)
     finally:
-        reader._limit = saved
+        reader._limit = saved  # type: ignore[attr-defined]
