@@ -165,8 +165,7 @@ class Dispatcher:
                 logger.info("reload: credentials hold on %s ended (settings changed)", account)
             self._holds.clear()
             self._tokens.clear()
-            if self.pool:  # sessions logged in with the old credentials
-                asyncio.get_running_loop().create_task(self.pool.close())
+            self.pool.close()  # sessions logged in with the old credentials
         return changed
 
     def quotas(self) -> dict[str, QuotaConfig]:

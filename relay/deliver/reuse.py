@@ -23,9 +23,6 @@ class SessionPool:
     def __init__(self) -> None:
         self._idle: dict[Hashable, list[tuple[UpstreamSession, asyncio.Task[None]]]] = {}
 
-    def __bool__(self) -> bool:
-        return any(self._idle.values())
-
     def keep(self, target: Hashable, session: UpstreamSession) -> bool:
         """Keep ``session`` for the next batch; False when it should be closed instead."""
         config = session.config
@@ -45,7 +42,7 @@ class SessionPool:
             await session.close()
         return None
 
-    async def close(self) -> None:
+    def close(self) -> None:
         """Close every kept session (stop, or credentials changed) without waiting for
         the upstream to answer a QUIT."""
         idle, self._idle = self._idle, {}

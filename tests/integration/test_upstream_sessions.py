@@ -191,3 +191,20 @@ async def test_pipelining_and_reuse_work_inside_starttls(
         assert [m.tls for m in upstream.messages] == [True, True]
         piped = [c for c in upstream.writes_with(b"MAIL FROM") if b"RCPT TO" in c and b"DATA" in c]
         assert len(piped) == 2 and len(upstream.writes_with(b"STARTTLS")) == 1
+
+
+async def test_kept_sessions_are_dropped_when_the_password_changes(
+    make_config, start_relay, tmp_path
+):
+    secret = tmp_path / "password"
+    secret.write_text("one\n")
+    secret.chmod(0o600)
+    auth = {"username": "relay@x.org", "password_file": str(secret), "allow_insecure_auth": True}
+    with RecordingUpstream(pipelining=True, credentials=("relay@x.org", "one")) as upstream:
+        relay = await start_relay(relay_config(make_config, upstream, **auth))
+        await one_by_one(relay, upstream, 1)
+        upstream.credentials = ("relay@x.org", "two")
+        secret.write_text("two\n")  # the same config, another password: a reload reads it
+        relay.reload(relay_config(make_config, upstream, **auth))
+        await one_by_one(relay, upstream, 1)  # over a new session, logged in with "two"
+        assert len(upstream.auth_attempts) == 2 and len(upstream.writes_with(b"EHLO")) == 2
