@@ -15,19 +15,22 @@ import ssl
 import stat
 import subprocess
 import zoneinfo
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import yaml
 
+from relay.capture.options import WebhookConfig
 from relay.cleanup.options import CleanupOptions
 from relay.cleanup.tracini import read_trac_ini
 from relay.deliver.dkim import DkimConfig, SigningKey, signing_key
 from relay.deliver.oauth import load_client_certificate
 from relay.deliver.options import DnsConfig, OAuthConfig, QuotaConfig
 from relay.errors import ConfigError
+from relay.receive.faults import FaultsConfig
 from relay.receive.options import Limits, ListenAuthConfig, ListenTlsConfig, server_context
+from relay.receive.selfsigned import ensure_certificate
 from relay.receive.users import PasswordHash, parse_users
 from relay.schema import build, where
 from relay.secret import Secret
@@ -48,7 +51,11 @@ __all__ = [
     "UnixListener",
     "UpstreamConfig",
     "WebConfig",
+    "check_upstream",
+    "check_web",
     "load_config",
+    "parse_listener",
+    "parse_web_listener",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -86,7 +93,10 @@ def _parse_port(text: str) -> int:
     return int(text)
 
 
-def _parse_listener(item: object) -> Listener:
+def parse_listener(item: object) -> Listener:
+    """A listen address: ``"HOST:PORT"``, ``"[::1]:PORT"``, ``"unix:PATH"`` or a unix mapping."""
+    if isinstance(item, str) and item.startswith("unix:"):
+        return UnixListener(unix=Path(item.removeprefix("unix:")))
     if isinstance(item, str):
         host, sep, port = item.rpartition(":")
         if not sep or not host:
@@ -111,7 +121,7 @@ def _parse_listeners(value: object) -> tuple[Listener, ...]:
     items = value if isinstance(value, list) else [value]
     if not items:
         raise ValueError("expected at least one address")
-    return tuple(_parse_listener(item) for item in items)
+    return tuple(parse_listener(item) for item in items)
 
 
 def _parse_networks(value: object) -> tuple[Network, ...]:
@@ -211,7 +221,8 @@ class CaptureConfig:
     """The capture store (a Maildir): on in capture mode, a switch in relay mode.
 
     Retention: at most ``max_messages`` (0: no limit), none older than ``max_age`` (0: no
-    limit); the oldest go first.
+    limit); the oldest go first. ``faults``: errors injected on the listener (capture mode
+    only); ``webhooks``: where each captured message is announced.
     """
 
     path: Path = Path("mail")
@@ -219,10 +230,13 @@ class CaptureConfig:
     max_messages: int = field(default=10_000, metadata={"min": 0})
     max_age: float = field(default=0.0, metadata={"duration": True})
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
 
 
-def _parse_web_listener(value: object) -> TcpListener:
-    listener = _parse_listener(value)
+def parse_web_listener(value: object) -> TcpListener:
+    """The web page's address: ``"HOST:PORT"`` only."""
+    listener = parse_listener(value)
     if not isinstance(listener, TcpListener):
         raise ValueError(f'expected "HOST:PORT" such as "127.0.0.1:8025", got {value!r}')
     return listener
@@ -256,7 +270,7 @@ class WebConfig:
 
     enabled: bool = True
     listen: TcpListener = field(
-        default=TcpListener("127.0.0.1", 8025), metadata={"parse": _parse_web_listener}
+        default=TcpListener("127.0.0.1", 8025), metadata={"parse": parse_web_listener}
     )
     allowed_hosts: tuple[str, ...] = field(default=(), metadata={"parse": _parse_hosts})
     users_file: Path | None = None
@@ -375,17 +389,36 @@ def load_config(
     if report is not None:
         object.__setattr__(config, "trac_ini_report", report.lines())
     if config.upstream is not None:
-        _check_upstream(config.upstream, file, secrets=secrets)
+        check_upstream(config.upstream, file, secrets=secrets)
     if config.capture.release.upstream is not None:
         release = config.capture.release.upstream
-        _check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
+        check_upstream(release, file, secrets=secrets, section="capture.release.upstream")
     _check_upstreams(config, file, secrets=secrets)
     _check_listen_security(config, file, secrets=secrets)
-    _check_web(config.web, file, secrets=secrets)
+    check_web(config.web, file, secrets=secrets)
     if secrets:
         object.__setattr__(config, "dkim_keys", _dkim_keys(config.dkim, file))
     _check_limits(config.limits, file)
+    _check_capture(config, file, secrets=secrets)
     return config
+
+
+def _check_capture(config: RelayConfig, file: str, *, secrets: bool) -> None:
+    """Faults only on a capture listener; read each webhook's signing secret once."""
+    if config.capture.faults.rules and not config.capture_mode:
+        raise ConfigError(
+            "fault injection is for capture mode (no upstream): it would refuse real mail",
+            file=file,
+            key="capture.faults",
+        )
+    for n, hook in enumerate(config.capture.webhooks):
+        section = f"capture.webhooks[{n}]"
+        sources = [name for name in _SECRET_SOURCES if getattr(hook, name) is not None]
+        if len(sources) > 1:
+            raise ConfigError(f"give only one of {', '.join(sources)}", file=file, key=section)
+        if secrets and sources:
+            secret = _read_password(hook, sources[0], file, where(section, sources[0]))
+            object.__setattr__(hook, "secret", Secret(secret))
 
 
 def _check_limits(limits: Limits, file: str) -> None:
@@ -418,7 +451,7 @@ def _check_upstreams(config: RelayConfig, file: str, *, secrets: bool) -> None:
             "give upstream (one) or upstreams (a list), not both", file=file, key="upstreams"
         )
     for n, upstream in enumerate(config.upstreams):
-        _check_upstream(upstream, file, secrets=secrets, section=f"upstreams[{n}]")
+        check_upstream(upstream, file, secrets=secrets, section=f"upstreams[{n}]")
     chain = config.upstreams or ((config.upstream,) if config.upstream else ())
     if chain and all(upstream.senders or upstream.recipients for upstream in chain):
         raise ConfigError(
@@ -447,10 +480,10 @@ def _read_yaml(path: Path) -> object:
         raise ConfigError(f"not valid YAML: {exc}", file=str(path)) from None
 
 
-def _check_upstream(
+def check_upstream(
     upstream: UpstreamConfig, file: str, *, secrets: bool = True, section: str = "upstream"
 ) -> None:
-    """Resolve the password and refuse combinations that would leak it."""
+    """Resolve the password and refuse combinations that would leak it (errors name ``file``)."""
     if upstream.mx:
         _check_mx(upstream, file, section)
         return
@@ -544,24 +577,26 @@ def _check_oauth(
 
 
 _PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_command")
+_SECRET_SOURCES = ("secret_file", "secret_env", "secret_command")
 _NOT_FOR_MX = ("username", "fingerprint", "oauth", *_PASSWORD_SOURCES)
 
 
-def _read_password(upstream: UpstreamConfig, source: str, file: str, key: str) -> str:
-    if source == "password":
-        return str(upstream.password)
-    if source == "password_env":
-        value = os.environ.get(str(upstream.password_env))
-        if not value:
-            raise ConfigError(
-                f"environment variable {upstream.password_env} is not set", file=file, key=key
-            )
-        return value
-    if source == "password_file":
-        return _read_password_file(Path(str(upstream.password_file)), file, key)
+def _read_password(holder: object, source: str, file: str, key: str) -> str:
+    """The secret ``holder.<source>`` gives: the value itself, or from the ``_env``
+    variable, ``_file`` (owner-only) or ``_command`` (its first line of output) it names."""
+    value = getattr(holder, source)
+    if source.endswith("_env"):
+        found = os.environ.get(str(value))
+        if not found:
+            raise ConfigError(f"environment variable {value} is not set", file=file, key=key)
+        return found
+    if source.endswith("_file"):
+        return _read_password_file(Path(str(value)), file, key)
+    if not source.endswith("_command"):
+        return str(value)
     try:
         done = subprocess.run(
-            str(upstream.password_command),
+            str(value),
             shell=True,
             capture_output=True,
             text=True,
@@ -621,6 +656,7 @@ def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> 
         raise ConfigError(message, file=file, key="listen_auth")
     if tls is None:
         return
+    _check_capture_shortcuts(config, file)
     if not any(isinstance(listener, TcpListener) for listener in config.listen):
         raise ConfigError(
             "listen has no TCP address; a unix socket needs no STARTTLS or AUTH",
@@ -629,8 +665,16 @@ def _check_listen_security(config: RelayConfig, file: str, *, secrets: bool) -> 
         )
     if not secrets:
         return
+    if tls.cert_file is None:  # capture mode: a self-signed certificate beside the store
+        try:
+            cert_file, key_file = ensure_certificate(config.capture.path / "tls", config.hostname)
+        except OSError as exc:
+            message = f"cannot make a certificate: {exc}"
+            raise ConfigError(message, file=file, key="listen_tls") from None
+        tls = replace(tls, cert_file=cert_file, key_file=key_file)
+        object.__setattr__(config, "listen_tls", tls)
     object.__setattr__(tls, "context", _listen_context(tls, file))
-    if auth is not None:
+    if auth is not None and auth.users_file is not None:
         users = _read_users(auth.users_file, file, "listen_auth.users_file")
         object.__setattr__(auth, "users", users)
 
@@ -643,7 +687,7 @@ def _read_users(path: Path, file: str, key: str) -> dict[str, PasswordHash]:
         raise ConfigError(f"{path}: {exc}", file=file, key=key) from None
 
 
-def _check_web(web: WebConfig, file: str, *, secrets: bool) -> None:
+def check_web(web: WebConfig, file: str, *, secrets: bool) -> None:
     """Read the web users (not with ``secrets=False``); refuse a page for anyone on the
     network: beyond loopback it needs a users file or an explicit opt-out."""
     if web.users_file is not None and secrets:
@@ -661,8 +705,32 @@ def _check_web(web: WebConfig, file: str, *, secrets: bool) -> None:
         )
 
 
+def _check_capture_shortcuts(config: RelayConfig, file: str) -> None:
+    """A generated certificate and ``accept_any`` AUTH are for capture mode only."""
+    tls, auth = config.listen_tls, config.listen_auth
+    assert tls is not None
+    if (tls.cert_file is None) != (tls.key_file is None):
+        key = "listen_tls.key_file" if tls.key_file is None else "listen_tls.cert_file"
+        raise ConfigError("give cert_file and key_file together", file=file, key=key)
+    if tls.cert_file is None and not config.capture_mode:
+        message = "required in relay mode (capture mode makes a self-signed certificate)"
+        raise ConfigError(message, file=file, key="listen_tls.cert_file")
+    if auth is None:
+        return
+    if auth.accept_any and not config.capture_mode:
+        message = "capture mode only: relay mode checks every login against users_file"
+        raise ConfigError(message, file=file, key="listen_auth.accept_any")
+    if auth.accept_any and auth.users_file is not None:
+        message = "give users_file or accept_any, not both"
+        raise ConfigError(message, file=file, key="listen_auth.accept_any")
+    if not auth.accept_any and auth.users_file is None:
+        message = "required key is missing (or accept_any: true in capture mode)"
+        raise ConfigError(message, file=file, key="listen_auth.users_file")
+
+
 def _listen_context(tls: ListenTlsConfig, file: str) -> ssl.SSLContext:
     """The listener's TLS context; an error names the file that is missing or wrong."""
+    assert tls.cert_file is not None and tls.key_file is not None
     for name in ("cert_file", "key_file"):
         path: Path = getattr(tls, name)
         try:

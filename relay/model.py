@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["AmbiguousId", "Envelope", "TraceEntry", "new_queue_id", "resolve_id"]
+__all__ = ["AmbiguousId", "Envelope", "Refusal", "TraceEntry", "new_queue_id", "resolve_id"]
 
 
 def new_queue_id() -> str:
@@ -63,3 +63,16 @@ class TraceEntry:
 
     option: str
     change: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """What relay mode would have answered at ``stage`` (``RCPT`` or ``DATA``): capture mode
+    keeps the message and records this instead of refusing it."""
+
+    stage: str
+    reply: str
+
+    def as_dict(self) -> dict[str, str]:
+        """The refusal as JSON-able data (the capture metadata and the API)."""
+        return {"stage": self.stage, "reply": self.reply}

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from relay.capture.maildir import CaptureStore
+from relay.capture.webhooks import Webhooks
 from relay.cleanup.filters import Simulation, simulate
 from relay.cleanup.sources import DirectorySource, load_filter_sets
 from relay.config import RelayConfig, TcpListener
@@ -23,6 +24,7 @@ from relay.queue.manager import QueueManager
 from relay.queue.record import DeliveryState, Record
 from relay.queue.spool import Spool
 from relay.receive.domains import DomainCheck, domain_check
+from relay.receive.faults import Faults
 from relay.receive.handler import RelayHandler
 from relay.receive.server import Listeners
 from relay.web.server import WebServer
@@ -118,6 +120,12 @@ class Relay:
             assert self.capture is not None
             sink = _CaptureSink(self.capture, self._dkim)
         self.directory = DirectorySource.from_options(config.notification)
+        self.faults = Faults(config.capture.faults) if config.capture_mode else None
+        self.webhooks = (
+            Webhooks(config.capture.webhooks, self.capture, timezone=config.filters.timezone)
+            if self.capture is not None and config.capture.webhooks
+            else None
+        )
         self.handler = RelayHandler(
             limits=config.limits,
             options=lambda: self.config.notification,  # read at each use: reload replaces it
@@ -128,6 +136,8 @@ class Relay:
             metrics=self.metrics,
             check_domain=self._domain_check(config),
             relaying=config.upstream is not None,
+            keep_refused=config.capture_mode,
+            faults=self.faults,
         )
         self.listeners = Listeners(
             config.listen,
@@ -161,6 +171,8 @@ class Relay:
         if self.capture is not None:
             await asyncio.to_thread(self.capture.create)
             self.capture.claim()  # the store is ours from here on
+        if self.webhooks is not None:
+            await self.webhooks.start()
         if self.manager is not None:
             assert self.control is not None
             await self.control.start()  # the queue is ours from here on
@@ -180,6 +192,8 @@ class Relay:
             await self.web.stop()
             self.web = None
         await self.listeners.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.manager is not None:
             await self.manager.stop()
         if self.control is not None:
@@ -251,11 +265,17 @@ class Relay:
         tcp = [listener for listener in config.listen if isinstance(listener, TcpListener)]
         trac = ""
         if config.listen_tls is not None:  # config loading made sure there is a TCP listener
-            required = config.listen_tls.required or config.listen_auth is not None
+            auth = config.listen_auth
+            needs_auth = auth is not None and not auth.accept_any
+            required = config.listen_tls.required or needs_auth
+            note = "; MAIL needs AUTH, offered inside TLS" if needs_auth else ""
+            if auth is not None and auth.accept_any:
+                note = "; any AUTH login is accepted inside TLS (capture mode)"
             logger.info(
-                "smtp: TCP listeners offer STARTTLS (%s)%s",
+                "smtp: TCP listeners offer STARTTLS (%s, certificate %s)%s",
                 "required" if required else "optional",
-                "; MAIL needs AUTH, offered inside TLS" if config.listen_auth else "",
+                config.listen_tls.cert_file,
+                note,
             )
             trac = ", use_tls = true" + (", smtp_user, smtp_password" if config.listen_auth else "")
         if tcp:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 import subprocess
@@ -12,11 +11,11 @@ from typing import Any
 
 import pytest
 import trustme
-import yaml
 from helpers import write_users
 
-from relay.config import RelayConfig, load_config
+from relay.config import RelayConfig
 from relay.service import Relay
+from relay.testing.capture import write_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -86,22 +85,11 @@ def password_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., RelayConfig]:
-    """Write a YAML config under tmp_path (listening on a free port) and load it."""
+    """Write a YAML config under tmp_path (listening on a free port, quick retries) and load it."""
 
     def make(**sections: Any) -> RelayConfig:
-        data = {
-            "listen": ["127.0.0.1:0"],
-            "queue": {
-                "path": "queue",
-                "retry": {"min_backoff": 0.2, "max_backoff": 1, "jitter": 0},
-            },
-            "capture": {"path": "mail"},
-            "web": {"listen": "127.0.0.1:0"},
-            **sections,
-        }
-        path = tmp_path / "relay.yaml"
-        path.write_text(yaml.safe_dump(json.loads(json.dumps(data, default=str))))
-        return load_config(path)
+        retry = {"min_backoff": 0.2, "max_backoff": 1, "jitter": 0}
+        return write_config(tmp_path, **{"queue": {"path": "queue", "retry": retry}, **sections})
 
     return make
 

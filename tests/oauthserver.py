@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
-from upstream import FakeUpstream, _Handler
+from upstream import FakeUpstream, SinkHandler
 
 CLIENT_ID = "relay-client.apps.example"
 CLIENT_SECRET = "client-s3cret"
@@ -177,7 +177,7 @@ def _fields(text: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in text.split("\x01") if "=" in part)
 
 
-class _OAuthHandler(_Handler):
+class _OAuthHandler(SinkHandler):
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
         text = base64.b64decode(args[1]).decode()
         fields = _fields(text)

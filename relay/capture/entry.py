@@ -127,6 +127,7 @@ def entry_of(
         "recipients": list(meta.get("recipients") or ()),
         "filters": dict(filters),
         "status": delivery_status(meta).value,
+        "relay_refusal_count": len(meta.get("relay_refusals") or ()),
     }
     return IndexEntry(
         id=queue_id,

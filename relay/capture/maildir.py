@@ -2,10 +2,13 @@
 
 The message file is the exact bytes the relay would have sent; its name carries the queue
 id (``<seconds>.M<micro>P<pid>Q<queue id>.<host>``). What the Maildir cannot hold
-(envelope, rewrite trace, filter results, delivery timeline, releases) sits in
-``meta/<queue id>.json`` beside ``cur/ new/ tmp/`` — a plain directory that mail clients
-ignore — and ``index.sqlite3`` indexes it all (:mod:`relay.capture.index`). Storing a
-queue id again replaces its earlier copy. Methods block: call them from a worker thread.
+(envelope, rewrite trace, filter results, delivery timeline, releases, what relay mode
+would have refused) sits in ``meta/<queue id>.json`` beside ``cur/ new/ tmp/`` — a plain
+directory that mail clients ignore — and ``index.sqlite3`` indexes it all
+(:mod:`relay.capture.index`). When cleanup had to repair a message that relay mode refuses
+(bare LF line ends), the bytes as received are kept in ``meta/<queue id>.original``.
+Storing a queue id again replaces its earlier copy. Methods block: call them from a worker
+thread.
 """
 
 from __future__ import annotations
@@ -129,6 +132,11 @@ class CaptureStore:
             "timeline": list(timeline),
             "captured_at": time.time(),
         }
+        if record.refusals:
+            meta["relay_refusals"] = [refusal.as_dict() for refusal in record.refusals]
+        if record.original is not None:
+            meta["original_kept"] = True
+            write_durably(self._original(queue_id), record.original, self.root / "tmp")
         self._write_meta(queue_id, meta)
         now = time.time()
         name = f"{int(now)}.M{int(now * 1e6) % 1_000_000}P{os.getpid()}Q{queue_id}.{self._host}"
@@ -194,6 +202,13 @@ class CaptureStore:
             self.refresh()
         return None
 
+    def original(self, queue_id: str) -> bytes | None:
+        """The bytes ``queue_id`` came with, when they had to be repaired, else None."""
+        try:
+            return self._original(queue_id).read_bytes()
+        except FileNotFoundError:
+            return None
+
     def load(self, queue_id: str, path: str) -> tuple[bytes, dict[str, Any]]:
         """The bytes of the message file ``path`` and the metadata of ``queue_id``."""
         return _load(self.root, queue_id, path)
@@ -216,6 +231,7 @@ class CaptureStore:
                     if path is not None:
                         (self.root / path).unlink(missing_ok=True)
                         (self.root / "meta" / f"{queue_id}.json").unlink(missing_ok=True)
+                        self._original(queue_id).unlink(missing_ok=True)
                         batch.append(queue_id)
                 self.index.remove(batch)
             deleted += batch
@@ -333,6 +349,9 @@ class CaptureStore:
         finally:
             with self._counting:
                 self._changes -= 1
+
+    def _original(self, queue_id: str) -> Path:
+        return self.root / "meta" / f"{queue_id}.original"
 
     def _write_meta(self, queue_id: str, meta: Mapping[str, object]) -> None:
         write_private(self.root / "meta" / f"{queue_id}.json", json.dumps(meta).encode())

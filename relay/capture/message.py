@@ -115,7 +115,8 @@ def contents(raw: bytes) -> Contents:
 
 def detail(item: Mapping[str, Any], raw: bytes, meta: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the message view shows: the list ``item`` plus headers, text, HTML,
-    attachments, envelope, rewrite trace, filter results and delivery timeline.
+    attachments, envelope, rewrite trace, filter results, delivery timeline, and what relay
+    mode would have refused (capture mode kept it; ``original_kept``: raw shows it as sent).
 
     What the bounds left out is counted (``parts_omitted``, ``headers_omitted``) or
     flagged (``text_truncated``, ``html_truncated``); ``raw_url`` has the whole message.
@@ -140,6 +141,8 @@ def detail(item: Mapping[str, Any], raw: bytes, meta: Mapping[str, Any]) -> dict
         "trace": [{"option": option, "change": change} for option, change in meta.get("trace", ())],
         "filters": meta.get("filters") or {},
         "timeline": timeline(meta),
+        "relay_refusals": meta.get("relay_refusals") or [],
+        "original_kept": bool(meta.get("original_kept")),
     }
 
 

@@ -60,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             verb.add_argument("--limit", type=int, default=50, help="at most this many (50)")
         elif name == "show":
             verb.add_argument("queue_id", metavar="ID", help="message id (a unique prefix will do)")
-            verb.add_argument("--raw", action="store_true", help="the exact bytes, nothing else")
+            verb.add_argument("--raw", action="store_true", help="the bytes as sent, nothing else")
         elif name == "release":
             verb.add_argument("queue_id", metavar="ID", help="message id (a unique prefix will do)")
             verb.add_argument(
@@ -151,8 +151,9 @@ def _show(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) ->
     if found is None:
         return 1
     queue_id, raw, meta = found
-    if args.raw:
-        sys.stdout.buffer.write(raw)
+    if args.raw:  # as the client sent it (capture mode may have repaired its line ends)
+        original = store.original(queue_id)
+        sys.stdout.buffer.write(original if original is not None else raw)
         return 0
     shown = detail(store.item(queue_id) or {"id": queue_id}, raw, meta)
     if args.json:
@@ -162,6 +163,10 @@ def _show(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) ->
     rcpts = ", ".join(f"<{rcpt}>" for rcpt in envelope["recipients"] or ())
     lines += ["", f"envelope: <{envelope['sender'] or ''}> -> {rcpts}"]
     lines.append(f"status:   {shown['status']}")
+    lines += [
+        f"relay mode would refuse at {note['stage']}: {note['reply']}"
+        for note in shown["relay_refusals"]
+    ]
     for rcpt, result in shown["filters"].items():
         place = "trash" if result["trashed"] else "archived" if result["archived"] else "inbox"
         labels = ", ".join(result["labels"]) or "no labels"

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from relay.model import Envelope, TraceEntry
+from relay.model import Envelope, Refusal, TraceEntry
 
 __all__ = [
     "DELIVERED_MARK",
@@ -55,6 +55,10 @@ class CorruptRecord(ValueError):
 class Record:
     """One accepted message: its id, envelope, content, the cleanup trace and, per recipient,
     what their Gmail filters would do (``FilterResult.to_dict()`` data).
+
+    Capture mode only (never in a queue file: relay mode refuses instead): ``refusals``
+    says what relay mode would have refused, and ``original`` holds the bytes as received
+    when cleanup had to change more than relay mode ever lets through (bare LF line ends).
     """
 
     queue_id: str
@@ -66,6 +70,8 @@ class Record:
     delivered: frozenset[str] = frozenset()
     #: Whether the file has a marks line (version 1 files do not: rewrite them to mark).
     markable: bool = field(default=True, compare=False)
+    refusals: tuple[Refusal, ...] = ()
+    original: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

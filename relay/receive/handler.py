@@ -4,6 +4,11 @@ Nothing here decides policy or rewrites mail: :mod:`relay.receive.policy` and
 :mod:`relay.cleanup` do. The handler maps their verdicts to SMTP replies, and answers
 ``250`` only after the sink has made the message durable. Any local trouble answers
 ``451 4.3.0`` (never 5xx, never a traceback text).
+
+In capture mode (``keep_refused``) the policy refusals of relay mode — a bare user name at
+RCPT, bare CR or LF in the data — are kept as :class:`~relay.model.Refusal` notes on the
+stored message instead of being answered; syntax refusals stay refusals. The data is
+framed the same either way: only CRLF.CRLF ends it, so nothing smuggled becomes a message.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from relay.config import Limits
 from relay.errors import SpoolError
 from relay.log import logger
 from relay.metrics import Metrics
-from relay.model import Envelope, new_queue_id
+from relay.model import Envelope, Refusal, new_queue_id
 from relay.queue.record import Record
+from relay.receive.faults import Faults, Stage, cut_data, inject
 from relay.receive.policy import address_problem
 
 __all__ = ["RelayHandler", "Sink"]
@@ -53,11 +59,17 @@ class RelayHandler:
         metrics: Metrics | None = None,
         check_domain: Callable[[str, str], Awaitable[str | None]] | None = None,
         relaying: bool = False,
+        keep_refused: bool = False,
+        faults: Faults | None = None,
     ) -> None:
         """``check_domain(sender, recipient)``: a refusal for the recipient's domain, or None.
-        ``relaying``: messages go to an upstream (cleanup makes sure of their From:)."""
+        ``relaying``: messages go to an upstream (cleanup makes sure of their From:).
+        ``keep_refused``: capture mode, which keeps what relay mode refuses, with a note.
+        ``faults``: injected faults (capture mode), consulted before each stage's checks."""
+        self.faults = faults
         self.check_domain = check_domain
         self.relaying = relaying
+        self.keep_refused = keep_refused
         self.limits = limits
         self.options = options
         self.directory = directory
@@ -65,6 +77,14 @@ class RelayHandler:
         self.account = account
         self.simulate = simulate
         self.metrics = metrics or Metrics()
+
+    async def fault(self, server: Any, stage: Stage, addresses: tuple[str, ...] = ()) -> str | None:
+        """The reply of an injected fault at ``stage`` (None: go on as usual)."""
+        return await inject(self.faults, stage, addresses, server.transport)
+
+    async def cut_data(self, server: Any, addresses: tuple[str, ...]) -> bool:
+        """True when an injected fault hung up halfway through the message (at DATA)."""
+        return await cut_data(self.faults, addresses, server)
 
     def _refuse(self, reason: str, reply: str, command: str = "", session: Any = None) -> str:
         """Count a refusal under ``reason``, log it (``command``: the refused one) and
@@ -77,6 +97,8 @@ class RelayHandler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
     ) -> str:
+        if injected := await self.fault(server, "mail"):
+            return injected
         sender = "" if address == "<>" else address
         problem = address_problem(sender) if sender else None
         if problem:
@@ -89,6 +111,8 @@ class RelayHandler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
+        if injected := await self.fault(server, "rcpt", (address,)):
+            return injected
         sender = "" if envelope.mail_from == "<>" else envelope.mail_from
         rcpt = f"RCPT from=<{sender}> to=<{address}>"
         if len(envelope.rcpt_tos) >= self.limits.max_recipients:
@@ -100,7 +124,7 @@ class RelayHandler:
             reply = f"553 5.1.3 Recipient <{address}> refused: {problem}"
             return self._refuse("recipient", reply, rcpt, session)
         rejection = cleanup.check_recipient(address, self.options(), self.directory())
-        if rejection is not None:
+        if rejection is not None and not self._kept(envelope, "RCPT", rejection.reply()):
             return self._refuse("recipient", rejection.reply(), rcpt, session)
         if self.check_domain is not None:
             refusal = await self.check_domain(sender, address)
@@ -111,16 +135,16 @@ class RelayHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if injected := await self.fault(server, "data", tuple(envelope.rcpt_tos)):
+            return injected
         content: bytes = envelope.content
         sender = "" if envelope.mail_from == "<>" else envelope.mail_from
         data = f"DATA from=<{sender}> nrcpt={len(envelope.rcpt_tos)}"
+        original = None
         if has_bare_line_end(content):  # the SMTP smuggling vector
-            return self._refuse(
-                "bare_newline",
-                "550 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF",
-                data,
-                session,
-            )
+            if not self._kept(envelope, "DATA", _BARE_NEWLINE):
+                return self._refuse("bare_newline", _BARE_NEWLINE, data, session)
+            original = content
         model = Envelope(
             sender=sender,
             recipients=tuple(envelope.rcpt_tos),
@@ -129,7 +153,8 @@ class RelayHandler:
             peer=_describe_peer(session.peer),
             helo=session.host_name or "",
         )
-        reply, queue_id = await asyncio.to_thread(self._process, model, content)
+        notes = tuple(getattr(envelope, "relay_refusals", ()))
+        reply, queue_id = await asyncio.to_thread(self._process, model, content, notes, original)
         if queue_id is not None:
             self.sink.accepted(queue_id)
         if not reply.startswith("250"):
@@ -137,7 +162,23 @@ class RelayHandler:
         self.metrics.received()
         return reply
 
-    def _process(self, envelope: Envelope, content: bytes) -> tuple[str, str | None]:
+    def _kept(self, envelope: Any, stage: str, reply: str) -> bool:
+        """In capture mode, note on the transaction that relay mode would answer ``reply``
+        (a policy refusal, code 550) at ``stage``, and return True: keep going."""
+        if not (self.keep_refused and reply.startswith("550 ")):
+            return False
+        if not hasattr(envelope, "relay_refusals"):
+            envelope.relay_refusals = []  # aiosmtpd makes a new envelope for each transaction
+        envelope.relay_refusals.append(Refusal(stage, reply))
+        return True
+
+    def _process(
+        self,
+        envelope: Envelope,
+        content: bytes,
+        refusals: tuple[Refusal, ...] = (),
+        original: bytes | None = None,
+    ) -> tuple[str, str | None]:
         result = cleanup.run(
             envelope,
             content,
@@ -152,7 +193,12 @@ class RelayHandler:
         if result.unreadable is not None:
             logger.warning("%s: cleanup: %s", queue_id, result.unreadable)
         record = Record(
-            queue_id=queue_id, envelope=result.envelope, message=result.message, trace=result.trace
+            queue_id=queue_id,
+            envelope=result.envelope,
+            message=result.message,
+            trace=result.trace,
+            refusals=refusals,
+            original=original,
         )
         if self.simulate is not None:
             simulation = self.simulate(result.envelope, result.message)
@@ -182,6 +228,9 @@ class RelayHandler:
         else:
             logger.exception("unexpected error while receiving a message")
         return self._refuse("local_error", "451 4.3.0 Local error in processing; try again later")
+
+
+_BARE_NEWLINE = "550 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF"
 
 
 def _rejection(command: str, session: Any, reply: str) -> str:

@@ -45,11 +45,13 @@ class ListenTlsConfig:
     """STARTTLS on the TCP listeners (no implicit TLS: aiosmtpd would not count it as TLS).
 
     ``required``: MAIL before STARTTLS gets ``530 5.7.0``. Config loading builds
-    ``context`` from the certificate chain and key once.
+    ``context`` from the certificate chain and key once. Without ``cert_file`` and
+    ``key_file`` (capture mode only) a self-signed certificate is made on first use
+    (:mod:`relay.receive.selfsigned`).
     """
 
-    cert_file: Path
-    key_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
     required: bool = False
     context: ssl.SSLContext | None = field(default=None, init=False, compare=False, repr=False)
 
@@ -62,9 +64,13 @@ class ListenAuthConfig:
     readable by group or others; config loading reads it into ``users``. A connection is
     closed with ``421 4.7.0`` at its ``max_failures``-th failed AUTH; every failure before
     that is answered ``535 5.7.8`` after ``failure_delay``.
+
+    ``accept_any`` (capture mode only, instead of ``users_file``): every login succeeds and
+    MAIL does not need one, so a client configured for a real server works unchanged.
     """
 
-    users_file: Path
+    users_file: Path | None = None
+    accept_any: bool = False
     max_failures: int = field(default=3, metadata={"min": 1, "max": 100})
     failure_delay: float = field(default=1.0, metadata={"duration": True, "max": 60})
     users: dict[str, PasswordHash] = field(

@@ -1,7 +1,8 @@
 """Start and stop the SMTP listeners (TCP and unix sockets) on the running event loop.
 
 With ``listen_tls`` the TCP listeners offer STARTTLS; with ``listen_auth`` they offer AUTH
-PLAIN and LOGIN inside TLS only and MAIL needs it. Unix sockets get neither (their mode and
+PLAIN and LOGIN inside TLS only and MAIL needs it (``accept_any``, capture mode: any login
+succeeds and MAIL does not need one). Unix sockets get neither (their mode and
 group say who may connect). Password checks run in a worker thread: they are slow on purpose.
 """
 
@@ -49,7 +50,7 @@ class _RelaySMTP(StressTimer, WholeBufferData):
         super().__init__(
             handler,
             tls_context=tls.context if tls is not None else None,
-            auth_required=auth is not None,
+            auth_required=auth is not None and not auth.accept_any,
             auth_require_tls=True,  # never False: AUTH before STARTTLS would show the password
             auth_exclude_mechanism=() if auth is not None else _MECHANISMS,
             **kwargs,
@@ -90,6 +91,10 @@ class _RelaySMTP(StressTimer, WholeBufferData):
             await self.push("554 5.7.1 Access denied: this relay serves only its allowed networks")
             self.transport.close()
             return
+        if injected := await self.event_handler.fault(self, "connect"):
+            await self.push(injected)  # after a drop, nothing reaches the client
+            self.transport.close()
+            return
         refusal = self._gate.admit(self, client_of(self.transport), self._limits)
         if refusal is not None:
             await self.push(refusal)
@@ -118,6 +123,14 @@ class _RelaySMTP(StressTimer, WholeBufferData):
             await self.push("530 5.7.0 Must issue a STARTTLS command first")
             return
         await super().smtp_MAIL(arg)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA; an injected ``drop`` fault (capture mode) hangs up halfway through."""
+        recipients = tuple(self.envelope.rcpt_tos) if self.envelope else ()
+        if recipients and not arg and await self.event_handler.cut_data(self, recipients):
+            return
+        await super().smtp_DATA(arg)
 
     async def auth_PLAIN(self, _: SMTP, args: list[str]) -> AuthResult:
         """AUTH PLAIN (RFC 4616): ``authzid NUL login NUL password``, with the command or
@@ -159,8 +172,11 @@ class _RelaySMTP(StressTimer, WholeBufferData):
         if self._auth_failures >= self._auth.max_failures:  # pipelined behind the 421
             return AuthResult(success=False, handled=True)
         name = login.decode("utf-8", "replace")
-        if await asyncio.to_thread(check_login, self._auth.users, name, password):
-            logger.info("auth: %s logged in as %s (%s)", self.session.peer, _shown(name), mechanism)
+        if self._auth.accept_any or await asyncio.to_thread(
+            check_login, self._auth.users, name, password
+        ):
+            how = f"{mechanism}, any login accepted" if self._auth.accept_any else mechanism
+            logger.info("auth: %s logged in as %s (%s)", self.session.peer, _shown(name), how)
             return AuthResult(success=True, auth_data=name)
         self._auth_failures += 1
         logger.warning(

@@ -15,13 +15,19 @@ from aiohttp.helpers import content_disposition_header
 
 from relay.capture.message import contents, detail, link_inline_parts, part_payload
 from relay.capture.release import ReleaseRefused, release_recipients, send_release
+from relay.errors import ConfigError
 from relay.gmail import QuerySyntaxError
+from relay.log import logger
+from relay.queue.actions import Action
 from relay.queue.listing import entry_of, read_entries, read_one
+from relay.receive.faults import Faults, FaultsConfig
+from relay.schema import build
 from relay.web.context import blocking, fail, query_error, relay_of, store_of, timezone_of
 
 __all__ = [
     "delete_message",
     "delete_messages",
+    "faults",
     "get_message",
     "html",
     "list_messages",
@@ -29,9 +35,11 @@ __all__ = [
     "page",
     "part",
     "queue",
+    "queue_action",
     "raw",
     "recipients",
     "release",
+    "set_faults",
 ]
 
 _HERE = Path(__file__).parent
@@ -101,12 +109,13 @@ async def get_message(request: web.Request) -> web.Response:
 
 
 async def raw(request: web.Request) -> web.Response:
-    """``GET /api/v1/messages/{id}/raw``: the exact bytes."""
+    """``GET /api/v1/messages/{id}/raw``: the exact bytes, as the client sent them."""
     queue_id = request.match_info["id"]
     message, _ = await _read(request, queue_id)
+    original = await blocking(request, store_of(request).original, queue_id)
     disposition = content_disposition_header("inline", filename=f"{queue_id}.eml")
     return web.Response(
-        body=message,
+        body=original if original is not None else message,
         content_type="message/rfc822",
         headers={"Content-Disposition": disposition},
     )
@@ -230,6 +239,47 @@ async def queue(request: web.Request) -> web.Response:
         return web.json_response({"enabled": False, "messages": []})
     entries = await blocking(request, read_entries, manager.spool)
     return web.json_response({"enabled": True, "messages": [e.as_dict() for e in entries]})
+
+
+async def queue_action(request: web.Request) -> web.Response:
+    """``POST /api/v1/queue/{id}/{action}``: retry, hold, release, delete or requeue one
+    message, as ``notify-relay queue`` does (never while it is being delivered)."""
+    manager = relay_of(request).manager
+    if manager is None:
+        fail(404, "capture mode: there is no delivery queue")
+    action = Action(request.match_info["action"])
+    report = await manager.apply(action, [request.match_info["id"]])
+    if report.refused:
+        fail(409, report.refused[0], **report.as_dict())
+    return web.json_response(report.as_dict())
+
+
+async def faults(request: web.Request) -> web.Response:
+    """``GET /api/v1/faults``: the fault-injection rules in force and how often each fired."""
+    return web.json_response(_faults_of(request).as_dict())
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    """``PUT /api/v1/faults`` (body: ``{"rules": [...], "seed": n}``) replaces the rules;
+    ``DELETE`` turns fault injection off."""
+    found = _faults_of(request)
+    body = await _json_body(request) if request.method == "PUT" else {}
+    try:
+        config = build(FaultsConfig, body, file="request body")
+    except ConfigError as exc:
+        fail(400, str(exc), key=exc.key)
+    found.configure(config)
+    logger.warning(
+        "faults: %d fault injection rules in force (set through the API)", len(config.rules)
+    )
+    return web.json_response(found.as_dict())
+
+
+def _faults_of(request: web.Request) -> Faults:
+    found = relay_of(request).faults
+    if found is None:
+        fail(404, "fault injection is for capture mode (no upstream)")
+    return found
 
 
 def _linked_html(message: bytes) -> str | None:

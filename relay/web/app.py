@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from relay.queue.actions import Action
 from relay.web import api, live, ops
 from relay.web.context import CLOSING, RELAY, WORKERS
 from relay.web.guard import guard
@@ -21,6 +22,7 @@ __all__ = ["STATIC", "create_app"]
 
 STATIC = Path(__file__).with_name("static")
 _WORKERS = 4  # threads for store calls; SQLite readers run side by side
+_ACTIONS = "|".join(action.value for action in Action)  # the queue verbs of the CLI
 
 
 def create_app(relay: Relay) -> web.Application:
@@ -47,6 +49,10 @@ def create_app(relay: Relay) -> web.Application:
             web.post("/api/v1/messages/{id}/release", api.release),
             web.get("/api/v1/recipients", api.recipients),
             web.get("/api/v1/queue", api.queue),
+            web.post(f"/api/v1/queue/{{id}}/{{action:{_ACTIONS}}}", api.queue_action),
+            web.get("/api/v1/faults", api.faults),
+            web.put("/api/v1/faults", api.set_faults),
+            web.delete("/api/v1/faults", api.set_faults),
             web.get("/api/v1/events", live.events),
             *ops.routes(relay),
         ]

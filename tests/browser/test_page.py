@@ -8,10 +8,13 @@ recipient view, live updates, and the sandbox of an HTML mail. Takes a screensho
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import smtplib
 import tempfile
 import threading
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
@@ -21,7 +24,7 @@ from typing import ClassVar
 
 import pytest
 import tracmail
-from helpers import FIXTURES
+from helpers import FIXTURES, free_port
 from served import Served, mail
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")
@@ -92,15 +95,12 @@ def served(
 
 
 @pytest.fixture(scope="module")
-def page(served: Served) -> Iterator[object]:
+def browser() -> Iterator[object]:
+    """One Chromium for the module (Playwright's sync API allows one per thread)."""
     profile = tempfile.mkdtemp(prefix="chromium-")
     with playwright.sync_playwright() as driver:
         context = chromium(driver, profile, viewport={"width": 1400, "height": 860})
-        tab = context.new_page()
-        tab.set_default_timeout(15_000)
-        tab.goto(served.url)
-        tab.wait_for_selector("#messages li")
-        yield tab
+        yield context
         context.close()
     shutil.rmtree(profile, ignore_errors=True)
 
@@ -113,10 +113,31 @@ def chromium(driver, profile: str, **options: object):
     )
 
 
+def new_tab(browser, url: str, ready: str) -> object:
+    """A tab on ``url``, once ``ready`` (a selector) is on the page."""
+    tab = browser.new_page()
+    tab.set_default_timeout(15_000)
+    tab.goto(url)
+    tab.wait_for_selector(ready)
+    return tab
+
+
+@pytest.fixture(scope="module")
+def page(served: Served, browser) -> object:
+    return new_tab(browser, served.url, "#messages li")
+
+
 def deliver(served: Served, message: EmailMessage | bytes, to: list[str] | None = None) -> str:
     """Send over SMTP from a thread of its own (Playwright's loop owns this one)."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, served.send(message, to)).result()
+
+
+def view_as(page, address: str) -> None:
+    """Type into the searchable "view as" field and apply it ("" for all recipients)."""
+    field = page.locator("#as")
+    field.fill(address)
+    field.press("Enter")
 
 
 def search(page, query: str) -> None:
@@ -165,11 +186,11 @@ def test_open_by_keyboard_and_switch_the_recipient_view(page) -> None:
     page.get_by_role("button", name="alice@example.com").click()
     expect(view).to_contain_text("Inbox")
     expect(view).not_to_contain_text("Trash")
-    page.locator("#as").select_option("dave@example.com")
+    view_as(page, "dave@example.com")
     expect(page.locator("#messages li .chip.place-trash")).to_have_count(1)
     page.keyboard.press("7")
     expect(page.locator("#panel")).to_contain_text("captured")
-    page.locator("#as").select_option("")
+    view_as(page, "")
 
 
 def test_an_html_mail_runs_no_script_and_loads_nothing_remote(page, remote) -> None:
@@ -196,7 +217,7 @@ def test_new_mail_appears_without_a_reload(page, served) -> None:
 
 def test_screenshot(page, tmp_path: Path) -> None:
     expect = playwright.expect
-    page.locator("#as").select_option("alice@example.org")  # tracmail's alice has filters
+    view_as(page, "alice@example.org")  # tracmail's alice has filters
     search(page, "label:trac -in:trash")
     expect(page.locator("#summary")).to_contain_text("36 messages for alice@example.org")
     page.locator("#messages li").nth(1).click()
@@ -207,3 +228,131 @@ def test_screenshot(page, tmp_path: Path) -> None:
     assert shot.stat().st_size > 10_000
     if os.environ.get("UPDATE_SCREENSHOT"):
         shutil.copyfile(shot, ROOT / "docs" / "images" / "screenshot.png")
+
+
+def test_view_as_is_a_searchable_field(page, served) -> None:
+    expect = playwright.expect
+    field = page.locator("#as")
+    assert field.evaluate("node => node.tagName") == "INPUT"
+    options = page.locator("#as-options option")
+    assert "dave@example.com" in options.evaluate_all("nodes => nodes.map(n => n.value)")
+    search(page, "")
+    view_as(page, "dave@example.com")
+    expect(page.locator("#summary")).to_contain_text("for dave@example.com")
+    view_as(page, "")
+    expect(page.locator("#summary")).not_to_contain_text(" for ")
+
+
+def test_a_thousand_recipients_show_collapsed_and_expand(page, served) -> None:
+    expect = playwright.expect
+    recipients = [f"user{n}@example.org" for n in range(1000)]
+    deliver(served, mail("Announcement to everyone"), recipients)
+    open_the_one(page, '"Announcement to everyone"', "Announcement to everyone")
+    envelope = page.locator("#fields dd.envelope")
+    expect(envelope).to_contain_text("user0@example.org")
+    expect(envelope).not_to_contain_text("user999@example.org")
+    more = envelope.get_by_role("button", name="+995 more")
+    expect(more).to_be_visible()
+    expect(page.locator("#recipient-tabs").get_by_role("button", name="+995 more")).to_be_visible()
+    more.click()
+    expect(envelope).to_contain_text("user999@example.org")
+
+
+def test_raw_of_a_big_message_shows_the_start_and_a_download_link(page, served) -> None:
+    expect = playwright.expect
+    big = mail("Huge export", attachment=("export.bin", os.urandom(3 * 1024 * 1024)))
+    deliver(served, big)
+    open_the_one(page, '"Huge export"', "Huge export")
+    page.keyboard.press("4")
+    panel = page.locator("#panel")
+    expect(panel).to_contain_text("first 256 KB")
+    link = panel.get_by_role("link", name="Download the whole message")
+    assert link.get_attribute("href").endswith("/raw")
+    assert link.get_attribute("download", timeout=1000).endswith(".eml")
+    shown = panel.locator("pre").inner_text()
+    assert shown.startswith("Content-Type:") or "Subject: Huge export" in shown
+    assert len(shown) <= 256 * 1024
+
+
+def test_deep_links_select_the_message_and_follow_hash_changes(page, served) -> None:
+    expect = playwright.expect
+    first = deliver(served, mail("Deep link one"))
+    second = deliver(served, mail("Deep link two"))
+    page.goto(f"{served.url}/#id={first}")
+    expect(page.locator("#subject")).to_have_text("Deep link one")
+    expect(page.locator(f"#m-{first}")).to_have_attribute("aria-selected", "true")
+    page.evaluate(f"location.hash = 'id={second}'")
+    expect(page.locator("#subject")).to_have_text("Deep link two")
+    expect(page.locator(f"#m-{second}")).to_have_attribute("aria-selected", "true")
+    page.go_back()
+    expect(page.locator("#subject")).to_have_text("Deep link one")
+
+
+def test_what_relay_mode_would_refuse_is_marked(page, served) -> None:
+    expect = playwright.expect
+    data = b"From: app@example.org\nTo: bob\nSubject: Python idiom\n\nbare LF body\n"
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(_smtplib_send, served.smtp_port, ["bob"], data).result()
+    open_the_one(page, '"Python idiom"', "Python idiom")
+    expect(page.locator("#messages li .chip.refused")).to_have_text("relay mode would refuse")
+    refusals = page.locator("#refusals")
+    expect(refusals).to_be_visible()
+    expect(refusals).to_contain_text("Relay mode would refuse this message")
+    expect(refusals).to_contain_text("RCPT: 550 5.1.3 <bob> is a user name")
+    expect(refusals).to_contain_text("DATA: 550 5.6.0")
+    page.keyboard.press("4")
+    expect(page.locator("#panel")).to_contain_text("as the client sent it")
+    open_the_one(page, '"Deep link one"', "Deep link one")
+    expect(refusals).to_be_hidden()
+
+
+def _smtplib_send(port: int, recipients: list[str], data: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        client.sendmail("app@example.org", recipients, data)
+
+
+@pytest.fixture(scope="module")
+def queued(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """Relay mode towards a port nobody listens on: messages stay deferred."""
+    upstream = {"host": "127.0.0.1", "port": free_port(), "tls": "none"}
+    queue = {"path": "queue", "retry": {"min_backoff": "1h", "max_backoff": "2h"}}
+    with Served(tmp_path_factory.mktemp("queued"), upstream=upstream, queue=queue) as server:
+        yield server
+
+
+def test_queue_actions_from_the_page(browser, queued) -> None:
+    expect = playwright.expect
+    queue_id = deliver(queued, mail("Waiting in the queue"))
+    tab = new_tab(browser, queued.url, "#show-queue")
+    tab.on("dialog", lambda dialog: dialog.accept())
+    tab.locator("#show-queue").click()
+    row = tab.locator(f"#queue-body tr[data-id='{queue_id}']")
+    expect(row).to_contain_text("deferred")
+    row.get_by_role("button", name="Hold").click()
+    expect(row.locator("td.state")).to_have_text("hold")
+    expect(tab.locator("#queue-result")).to_contain_text(f"{queue_id}: held")
+    row.get_by_role("button", name="Release").click()
+    expect(row.locator("td.state")).not_to_have_text("hold")
+    expect(tab.locator("#queue-result")).to_contain_text(f"{queue_id}: released")
+    row.get_by_role("button", name="Delete").click()
+    expect(tab.locator("#queue-result")).to_contain_text(f"{queue_id}: deleted")
+    expect(row).to_have_count(0)
+
+
+def test_a_banner_shows_while_faults_are_injected(page, served) -> None:
+    expect = playwright.expect
+    banner = page.locator("#faults")
+    expect(banner).to_be_hidden()
+    rules = {"rules": [{"stage": "rcpt", "reply": "450 4.2.1 Busy", "recipients": ["flaky@*"]}]}
+    request = urllib.request.Request(
+        f"{served.url}/api/v1/faults", data=json.dumps(rules).encode(), method="PUT"
+    )
+    request.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(request, timeout=10).close()
+    try:
+        expect(banner).to_be_visible()  # no reload: the page checks every 2 s
+        expect(banner).to_contain_text('Fault injection is on: rcpt for flaky@*: "450 4.2.1 Busy"')
+    finally:
+        off = urllib.request.Request(f"{served.url}/api/v1/faults", method="DELETE")
+        urllib.request.urlopen(off, timeout=10).close()
+    expect(banner).to_be_hidden()

@@ -1,8 +1,8 @@
 """Upstream misbehaviours for the fault tests, as small named functions and two servers.
 
-:class:`Upstream` is the shared :class:`~upstream.FakeUpstream` (aiosmtpd in a thread) with
-a few more knobs: a reply to the final dot that takes a while, STARTTLS tricks, a drop in
-the middle of DATA, hidden extensions. :class:`RawUpstream` runs a hand-written script per
+:class:`Upstream` is the shared :class:`~upstream.FakeUpstream` (aiosmtpd in a thread, which
+also answers the final dot late and hides extensions on request) with STARTTLS tricks and a
+drop in the middle of DATA. :class:`RawUpstream` runs a hand-written script per
 connection for what aiosmtpd cannot do (raw DATA bytes, hostile replies).
 
 ``rcpt_reply``/``data_reply`` functions return a reply line, None (behave), :data:`DROP`
@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
-from upstream import DROP, FakeUpstream, Received, ThreadedServer
+from upstream import DROP, FakeUpstream, ThreadedServer
+
+from relay.testing.upstream import RECORD_THEN_DROP, SinkHandler, SinkProtocol
 
 __all__ = [
     "DROP",
@@ -38,8 +40,6 @@ __all__ = [
     "starttls_then_silence",
     "starttls_with_injected_plaintext",
 ]
-
-RECORD_THEN_DROP = "record-then-drop"
 
 
 def fail_first(count: int, reply: str) -> Callable[[Any], str | None]:
@@ -96,10 +96,8 @@ async def starttls_then_silence(server: SMTP) -> bool:
     return False
 
 
-class _Protocol(SMTP):
-    def __init__(self, upstream: Upstream, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.upstream = upstream
+class _Protocol(SinkProtocol):
+    upstream: Upstream
 
     async def smtp_STARTTLS(self, arg: str) -> None:
         trick = self.upstream.starttls
@@ -127,107 +125,27 @@ class _Protocol(SMTP):
         self.transport.close()
 
 
-def _misbehaving(server: SMTP, reply_to: Callable[[str], str | None] | None, address: str):
-    """The reply a misbehaviour asks for (None: behave); DROP closes the connection."""
-    reply = reply_to(address) if reply_to else None
-    if reply == DROP:
-        server.transport.close()
-        return "421 4.4.2 dropped"  # never reaches the client
-    return reply
-
-
-class _Handler:
-    def __init__(self, upstream: Upstream) -> None:
-        self.upstream = upstream
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        session.host_name = hostname
-        self.upstream.ehlo_count += 1
-        hidden = tuple(f"250-{name}".upper() for name in self.upstream.hide)
-        return [line for line in responses if not line.upper().startswith(hidden)]
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        if answer := _misbehaving(server, self.upstream.mail_reply, address):
-            return answer
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 OK"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if answer := _misbehaving(server, self.upstream.rcpt_reply, address):
-            return answer
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        upstream = self.upstream
-        reply = upstream.data_reply(envelope) if upstream.data_reply else None
-        if reply == DROP:
-            server.transport.close()
-            return "421 4.4.2 dropped"
-        if reply and reply != RECORD_THEN_DROP:
-            return reply
-        ssl_object = server.transport.get_extra_info("ssl_object")
-        upstream.messages.append(
-            Received(
-                sender=envelope.mail_from,
-                recipients=list(envelope.rcpt_tos),
-                content=envelope.original_content,
-                tls=session.ssl is not None or ssl_object is not None,
-                auth=getattr(session, "test_login", None),
-                mail_options=list(envelope.mail_options),
-            )
-        )
-        if reply == RECORD_THEN_DROP:
-            server.transport.close()
-            return "421 4.4.2 dropped"
-        count = len(upstream.messages)
-        if upstream.final_dot_delay:  # the message is taken; only the reply is late
-            await asyncio.sleep(upstream.final_dot_delay())
-        return f"250 2.0.0 OK queued as up{count}"
-
-
 class Upstream(FakeUpstream):
-    """:class:`FakeUpstream` with more misbehaviours (all off by default).
+    """:class:`FakeUpstream` with STARTTLS tricks and a drop in the middle of DATA.
 
-    ``mail_reply(address)``: like ``rcpt_reply``, for MAIL. ``final_dot_delay()``: seconds
-    to wait, with the message taken, before answering the final dot. ``starttls``: one of
-    the ``starttls_*`` functions. ``drop_during_data``: close after reading that many bytes
-    of DATA (once).
-    ``hide``: EHLO keywords not to advertise (``("8BITMIME",)``).
+    ``starttls``: one of the ``starttls_*`` functions. ``drop_during_data``: close after
+    reading that many bytes of DATA (once).
     """
 
     def __init__(
         self,
         *,
-        mail_reply: Callable[[str], str | None] | None = None,
-        final_dot_delay: Callable[[], float] | None = None,
         starttls: Callable[[SMTP], Awaitable[bool]] | None = None,
         drop_during_data: int | None = None,
-        hide: Iterable[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.mail_reply = mail_reply
-        self.final_dot_delay = final_dot_delay
         self.starttls = starttls
         self.drop_during_data = drop_during_data
-        self.hide = tuple(hide)
-        self.ehlo_count = 0
         self.dropped_during_data = 0
 
     def _protocol(self) -> SMTP:
-        return _Protocol(self, _Handler(self), **self._options())
-
-    def sequences(self, header: str = "X-Seq") -> list[str]:
-        """The ``header`` value of every message received, in arrival order."""
-        found = []
-        for message in list(self.messages):
-            for line in message.content.split(b"\r\n"):
-                if line.lower().startswith(header.lower().encode() + b":"):
-                    found.append(line.split(b":", 1)[1].strip().decode())
-                    break
-        return found
+        return _Protocol(self, SinkHandler(self), **self._options())
 
 
 # --- scripted servers: one coroutine per connection ---

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,25 @@ def memory_kib(pid: int, field: str = "VmHWM") -> int:
 
 
 class RelayProcess:
-    """The relay as a child process; ``wrap`` prefixes the command (``["strace", ...]``)."""
+    """The relay as a child process; ``wrap`` prefixes the command (``["strace", ...]``).
 
-    def __init__(self, config: Path, port: int, log: Path, *, wrap: Sequence[str] = ()) -> None:
+    ``config`` None runs it without ``--config``; ``args`` are more ``serve`` flags, ``env``
+    more environment variables, ``cwd`` its working directory.
+    """
+
+    def __init__(
+        self,
+        config: Path | None,
+        port: int,
+        log: Path,
+        *,
+        wrap: Sequence[str] = (),
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.config, self.port, self.log, self.wrap = config, port, log, tuple(wrap)
+        self.args, self.env, self.cwd = tuple(args), dict(env or {}), cwd
         self.process: subprocess.Popen[bytes] | None = None
         self.kills = 0
 
@@ -50,9 +65,13 @@ class RelayProcess:
 
     def start(self, timeout: float = 20.0) -> None:
         """Start the relay and return once its listener accepts connections."""
-        command = [sys.executable, "-m", "relay", "serve", "--config", str(self.config)]
+        config = ["--config", str(self.config)] if self.config is not None else []
+        command = [sys.executable, "-m", "relay", "serve", *config, *self.args]
+        env = {**os.environ, **self.env}
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen([*self.wrap, *command], stderr=log, stdout=log)
+            self.process = subprocess.Popen(
+                [*self.wrap, *command], stderr=log, stdout=log, env=env, cwd=self.cwd
+            )
         if not wait_for_port(self.port, timeout):
             raise AssertionError(f"relay did not start: {self.log.read_text()[-3000:]}")
 

@@ -7,6 +7,10 @@ variant yields a second envelope and no variant is even stored. The ``sendmail``
 legitimate LF source and turns every line end into CRLF before it submits (Trac writes
 ``os.linesep``): tests/integration/test_sendmail.py covers it (A.6), and the outbound safety
 net (A.3) is in test_upstream_faults.py.
+
+Capture mode stores such a message instead (line ends repaired, a note saying relay mode
+would refuse it with ``550 5.6.0``), but frames DATA the same way: a fake end of data is
+text inside the one message, never a second envelope; an over-long line stays a refusal.
 """
 
 from __future__ import annotations
@@ -138,3 +142,30 @@ async def test_bare_lf_ends_a_command_and_is_documented_as_accepted(relay):
     await wire.close()
     (message,) = await barrier(port(relay), relay.upstream)
     assert message.recipients == ["dev@example.org"]
+
+
+@pytest.fixture
+async def capture(make_config, start_relay):
+    return await start_relay(make_config(web={"enabled": False}))
+
+
+def stored_in(relay) -> list[tuple[bytes, dict]]:
+    """Every captured message with its metadata."""
+    store = relay.capture
+    return [store.read(meta.stem) for meta in sorted((store.root / "meta").glob("*.json"))]
+
+
+@pytest.mark.parametrize("end", BARE_VARIANTS.values(), ids=BARE_VARIANTS.keys())
+async def test_capture_mode_keeps_a_fake_end_of_data_as_text_of_one_message(capture, end):
+    replies = await transaction(capture, HEAD + end + SMUGGLED + b".\r\n")
+    assert [line[:3] for line in replies] == [b"250", b"221"]
+    ((content, meta),) = stored_in(capture)
+    assert meta["sender"] == "trac@example.org" and meta["recipients"] == ["dev@example.org"]
+    assert b"MAIL FROM:<evil@attacker.test>" in content  # text, not a second envelope
+    assert [note["reply"][:9] for note in meta["relay_refusals"]] == ["550 5.6.0"]
+
+
+async def test_capture_mode_still_refuses_an_lf_only_line_longer_than_a_line(capture):
+    replies = await transaction(capture, b"Subject: x\n\n" + b"line\n" * 400 + b"\r\n.\r\n")
+    assert [line[:3] for line in replies] == [b"500", b"221"]
+    assert stored_in(capture) == []

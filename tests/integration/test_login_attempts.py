@@ -14,14 +14,14 @@ import time
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult
 from helpers import eventually, submit
-from upstream import FakeUpstream, _Handler
+from upstream import FakeUpstream, SinkHandler
 
 from relay.queue.spool import QueueState
 
 CREDENTIALS = ("trac", "s3cret-app-password")
 
 
-class _BrokenCramHandler(_Handler):
+class _BrokenCramHandler(SinkHandler):
     async def auth_CRAM__MD5(self, server: SMTP, args: list[str]) -> AuthResult:
         self.upstream.auth_attempts.append(("CRAM-MD5", True))
         message = "535 5.7.8 no clear-text passwords here"  # Cyrus SASL with hashed passwords
@@ -35,7 +35,7 @@ class BrokenCram(FakeUpstream):
         return SMTP(_BrokenCramHandler(self), **self._options())
 
 
-class _NoPlainHandler(_Handler):
+class _NoPlainHandler(SinkHandler):
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
         self.upstream.auth_attempts.append(("PLAIN", True))
         return AuthResult(success=False, handled=False, message="504 5.5.4 not implemented")

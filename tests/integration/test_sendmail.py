@@ -102,7 +102,11 @@ async def test_dash_t_takes_recipients_from_headers_and_drops_bcc(relay, tmp_pat
         assert rcpt in meta
 
 
-async def test_refused_recipient_exits_ex_nouser(relay, tmp_path):
+async def test_refused_recipient_exits_ex_nouser(make_config, start_relay, tmp_path):
+    upstream = {"host": "127.0.0.1", "port": 9, "tls": "none"}  # relay mode refuses "bob"
+    await start_relay(
+        make_config(listen=[{"unix": str(tmp_path / "smtp.sock")}], upstream=upstream)
+    )
     done = await asyncio.to_thread(
         run_sendmail,
         "-C",

@@ -5,9 +5,12 @@
 
 const $ = (selector) => document.querySelector(selector);
 const PAGE = 50;
+const FEW = 5;                 // addresses shown before "+N more"
+const RAW_LIMIT = 256 * 1024;  // octets of a raw message put into the page
 const TABS = ["text", "html", "headers", "raw", "attachments", "trace", "timeline"];
 const state = { query: "", as: "", items: [], total: 0, exact: true, selected: -1,
-                detail: null, tab: "text", viewer: null, fresh: new Set() };
+                detail: null, tab: "text", viewer: null, fresh: new Set(), allRecipients: false,
+                queueTimer: null, queueShown: "" };
 
 // -- small helpers ------------------------------------------------------------------------
 
@@ -46,6 +49,17 @@ function when(iso) {
 }
 
 const stamp = (seconds) => new Date(seconds * 1000).toLocaleString();
+const kilobytes = (octets) => `${Math.round(octets / 1024).toLocaleString()} KB`;
+
+// The first FEW of ``items`` (text) and a "+N more" button that shows the rest.
+function collapsed(items, separator = ", ") {
+  const box = el("span", { text: items.slice(0, FEW).join(separator) });
+  if (items.length <= FEW) return box;
+  const more = el("button", { type: "button", class: "more", text: `+${items.length - FEW} more`,
+                              onclick: () => box.replaceChildren(items.join(separator)) });
+  box.append(separator.trimEnd() + " ", more);
+  return box;
+}
 const person = (box) => (box ? (box.name ? `${box.name} <${box.address}>` : box.address) : "");
 const sameAddress = (a, b) => a.toLowerCase() === b.toLowerCase();
 
@@ -115,6 +129,7 @@ function row(item, index) {
   const view = item.view;
   const tags = [chip(item.status, `status-${item.status}`)];
   if (item.attachments) tags.push(chip(`📎 ${item.attachments}`));
+  if (item.relay_refusal_count) tags.push(chip("relay mode would refuse", "refused"));
   if (view) {
     if (view.trashed) tags.push(chip("Trash", "place-trash"));
     else if (view.archived) tags.push(chip("Archived", "place-archived"));
@@ -166,15 +181,19 @@ async function openMessage(id) {
     throw error;
   }
   state.detail = detail;
+  state.allRecipients = false;
+  const index = state.items.findIndex((item) => item.id === detail.id);
+  if (index >= 0) select(index);
   const recipients = recipientsOf(detail);
   const wanted = state.as || state.viewer;
   state.viewer = recipients.find((r) => wanted && sameAddress(r, wanted)) || recipients[0] || null;
   $("#empty").hidden = true;
-  $("#queue").hidden = true;
+  hideQueue();
   $("#message").hidden = false;
   $("#action-result").textContent = "";
   $("#subject").textContent = detail.subject || "(no subject)";
   renderFields(detail);
+  renderRefusals(detail);
   renderRecipients(detail);
   showTab(state.tab);
   saveLocation();
@@ -182,6 +201,7 @@ async function openMessage(id) {
 
 function closeMessage() {
   state.detail = null;
+  hideQueue();
   $("#message").hidden = true;
   $("#empty").hidden = false;
   saveLocation();
@@ -196,26 +216,48 @@ function recipientsOf(detail) {
 }
 
 function renderFields(detail) {
+  const list = (boxes) => (boxes.length ? collapsed(boxes.map(person)) : "");
+  const rcpts = detail.envelope.recipients || [];
   const fields = [
     ["From", person(detail.from)],
-    ["To", detail.to.map(person).join(", ")],
-    ["Cc", detail.cc.map(person).join(", ")],
+    ["To", list(detail.to)],
+    ["Cc", list(detail.cc)],
     ["Date", detail.date ? new Date(detail.date).toLocaleString() : ""],
     ["Received", new Date(detail.received).toLocaleString()],
-    ["Envelope", `<${detail.envelope.sender ?? ""}> → ${(detail.envelope.recipients || []).join(", ")}`],
+    ["Envelope", el("span", {}, `<${detail.envelope.sender ?? ""}> → `,
+                    collapsed(rcpts.map((r) => `<${r}>`))), "envelope"],
     ["Size", `${detail.size} bytes`],
     ["Status", detail.status],
   ];
   $("#fields").replaceChildren(...fields.filter(([, value]) => value)
-    .flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: value })]));
+    .flatMap(([name, value, kind]) => [el("dt", { text: name }), el("dd", { class: kind }, value)]));
+}
+
+// What relay mode would have answered: capture mode kept the message anyway.
+function renderRefusals(detail) {
+  const box = $("#refusals");
+  const notes = detail.relay_refusals || [];
+  box.hidden = !notes.length;
+  box.replaceChildren(el("strong", { text: "Relay mode would refuse this message" }),
+    " (capture mode kept it):",
+    el("ul", {}, notes.map((note) => el("li", { text: `${note.stage}: ${note.reply}` }))));
 }
 
 function renderRecipients(detail) {
   const recipients = recipientsOf(detail);
-  $("#recipient-tabs").replaceChildren(...recipients.map((address) =>
+  let shown = recipients;
+  if (!state.allRecipients && recipients.length > FEW) {
+    shown = recipients.slice(0, FEW);
+    if (state.viewer && !shown.some((r) => sameAddress(r, state.viewer))) shown.push(state.viewer);
+  }
+  const more = shown.length < recipients.length
+    ? el("button", { type: "button", class: "more", text: `+${recipients.length - shown.length} more`,
+                     onclick: () => { state.allRecipients = true; renderRecipients(detail); } })
+    : null;
+  $("#recipient-tabs").replaceChildren(...shown.map((address) =>
     el("button", { type: "button", text: address,
                    "aria-pressed": String(state.viewer !== null && sameAddress(address, state.viewer)),
-                   onclick: () => { state.viewer = address; renderRecipients(detail); } })));
+                   onclick: () => { state.viewer = address; renderRecipients(detail); } })), more || "");
   const box = $("#recipient-view");
   box.replaceChildren();
   if (!state.viewer) return box.append(el("span", { class: "muted", text: "No recipients." }));
@@ -268,7 +310,7 @@ async function showTab(name) {
   } else if (name === "headers") {
     content = table(["Header", "Value"], detail.headers);
   } else if (name === "raw") {
-    content = el("pre", { text: await api(`/api/v1/messages/${id}/raw`) });
+    content = await rawView(detail, `/api/v1/messages/${id}/raw`);
   } else if (name === "attachments") {
     content = detail.attachments.length ? table(["File", "Type", "Size"], detail.attachments.map((a) => [
       el("a", { href: `/api/v1/messages/${id}/parts/${a.part}`, download: a.filename || `part-${a.part}`,
@@ -320,32 +362,132 @@ async function deleteMatching() {
   await loadList();
 }
 
+// The start of the raw message (at most RAW_LIMIT octets are read), and a download link.
+async function rawView(detail, url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(response.statusText);
+  const reader = response.body.getReader();
+  const chunks = [];
+  let size = 0;
+  while (size < RAW_LIMIT) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.length;
+  }
+  const whole = size < RAW_LIMIT || (await reader.read()).done;
+  reader.cancel();
+  const bytes = new Uint8Array(Math.min(size, RAW_LIMIT));
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk.subarray(0, bytes.length - offset), offset);
+    offset += Math.min(chunk.length, bytes.length - offset);
+  }
+  const notes = [];
+  if (!whole) notes.push(`Showing the first ${kilobytes(RAW_LIMIT)} of ${kilobytes(detail.size)}. `);
+  if (detail.original_kept) {
+    notes.push("This is the message as the client sent it (bare LF line ends); the stored copy has CRLF. ");
+  }
+  const link = el("a", { href: url, download: `${detail.id}.eml`, text: "Download the whole message" });
+  return [el("p", { class: "note" }, notes, link),
+          el("pre", { text: new TextDecoder().decode(bytes) })];
+}
+
+const QUEUE_ACTIONS = {  // what each state allows, as notify-relay queue has it
+  incoming: [["retry", "Retry now"], ["hold", "Hold"]],
+  deferred: [["retry", "Retry now"], ["hold", "Hold"]],
+  hold: [["release", "Release"]],
+  failed: [["requeue", "Requeue"]],
+};
+
 async function showQueue() {
-  const queue = await api("/api/v1/queue");
   $("#message").hidden = true;
   $("#empty").hidden = true;
   $("#queue").hidden = false;
+  $("#queue-result").textContent = "";
+  state.queueShown = "";
+  clearInterval(state.queueTimer);
+  state.queueTimer = setInterval(refreshQueue, 1000);  // deliveries change it: keep it current
+  await refreshQueue();
+}
+
+function hideQueue() {
+  clearInterval(state.queueTimer);
+  state.queueTimer = null;
+  $("#queue").hidden = true;
+}
+
+async function refreshQueue() {
+  const queue = await api("/api/v1/queue");
+  const shown = JSON.stringify(queue);
+  if (shown === state.queueShown) return;  // unchanged: leave the buttons where they are
+  state.queueShown = shown;
   const body = $("#queue-body");
   if (!queue.enabled) return body.replaceChildren(el("p", { class: "note", text: "Capture mode: there is no delivery queue." }));
   if (!queue.messages.length) return body.replaceChildren(el("p", { class: "note", text: "The queue is empty." }));
-  body.replaceChildren(el("table", {}, el("tr", {}, ["Id", "State", "Recipients", "Attempts", "Next", "Last reply"]
-    .map((h) => el("th", { text: h }))), queue.messages.map((m) => el("tr", {},
-    [m.id, m.state, m.recipients.join(", "), String(m.attempts), m.next_attempt ? stamp(m.next_attempt) : "-",
-     m.last_reply].map((cell) => el("td", { text: cell }))))));
+  const cells = (m) => [["id", m.id], ["state", m.state], ["rcpts", collapsed(m.recipients)],
+    ["attempts", String(m.attempts)], ["next", m.next_attempt ? stamp(m.next_attempt) : "-"],
+    ["reply", m.last_reply]];
+  const buttons = (m) => [...(QUEUE_ACTIONS[m.state] || []), ["delete", "Delete"]].map(([action, text]) =>
+    el("button", { type: "button", text, class: action === "delete" ? "danger" : null,
+                   onclick: () => queueAction(m.id, action) }));
+  body.replaceChildren(el("table", {},
+    el("tr", {}, ["Id", "State", "Recipients", "Attempts", "Next", "Last reply", "Actions"]
+      .map((h) => el("th", { text: h }))),
+    queue.messages.map((m) => el("tr", { "data-id": m.id },
+      cells(m).map(([kind, cell]) => el("td", { class: kind }, cell)),
+      el("td", { class: "actions" }, buttons(m))))));
+}
+
+async function queueAction(id, action) {
+  if (action === "delete" && !confirm(`Delete queued message ${id}? It will not be delivered.`)) return;
+  const result = $("#queue-result");
+  try {
+    const report = await api(`/api/v1/queue/${encodeURIComponent(id)}/${action}`, { method: "POST" });
+    result.className = "";
+    result.textContent = report.done.join("; ");
+  } catch (error) {
+    result.className = "error";
+    result.textContent = error.body && error.body.reason ? error.body.reason : error.message;
+  }
+  await refreshQueue();
 }
 
 // -- recipients, live updates, keys --------------------------------------------------------
 
+// "View as" is a field that searches the recipients as one types (a datalist of them all).
 async function loadRecipients() {
   const { recipients } = await api("/api/v1/recipients").catch(() => ({ recipients: [] }));
-  const select = $("#as");
-  const current = state.as;
-  select.replaceChildren(el("option", { value: "", text: "All recipients" }),
-    ...recipients.map((r) => el("option", { value: r.address, text: `${r.address} (${r.messages})` })));
-  if (current && !recipients.some((r) => r.address === current)) {
-    select.append(el("option", { value: current, text: current }));
+  $("#as-options").replaceChildren(...recipients.map((r) =>
+    el("option", { value: r.address, label: `${r.messages} message${r.messages === 1 ? "" : "s"}` })));
+  if (document.activeElement !== $("#as")) $("#as").value = state.as;
+}
+
+async function viewAs() {
+  const wanted = $("#as").value.trim();
+  if (wanted === state.as) return;
+  state.as = wanted;
+  await loadList();
+  saveLocation();
+  if (state.detail) await openMessage(state.detail.id);
+}
+
+// Apply the location's q, as and id: on start, and whenever the hash changes (a deep link
+// pasted or followed, back and forward).
+async function followHash({ reload = false } = {}) {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const query = params.get("q") || "";
+  const as = params.get("as") || "";
+  if (reload || query !== state.query || as !== state.as) {
+    state.query = query;
+    state.as = as;
+    $("#q").value = query;
+    $("#as").value = as;
+    await loadList();
   }
-  select.value = current;
+  const id = params.get("id");
+  if (id && (!state.detail || state.detail.id !== id)) await openMessage(id);
+  else if (!id && state.detail) closeMessage();
 }
 
 function listen() {
@@ -362,6 +504,31 @@ function listen() {
     clearTimeout(timer);
     timer = setTimeout(() => { loadList(); loadRecipients(); }, 250);
   });
+}
+
+// Fault injection (capture mode): a banner while any rule is in force, checked every 2 s.
+const describeFault = (rule) => [
+  rule.stage,
+  rule.recipients.length ? ` for ${rule.recipients.join(", ")}` : "",
+  rule.delay ? `: wait ${rule.delay} s` : "",
+  rule.drop ? ": drop the connection" : rule.reply ? `: "${rule.reply}"` : "",
+  rule.rate < 1 ? ` (${Math.round(rule.rate * 100)} %)` : "",
+].join("");
+
+function watchFaults() {
+  const banner = $("#faults");
+  const check = async () => {
+    const faults = await api("/api/v1/faults").catch((error) => error);
+    if (faults instanceof Error) {
+      if (faults.status === 404) clearInterval(timer);  // relay mode: never any faults
+      return;
+    }
+    banner.hidden = !faults.active;
+    banner.textContent = faults.active
+      ? `Fault injection is on: ${faults.rules.map(describeFault).join("; ")}` : "";
+  };
+  const timer = setInterval(check, 2000);
+  check();
 }
 
 function onKey(event) {
@@ -397,21 +564,20 @@ function focusTab(index) {
 }
 
 function start() {
-  const params = new URLSearchParams(location.hash.slice(1));
-  state.query = params.get("q") || "";
-  state.as = params.get("as") || "";
-  $("#q").value = state.query;
   $("#search").addEventListener("submit", (event) => {
     event.preventDefault();
+    if (event.submitter === null && document.activeElement === $("#as")) {
+      $("#messages").focus();  // Enter in "view as": apply it, back to the list (as search does)
+      return viewAs();
+    }
     state.query = $("#q").value.trim();
+    state.as = $("#as").value.trim();
     state.selected = -1;
     $("#messages").focus();
     loadList().then(saveLocation);
   });
-  $("#as").addEventListener("change", () => {
-    state.as = $("#as").value;
-    loadList().then(() => { saveLocation(); if (state.detail) openMessage(state.detail.id); });
-  });
+  $("#as").addEventListener("change", viewAs);
+  window.addEventListener("hashchange", () => followHash());
   $("#more").addEventListener("click", () => loadList({ append: true }));
   $("#release").addEventListener("click", releaseOpen);
   $("#delete").addEventListener("click", deleteOpen);
@@ -421,11 +587,11 @@ function start() {
     tab.addEventListener("click", () => showTab(tab.dataset.tab));
   }
   document.addEventListener("keydown", onKey);
-  loadRecipients().then(() => loadList()).then(() => {
-    if (params.get("id")) openMessage(params.get("id"));
-    $("#messages").focus();
+  loadRecipients().then(() => followHash({ reload: true })).then(() => {
+    if (!state.detail) $("#messages").focus();
   });
   listen();
+  watchFaults();
 }
 
 start();
