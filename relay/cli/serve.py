@@ -67,9 +67,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import asyncio
     import os
 
+    from relay import eventloop
     from relay.cli.overrides import apply_overrides, read_overrides
     from relay.config import RelayConfig, check_upstream, load_config
     from relay.errors import ConfigError, RelayError
@@ -89,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         return new
 
     try:
-        asyncio.run(serve(load(), reload=load))
+        eventloop.run(serve(load(), reload=load))
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return 78  # EX_CONFIG

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from relay import cleanup
 from relay.cleanup.filters import Simulation
+from relay.cleanup.lines import has_bare_line_end
 from relay.config import Limits
 from relay.errors import SpoolError
 from relay.log import log_event, logger
@@ -153,7 +154,7 @@ class RelayHandler:
         sender = "" if envelope.mail_from == "<>" else envelope.mail_from
         data = f"DATA from=<{sender}> nrcpt={len(envelope.rcpt_tos)}"
         original = None
-        if _has_bare_newline(content):
+        if has_bare_line_end(content):  # the SMTP smuggling vector
             if not self._kept(envelope, "DATA", _BARE_NEWLINE):
                 return self._refuse("bare_newline", _BARE_NEWLINE, data, session)
             original = content
@@ -242,13 +243,6 @@ class RelayHandler:
 
 
 _BARE_NEWLINE = "550 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF"
-
-
-def _has_bare_newline(content: bytes) -> bool:
-    """True when a CR or LF appears other than as part of CRLF (the SMTP smuggling vector)."""
-    return content.count(b"\r") != content.count(b"\r\n") or content.count(b"\n") != content.count(
-        b"\r\n"
-    )
 
 
 def _rejection(command: str, session: Any, reply: str) -> str:
