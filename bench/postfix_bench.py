@@ -41,14 +41,13 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import yaml
-
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent / "tests"
 sys.path[:0] = [str(TESTS), str(TESTS / "hardening")]
 
 from helpers import free_port, wait_for_port  # noqa: E402
 from postfix import PostfixRelay, descendants, why_unavailable  # noqa: E402
+from relay_bench import start_relay  # noqa: E402
 
 FIXTURE = TESTS / "fixtures" / "trac" / "new-and-change" / "0002.eml"
 SMTP_SINK, SMTP_SOURCE = "/usr/sbin/smtp-sink", "/usr/sbin/smtp-source"
@@ -63,10 +62,11 @@ def small_message() -> bytes:
 def large_message(size: int = 100_000) -> bytes:
     """The Trac fixture's headers and text with a base64 attachment, ``size`` bytes in all."""
     head, _, body = small_message().partition(b"\n\n")
+    fields = re.split(rb"\n(?![ \t])", head)  # a folded field stays whole
     head = b"\n".join(
-        line
-        for line in head.split(b"\n")
-        if not line.lower().startswith((b"content-type", b"content-transfer", b"mime-version"))
+        field
+        for field in fields
+        if not field.lower().startswith((b"content-type", b"content-transfer", b"mime-version"))
     )
     attachment = base64.encodebytes(random.Random(1).randbytes(size * 3 // 4))[: size - 1500]
     return b"\n".join(
@@ -175,26 +175,9 @@ def bare_server(workdir: Path) -> Iterator[tuple[int, Counter, Callable[[], list
 
 @contextmanager
 def relay_server(workdir: Path, sink_port: int) -> Iterator[tuple[int, Callable[[], list[int]]]]:
-    port = free_port()
-    config = workdir / "relay.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "listen": [f"127.0.0.1:{port}"],
-                "upstream": {"host": "127.0.0.1", "port": sink_port, "tls": "none"},
-                "queue": {"path": str(workdir / "queue")},
-            }
-        )
-    )
-    with (workdir / "relay.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "relay", "serve", "--config", str(config)],
-            stdout=log,
-            stderr=log,
-        )
+    """``notify-relay serve`` in relay mode to the sink, as relay_bench.py starts it."""
+    process, port = start_relay(workdir, sink_port)
     try:
-        if not wait_for_port(port):
-            raise SystemExit(f"notify-relay did not start: see {workdir / 'relay.log'}")
         yield port, lambda: [process.pid, *descendants(process.pid)]
     finally:
         process.terminate()

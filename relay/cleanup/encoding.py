@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from dataclasses import replace
 
 from relay.cleanup.fields import (
@@ -21,6 +20,7 @@ from relay.cleanup.fields import (
     text_of,
 )
 from relay.cleanup.fields import replace as replace_field
+from relay.cleanup.lines import line_safe
 from relay.cleanup.mailbox import format_address_list, parse_address_list
 from relay.cleanup.mime import Entity, parse, serialise
 from relay.cleanup.options import MimeEncoding
@@ -33,12 +33,7 @@ Trace = tuple[TraceEntry, ...]
 
 _IDENTITY = ("7bit", "8bit", "binary")
 _QP = "quoted-printable"
-_MAX_LINE = 998
-# anchored at line starts: unanchored, the engine rescans each line from every offset,
-# O(size x line length) with the GIL held (3 s a MB of 998-octet lines)
-_LONG_LINE = re.compile(rb"(?:\A|(?<=[\r\n]))[^\r\n]{%d}" % (_MAX_LINE + 1))
-_BARE_CR_LF_NUL = re.compile(rb"\r(?!\n)|(?<!\r)\n|\x00")
-_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_BLANKS = b" \t\n\r\x0b\x0c"  # what a regex's \s matches in bytes
 _ADDRESS_FIELDS = frozenset(
     {"from", "sender", "reply-to", "to", "cc", "bcc"}
     | {"resent-from", "resent-sender", "resent-to", "resent-cc"}
@@ -51,12 +46,7 @@ _STRUCTURED = frozenset(
 
 def is_7bit(data: bytes) -> bool:
     """True if ``data`` has no octet above 127."""
-    return not _NON_ASCII.search(data)
-
-
-def _line_safe(data: bytes) -> bool:
-    """True if ``data`` may travel unencoded: CRLF lines of at most 998 octets, no NUL."""
-    return not _LONG_LINE.search(data) and not _BARE_CR_LF_NUL.search(data)
+    return data.isascii()
 
 
 def encode_qp(content: bytes) -> bytes:
@@ -82,7 +72,7 @@ def decode_body(entity: Entity) -> bytes | None:
         return binascii.a2b_qp(entity.body)
     if encoding == "base64":
         try:
-            return binascii.a2b_base64(re.sub(rb"\s+", b"", entity.body), strict_mode=True)
+            return binascii.a2b_base64(entity.body.translate(None, _BLANKS), strict_mode=True)
         except binascii.Error:
             return None
     return None
@@ -105,10 +95,10 @@ def _choose(entity: Entity, content: bytes, mode: str) -> str | None:
     is_text = entity.content_type.startswith("text/")
     fallback = _QP if is_text else "base64"
     if mode == "downgrade":
-        return None if is_7bit(body) and _line_safe(body) else fallback
+        return None if is_7bit(body) and line_safe(body) else fallback
     if not is_text or mode == "keep":
-        return fallback if current in _IDENTITY and not _line_safe(body) else None
-    plain = _line_safe(content)
+        return fallback if current in _IDENTITY and not line_safe(body) else None
+    plain = line_safe(content)
     if mode in ("qp", _QP, "base64"):
         wanted = "base64" if mode == "base64" else _QP
     elif plain and is_7bit(content):
@@ -119,7 +109,7 @@ def _choose(entity: Entity, content: bytes, mode: str) -> str | None:
         wanted = _smaller(content)
     if wanted == "7bit" and current == "7bit" and plain:
         return None
-    if wanted == current and (current == "8bit" or (is_7bit(body) and _line_safe(body))):
+    if wanted == current and (current == "8bit" or (is_7bit(body) and line_safe(body))):
         return None
     return wanted
 
@@ -211,7 +201,7 @@ def transcode(message: bytes, mode: MimeEncoding | str) -> tuple[bytes, Trace]:
     ``keep`` still re-encodes a part with a line over 998 octets. Raises
     :class:`~relay.cleanup.fields.MalformedMessage` if the MIME structure cannot be followed.
     """
-    if mode == "keep" and _line_safe(message):
+    if mode == "keep" and line_safe(message):
         return message, ()  # nothing to re-encode: skip taking the MIME tree apart
     entity, trace = _walk(parse(message), mode, "message", top=True)
     return (serialise(entity), trace) if trace else (message, ())

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from relay.cleanup.lines import normalise_line_ends
+
 __all__ = [
     "Field",
     "MalformedMessage",
@@ -25,7 +27,6 @@ __all__ = [
 
 _NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+$")
-_BARE_LF = re.compile(rb"(?<!\r)\n")
 _FOLD_AT = 78
 _FOLD_POINTS = re.compile(r"(?<=[^ \t])(?=[ \t]+[^ \t])")
 
@@ -51,11 +52,6 @@ class Field:
         """The raw value after the colon, unfolded and stripped."""
         _, _, value = self.raw.partition(b":")
         return re.sub(rb"\r\n(?=[ \t])", b"", value).strip(b" \t\r\n")
-
-
-def normalise_line_ends(message: bytes) -> bytes:
-    """Turn bare LF line ends into CRLF (SMTP's only line end)."""
-    return _BARE_LF.sub(b"\r\n", message)
 
 
 def split_message(message: bytes) -> tuple[bytes, bytes, bytes]:

@@ -7,7 +7,6 @@ stays bytes. :func:`serialise` of an untouched :func:`parse` result gives the in
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass, replace
 from email.message import Message
 
@@ -116,22 +115,47 @@ def _parse_multipart(entity: Entity, boundary: str | None, depth: int) -> Entity
     if not boundary:
         raise MalformedMessage(f"{entity.content_type} without a boundary")
     body = entity.body
-    marker = re.escape(b"--" + boundary.encode("ascii", "replace"))
-    lines = list(re.finditer(rb"(?:^|\r\n)" + marker + rb"(--)?[ \t]*(?:\r\n|$)", body))
-    closing = next((i for i, line in enumerate(lines) if line.group(1)), None)
+    lines = _delimiter_lines(body, b"--" + boundary.encode("ascii", "replace"))
+    closing = next((i for i, (_, _, last) in enumerate(lines) if last), None)
     if closing is None or closing == 0:
         raise MalformedMessage(f"{entity.content_type}: no parts or no closing boundary")
     lines = lines[: closing + 1]
     default = "message/rfc822" if entity.content_type == "multipart/digest" else "text/plain"
     parts = tuple(
-        parse(body[opening.end() : following.start()], default_type=default, depth=depth + 1)
+        parse(body[opening[1] : following[0]], default_type=default, depth=depth + 1)
         for opening, following in itertools.pairwise(lines)
     )
     return replace(
         entity,
-        body=body[: lines[0].start()],
+        body=body[: lines[0][0]],
         parts=parts,
-        delimiters=tuple(line.group(0) for line in lines[:-1]),
-        close=lines[-1].group(0),
-        epilogue=body[lines[-1].end() :],
+        delimiters=tuple(body[start:end] for start, end, _ in lines[:-1]),
+        close=body[lines[-1][0] : lines[-1][1]],
+        epilogue=body[lines[-1][1] :],
     )
+
+
+def _delimiter_lines(body: bytes, marker: bytes) -> list[tuple[int, int, bool]]:
+    """(start, end, closing) of each delimiter line in ``body``: ``marker`` at the start of
+    the body or after a CRLF (taken into the line), an optional ``--`` (closing), blanks,
+    then CRLF (taken) or the end of the body (before a last LF, like a regex's ``$``).
+
+    ``bytes.find`` jumps from one candidate to the next: linear in the body with a small
+    constant, where a regular expression starting with an alternation tries every offset.
+    """
+    found: list[tuple[int, int, bool]] = []
+    start = 0 if body.startswith(marker) else body.find(b"\r\n" + marker)
+    while start >= 0:
+        cursor = start + len(marker) + (0 if start == 0 and body.startswith(marker) else 2)
+        closing = body.startswith(b"--", cursor)
+        cursor += 2 if closing else 0
+        while body[cursor : cursor + 1] in (b" ", b"\t"):
+            cursor += 1
+        if body.startswith(b"\r\n", cursor):
+            cursor += 2
+        elif cursor < len(body) and body[cursor:] != b"\n":
+            start = body.find(b"\r\n" + marker, start + 1)
+            continue
+        found.append((start, cursor, closing))
+        start = body.find(b"\r\n" + marker, cursor)
+    return found

@@ -67,9 +67,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _run(args: argparse.Namespace) -> int:
-    import asyncio
     import os
 
+    from relay import eventloop
     from relay.cli.overrides import apply_overrides, read_overrides
     from relay.config import RelayConfig, load_config, load_upstream
     from relay.errors import ConfigError, RelayError
@@ -89,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         return new
 
     try:
-        asyncio.run(serve(load(), reload=load))
+        eventloop.run(serve(load(), reload=load))
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return ExitCode.CONFIG

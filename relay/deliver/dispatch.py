@@ -26,6 +26,7 @@ from relay.deliver.oauth import TokenSource, token_source
 from relay.deliver.options import QuotaConfig, UpstreamConfig
 from relay.deliver.outcome import holds_queue
 from relay.deliver.quota import Governor, is_quota_reply
+from relay.deliver.reuse import SessionPool, Target
 from relay.deliver.routing import split
 from relay.deliver.smtp import connect as smtp_connect
 from relay.deliver.transport import Clock, Connect, Session
@@ -39,8 +40,6 @@ __all__ = ["Dispatcher", "Result", "Run", "configured_quotas"]
 
 #: At most this many MX addresses are tried per domain and attempt (Postfix's default).
 _MX_ADDRESS_LIMIT = 5
-
-Target = tuple[UpstreamConfig, tuple[str, str] | None]  # an upstream, and an MX (name, address)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +139,7 @@ class Dispatcher:
         self.upstreams: tuple[UpstreamConfig, ...] = ()
         self.resolver = Resolver(dns or DnsConfig())
         self._tokens: dict[str, TokenSource] = {}
+        self.pool = SessionPool()
         self._governors: dict[str, Governor] = {}
         #: Accounts whose credentials were refused: (until, reply, relay). Kept after
         #: ``until`` until a login succeeds; one session at a time tries again (a probe).
@@ -178,6 +178,7 @@ class Dispatcher:
                 logger.info("reload: credentials hold on %s ended (settings changed)", account)
             self._holds.clear()
             self._tokens.clear()
+            self.pool.close()  # sessions logged in with the old credentials
         return changed
 
     def quotas(self) -> dict[str, QuotaConfig]:
@@ -274,8 +275,9 @@ class Run:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        for session in self._sessions.values():
-            await session.close()
+        for target, session in self._sessions.items():
+            if not self.dispatcher.pool.keep(target, session):
+                await session.close()
 
     async def deliver(
         self, record: Record, pending: Sequence[str], *, via: Sequence[UpstreamConfig] = ()
@@ -420,6 +422,10 @@ class Run:
     ) -> Session | tuple[Reply, str]:
         upstream, mx_host = target
         dispatcher = self.dispatcher
+        kept = await dispatcher.pool.take(target)
+        if kept is not None:
+            self._sessions[target] = kept
+            return kept
         try:
             session = await dispatcher.connect(
                 upstream,

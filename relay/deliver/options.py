@@ -246,6 +246,7 @@ class UpstreamConfig:
     max_recipients_per_message: int = field(default=100, metadata={"min": 1})
     connections: int = field(default=2, metadata={"min": 1, "max": 64})
     batch_size: int = field(default=50, metadata={"min": 1})
+    idle_time: float = field(default=5.0, metadata={"duration": True, "min": 0.0})
     auth: Literal["password", "xoauth2", "oauthbearer"] = "password"
     oauth: OAuthConfig | None = None
     quota: QuotaConfig | None = None

@@ -38,6 +38,13 @@ class Session(Protocol):
     def usable(self) -> bool:
         """False once the connection broke."""
 
+    @property
+    def transactions(self) -> int:
+        """Transactions begun on this session (a kept session serves ``batch_size`` at most)."""
+
+    async def ready(self) -> bool:
+        """Whether the session still answers (an RSET) before it is reused."""
+
     async def send(
         self,
         sender: str,
@@ -50,6 +57,9 @@ class Session(Protocol):
 
     async def close(self) -> None:
         """End the session (QUIT if possible)."""
+
+    def abort(self) -> None:
+        """Close the connection at once, without a QUIT."""
 
 
 class Connect(Protocol):

@@ -104,6 +104,7 @@ class QueueManager:
             for task in running:
                 task.cancel()
             _, running = await asyncio.wait(running, timeout=0.1)
+        self.dispatcher.pool.close()
 
     def submit(self, queue_id: str) -> None:
         """Deliver ``queue_id`` as soon as a worker is free."""

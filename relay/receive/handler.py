@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from relay import cleanup
 from relay.cleanup.filters import Simulation
+from relay.cleanup.lines import has_bare_line_end
 from relay.errors import SpoolError
 from relay.log import log_event, logger
 from relay.metrics import Metrics
@@ -160,7 +161,7 @@ class RelayHandler:
         sender = "" if envelope.mail_from == "<>" else envelope.mail_from
         data = f"DATA from=<{sender}> nrcpt={len(envelope.rcpt_tos)}"
         original = None
-        if _has_bare_newline(content):
+        if has_bare_line_end(content):  # the SMTP smuggling vector
             if not self._kept(envelope, "DATA", _BARE_NEWLINE):
                 return self._refuse("bare_newline", _BARE_NEWLINE, data, session)
             original = content
@@ -259,13 +260,6 @@ _BARE_NEWLINE = ReplyCode.UNAVAILABLE.line(
 def _queued(text: str) -> str:
     """The reply to a DATA the relay took responsibility for."""
     return ReplyCode.COMPLETED.line("2.0.0", text)
-
-
-def _has_bare_newline(content: bytes) -> bool:
-    """True when a CR or LF appears other than as part of CRLF (the SMTP smuggling vector)."""
-    return content.count(b"\r") != content.count(b"\r\n") or content.count(b"\n") != content.count(
-        b"\r\n"
-    )
 
 
 def _rejection(command: str, session: Any, reply: str) -> str:

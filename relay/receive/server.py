@@ -22,6 +22,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
 from relay.log import logger
 from relay.receive.connections import Connections, StressTimer, client_of
+from relay.receive.data import WholeBufferData
 from relay.receive.handler import RelayHandler
 from relay.receive.options import (
     Limits,
@@ -40,7 +41,7 @@ __all__ = ["Listeners"]
 _MECHANISMS = ("PLAIN", "LOGIN")
 
 
-class _RelaySMTP(StressTimer, SMTP):
+class _RelaySMTP(StressTimer, WholeBufferData):
     """aiosmtpd's protocol with admission control before the greeting, and the listener's
     STARTTLS and AUTH policy (``tls`` and ``auth`` are None on unix sockets)."""
 

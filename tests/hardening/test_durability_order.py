@@ -22,7 +22,7 @@ from helpers import free_port
 
 from .processes import RelayProcess, write_config
 
-CALLS = "openat,write,pwrite64,fsync,fdatasync,rename,renameat,renameat2,sendto,sendmsg"
+CALLS = "openat,write,writev,pwrite64,fsync,fdatasync,rename,renameat,renameat2,sendto,sendmsg"
 # strace pads the pid column ("3168  1795263633.735256 ..."): blanks, not one space
 _DONE = re.compile(r"^(\d+) +(\d+\.\d+) (\w+)\((.*)\) += (-?\d+)[^<]*<([\d.]+)>$")
 _UNFINISHED = re.compile(r"^(\d+) +(\d+\.\d+) (\w+)\((.*) <unfinished \.\.\.>$")
@@ -118,9 +118,16 @@ def check_order(calls: list[Call], queue_id: str, target_dir: str) -> None:
     assert syncs[0].end <= rename.start, "renamed before the file was synced"
     directory = os.path.dirname(rename.args.split('", "')[1].rstrip('"'))
     dir_sync = first(calls, rename.end, lambda c: c.name == "fsync" and c.fd_path() == directory)
-    reply = first(calls, 0, lambda c: c.name in ("sendto", "sendmsg") and queue_id in c.args)
+    reply = first(calls, 0, lambda c: _to_socket(c) and queue_id in c.args)
     assert '"250 ' in reply.args
     assert dir_sync.end <= reply.start, "250 sent before the directory was synced"
+
+
+def _to_socket(call: Call) -> bool:
+    """A write to a socket: asyncio's loop sends, uvloop's (libuv) writes."""
+    if call.name in ("sendto", "sendmsg"):
+        return True
+    return call.name in ("write", "writev") and call.fd_path().startswith("socket:")
 
 
 @pytest.fixture

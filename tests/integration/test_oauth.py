@@ -54,6 +54,7 @@ async def oauth_relay(make_config, start_relay, server_context, ca_file, oauth_f
             rotate: bool = False,
             expires_in: int = 3600,
             provider: str | None = None,
+            **extra: object,
         ):
             endpoint = stack.enter_context(TokenEndpoint(rotate=rotate, expires_in=expires_in))
             upstream = stack.enter_context(
@@ -69,6 +70,7 @@ async def oauth_relay(make_config, start_relay, server_context, ca_file, oauth_f
                 "username": USER,
                 "auth": auth,
                 "oauth": oauth,
+                **extra,
             }
             relay = await start_relay(make_config(upstream=section))
             await submit(relay, ["bob@example.org"])
@@ -136,7 +138,10 @@ async def test_a_token_refused_twice_holds_the_upstream_and_bounces_nothing(oaut
 
 
 async def test_a_token_is_refreshed_shortly_before_it_expires(oauth_relay):
-    relay, endpoint, upstream = await oauth_relay({"access-1", "access-2"}, expires_in=2)
+    # idle_time 0: the second message logs in again (a kept session needs no new token)
+    relay, endpoint, upstream = await oauth_relay(
+        {"access-1", "access-2"}, expires_in=2, idle_time=0
+    )
     await eventually(lambda: upstream.messages)
     await asyncio.sleep(1.1)  # a 2 s token is used for half its life
     await submit(relay, ["carol@example.org"])

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import mailbox
 import os
+import random
 import shutil
 import socket
+from collections import Counter
 from pathlib import Path
 
 import aiosmtplib
@@ -188,3 +191,34 @@ async def test_lf_in_an_address_cannot_inject_a_command(make_config, start_relay
     )
     # the LF ends the command: the address is b@example.org, and "DATA>" is not DATA
     assert replies[-2].startswith(b"250") and replies[-1].startswith(b"500")
+
+
+# --- DATA read in whole buffers (relay/receive/data.py) ---
+
+ATTACHMENT = base64.encodebytes(random.Random(7).randbytes(75_000)).replace(b"\n", b"\r\n")
+#: About 100 KB in some 1,350 lines, a few of them dot-stuffed on the wire.
+MESSAGE = (
+    b"From: trac@example.org\r\nTo: dev@example.org\r\nSubject: big\r\n\r\n"
+    + b".starts with a dot\r\n..two\r\n.\r\n"
+    + ATTACHMENT
+)
+
+
+async def test_a_100_kb_message_is_read_in_a_few_calls_and_kept_exactly(
+    make_config, start_relay, tmp_path, monkeypatch
+):
+    relay = await start_relay(make_config())
+    calls: Counter[str] = Counter()
+    for name in ("readuntil", "readexactly", "read", "readline"):
+        method = getattr(asyncio.StreamReader, name)
+
+        def counted(self, *args, _method=method, _name=name, **kwargs):
+            calls[_name] += 1
+            return _method(self, *args, **kwargs)
+
+        monkeypatch.setattr(asyncio.StreamReader, name, counted)
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port_of(relay)) as client:
+        await client.sendmail("trac@example.org", ["dev@example.org"], MESSAGE)
+    assert captured(tmp_path / "mail") == [MESSAGE]
+    # EHLO, MAIL, RCPT, DATA, QUIT and the section: aiosmtpd alone made ~1,350 calls
+    assert sum(calls.values()) < 20, calls

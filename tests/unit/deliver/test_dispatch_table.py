@@ -7,7 +7,7 @@ sleeps. What the wire does is tested over real sockets in tests/integration.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -56,7 +56,17 @@ class Scripted:
         self.sent.append((sender, tuple(recipients), message, tuple(mail_options)))
         return dict.fromkeys(recipients, self.replies)
 
+    @property
+    def transactions(self) -> int:
+        return len(self.sent)
+
+    async def ready(self) -> bool:
+        return self.usable
+
     async def close(self) -> None:
+        self.usable = False
+
+    def abort(self) -> None:
         self.usable = False
 
 
@@ -104,8 +114,10 @@ def record(*rcpts: str, message: bytes = b"Subject: hi\r\n\r\nbody\r\n", options
 
 
 def dispatcher(upstreams, transport, clock, tmp_path: Path, hold: float = 300.0) -> Dispatcher:
+    """A dispatcher over the scripted transport; sessions are not kept between batches
+    (``idle_time: 0``), so every batch opens its own and the tables count them."""
     return Dispatcher(
-        upstreams,
+        tuple(replace(upstream, idle_time=0.0) for upstream in upstreams),
         hostname="relay.example",
         state=tmp_path,
         hold=hold,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import hashlib
 import inspect
@@ -16,12 +17,15 @@ import pytest
 from aiosmtpd.smtp import SMTP
 
 import relay
+from relay.receive.data import WholeBufferData
 from relay.receive.server import _RelaySMTP
 
 ROOT = Path(__file__).resolve().parents[3]
 
 #: sha256 of aiosmtpd 1.4.6's ``SMTP._handle_client`` source, which _RelaySMTP overrides.
 HANDLE_CLIENT_SHA256 = "0e4d096403af6c74c87b2fe722c213884e2140a9388e95feb05aec2f39e05556"
+#: sha256 of aiosmtpd 1.4.6's ``SMTP.smtp_DATA`` source, which _RelaySMTP replaces.
+SMTP_DATA_SHA256 = "3a33f30d3fd6d02f39c7d78a08288bffea9170525b62e2161568041ae7e018df"
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +81,29 @@ def test_aiosmtpd_handle_client_is_what_the_listener_overrides() -> None:
     assert made.count("self._handle_client()") == 1 and "seen_starttls" in made, what
     assert hashlib.sha256(source.encode()).hexdigest() == HANDLE_CLIENT_SHA256, what
     assert "super()._handle_client()" in inspect.getsource(_RelaySMTP._handle_client)
+
+
+async def test_aiosmtpd_smtp_data_is_what_the_listener_replaces() -> None:
+    """WholeBufferData.smtp_DATA (a base of _RelaySMTP) keeps aiosmtpd's checks, replies,
+    hook call and reset, and reads the section with relay/receive/data.py, which raises the
+    private StreamReader._limit for it. A new aiosmtpd or Python may change either."""
+    source = inspect.getsource(SMTP.smtp_DATA)
+    what = (
+        f"aiosmtpd {aiosmtpd.__version__} changed SMTP.smtp_DATA: compare it with "
+        "relay/receive/server.py's _RelaySMTP.smtp_DATA (checks before the 354, the replies "
+        "to a long line and to too much data, the DATA hook, _set_post_data_state) and "
+        "relay/receive/data.py (framing, size and line limits, unstuffing); then update "
+        "SMTP_DATA_SHA256 here and the aiosmtpd bound in pyproject.toml"
+    )
+    assert hashlib.sha256(source.encode()).hexdigest() == SMTP_DATA_SHA256, what
+    assert issubclass(_RelaySMTP, WholeBufferData)
+    ours = inspect.getsource(WholeBufferData.smtp_DATA)
+    for kept in ("'503 Error: need RCPT command'", "'501 Syntax: DATA'", "_call_handler_hook"):
+        assert kept in source and kept.replace("'", '"') in ours, kept
+    assert SMTP.line_length_limit == 1001, what
+    reader = asyncio.StreamReader(limit=SMTP.line_length_limit)
+    assert reader._limit == SMTP.line_length_limit
+    reader._limit = 4
+    reader.feed_data(b"12345\r\n")
+    with pytest.raises(asyncio.LimitOverrunError):
+        await reader.readuntil(b"\r\n")  # readuntil honours a changed _limit
