@@ -15,7 +15,7 @@ The results are those of aiosmtpd's line reader (``SMTP.smtp_DATA``, 1.4.6):
 
 :class:`WholeBufferData` puts the reader into aiosmtpd's session. The one private name
 :func:`read_data` uses is ``StreamReader._limit`` (the most ``readuntil`` returns),
-raised for the section and restored after it; tests/unit/ops/test_packaging.py checks that
+raised for the section and restored after it; tests/unit/packaging/test_packaging.py checks that
 asyncio still honours it.
 """
 
@@ -63,7 +63,7 @@ class WholeBufferData(SMTP):
     ``readuntil`` per line) is the only part not kept: its checks before the 354, its
     replies to a long line or too much data, the DATA hook and the reset after it are
     the same. The content is bytes: the listener never decodes (``decode_data=False``).
-    tests/unit/ops/test_packaging.py pins the source of the method this replaces.
+    tests/unit/packaging/test_packaging.py pins the source of the method this replaces.
     """
 
     @syntax("DATA")
