@@ -52,6 +52,8 @@ fi
 
 python3 -m ruff check relay tests bench docs/gen
 python3 -m ruff format --check relay tests bench docs/gen
+# The type gate: strict over relay/ ([tool.mypy] in pyproject.toml).
+python3 -m mypy relay
 # The documentation site: every page in the nav, no broken links or anchors.
 NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 python3 -m pytest "$@"

@@ -25,7 +25,7 @@ def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
         import uvloop
     except ImportError:
         return asyncio.new_event_loop, "asyncio (uvloop cannot be imported)"
-    return uvloop.new_event_loop, f"uvloop {uvloop.__version__}"
+    return uvloop.new_event_loop, f"uvloop {getattr(uvloop, '__version__', '')}".rstrip()
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

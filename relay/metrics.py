@@ -21,16 +21,10 @@ one process, as in the tests, count separately. Names follow postfix_exporter's 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Mapping
+import functools
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from relay.deliver.options import QuotaConfig
-from relay.deliver.quota import read_usage
-from relay.queue.spool import QueueState, Spool
 
 __all__ = ["CONTENT_TYPE", "Metrics", "reply_class"]
 
@@ -38,7 +32,6 @@ __all__ = ["CONTENT_TYPE", "Metrics", "reply_class"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _LATENCY_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
-_WAITING = (QueueState.INCOMING, QueueState.DEFERRED)
 
 
 def reply_class(code: int) -> str:
@@ -51,36 +44,32 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        metric = {"registry": self.registry, "namespace": "notify_relay"}
-        self._received = Counter(
-            "messages_received", "Messages accepted by the listeners.", **metric
+        counter = functools.partial(Counter, registry=self.registry, namespace="notify_relay")
+        histogram = functools.partial(Histogram, registry=self.registry, namespace="notify_relay")
+        self._received = counter("messages_received", "Messages accepted by the listeners.")
+        self._rejected = counter(
+            "messages_rejected", "Messages refused by the listeners.", ["reason"]
         )
-        self._rejected = Counter(
-            "messages_rejected", "Messages refused by the listeners.", ["reason"], **metric
+        self._delivered = counter("messages_delivered", "Messages delivered to every recipient.")
+        self._deferred = counter(
+            "messages_deferred", "Delivery attempts that left a message deferred."
         )
-        self._delivered = Counter(
-            "messages_delivered", "Messages delivered to every recipient.", **metric
+        self._failed = counter(
+            "messages_failed", "Messages moved to failed/ because a recipient bounced."
         )
-        self._deferred = Counter(
-            "messages_deferred", "Delivery attempts that left a message deferred.", **metric
-        )
-        self._failed = Counter(
-            "messages_failed", "Messages moved to failed/ because a recipient bounced.", **metric
-        )
-        self._latency = Histogram(
+        self._latency = histogram(
             "delivery_latency_seconds",
             "Seconds from acceptance to delivery.",
             buckets=_LATENCY_BUCKETS,
-            **metric,
         )
-        self._replies = Counter(
-            "upstream_replies", "Upstream replies per recipient, by class.", ["class"], **metric
+        self._replies = counter(
+            "upstream_replies", "Upstream replies per recipient, by class.", ["class"]
         )
-        self._spool_failures = Counter(
-            "spool_write_failures", "Times the queue could not record a delivery.", **metric
+        self._spool_failures = counter(
+            "spool_write_failures", "Times the queue could not record a delivery."
         )
-        self._capture_failures = Counter(
-            "capture_failures", "Delivered messages whose capture copy failed.", **metric
+        self._capture_failures = counter(
+            "capture_failures", "Delivered messages whose capture copy failed."
         )
 
     def received(self) -> None:
@@ -116,91 +105,11 @@ class Metrics:
         """A delivered message could not be copied to the capture store."""
         self._capture_failures.inc()
 
-    def watch(
-        self, spool: Spool, quotas: Callable[[], Mapping[str, QuotaConfig]] | None = None
-    ) -> None:
-        """Report the size of ``spool``'s directories and its oldest waiting message, and
-        the quota usage recorded beside it against ``quotas()``, the limits in force."""
-        self.registry.register(_QueueCollector(spool))
-        self.registry.register(_QuotaCollector(spool, quotas))
+    def watch(self, *collectors: Collector) -> None:
+        """Report what ``collectors`` read at scrape time (:mod:`relay.queue.gauges`)."""
+        for collector in collectors:
+            self.registry.register(collector)
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format."""
         return generate_latest(self.registry)
-
-
-class _QueueCollector(Collector):
-    """Reads the spool directories at scrape time: the spool, not memory, is the truth."""
-
-    def __init__(self, spool: Spool) -> None:
-        self.spool = spool
-
-    def describe(self) -> list[Metric]:
-        return list(self._families())
-
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
-        return (
-            GaugeMetricFamily(
-                "notify_relay_queue_messages", "Messages in the queue, by state.", labels=["state"]
-            ),
-            GaugeMetricFamily(
-                "notify_relay_queue_oldest_message_age_seconds",
-                "Age of the oldest message waiting for delivery (incoming or deferred).",
-            ),
-        )
-
-    def collect(self) -> Iterator[Metric]:
-        sizes, oldest = self._families()
-        now = time.time()
-        first = now
-        for state in QueueState:
-            try:
-                ids = self.spool.ids(state)
-                if ids and state in _WAITING:
-                    first = min(first, self.spool.path(ids[0], state).stat().st_mtime)
-            except OSError:  # unreadable or moved meanwhile: readiness reports it
-                continue
-            sizes.add_metric([state.value], len(ids))
-        oldest.add_metric([], now - first)
-        yield sizes
-        yield oldest
-
-
-class _QuotaCollector(Collector):
-    """Reads the quota state files beside the spool at scrape time; the limits are the
-    configured ones (a file names those in force when it was last written)."""
-
-    def __init__(
-        self, spool: Spool, quotas: Callable[[], Mapping[str, QuotaConfig]] | None
-    ) -> None:
-        self.directory = spool.root / "quota"
-        self.quotas = quotas
-
-    def describe(self) -> list[Metric]:
-        return list(self._families())
-
-    def _families(self) -> tuple[GaugeMetricFamily, ...]:
-        kinds = ["account", "kind"]
-        return (
-            GaugeMetricFamily("notify_relay_quota_used", "Sent in the window.", labels=kinds),
-            GaugeMetricFamily("notify_relay_quota_limit", "Allowed per window.", labels=kinds),
-            GaugeMetricFamily(
-                "notify_relay_quota_next_slot_timestamp_seconds",
-                "When the next message may go (0: now).",
-                labels=["account"],
-            ),
-        )
-
-    def collect(self) -> Iterator[Metric]:
-        used, limit, slot = self._families()
-        configured = self.quotas() if self.quotas is not None else None
-        for usage in read_usage(self.directory, time.time(), configured):
-            for kind, count, most in (
-                ("messages", usage.messages, usage.message_limit),
-                ("recipients", usage.recipients, usage.recipient_limit),
-            ):
-                used.add_metric([usage.account, kind], count)
-                if most:
-                    limit.add_metric([usage.account, kind], most)
-            slot.add_metric([usage.account], usage.next_slot or 0)
-        yield from (used, limit, slot)

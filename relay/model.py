@@ -1,13 +1,22 @@
-"""Frozen value types shared by the stages: the envelope and the rewrite trace."""
+"""Frozen value types shared by the stages: the envelope, the rewrite trace, a delivery status."""
 
 from __future__ import annotations
 
+import enum
 import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["AmbiguousId", "Envelope", "Refusal", "TraceEntry", "new_queue_id", "resolve_id"]
+__all__ = [
+    "AmbiguousId",
+    "Envelope",
+    "Refusal",
+    "Status",
+    "TraceEntry",
+    "new_queue_id",
+    "resolve_id",
+]
 
 
 def new_queue_id() -> str:
@@ -63,6 +72,14 @@ class TraceEntry:
 
     option: str
     change: str
+
+
+class Status(enum.Enum):
+    """The delivery status of a recipient, named as in Postfix's log lines."""
+
+    SENT = "sent"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
 
 
 @dataclass(frozen=True, slots=True)

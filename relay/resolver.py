@@ -6,9 +6,11 @@ never raised: callers must treat it as "try later", never as "does not exist".
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import dns.asyncresolver
 import dns.exception
@@ -16,15 +18,37 @@ import dns.rdata
 import dns.rdatatype
 import dns.resolver
 
-from relay.deliver.options import DnsConfig
-
-__all__ = ["Lookup", "Resolver"]
+__all__ = ["DnsConfig", "Lookup", "Resolver"]
 
 #: Seconds a "no such domain" answer is kept when the reply carries no SOA record.
 _NEGATIVE_TTL = 300.0
 #: Longest a cached answer is kept, whatever its TTL says.
 _MAX_TTL = 86400.0
 _MAX_ENTRIES = 10_000
+
+
+def _nameservers(value: object) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    try:
+        return tuple(str(ipaddress.ip_address(str(item))) for item in items)
+    except ValueError:
+        raise ValueError(f"expected IP addresses such as 127.0.0.1, got {value!r}") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsConfig:
+    """The resolver for MX delivery and the recipient-domain check at RCPT time.
+
+    ``nameservers`` empty: the system's (``/etc/resolv.conf``). ``check_recipient_domains``
+    unset: on for recipients delivered to MX hosts. ``on_timeout``: what RCPT answers when DNS
+    does not (``defer``: 451 4.4.3; ``accept``: take the recipient, delivery checks again).
+    """
+
+    nameservers: tuple[str, ...] = field(default=(), metadata={"parse": _nameservers})
+    port: int = field(default=53, metadata={"min": 1, "max": 65535})
+    timeout: float = field(default=5.0, metadata={"duration": True, "min": 0.1})
+    check_recipient_domains: bool | None = None
+    on_timeout: Literal["defer", "accept"] = "defer"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from relay.errors import ConfigError
 
-__all__ = ["build", "parse_duration", "where"]
+__all__ = ["build", "is_key", "parse_duration", "where"]
 
 T = TypeVar("T")
 
@@ -33,6 +33,11 @@ _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 def where(key: str, name: str) -> str:
     """Join a parent key path and a child name: ``where("upstream", "port")``."""
     return f"{key}.{name}" if key else name
+
+
+def is_key(spec: dataclasses.Field[Any]) -> bool:
+    """Whether a dataclass field is a config key, not one the loader fills in (``derived``)."""
+    return spec.init and not spec.metadata.get("derived")
 
 
 def parse_duration(value: object) -> float:
@@ -54,7 +59,7 @@ def build(cls: type[T], data: object, *, file: str, key: str = "", base: Path | 
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"expected a mapping, got {_show(data)}", file=file, key=key)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls) if is_key(f)}  # type: ignore[arg-type]
     unknown = sorted(set(map(str, data)) - set(fields))
     if unknown:
         allowed = ", ".join(sorted(fields))

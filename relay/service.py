@@ -12,7 +12,8 @@ from relay.capture.maildir import CaptureStore
 from relay.capture.webhooks import Webhooks
 from relay.cleanup.filters import Simulation, simulate
 from relay.cleanup.sources import DirectorySource, load_filter_sets
-from relay.config import RelayConfig, TcpListener
+from relay.config import RelayConfig
+from relay.credentials import Credentials, read_credentials
 from relay.deliver.dispatch import Dispatcher
 from relay.deliver.dkim import SigningKey, planned, sign_record
 from relay.deliver.release import Releaser
@@ -21,13 +22,15 @@ from relay.log import logger
 from relay.metrics import Metrics
 from relay.model import Envelope
 from relay.queue.control import ControlServer
+from relay.queue.gauges import spool_collectors
 from relay.queue.manager import QueueManager
-from relay.queue.record import DeliveryState, Record
 from relay.queue.spool import Spool
 from relay.receive.domains import DomainCheck, domain_check
 from relay.receive.faults import Faults
 from relay.receive.handler import RelayHandler
+from relay.receive.options import TcpListener
 from relay.receive.server import Listeners
+from relay.record import DeliveryState, Record
 from relay.web.deps import Health, WebDeps, WebSettings
 from relay.web.server import WebServer
 
@@ -84,6 +87,7 @@ class Relay:
     """All parts of a running relay, started and stopped together."""
 
     def __init__(self, config: RelayConfig) -> None:
+        self.credentials = read_credentials(config)
         self.config = config
         self.metrics = Metrics()
         self.capture = (
@@ -112,10 +116,10 @@ class Relay:
                     state=config.queue.path / "quota",
                     hold=config.queue.retry.min_backoff,
                     dns=config.dns,
-                    dkim=config.dkim_keys,
+                    dkim=self.credentials.dkim_keys,
                 ),
             )
-            self.metrics.watch(spool, quotas=self.manager.dispatcher.quotas)
+            self.metrics.watch(*spool_collectors(spool, self.manager.dispatcher.quotas))
             self.control = ControlServer(spool.root, self.manager.apply)
             sink: _SpoolSink | _CaptureSink = _SpoolSink(spool, self.manager, self._dkim)
         else:
@@ -130,7 +134,12 @@ class Relay:
         self.directory = DirectorySource.from_options(config.notification)
         self.faults = Faults(config.capture.faults) if config.capture_mode else None
         self.webhooks = (
-            Webhooks(config.capture.webhooks, self.capture, timezone=config.filters.timezone)
+            Webhooks(
+                config.capture.webhooks,
+                self.capture,
+                timezone=config.filters.timezone,
+                secrets=self.credentials.webhook_secrets,
+            )
             if self.capture is not None and config.capture.webhooks
             else None
         )
@@ -155,6 +164,8 @@ class Relay:
             hostname=config.hostname,
             tls=config.listen_tls,
             auth=config.listen_auth,
+            tls_context=self.credentials.listen_tls,
+            users=self.credentials.listen_users,
         )
         self.bound: list[str] = []
         self.web: WebServer | None = None
@@ -162,21 +173,21 @@ class Relay:
 
     def _dkim(self) -> tuple[SigningKey, ...]:
         """The signing keys in force (reload replaces them)."""
-        return self.config.dkim_keys
+        return self.credentials.dkim_keys
 
     def _reconfigure_releaser(self, config: RelayConfig) -> None:
         self.releaser.reconfigure(
             config.capture.release.upstream or config.upstream,
             hold=config.queue.retry.min_backoff,
             dns=config.dns,
-            dkim=config.dkim_keys,
+            dkim=self.credentials.dkim_keys,
         )
 
     def _domain_check(self, config: RelayConfig) -> DomainCheck | None:
         """The RCPT-time recipient-domain check, sharing the delivery's DNS cache."""
         if self.manager is None:
             return None
-        return domain_check(config, self.manager.dispatcher.resolver)
+        return domain_check(config.dns, config.upstreams, self.manager.dispatcher.resolver)
 
     async def _refresh_directory(self) -> None:
         """Keep the aliases and Trac users current, in a thread: the SMTP hooks only read
@@ -252,7 +263,9 @@ class Relay:
 
     async def _start_web(self) -> WebServer | None:
         """The page and API; mail keeps flowing if the port is taken."""
-        server = WebServer(self.web_deps(), web_settings(self.config), self.config.web.listen)
+        server = WebServer(
+            self.web_deps(), web_settings(self.config, self.credentials), self.config.web.listen
+        )
         try:
             await server.start()
         except OSError as exc:
@@ -271,14 +284,19 @@ class Relay:
             raise ConfigError(
                 "switching between capture and relay mode needs a restart", file=config.source
             )
+        credentials = read_credentials(config)
         directory = DirectorySource.from_options(config.notification)
         simulate = _simulator(config)
         restart = [
             name for name in _RESTART_ONLY if _section(self.config, name) != _section(config, name)
         ]
-        self.config, self.directory = config, directory
+        self.config, self.directory, self.credentials = config, directory, credentials
         self.listeners.reconfigure(
-            limits=config.limits, tls=config.listen_tls, auth=config.listen_auth
+            limits=config.limits,
+            tls=config.listen_tls,
+            auth=config.listen_auth,
+            tls_context=credentials.listen_tls,
+            users=credentials.listen_users,
         )
         if self.manager is not None and config.upstream is not None:
             self.manager.reconfigure(
@@ -286,11 +304,11 @@ class Relay:
                 config.queue.retry,
                 upstreams=config.upstreams,
                 dns=config.dns,
-                dkim=config.dkim_keys,
+                dkim=self.credentials.dkim_keys,
             )
         self._reconfigure_releaser(config)
         if self.web is not None:
-            self.web.reconfigure(web_settings(config))
+            self.web.reconfigure(web_settings(config, credentials))
         self.handler.reconfigure(
             limits=config.limits,
             account=config.upstream.username if config.upstream else None,
@@ -333,7 +351,7 @@ class Relay:
             logger.info(
                 "smtp: TCP listeners offer STARTTLS (%s, certificate %s)%s",
                 "required" if required else "optional",
-                config.listen_tls.cert_file,
+                self.credentials.listen_certificate,
                 note,
             )
             trac = ", use_tls = true" + (", smtp_user, smtp_password" if config.listen_auth else "")
@@ -365,12 +383,13 @@ _RESTART_ONLY = (
 )
 
 
-def web_settings(config: RelayConfig) -> WebSettings:
+def web_settings(config: RelayConfig, credentials: Credentials) -> WebSettings:
     """The settings of ``config`` the web app reads per request."""
     return WebSettings(
         web=config.web,
         timezone=config.filters.timezone,
         release_allowed=config.capture.release.allowed,
+        users=credentials.web_users,
     )
 
 

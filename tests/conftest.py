@@ -14,6 +14,7 @@ import trustme
 from helpers import write_users
 
 from relay.config import RelayConfig
+from relay.credentials import read_credentials
 from relay.service import Relay
 from relay.testing.capture import write_config
 
@@ -89,7 +90,9 @@ def make_config(tmp_path: Path) -> Callable[..., RelayConfig]:
 
     def make(**sections: Any) -> RelayConfig:
         retry = {"min_backoff": 0.2, "max_backoff": 1, "jitter": 0}
-        return write_config(tmp_path, **{"queue": {"path": "queue", "retry": retry}, **sections})
+        config = write_config(tmp_path, **{"queue": {"path": "queue", "retry": retry}, **sections})
+        read_credentials(config)  # as the relay does at start: the files it names are valid
+        return config
 
     return make
 

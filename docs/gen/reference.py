@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout
 from relay.cli.main import build_parser  # noqa: E402
 from relay.cli.sendmail import _parser as sendmail_parser  # noqa: E402
 from relay.config import RelayConfig  # noqa: E402
+from relay.schema import is_key  # noqa: E402
 
 __all__ = [
     "DESCRIPTIONS",
@@ -182,7 +183,7 @@ def config_keys() -> list[ConfigKey]:
     def walk(cls: type, prefix: str) -> None:
         hints = typing.get_type_hints(cls)
         for spec in dataclasses.fields(cls):
-            if not spec.init:
+            if not is_key(spec):
                 continue
             path = f"{prefix}.{spec.name}" if prefix else spec.name
             hint = _unwrap(hints[spec.name])

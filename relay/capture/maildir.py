@@ -42,7 +42,7 @@ from relay.errors import InUseError
 from relay.lock import DirectoryLock, owner
 from relay.log import logger
 from relay.model import resolve_id
-from relay.queue.record import Record
+from relay.record import Record
 
 __all__ = ["CaptureStore"]
 
@@ -381,7 +381,7 @@ def _entry(root: Path, found: tuple[str, str]) -> IndexEntry | None:
         entry = entry_of(queue_id, path, raw, meta, file_time=file_time)
     except FileNotFoundError:
         return None
-    except Exception:
+    except Exception:  # noqa: BLE001 - one unreadable file must not stop indexing the rest
         logger.exception("%s: capture index: cannot index %s; left out", queue_id, path)
         return None
     if entry.unread is not None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from relay.queue.record import Record
+from relay.record import Record
 
 __all__ = ["META_VERSION", "CaptureMeta"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from relay.cleanup.mailbox import is_address
 from relay.model import Envelope
-from relay.queue.record import Record
+from relay.record import Record
 
 __all__ = ["ReleaseRefused", "release_address", "release_recipients", "release_record"]
 

@@ -20,7 +20,7 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -29,6 +29,7 @@ from relay.capture.events import MailEvent, MailEventKind
 from relay.capture.maildir import CaptureStore
 from relay.capture.options import WebhookConfig
 from relay.log import logger
+from relay.secret import Secret
 
 __all__ = ["SIGNATURE_HEADER", "Webhooks", "sign"]
 
@@ -44,8 +45,9 @@ def sign(secret: str, body: bytes) -> str:
 class _Hook:
     """One webhook: its queue of bodies and the task that posts them."""
 
-    def __init__(self, config: WebhookConfig) -> None:
+    def __init__(self, config: WebhookConfig, secret: Secret | None) -> None:
         self.config = config
+        self.secret = secret
         self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(_BACKLOG)
 
     def add(self, event: str, body: dict[str, Any]) -> None:
@@ -64,19 +66,22 @@ class Webhooks:
     """The configured webhooks of ``store``; start and stop them on the event loop.
 
     ``backoff``: seconds before the second try of a post (doubling, at most ``max_backoff``).
-    ``timezone``: the zone of dates in the webhooks' queries.
+    ``timezone``: the zone of dates in the webhooks' queries; ``secrets``: each hook's signing
+    secret, in order (:class:`~relay.credentials.Credentials`; None: unsigned).
     """
 
     def __init__(
         self,
-        hooks: Iterable[WebhookConfig],
+        hooks: Sequence[WebhookConfig],
         store: CaptureStore,
         *,
         timezone: str,
+        secrets: Sequence[Secret | None] | None = None,
         backoff: float = 1.0,
         max_backoff: float = 60.0,
     ) -> None:
-        self.hooks = [_Hook(config) for config in hooks]
+        signing = secrets if secrets is not None else [None] * len(hooks)
+        self.hooks = [_Hook(config, secret) for config, secret in zip(hooks, signing, strict=True)]
         self.store = store
         self.timezone = timezone
         self.backoff = backoff
@@ -113,7 +118,7 @@ class Webhooks:
                 event = await events.get()
                 try:
                     await self._route(event)
-                except Exception:  # one bad event must not end the webhooks
+                except Exception:  # noqa: BLE001 - one bad event must not end the webhooks
                     logger.exception("webhooks: cannot prepare the posts of %s", event)
 
     async def _route(self, event: MailEvent) -> None:
@@ -142,19 +147,20 @@ class Webhooks:
     async def _send(self, hook: _Hook) -> None:
         while True:
             event, body = await hook.queue.get()
-            await self._post(hook.config, event, body)
+            await self._post(hook, event, body)
 
-    async def _post(self, config: WebhookConfig, event: str, body: bytes) -> bool:
+    async def _post(self, hook: _Hook, event: str, body: bytes) -> bool:
         """Post ``body`` until it is taken (2xx) or ``attempts`` tries failed."""
         assert self._session is not None
+        config = hook.config
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "notify-relay",
             "X-Notify-Relay-Event": event,
             "X-Notify-Relay-Delivery": uuid.uuid4().hex,
         }
-        if config.secret is not None:
-            headers[SIGNATURE_HEADER] = sign(config.secret.reveal(), body)
+        if hook.secret is not None:
+            headers[SIGNATURE_HEADER] = sign(hook.secret.reveal(), body)
         timeout = aiohttp.ClientTimeout(total=config.timeout)
         for attempt in range(1, config.attempts + 1):
             try:

@@ -68,7 +68,8 @@ def rewrite_from(
         old = Mailbox(display_name(fields, "From"), "")
     else:
         items, trace = qualify_items(items, "From", options, directory)
-        old = items[0] if items else Mailbox("", "")
+        first = items[0] if items else None
+        old = first if isinstance(first, Mailbox) else Mailbox("", "")
     new = old
     address = qualify(options.smtp_from, options, directory)[0] if options.smtp_from else ""
     if address and address != old.address:

@@ -162,7 +162,7 @@ def _unsubscribe(
 def add_list_headers(fields: Fields, options: CleanupOptions) -> tuple[Fields, Trace]:
     """Add ``List-Id``, ``List-Unsubscribe`` (and ``-Post``) as configured, replacing any
     already there, and keep or add ``Auto-Submitted`` and ``Precedence``."""
-    values, trace = _values(fields), ()
+    values, trace = _values(fields), tuple[TraceEntry, ...]()
     if options.list_id:
         fields, more = _list_id(fields, options.list_id, values)
         trace += more

@@ -53,7 +53,7 @@ _MAX_PARSED = 100_000
 def is_address(text: str) -> bool:
     """True for ``local@domain`` within RFC 5321 limits (64-octet local part, 254 in all)."""
     match = _ADDRESS.fullmatch(text)
-    return bool(match) and len(match["local"].encode()) <= 64 and len(text.encode()) <= 254
+    return match is not None and len(match["local"].encode()) <= 64 and len(text.encode()) <= 254
 
 
 def is_bare_name(text: str) -> bool:

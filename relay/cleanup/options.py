@@ -1,8 +1,10 @@
-"""The ``notification:`` section: Trac's ``[notification]`` options, applied at the relay."""
+"""The ``notification:`` section (Trac's ``[notification]`` options, applied at the relay) and
+the ``filters:`` section (per-recipient Gmail filter simulation)."""
 
 from __future__ import annotations
 
 import re
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +13,13 @@ from typing import Literal
 from relay.cleanup.listheaders import check_list_id, check_unsubscribe
 from relay.cleanup.mailbox import is_address, is_bare_name, is_domain
 
-__all__ = ["CleanupOptions", "MimeEncoding", "split_list"]
+__all__ = [
+    "CleanupOptions",
+    "FilterSetConfig",
+    "FiltersConfig",
+    "MimeEncoding",
+    "split_list",
+]
 
 MimeEncoding = Literal["keep", "none", "base64", "qp", "quoted-printable", "auto"]
 
@@ -79,7 +87,7 @@ def _unsubscribe_urls(value: object) -> tuple[str, ...]:
 def _users(value: object) -> dict[str, tuple[str, ...]]:
     if not isinstance(value, dict):
         raise ValueError("expected a mapping of user name to address")
-    users = {}
+    users: dict[str, tuple[str, ...]] = {}
     for name, address in value.items():
         if not isinstance(address, str) or not is_address(address.strip()):
             raise ValueError(f"user {name!r}: expected one address, got {address!r}")
@@ -127,3 +135,31 @@ class CleanupOptions:
                 "list_unsubscribe_post: true needs an https:// URL in list_unsubscribe "
                 "(RFC 8058 one-click unsubscribe is an HTTPS POST)"
             )
+
+
+def _parse_timezone(value: object) -> str:
+    try:
+        zoneinfo.ZoneInfo(str(value))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f'expected a time zone such as "America/Los_Angeles", got "{value}"'
+        ) from None
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FilterSetConfig:
+    """Gmail filters of the recipients matching ``recipients`` (shell-style patterns)."""
+
+    recipients: tuple[str, ...]
+    rules: Path
+    params: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FiltersConfig:
+    """Per-recipient Gmail filter simulation; ``enforce: [delete]`` drops deleted copies."""
+
+    sets: tuple[FilterSetConfig, ...] = ()
+    enforce: tuple[Literal["delete"], ...] = ()
+    timezone: str = field(default="America/Los_Angeles", metadata={"parse": _parse_timezone})

@@ -127,7 +127,7 @@ def run(
     )
     for step, arguments, wanted in steps:
         if wanted:
-            fields, more = step(fields, *arguments)  # type: ignore[operator]
+            fields, more = step(fields, *arguments)
             trace += more
     refusal = from_refusal(fields) if relaying else None
     if refusal is not None:

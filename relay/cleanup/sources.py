@@ -26,7 +26,7 @@ from relay.errors import ConfigError
 from relay.gmail import GmailError, load_rules
 
 if TYPE_CHECKING:
-    from relay.config import FiltersConfig
+    from relay.cleanup.options import FiltersConfig
 
 __all__ = [
     "DirectorySource",

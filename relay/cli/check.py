@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from relay.cli.main import add_config_option
+from relay.cli.options import ExitCode, add_config_option
 
 __all__ = ["add_parser"]
 
-EX_USAGE, EX_NOHOST, EX_UNAVAILABLE, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 64, 68, 69, 75, 77, 78
-EX_DATAERR = 65
 
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``check``."""
     parser = subparsers.add_parser(
         "check",
@@ -45,16 +42,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _exit_code(step: str, code: int) -> int:
     if 400 <= code < 500:
-        return EX_TEMPFAIL
+        return ExitCode.TEMPFAIL
     if step == "resolve":
-        return EX_NOHOST
-    return EX_NOPERM if step in ("login", "auth") else EX_UNAVAILABLE
+        return ExitCode.NOHOST
+    return ExitCode.NOPERM if step in ("login", "auth") else ExitCode.UNAVAILABLE
 
 
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
     from relay.config import load_config
+    from relay.credentials import read_credentials
     from relay.deliver.advice import advise
     from relay.deliver.preflight import check_sender_domains
     from relay.deliver.probe import Step, probe
@@ -62,9 +60,10 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
+        keys = read_credentials(config).dkim_keys
     except ConfigError as exc:
         print(f"notify-relay check: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return ExitCode.CONFIG
     upstream = config.upstream
     if upstream is None:
         print(
@@ -72,16 +71,16 @@ def _run(args: argparse.Namespace) -> int:
             "nothing to check",
             file=sys.stderr,
         )
-        return EX_CONFIG
+        return ExitCode.CONFIG
     if upstream.mx:
-        check_sender_domains(config)
+        check_sender_domains(config, keys)
         print(
             f"notify-relay check: {config.source}: upstream: mx delivers to each recipient "
             "domain's MX hosts, so there is no one upstream to check; look the domain up "
             "(dig MX example.org) and watch notify-relay queue list",
             file=sys.stderr,
         )
-        return EX_USAGE
+        return ExitCode.USAGE
     user = f", user {upstream.username}" if upstream.username else ", no login"
     print(f"upstream {upstream} (tls={upstream.tls}{user}) from {config.source}")
 
@@ -98,11 +97,11 @@ def _run(args: argparse.Namespace) -> int:
             sender=args.sender,
         )
     )
-    domains_ok = check_sender_domains(config)  # SPF, DKIM, DMARC of the From domains
+    domains_ok = check_sender_domains(config, keys)  # SPF, DKIM, DMARC of the From domains
     if failure is None:
         sent = f" and took a test message for {args.send_test}" if args.send_test else ""
         print(f"OK: {upstream} accepted the connection{sent}")
-        return 0 if domains_ok else EX_DATAERR
+        return 0 if domains_ok else ExitCode.DATAERR
     print(f"  FAIL  {failure.step:<12} {failure.text}")
     advice = advise(failure)
     if advice:

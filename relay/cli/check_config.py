@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from relay.cli.options import ExitCode
+
 __all__ = ["add_parser"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``check-config``."""
     parser = subparsers.add_parser("check-config", help="validate a config file and exit")
     parser.add_argument("config", metavar="FILE", help="the relay's YAML config")
@@ -17,13 +19,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from relay.config import load_config
+    from relay.credentials import read_credentials
     from relay.errors import ConfigError
 
     try:
         config = load_config(args.config)
+        read_credentials(config)  # the secret files it names are readable and valid
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
-        return 78  # EX_CONFIG
+        return ExitCode.CONFIG
     mode = (
         f"relay mode, upstream {config.upstream} (tls={config.upstream.tls_mode})"
         if config.upstream

@@ -14,12 +14,12 @@ import os
 import sys
 from pathlib import Path
 
+from relay.cli.options import ExitCode
+
 __all__ = ["add_parser"]
 
-EX_USAGE = 64
 
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``dkim`` and its ``keygen`` action."""
     parser = subparsers.add_parser("dkim", help="DKIM signing keys: keygen")
     actions = parser.add_subparsers(dest="dkim_verb", metavar="ACTION", required=True)
@@ -57,7 +57,7 @@ def _keygen(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         print(f"notify-relay dkim keygen: {exc}", file=sys.stderr)
-        return EX_USAGE
+        return ExitCode.USAGE
     pem = generate_key(config.algorithm, bits=args.bits)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

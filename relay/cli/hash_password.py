@@ -16,7 +16,7 @@ import sys
 __all__ = ["add_parser"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``hash-password``."""
     parser = subparsers.add_parser(
         "hash-password",

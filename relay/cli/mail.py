@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from relay.cli.main import add_sub_verbs
+from relay.cli.options import ExitCode, add_sub_verbs
 
 if TYPE_CHECKING:
     from relay.capture.maildir import CaptureStore
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parser"]
 
-EX_NOINPUT, EX_CONFIG = 66, 78
 
 _VERBS = {
     "list": "list captured messages, newest first",
@@ -34,7 +33,7 @@ _VERBS = {
 }
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``mail`` and its sub-verbs."""
     for name, verb in add_sub_verbs(
         subparsers, "mail", "inspect captured mail (without the server)", _VERBS
@@ -90,10 +89,10 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(args.config, secrets=args.mail_verb == "release")
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return ExitCode.CONFIG
     store = _store(args, config)
     if store is None:
-        return EX_NOINPUT
+        return ExitCode.NOINPUT
     try:
         return int(_ACTIONS[args.mail_verb](args, store, config))
     except QuerySyntaxError as exc:
@@ -187,7 +186,15 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
     import asyncio
 
     from relay.capture.release import ReleaseRefused, release_recipients, release_record
+    from relay.credentials import read_credentials
     from relay.deliver.release import Releaser
+    from relay.errors import ConfigError
+
+    try:
+        keys = read_credentials(config).dkim_keys
+    except ConfigError as exc:
+        print(f"notify-relay: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
 
     found = _find(store, args.queue_id)
     if found is None:
@@ -203,13 +210,11 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
         print(f"notify-relay: not released: {exc}", file=sys.stderr)
         return 1
     releaser = Releaser(hostname=config.hostname, state=config.queue.path / "quota", shared=None)
-    releaser.reconfigure(
-        upstream, hold=config.queue.retry.min_backoff, dns=config.dns, dkim=config.dkim_keys
-    )
+    releaser.reconfigure(upstream, hold=config.queue.retry.min_backoff, dns=config.dns, dkim=keys)
     attempts = asyncio.run(releaser.release(release_record(queue_id, raw, meta), recipients))
     store.record_release(queue_id, attempts)
     for attempt in attempts:
-        rcpts = ", ".join(attempt["recipients"])
+        rcpts = ", ".join(cast("list[str]", attempt["recipients"]))
         print(f"{queue_id}: to={rcpts}, status={attempt['status']} ({attempt['reply']})")
     return 0 if all(attempt["status"] == "sent" for attempt in attempts) else 1
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from relay import __version__
 
-__all__ = ["CONFIG_ENV", "VERBS", "add_config_option", "add_sub_verbs", "build_parser", "main"]
+__all__ = ["VERBS", "build_parser", "main"]
 
 #: Verb modules under ``relay.cli``, in the order ``--help`` lists them.
 VERBS = (
@@ -33,33 +32,6 @@ VERBS = (
     "oauth",
     "dkim",
 )
-
-#: The environment variable naming the config file when ``--config`` is not given.
-CONFIG_ENV = "NOTIFY_RELAY_CONFIG"
-
-
-def add_sub_verbs(
-    subparsers: argparse._SubParsersAction, name: str, text: str, verbs: dict[str, str]
-) -> Iterator[tuple[str, argparse.ArgumentParser]]:
-    """Register verb ``name`` and yield each of its sub-verbs' parsers (with ``-c``)."""
-    parser = subparsers.add_parser(name, help=text)
-    group = parser.add_subparsers(dest=f"{name}_verb", metavar="ACTION", required=True)
-    for verb_name, verb_text in verbs.items():
-        description = verb_text[0].upper() + verb_text[1:] + "."
-        verb = group.add_parser(verb_name, help=verb_text, description=description)
-        add_config_option(verb, "-c")
-        yield verb_name, verb
-
-
-def add_config_option(parser: argparse.ArgumentParser, *names: str) -> None:
-    """Add ``--config FILE`` (and ``names``), defaulting to ``$NOTIFY_RELAY_CONFIG``."""
-    parser.add_argument(
-        "--config",
-        *names,
-        metavar="FILE",
-        default=os.environ.get(CONFIG_ENV) or None,
-        help=f"the relay's YAML config (default: ${CONFIG_ENV}, else built-in defaults)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,21 +17,22 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import sys
 from typing import TYPE_CHECKING
 
-from relay.cli.main import add_config_option
+from relay.cli.options import ExitCode, add_config_option, fail
 
 if TYPE_CHECKING:
-    from relay.config import UpstreamConfig
+    from relay.deliver.options import UpstreamConfig
+
+#: How failures are signed on stderr.
+_PROG = "notify-relay oauth"
 
 __all__ = ["add_parser"]
 
-EX_CONFIG = 78
 _REDIRECT = "http://localhost"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``oauth``."""
     parser = subparsers.add_parser(
         "oauth",
@@ -74,38 +75,42 @@ def _run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, secrets=False)
     except ConfigError as exc:
-        return _fail(str(exc), EX_CONFIG)
+        return fail(_PROG, str(exc), ExitCode.CONFIG)
     upstream = _choose(config.upstreams, args.upstream)
     if upstream is None or upstream.oauth is None:
-        return _fail(
+        return fail(
+            _PROG,
             f"{config.source}: no upstream with auth: xoauth2 (or oauthbearer) and an oauth "
             "section",
-            EX_CONFIG,
+            ExitCode.CONFIG,
         )
     oauth = upstream.oauth
     if oauth.grant == "client_credentials":
         return _try_client_credentials(args, upstream)
     if args.device_code and oauth.device_code_endpoint is None:
         message = f"{config.source}: set oauth.provider: microsoft or oauth.device_code_url"
-        return _fail(message, EX_CONFIG)
+        return fail(_PROG, message, ExitCode.CONFIG)
     if not args.device_code and oauth.consent_endpoint is None:
-        return _fail(f"{config.source}: set oauth.provider or oauth.consent_url", EX_CONFIG)
+        return fail(
+            _PROG, f"{config.source}: set oauth.provider or oauth.consent_url", ExitCode.CONFIG
+        )
     assert oauth.refresh_token_file is not None  # the config requires it for this grant
     client_secret = None
     if oauth.client_secret_file is not None:
         try:
             client_secret = oauth.client_secret_file.read_text().splitlines()[0].strip()
         except (OSError, IndexError) as exc:
-            return _fail(f"cannot read {oauth.client_secret_file}: {exc}", EX_CONFIG)
+            return fail(_PROG, f"cannot read {oauth.client_secret_file}: {exc}", ExitCode.CONFIG)
     try:
         if args.device_code:
             refresh = _device_code(upstream, client_secret)
         else:
             refresh = _consent(args, upstream, client_secret)
     except (EOFError, ValueError, UpstreamError) as exc:
-        return _fail(str(exc) or "nothing pasted", 1)
+        return fail(_PROG, str(exc) or "nothing pasted", 1)
     if not refresh:
-        return _fail(
+        return fail(
+            _PROG,
             "the provider sent no refresh token; remove the app's access in the account's "
             "security settings and run this again",
             1,
@@ -113,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         flow.store_refresh_token(oauth.refresh_token_file, refresh)
     except OSError as exc:
-        return _fail(f"cannot write {oauth.refresh_token_file}: {exc.strerror or exc}", 1)
+        return fail(_PROG, f"cannot write {oauth.refresh_token_file}: {exc.strerror or exc}", 1)
     print(f"Stored the refresh token in {oauth.refresh_token_file} (mode 0600).")
     print("Reload the relay (SIGHUP) to use it; `notify-relay check` tries the login.")
     return 0
@@ -178,21 +183,17 @@ def _try_client_credentials(args: argparse.Namespace, upstream: UpstreamConfig) 
     try:  # again, now reading the client secret or key
         config = load_config(args.config)
     except ConfigError as exc:
-        return _fail(str(exc), EX_CONFIG)
+        return fail(_PROG, str(exc), ExitCode.CONFIG)
     chosen = _choose(config.upstreams, args.upstream)
-    assert chosen is not None and chosen.oauth is not None
+    assert chosen is not None
+    assert chosen.oauth is not None
     try:
         asyncio.run(token_source(chosen.oauth).token())
     except UpstreamError as exc:
-        return _fail(str(exc), 1)
+        return fail(_PROG, str(exc), 1)
     print(
         f"grant: client_credentials: {chosen.oauth.token_endpoint} issued an app-only token "
         f"for client {chosen.oauth.client_id}; there is no refresh token to store."
     )
     print(f"`notify-relay check` tries the login as {chosen.username}.")
     return 0
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"notify-relay oauth: {message}", file=sys.stderr)
-    return code

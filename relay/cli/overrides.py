@@ -27,15 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from relay.config import (
-    RelayConfig,
-    TcpListener,
-    UpstreamConfig,
-    check_web,
-    parse_listener,
-    parse_web_listener,
-)
+from relay.config import RelayConfig
+from relay.deliver.options import UpstreamConfig
 from relay.errors import ConfigError
+from relay.receive.options import TcpListener, parse_listener
+from relay.web.options import check_web, parse_web_listener
 
 __all__ = ["ENVIRONMENT", "Overrides", "Setting", "apply_overrides", "read_overrides"]
 
@@ -110,7 +106,7 @@ def apply_overrides(config: RelayConfig, overrides: Overrides) -> RelayConfig:
     """A copy of ``config`` with ``overrides`` in force; raises :class:`ConfigError`.
 
     A new upstream is returned unchecked: the caller reads its password with
-    :func:`relay.config.check_upstream`.
+    :func:`relay.config.load_upstream`.
     """
     changes: dict[str, Any] = {}
     if overrides.smtp is not None:
@@ -124,7 +120,7 @@ def apply_overrides(config: RelayConfig, overrides: Overrides) -> RelayConfig:
         enabled = web.value != "off"
         listen = _parsed(parse_web_listener, web.value, web.origin) if enabled else None
         changes["web"] = _replaced(config.web, enabled=enabled, listen=listen or config.web.listen)
-        check_web(changes["web"], web.origin, secrets=False)  # beyond loopback: needs users
+        check_web(changes["web"], file=web.origin)  # beyond loopback: needs users
     if overrides.mail_dir is not None:
         path = Path(overrides.mail_dir.value)
         changes["capture"] = _replaced(config.capture, path=path)

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from relay.cli.main import add_sub_verbs
+from relay.cli.options import ExitCode, add_sub_verbs, fail
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -28,9 +28,11 @@ if TYPE_CHECKING:
     from relay.queue.actions import Action
     from relay.queue.spool import Spool
 
+#: How failures are signed on stderr.
+_PROG = "notify-relay queue"
+
 __all__ = ["add_parser"]
 
-EX_NOINPUT, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 66, 75, 77, 78
 
 _VERBS = {
     "list": "list queued messages (like mailq)",
@@ -44,7 +46,7 @@ _VERBS = {
 }
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``queue`` and its sub-verbs."""
     for name, verb in add_sub_verbs(
         subparsers, "queue", "inspect and manage the delivery queue", _VERBS
@@ -76,22 +78,25 @@ def _run(args: argparse.Namespace) -> int:
         try:
             config = load_config(args.config, secrets=False)
         except ConfigError as exc:
-            return _fail(str(exc), EX_CONFIG)
+            return fail(_PROG, str(exc), ExitCode.CONFIG)
         if config.upstream is None:
-            return _fail(
+            return fail(
+                _PROG,
                 f"{config.source}: capture mode (no upstream) has no queue; "
                 "messages are in the capture store",
-                EX_CONFIG,
+                ExitCode.CONFIG,
             )
         root = config.queue.path
         quotas = configured_quotas(config.upstreams)
     if not (root / "incoming").is_dir():
-        return _fail(f"no queue at {root} (has the relay run with this config?)", EX_NOINPUT)
+        return fail(
+            _PROG, f"no queue at {root} (has the relay run with this config?)", ExitCode.NOINPUT
+        )
     _act_as_owner(root)
     try:
         return _dispatch(args, root, quotas)
     except PermissionError as exc:
-        return _fail(f"{exc}; run as the relay's user or root", EX_NOPERM)
+        return fail(_PROG, f"{exc}; run as the relay's user or root", ExitCode.NOPERM)
 
 
 def _dispatch(
@@ -104,8 +109,8 @@ def _dispatch(
     from relay.model import AmbiguousId, resolve_id
     from relay.queue import listing
     from relay.queue.actions import Action
-    from relay.queue.record import CorruptRecord
     from relay.queue.spool import QueueState, Spool
+    from relay.record import CorruptRecord
 
     spool = Spool(root)
     verb = args.queue_verb
@@ -123,15 +128,15 @@ def _dispatch(
     try:
         named = [resolve_id(prefix, known) or prefix for prefix in prefixes]
     except AmbiguousId as exc:
-        return _fail(str(exc), 1)
+        return fail(_PROG, str(exc), 1)
     if verb == "show":
         (queue_id,) = named
         try:
             found = listing.read_one(spool, queue_id)
         except CorruptRecord as exc:
-            return _fail(f"{queue_id}: corrupt queue file: {exc}", 1)
+            return fail(_PROG, f"{queue_id}: corrupt queue file: {exc}", 1)
         if found is None:
-            return _fail(f"{queue_id}: no such message in the queue", 1)
+            return fail(_PROG, f"{queue_id}: no such message in the queue", 1)
         print(listing.format_message(*found))
         return 0
     if verb == "flush":
@@ -139,7 +144,7 @@ def _dispatch(
     elif verb == "delete" and args.all_failed:
         action, ids = Action.DELETE, [*named, *spool.ids(QueueState.FAILED)]
     elif verb == "delete" and not named:
-        return _fail("name the messages to delete, or use --all-failed", 64)
+        return fail(_PROG, "name the messages to delete, or use --all-failed", 64)
     else:
         action, ids = Action(verb), named
     if not ids:
@@ -159,16 +164,17 @@ def _change(root: Path, spool: Spool, action: Action, ids: list[str]) -> int:
     except PermissionError:
         raise
     except OSError as exc:
-        return _fail(f"the running server did not answer: {exc}", EX_TEMPFAIL)
+        return fail(_PROG, f"the running server did not answer: {exc}", ExitCode.TEMPFAIL)
     note = ""
     if report is None:
         lock = control.QueueLock(root)
         if not lock.try_acquire():
             pid = control.owner(root) or "unknown"
-            return _fail(
+            return fail(
+                _PROG,
                 f"a notify-relay server (pid {pid}) holds {root} but its control socket "
                 "does not answer; try again in a moment",
-                EX_TEMPFAIL,
+                ExitCode.TEMPFAIL,
             )
         try:
             report = apply_all(spool, action, ids, time.time())
@@ -193,8 +199,3 @@ def _act_as_owner(root: Path) -> None:
     if os.geteuid() == 0 and info.st_uid != 0:
         os.setgid(info.st_gid)
         os.setuid(info.st_uid)
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"notify-relay queue: {message}", file=sys.stderr)
-    return code

@@ -7,10 +7,12 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from relay.cli.options import ExitCode
+
 __all__ = ["add_parser"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``rewrite``."""
     parser = subparsers.add_parser(
         "rewrite",
@@ -33,20 +35,22 @@ def _run(args: argparse.Namespace) -> int:
     from relay.cleanup.explain import explain
     from relay.cleanup.sources import DirectorySource
     from relay.config import load_config
+    from relay.credentials import read_credentials
     from relay.deliver.dkim import planned_trace
     from relay.errors import ConfigError
     from relay.model import Envelope
 
     try:
         config = load_config(args.config, trac_ini=args.trac_ini)
+        keys = read_credentials(config).dkim_keys
         directory = DirectorySource.from_options(config.notification).current()
         message = args.message.read_bytes()
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
-        return 78
+        return ExitCode.CONFIG
     except OSError as exc:
         print(f"notify-relay: cannot read {args.message}: {exc.strerror}", file=sys.stderr)
-        return 66  # EX_NOINPUT
+        return ExitCode.NOINPUT
     for line in config.trac_ini_report:
         print(f"trac.ini: {line}")
     options, refused = config.notification, 0
@@ -61,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     account = config.upstream.username if config.upstream else None
     result = run(envelope, message, options, directory, account=account)
     if result.rejection is None:  # and the signatures delivery adds last
-        signing = planned_trace(result.message, config.dkim_keys)
+        signing = planned_trace(result.message, keys)
         result = dataclasses.replace(result, trace=result.trace + signing)
     print(explain(result))
     return 1 if result.rejection else 0

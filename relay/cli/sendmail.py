@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING
 
-from relay.cli.main import add_config_option
+from relay.cli.options import ExitCode, add_config_option
 
 if TYPE_CHECKING:
     from relay.config import RelayConfig
@@ -35,15 +35,13 @@ __all__ = ["DEFAULT_TARGETS", "add_parser", "exit_code", "main"]
 DEFAULT_TARGETS = ("unix:/run/notify-relay/smtp.sock", "127.0.0.1:2525")
 _TIMEOUT = 30.0
 
-EX_USAGE, EX_DATAERR, EX_NOUSER, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 64, 65, 67, 75, 77, 78
-
 
 class _UsageError(Exception):
     """A command-line mistake: exit 64 with the message."""
 
 
 class _Parser(argparse.ArgumentParser):
-    """sendmail's usage errors exit 64 (EX_USAGE), not argparse's 2."""
+    """sendmail's usage errors exit 64 (ExitCode.USAGE), not argparse's 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise _UsageError(message)
@@ -137,7 +135,7 @@ def _split(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[list[s
     return list(argv[:index]), list(argv[index:])
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``sendmail``; its arguments are parsed by sendmail's own rules."""
     parser = subparsers.add_parser(
         "sendmail",
@@ -162,10 +160,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "notify-relay-sendmai
         targets = _targets(args, config)
     except _UsageError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
-        return EX_USAGE
+        return ExitCode.USAGE
     except ValueError as exc:  # a config that cannot be read
         print(f"{prog}: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return ExitCode.CONFIG
     default_domain = config.notification.smtp_default_domain if config else None
     code, lines = _submit(args, targets, default_domain)
     for line in lines:
@@ -191,7 +189,7 @@ def _targets(args: argparse.Namespace, config: RelayConfig | None) -> tuple[str,
         return (args.connect,)
     if config is None:
         return DEFAULT_TARGETS
-    from relay.config import TcpListener
+    from relay.receive.options import TcpListener
 
     loopback = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
     unix = [str(item) for item in config.listen if not isinstance(item, TcpListener)]
@@ -206,8 +204,8 @@ def _targets(args: argparse.Namespace, config: RelayConfig | None) -> tuple[str,
 def exit_code(code: int, stage: str) -> int:
     """The sysexits code for an SMTP reply ``code`` at ``stage`` (connect, mail, rcpt, data)."""
     if code < 500:
-        return EX_TEMPFAIL
-    return {"connect": EX_NOPERM, "rcpt": EX_NOUSER}.get(stage, EX_DATAERR)
+        return ExitCode.TEMPFAIL
+    return {"connect": ExitCode.NOPERM, "rcpt": ExitCode.NOUSER}.get(stage, ExitCode.DATAERR)
 
 
 class _Refused(Exception):
@@ -279,12 +277,12 @@ def _submit(
         try:
             found = sendmail.header_recipients(message)
         except sendmail.UnreadableHeader as exc:
-            return EX_DATAERR, [f"-t: {exc}; the message was not sent"]
+            return ExitCode.DATAERR, [f"-t: {exc}; the message was not sent"]
         recipients += [r for r in found if r not in recipients]
         message = sendmail.without_header(message, "Bcc")
     message = _headers(message, sender, args.name, default_domain)
     if not recipients:
-        return EX_USAGE, ["no recipients: name them as arguments or use -t"]
+        return ExitCode.USAGE, ["no recipients: name them as arguments or use -t"]
     lines: list[str] = []
     code = 0
     try:
@@ -310,7 +308,7 @@ def _submit(
     except _Refused as exc:
         return exit_code(exc.code, exc.stage), [f"the relay refused the message: {exc}"]
     except (smtplib.SMTPException, OSError) as exc:
-        return EX_TEMPFAIL, [f"lost the relay ({exc or type(exc).__name__}); not sent"]
+        return ExitCode.TEMPFAIL, [f"lost the relay ({exc or type(exc).__name__}); not sent"]
     if lines:
         return code, [*lines, "the message was sent to the other recipients"]
     return 0, [reply] if args.v else []
@@ -340,14 +338,14 @@ def _open(target: str) -> socket.socket:
 
 def _connect(targets: tuple[str, ...]) -> _Client:
     """A client greeted by the first target that answers; raise :class:`_Unreachable`."""
-    reasons, code = [], EX_TEMPFAIL
+    reasons, code = [], ExitCode.TEMPFAIL
     for target in targets:
         try:
             sock = _open(target)
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             if getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM):
-                code = EX_NOPERM
+                code = ExitCode.NOPERM
                 reason += " (add this user to the socket's group)"
             reasons.append(f"{target}: {reason}")
             continue

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from relay.cli.main import add_config_option
+from relay.cli.options import ExitCode, add_config_option
 from relay.cli.overrides import ENVIRONMENT, PASSWORD_ENV
 
 __all__ = ["add_parser"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``serve``."""
     parser = subparsers.add_parser(
         "serve",
@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from relay import eventloop
     from relay.cli.overrides import apply_overrides, read_overrides
-    from relay.config import RelayConfig, check_upstream, load_config
+    from relay.config import RelayConfig, load_config, load_upstream
     from relay.errors import ConfigError, RelayError
     from relay.log import logger, setup_logging
     from relay.service import serve
@@ -85,15 +85,15 @@ def _run(args: argparse.Namespace) -> int:
         if new.upstream is not None and new.upstream is not config.upstream:
             password = overrides.password_file or overrides.password_env
             origin = password.origin if password is not None else ""
-            check_upstream(new.upstream, origin)
+            load_upstream(new.upstream, origin)
         return new
 
     try:
         eventloop.run(serve(load(), reload=load))
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
-        return 78  # EX_CONFIG
+        return ExitCode.CONFIG
     except (RelayError, OSError) as exc:
         logger.error("cannot start: %s", exc)
-        return 71  # EX_OSERR
+        return ExitCode.OSERR
     return 0

@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.cleanup.encoding import downgrade_8bit
-from relay.config import UpstreamConfig
 from relay.deliver.advice import Failure, advise
 from relay.deliver.dkim import SigningKey, sign
 from relay.deliver.mx import addresses, mail_hosts
 from relay.deliver.oauth import TokenSource, token_source
-from relay.deliver.options import DnsConfig, QuotaConfig
-from relay.deliver.outcome import Reply, holds_queue
+from relay.deliver.options import QuotaConfig, UpstreamConfig
+from relay.deliver.outcome import holds_queue
 from relay.deliver.quota import Governor, is_quota_reply
 from relay.deliver.reuse import SessionPool, Target
 from relay.deliver.routing import split
@@ -33,8 +32,9 @@ from relay.deliver.smtp import connect as smtp_connect
 from relay.deliver.transport import Clock, Connect, Session
 from relay.errors import UpstreamError
 from relay.log import logger
-from relay.queue.record import Record
-from relay.resolver import Resolver
+from relay.record import Record
+from relay.reply import Reply
+from relay.resolver import DnsConfig, Resolver
 
 __all__ = ["Dispatcher", "Result", "Run", "configured_quotas"]
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from relay.cleanup.fields import MalformedMessage, find, parse_fields, split_message
 from relay.cleanup.mailbox import domain_of, is_domain, mailboxes, read_addresses
 from relay.model import TraceEntry
-from relay.queue.record import Record
+from relay.record import Record
 from relay.secret import Secret
 
 __all__ = [

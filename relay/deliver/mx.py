@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from dns.rdtypes.mxbase import MXBase
 
-from relay.deliver.outcome import Reply
+from relay.reply import Reply
 from relay.resolver import Resolver
 
 __all__ = ["MailHosts", "addresses", "mail_hosts", "order_mx"]

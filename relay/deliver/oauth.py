@@ -276,7 +276,8 @@ def client_assertion(oauth: OAuthConfig, now: float) -> str:
     The header's ``x5t`` is the certificate's SHA-1 thumbprint, as Entra ID expects; the
     assertion is valid for ten minutes and used once.
     """
-    assert oauth.client_certificate_file is not None and oauth.client_key is not None
+    assert oauth.client_certificate_file is not None
+    assert oauth.client_key is not None
     try:
         pem = oauth.client_certificate_file.read_bytes()
     except OSError as exc:

@@ -1,16 +1,26 @@
-"""Config sections of delivery beyond host and port: OAuth2 tokens, sending quota, DNS."""
+"""Config sections of delivery: the upstream (smarthost or MX), its OAuth2 tokens and quota."""
 
 from __future__ import annotations
 
-import ipaddress
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from relay.errors import ConfigError
+from relay.schema import where
 from relay.secret import Secret
 
-__all__ = ["PROVIDERS", "QUOTA_PRESETS", "DnsConfig", "OAuthConfig", "Provider", "QuotaConfig"]
+__all__ = [
+    "PROVIDERS",
+    "QUOTA_PRESETS",
+    "OAuthConfig",
+    "Provider",
+    "QuotaConfig",
+    "UpstreamConfig",
+    "check_upstream",
+    "password_sources",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,25 +206,135 @@ class QuotaConfig:
         return self.recipients or (QUOTA_PRESETS[self.preset][1] if self.preset else None)
 
 
-def _nameservers(value: object) -> tuple[str, ...]:
-    items = value if isinstance(value, list) else [value]
-    try:
-        return tuple(str(ipaddress.ip_address(str(item))) for item in items)
-    except ValueError:
-        raise ValueError(f"expected IP addresses such as 127.0.0.1, got {value!r}") from None
+def _fingerprint(value: object) -> str | None:
+    """A SHA-256 certificate fingerprint as 64 lower-case hex digits (colons dropped)."""
+    if value is None:
+        return None
+    digits = str(value).replace(":", "").lower()
+    if len(digits) != 64 or set(digits) - set("0123456789abcdef"):
+        raise ValueError("expected a SHA-256 fingerprint (64 hex digits, colons allowed)")
+    return digits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DnsConfig:
-    """The resolver for MX delivery and the recipient-domain check at RCPT time.
+class UpstreamConfig:
+    """Where the relay delivers: a smarthost (``host``), or with ``mx: true`` (YAML shorthand
+    ``mx``) the MX hosts of each recipient's domain, on ``port`` 25 unless set (a lab knob).
 
-    ``nameservers`` empty: the system's (``/etc/resolv.conf``). ``check_recipient_domains``
-    unset: on for recipients delivered to MX hosts. ``on_timeout``: what RCPT answers when DNS
-    does not (``defer``: 451 4.4.3; ``accept``: take the recipient, delivery checks again).
+    ``auth``: ``password`` (PLAIN/LOGIN) or ``xoauth2``/``oauthbearer`` with ``oauth``.
+    ``senders``/``recipients``: shell-style patterns that route matching mail here
+    (:mod:`relay.deliver.routing`); ``quota``: the account's sending limits.
     """
 
-    nameservers: tuple[str, ...] = field(default=(), metadata={"parse": _nameservers})
-    port: int = field(default=53, metadata={"min": 1, "max": 65535})
-    timeout: float = field(default=5.0, metadata={"duration": True, "min": 0.1})
-    check_recipient_domains: bool | None = None
-    on_timeout: Literal["defer", "accept"] = "defer"
+    name: str | None = None
+    host: str = ""
+    mx: bool = False
+    mx_tls: Literal["opportunistic", "verify"] = "opportunistic"
+    port: int = field(default=0, metadata={"min": 1, "max": 65535})
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: Path | None = None
+    password_env: str | None = None
+    password_command: str | None = None
+    allow_insecure_auth: bool = False
+    ca_file: Path | None = None
+    fingerprint: str | None = field(default=None, metadata={"parse": _fingerprint})
+    helo: str | None = None
+    timeout: float = field(default=60.0, metadata={"duration": True, "min": 1})
+    data_timeout: float = field(default=600.0, metadata={"duration": True, "min": 1})
+    max_recipients_per_message: int = field(default=100, metadata={"min": 1})
+    connections: int = field(default=2, metadata={"min": 1, "max": 64})
+    batch_size: int = field(default=50, metadata={"min": 1})
+    idle_time: float = field(default=5.0, metadata={"duration": True, "min": 0.0})
+    auth: Literal["password", "xoauth2", "oauthbearer"] = "password"
+    oauth: OAuthConfig | None = None
+    quota: QuotaConfig | None = None
+    senders: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
+    secret: Secret | None = field(default=None, init=False, compare=False)
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, or the usual one for the TLS mode (587, 465, 25; MX: 25)."""
+        if self.mx:
+            return self.port or 25
+        return self.port or {"starttls": 587, "implicit": 465, "none": 25}[self.tls]
+
+    @property
+    def tls_mode(self) -> str:
+        """The TLS in force as logs name it: ``tls``, or for MX hosts ``mx_tls``."""
+        return self.mx_tls if self.mx else self.tls
+
+    def __str__(self) -> str:
+        return self.name or ("mx" if self.mx else f"{self.host}:{self.effective_port}")
+
+
+_PASSWORD_SOURCES = ("password", "password_file", "password_env", "password_command")
+_NOT_FOR_MX = ("username", "fingerprint", "oauth", *_PASSWORD_SOURCES)
+
+
+def password_sources(upstream: UpstreamConfig) -> list[str]:
+    """The password keys ``upstream`` sets (a checked upstream sets at most one)."""
+    return [name for name in _PASSWORD_SOURCES if getattr(upstream, name) is not None]
+
+
+def check_upstream(upstream: UpstreamConfig, *, file: str, section: str = "upstream") -> None:
+    """Refuse combinations that would leak the password or be ignored; the errors name
+    ``file`` and the key under ``section``."""
+    if upstream.mx:
+        _check_mx(upstream, file, section)
+        return
+    if not upstream.host:
+        raise ConfigError("required key is missing", file=file, key=where(section, "host"))
+    sources = password_sources(upstream)
+    key = where(section, sources[0] if sources else "username")
+    if len(sources) > 1:
+        raise ConfigError(f"give only one of {', '.join(sources)}", file=file, key=section)
+    if upstream.auth != "password" or upstream.oauth is not None:
+        _check_oauth(upstream, sources, file, section)
+    if sources and upstream.username is None:
+        raise ConfigError(f"a password needs {section}.username", file=file, key=key)
+    if upstream.username is not None:
+        if not sources and upstream.auth == "password":
+            raise ConfigError(
+                "username without a password: add password_file, password_env or password_command",
+                file=file,
+                key=where(section, "username"),
+            )
+        if upstream.tls == "none" and not upstream.allow_insecure_auth:
+            raise ConfigError(
+                "credentials with tls: none would be sent in clear; use starttls or implicit, "
+                "or set allow_insecure_auth: true",
+                file=file,
+                key=where(section, "tls"),
+            )
+
+
+def _check_mx(upstream: UpstreamConfig, file: str, section: str) -> None:
+    """MX hosts get no AUTH and no pinned certificate: refuse keys that would be ignored."""
+    unused = ["host"] if upstream.host else []
+    unused += [name for name in _NOT_FOR_MX if getattr(upstream, name) is not None]
+    if upstream.tls != "starttls" or upstream.auth != "password":
+        unused.append("tls" if upstream.tls != "starttls" else "auth")
+    if unused:
+        raise ConfigError(
+            "not used with mx: true (no AUTH to MX hosts; their TLS is set by mx_tls)",
+            file=file,
+            key=where(section, unused[0]),
+        )
+
+
+def _check_oauth(upstream: UpstreamConfig, sources: list[str], file: str, section: str) -> None:
+    """``auth: xoauth2``/``oauthbearer``: an ``oauth`` section and an account, no password."""
+    if upstream.auth == "password":
+        raise ConfigError(
+            "oauth is used with auth: xoauth2 or oauthbearer", file=file, key=where(section, "auth")
+        )
+    if upstream.oauth is None or upstream.username is None or sources:
+        raise ConfigError(
+            f"auth: {upstream.auth} needs username (the mail account) and an oauth section, "
+            "and no password",
+            file=file,
+            key=where(section, sources[0]) if sources else where(section, "oauth"),
+        )

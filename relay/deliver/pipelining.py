@@ -23,7 +23,7 @@ from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from relay.cleanup.lines import has_bare_line_end
-from relay.deliver.outcome import Reply
+from relay.reply import Reply
 
 __all__ = ["Transaction", "send", "stuff", "transact"]
 

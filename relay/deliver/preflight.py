@@ -13,18 +13,37 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from relay.cleanup.mailbox import domain_of
-from relay.config import RelayConfig
-from relay.deliver.dkim import SigningKey
+from relay.cleanup.options import CleanupOptions
+from relay.deliver.dkim import DkimConfig, SigningKey
+from relay.deliver.options import UpstreamConfig
 from relay.deliver.spf import Address, SpfResult, check_host, txt_strings
-from relay.resolver import Resolver
+from relay.resolver import DnsConfig, Resolver
 
-__all__ = ["Finding", "check_sender_domains", "preflight", "report", "sender_domains"]
+__all__ = ["Finding", "Sending", "check_sender_domains", "preflight", "report", "sender_domains"]
 
 _POLICY_EFFECT = {"reject": "reject", "quarantine": "put in spam", "none": "only report"}
+
+
+class Sending(Protocol):
+    """What the preflight reads of the configuration (a :class:`~relay.config.RelayConfig`)."""
+
+    @property
+    def notification(self) -> CleanupOptions: ...
+    @property
+    def upstream(self) -> UpstreamConfig | None: ...
+    @property
+    def upstreams(self) -> Sequence[UpstreamConfig]: ...
+    @property
+    def dkim(self) -> Sequence[DkimConfig]: ...
+    @property
+    def hostname(self) -> str: ...
+    @property
+    def dns(self) -> DnsConfig: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +58,7 @@ class Finding:
     fix: str = ""
 
 
-def sender_domains(config: RelayConfig) -> dict[str, str]:
+def sender_domains(config: Sending) -> dict[str, str]:
     """Each From domain the relay sends, with the config key it comes from."""
     found: dict[str, str] = {}
     options = config.notification
@@ -56,7 +75,7 @@ def sender_domains(config: RelayConfig) -> dict[str, str]:
     return found
 
 
-async def _sending_addresses(config: RelayConfig, resolver: Resolver) -> tuple[str, list[Address]]:
+async def _sending_addresses(config: Sending, resolver: Resolver) -> tuple[str, list[Address]]:
     """Who hands the mail to the recipients' servers, and its addresses."""
     upstream = config.upstream
     if upstream is None or upstream.mx:
@@ -74,7 +93,9 @@ async def _sending_addresses(config: RelayConfig, resolver: Resolver) -> tuple[s
     return f"{who} {name}", found
 
 
-async def preflight(config: RelayConfig, resolver: Resolver) -> list[Finding]:
+async def preflight(
+    config: Sending, resolver: Resolver, keys: Sequence[SigningKey] = ()
+) -> list[Finding]:
     """SPF, DKIM and DMARC findings for every sender domain (none: nothing to check)."""
     domains = sender_domains(config)
     if not domains:
@@ -83,9 +104,9 @@ async def preflight(config: RelayConfig, resolver: Resolver) -> list[Finding]:
     findings: list[Finding] = []
     for domain in domains:
         spf = await _spf(domain, who, addresses, resolver)
-        keys = [key for key in config.dkim_keys if key.config.covers(domain)]
-        dkim = [await _dkim(domain, key, resolver) for key in keys] or [_unsigned(domain)]
-        signing = [key for key, finding in zip(keys, dkim, strict=False) if finding.ok]
+        covering = [key for key in keys if key.config.covers(domain)]
+        dkim = [await _dkim(domain, key, resolver) for key in covering] or [_unsigned(domain)]
+        signing = [key for key, finding in zip(covering, dkim, strict=False) if finding.ok]
         findings += [spf, *dkim, await _dmarc(domain, spf.ok is True, signing, resolver)]
     return findings
 
@@ -219,9 +240,11 @@ def report(findings: list[Finding]) -> list[str]:
     return lines
 
 
-def check_sender_domains(config: RelayConfig, out: Callable[[str], None] = print) -> bool:
+def check_sender_domains(
+    config: Sending, keys: Sequence[SigningKey] = (), out: Callable[[str], None] = print
+) -> bool:
     """Run :func:`preflight` and print its report; False when something must be fixed."""
-    findings = asyncio.run(preflight(config, Resolver(config.dns)))
+    findings = asyncio.run(preflight(config, Resolver(config.dns), keys))
     for line in report(findings):
         out(line)
     return all(finding.ok is not False for finding in findings)

@@ -25,8 +25,8 @@ from email.utils import formatdate, make_msgid
 
 import aiosmtplib
 
-from relay.config import UpstreamConfig
 from relay.deliver.advice import Failure
+from relay.deliver.options import UpstreamConfig
 from relay.deliver.sasl import PASSWORD_MECHANISMS
 from relay.deliver.smtp import SessionObserver, UpstreamSession, tls_context
 from relay.errors import UpstreamError
@@ -75,11 +75,17 @@ def _step(name: str, command: str) -> Iterator[None]:
         raise _Failed(name, f"{command}: {_describe(exc)}") from None
 
 
+def _names(rdns: object) -> str:
+    """``CN=..., O=...`` of a certificate's subject or issuer (a tuple of RDNs)."""
+    pairs = [pair for rdn in rdns for pair in rdn] if isinstance(rdns, tuple) else []
+    return ", ".join(f"{key}={value}" for key, value in pairs)
+
+
 def _certificate(ssl_object: ssl.SSLObject, now: float) -> str:
     cert = ssl_object.getpeercert() or {}
-    subject = ", ".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
-    issuer = ", ".join(f"{k}={v}" for rdn in cert.get("issuer", ()) for k, v in rdn)
-    expires = ssl.cert_time_to_seconds(cert["notAfter"]) if "notAfter" in cert else now
+    subject, issuer = _names(cert.get("subject")), _names(cert.get("issuer"))
+    not_after = cert.get("notAfter")
+    expires = ssl.cert_time_to_seconds(not_after) if isinstance(not_after, str) else now
     days = (expires - now) / 86400
     when = time.strftime("%Y-%m-%d", time.gmtime(expires))
     warning = "; RENEWAL DUE SOON" if days < 14 else ""

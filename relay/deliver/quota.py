@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from relay.deliver.options import QuotaConfig
-from relay.deliver.outcome import Reply
 from relay.durable import make_private_dir, write_durably
 from relay.log import logger
+from relay.reply import Reply
 
 __all__ = [
     "Governor",

@@ -12,13 +12,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from relay.config import UpstreamConfig
 from relay.deliver.dispatch import Dispatcher, Result
 from relay.deliver.dkim import SigningKey
-from relay.deliver.options import DnsConfig
-from relay.deliver.outcome import Reply, classify
+from relay.deliver.options import UpstreamConfig
+from relay.deliver.outcome import classify
 from relay.log import log_delivery
-from relay.queue.record import Attempt, Record
+from relay.record import Attempt, Record
+from relay.reply import Reply
+from relay.resolver import DnsConfig
 
 __all__ = ["Releaser"]
 
@@ -57,7 +58,8 @@ class Releaser:
         was checked is what is sent. An ``mx`` upstream cannot be released to.
         """
         upstream, dispatcher = self.upstream, self.shared or self._own
-        assert upstream is not None and dispatcher is not None, "no release upstream"
+        assert upstream is not None, "no release upstream"
+        assert dispatcher is not None
         if upstream.mx:
             reply = Reply(0, "cannot release by MX lookup: configure capture.release.upstream")
             result = Result(

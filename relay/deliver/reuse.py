@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from relay.config import UpstreamConfig
+from relay.deliver.options import UpstreamConfig
 from relay.deliver.transport import Session
 
 __all__ = ["SessionPool", "Target"]

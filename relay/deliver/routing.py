@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
-from relay.config import UpstreamConfig
+from relay.deliver.options import UpstreamConfig
 
 __all__ = ["chain", "split", "via_mx"]
 

@@ -99,7 +99,8 @@ async def login_with_password(
     for mechanism in (name for name in PASSWORD_MECHANISMS if name in offered):
         method = getattr(smtp, f"auth_{mechanism.replace('-', '')}")
         try:
-            return await method(username, password)
+            response: aiosmtplib.SMTPResponse = await method(username, password)
+            return response
         except aiosmtplib.SMTPAuthenticationError as exc:
             if exc.code not in _NOT_IMPLEMENTED:
                 raise

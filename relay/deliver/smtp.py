@@ -6,7 +6,7 @@ config says ``allow_insecure_auth: true``. The one exception is an MX host under
 ``mx_tls: opportunistic`` (RFC 7435; no credentials go there). aiosmtplib's exceptions
 are translated here and nowhere else: session failures become
 :class:`~relay.errors.UpstreamError`, and per-recipient results become
-:class:`~relay.deliver.outcome.Reply` values.
+:class:`~relay.reply.Reply` values.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from collections.abc import Sequence
 
 import aiosmtplib
 
-from relay.config import UpstreamConfig
 from relay.deliver import pipelining
 from relay.deliver.oauth import TokenSource, token_source
-from relay.deliver.outcome import Reply
+from relay.deliver.options import UpstreamConfig
 from relay.deliver.sasl import login_with_password, login_with_token
 from relay.errors import UpstreamError
+from relay.reply import Reply
 
 __all__ = ["SessionObserver", "UpstreamSession", "connect", "tls_context"]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from relay.config import UpstreamConfig
 from relay.deliver.oauth import TokenSource
-from relay.deliver.outcome import Reply
+from relay.deliver.options import UpstreamConfig
+from relay.reply import Reply
 
 __all__ = ["Clock", "Connect", "Session"]
 

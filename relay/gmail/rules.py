@@ -168,9 +168,12 @@ def _filter(entry: object) -> Filter:
     comparison = entry.get("sizeComparison", "larger")
     if comparison not in ("larger", "smaller"):
         raise ValueError("sizeComparison must be larger or smaller")
-    criteria = Criteria(
+    given: dict[str, Any] = {
         **{attr: str(entry[key]) for key, attr in _CRITERIA.items() if key in entry},
         **{attr: _flag(entry, key) for key, attr in _CRITERIA_FLAGS.items()},
+    }
+    criteria = Criteria(
+        **given,
         size=None if size is None else parse_size(str(size)),
         size_comparison=comparison,
     )

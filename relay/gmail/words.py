@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["Text", "fold", "tokenize"]
 
@@ -41,7 +42,7 @@ class Text:
     field: str
     text: str
     tokens: tuple[str, ...]
-    index: dict[str, list[int]] = field(repr=False)
+    index: dict[str, list[int]] = dataclasses.field(repr=False)
 
     @classmethod
     def of(cls, field: str, text: str) -> Text:

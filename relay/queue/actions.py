@@ -12,8 +12,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from relay.queue.record import CorruptRecord
 from relay.queue.spool import QueueState, Spool
+from relay.record import CorruptRecord
 
 __all__ = ["Action", "ActionRefused", "Report", "apply", "apply_all", "due"]
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from relay.log import one_line
-from relay.queue.record import CorruptRecord, DeliveryState, Record
 from relay.queue.spool import QueueState, Spool
+from relay.record import CorruptRecord, DeliveryState, Record
 
 __all__ = ["Entry", "entry_of", "format_message", "format_table", "read_entries", "read_one"]
 

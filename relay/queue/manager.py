@@ -20,18 +20,21 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
-from relay.config import RetryConfig, UpstreamConfig
 from relay.deliver.dispatch import Dispatcher, Result
 from relay.deliver.dkim import SigningKey
-from relay.deliver.options import DnsConfig
-from relay.deliver.outcome import Reply, Status, classify
+from relay.deliver.options import UpstreamConfig
+from relay.deliver.outcome import classify
 from relay.errors import SpoolError
 from relay.log import log_delivery, logger
 from relay.metrics import Metrics
+from relay.model import Status
 from relay.queue.actions import Action, ActionRefused, Report, apply, due
-from relay.queue.record import Attempt, CorruptRecord, DeliveryState, Record
+from relay.queue.options import RetryConfig
 from relay.queue.schedule import backoff, expired
 from relay.queue.spool import QueueState, Spool
+from relay.record import Attempt, CorruptRecord, DeliveryState, Record
+from relay.reply import Reply
+from relay.resolver import DnsConfig
 
 __all__ = ["QueueManager"]
 
@@ -202,7 +205,7 @@ class QueueManager:
             except SpoolError as exc:
                 self.metrics.spool_failed()
                 self._retry_batch(batch, str(exc))
-            except Exception:  # a bug must not end the worker: the batch stays queued
+            except Exception:  # noqa: BLE001 - a bug must not end the worker: the batch stays
                 logger.exception("%s: unexpected error while delivering", " ".join(batch))
                 self._retry_batch(batch, "unexpected error")
             finally:
@@ -338,7 +341,7 @@ class QueueManager:
         assert self.on_delivered is not None
         try:
             await self.on_delivered(record, state)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever fails, the delivery stands
             self.metrics.capture_failed()
             logger.error(
                 "%s: capture copy not stored (%s); the delivery stands and is not repeated",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from relay.config import RetryConfig
+from relay.queue.options import RetryConfig
 
 __all__ = ["backoff", "expired"]
 
@@ -15,7 +15,7 @@ def backoff(attempts: int, retry: RetryConfig, *, rng: random.Random | None = No
     The delay doubles from ``min_backoff`` up to ``max_backoff``; ``jitter`` spreads it by
     up to that fraction either way so that messages deferred together do not retry together.
     """
-    delay = min(retry.max_backoff, retry.min_backoff * 2 ** max(0, attempts - 1))
+    delay = min(retry.max_backoff, retry.min_backoff * 2.0 ** max(0, attempts - 1))
     spread = (rng or random).uniform(-retry.jitter, retry.jitter)
     return max(0.0, delay * (1 + spread))
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from relay.durable import DirectorySync, fsync_dir, make_private_dir, write_durably
 from relay.errors import SpoolError
-from relay.queue.record import (
+from relay.record import (
     DELIVERED_MARK,
     CorruptRecord,
     DeliveryState,

@@ -23,9 +23,8 @@ from typing import Protocol
 
 from aiosmtpd.smtp import syntax
 
-from relay.config import Network
 from relay.log import logger
-from relay.receive.options import Limits
+from relay.receive.options import Limits, Network
 from relay.receive.policy import peer_address
 
 __all__ = ["Connections", "StressTimer", "Timed", "client_of"]

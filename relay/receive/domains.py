@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from relay.config import RelayConfig, UpstreamConfig
 from relay.deliver.mx import mail_hosts
+from relay.deliver.options import UpstreamConfig
 from relay.deliver.routing import via_mx
-from relay.resolver import Resolver
+from relay.resolver import DnsConfig, Resolver
 
 __all__ = ["DomainCheck", "domain_check"]
 
@@ -45,12 +45,12 @@ def _everyone(upstreams: Sequence[UpstreamConfig], sender: str, recipient: str) 
     return True
 
 
-def domain_check(config: RelayConfig, resolver: Resolver) -> DomainCheck | None:
-    """The check ``config`` asks for: on by default for recipients delivered to MX hosts."""
-    wanted = config.dns.check_recipient_domains
-    if wanted is False or (wanted is None and not any(u.mx for u in config.upstreams)):
+def domain_check(
+    dns: DnsConfig, upstreams: Sequence[UpstreamConfig], resolver: Resolver
+) -> DomainCheck | None:
+    """The check ``dns`` asks for: on by default for recipients delivered to MX hosts."""
+    wanted = dns.check_recipient_domains
+    if wanted is False or (wanted is None and not any(u.mx for u in upstreams)):
         return None
-    applies = partial(_everyone if wanted else via_mx, config.upstreams)
-    return DomainCheck(
-        resolver, applies=applies, accept_on_timeout=config.dns.on_timeout == "accept"
-    )
+    applies = partial(_everyone if wanted else via_mx, upstreams)
+    return DomainCheck(resolver, applies=applies, accept_on_timeout=dns.on_timeout == "accept")

@@ -23,14 +23,15 @@ from typing import Any, Protocol
 from relay import cleanup
 from relay.cleanup.filters import Simulation
 from relay.cleanup.lines import has_bare_line_end
-from relay.config import Limits
 from relay.errors import SpoolError
 from relay.log import log_event, logger
 from relay.metrics import Metrics
 from relay.model import Envelope, Refusal, new_queue_id
-from relay.queue.record import Record
 from relay.receive.faults import Faults, Stage, cut_data, inject
+from relay.receive.options import Limits
 from relay.receive.policy import address_problem
+from relay.record import Record
+from relay.reply import ReplyCode
 
 __all__ = ["RelayHandler", "Sink"]
 
@@ -115,11 +116,13 @@ class RelayHandler:
         sender = "" if address == "<>" else address
         problem = address_problem(sender) if sender else None
         if problem:
-            reply = f"553 5.1.7 Sender <{sender}> refused: {problem}"
+            reply = ReplyCode.MAILBOX_NAME_INVALID.line(
+                "5.1.7", f"Sender <{sender}> refused: {problem}"
+            )
             return self._refuse("sender", reply, f"MAIL from=<{sender}>", session)
         envelope.mail_from = address  # aiosmtpd needs a non-empty value; "<>" maps to "" below
         envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 OK"
+        return ReplyCode.COMPLETED.line("2.1.0", "OK")
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -130,11 +133,15 @@ class RelayHandler:
         rcpt = f"RCPT from=<{sender}> to=<{address}>"
         if len(envelope.rcpt_tos) >= self.limits.max_recipients:
             most = self.limits.max_recipients
-            reply = f"452 4.5.3 Too many recipients (at most {most} per message)"
+            reply = ReplyCode.INSUFFICIENT_STORAGE.line(
+                "4.5.3", f"Too many recipients (at most {most} per message)"
+            )
             return self._refuse("recipients_limit", reply, rcpt, session)
         problem = address_problem(address)
         if problem:
-            reply = f"553 5.1.3 Recipient <{address}> refused: {problem}"
+            reply = ReplyCode.MAILBOX_NAME_INVALID.line(
+                "5.1.3", f"Recipient <{address}> refused: {problem}"
+            )
             return self._refuse("recipient", reply, rcpt, session)
         rejection = cleanup.check_recipient(address, self.options(), self.directory())
         if rejection is not None and not self._kept(envelope, "RCPT", rejection.reply()):
@@ -145,7 +152,7 @@ class RelayHandler:
                 return self._refuse("recipient_domain", refusal, rcpt, session)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
-        return "250 2.1.5 OK"
+        return ReplyCode.COMPLETED.line("2.1.5", "OK")
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if injected := await self.fault(server, "data", tuple(envelope.rcpt_tos)):
@@ -170,7 +177,7 @@ class RelayHandler:
         reply, queue_id = await asyncio.to_thread(self._process, model, content, notes, original)
         if queue_id is not None:
             self.sink.accepted(queue_id)
-        if not reply.startswith("250"):
+        if not reply.startswith(str(ReplyCode.COMPLETED.value)):
             return self._refuse("content", reply, data, session)
         self.metrics.received()
         return reply
@@ -178,7 +185,7 @@ class RelayHandler:
     def _kept(self, envelope: Any, stage: str, reply: str) -> bool:
         """In capture mode, note on the transaction that relay mode would answer ``reply``
         (a policy refusal, code 550) at ``stage``, and return True: keep going."""
-        if not (self.keep_refused and reply.startswith("550 ")):
+        if not (self.keep_refused and reply.startswith(f"{ReplyCode.UNAVAILABLE.value} ")):
             return False
         if not hasattr(envelope, "relay_refusals"):
             envelope.relay_refusals = []  # aiosmtpd makes a new envelope for each transaction
@@ -230,19 +237,29 @@ class RelayHandler:
         log_event(logging.INFO, queue_id, receipt)
         if not record.envelope.recipients:
             logger.info("%s: discarded: every recipient's filters delete it", queue_id)
-            return f"250 2.0.0 Ok: {queue_id} discarded by recipients' filters", None
+            return _queued(f"Ok: {queue_id} discarded by recipients' filters"), None
         self.sink.accept(record)
-        return f"250 2.0.0 Ok: queued as {queue_id}", queue_id
+        return _queued(f"Ok: queued as {queue_id}"), queue_id
 
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, SpoolError | OSError):
             logger.error("could not store a message: %s", error)
         else:
             logger.exception("unexpected error while receiving a message")
-        return self._refuse("local_error", "451 4.3.0 Local error in processing; try again later")
+        return self._refuse(
+            "local_error",
+            ReplyCode.LOCAL_ERROR.line("4.3.0", "Local error in processing; try again later"),
+        )
 
 
-_BARE_NEWLINE = "550 5.6.0 Message refused: bare CR or LF in the data; lines must end with CRLF"
+_BARE_NEWLINE = ReplyCode.UNAVAILABLE.line(
+    "5.6.0", "Message refused: bare CR or LF in the data; lines must end with CRLF"
+)
+
+
+def _queued(text: str) -> str:
+    """The reply to a DATA the relay took responsibility for."""
+    return ReplyCode.COMPLETED.line("2.0.0", text)
 
 
 def _rejection(command: str, session: Any, reply: str) -> str:

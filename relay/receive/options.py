@@ -1,4 +1,4 @@
-"""Config sections of the listener beyond its addresses: limits, STARTTLS and AUTH.
+"""Config sections of the listener: its addresses, allowed networks, limits, STARTTLS and AUTH.
 
 STARTTLS and AUTH apply to the TCP listeners only. A unix socket needs neither: it never
 leaves the machine, and its mode and group already say who may connect.
@@ -6,13 +6,102 @@ leaves the machine, and its mode and group already say who may connect.
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from relay.receive.users import PasswordHash
+from relay.errors import ConfigError
 
-__all__ = ["Limits", "ListenAuthConfig", "ListenTlsConfig", "server_context"]
+__all__ = [
+    "Limits",
+    "ListenAuthConfig",
+    "ListenTlsConfig",
+    "Listener",
+    "Network",
+    "TcpListener",
+    "UnixListener",
+    "check_limits",
+    "parse_listener",
+    "parse_listeners",
+    "parse_networks",
+    "parse_port",
+    "server_context",
+]
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class TcpListener:
+    """A TCP address the SMTP listener binds (IPv6 hosts are written ``[::1]:2525``)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnixListener:
+    """A unix socket the SMTP listener binds, with its owner group and mode."""
+
+    unix: Path
+    mode: int = 0o660
+    group: str | None = None
+
+    def __str__(self) -> str:
+        return f"unix:{self.unix}"
+
+
+Listener = TcpListener | UnixListener
+
+
+def parse_port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ValueError(f'expected a port 1-65535 (0: any free port), got "{text}"')
+    return int(text)
+
+
+def parse_listener(item: object) -> Listener:
+    """A listen address: ``"HOST:PORT"``, ``"[::1]:PORT"``, ``"unix:PATH"`` or a unix mapping."""
+    if isinstance(item, str) and item.startswith("unix:"):
+        return UnixListener(unix=Path(item.removeprefix("unix:")))
+    if isinstance(item, str):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f'expected "HOST:PORT" (IPv6: "[::1]:2525"), got "{item}"')
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        return TcpListener(host, parse_port(port))
+    if isinstance(item, dict) and "unix" in item:
+        unknown = set(item) - {"unix", "mode", "group"}
+        if unknown:
+            raise ValueError(f"unknown key {sorted(unknown)[0]!r} (allowed: unix, mode, group)")
+        mode = str(item.get("mode", "0660"))
+        if not mode.isdigit() or set(mode) - set("01234567"):
+            raise ValueError(f'expected an octal mode such as "0660", got "{mode}"')
+        group = item.get("group")
+        return UnixListener(unix=Path(str(item["unix"])), mode=int(mode, 8), group=group)
+    raise ValueError(
+        f'expected "HOST:PORT" or {{unix: PATH, mode: "0660", group: NAME}}, got {item!r}'
+    )
+
+
+def parse_listeners(value: object) -> tuple[Listener, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("expected at least one address")
+    return tuple(parse_listener(item) for item in items)
+
+
+def parse_networks(value: object) -> tuple[Network, ...]:
+    items = value if isinstance(value, list) else [value]
+    try:
+        return tuple(ipaddress.ip_network(str(item), strict=False) for item in items)
+    except ValueError as exc:
+        raise ValueError(f"expected networks such as 127.0.0.0/8: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,15 +134,14 @@ class ListenTlsConfig:
     """STARTTLS on the TCP listeners (no implicit TLS: aiosmtpd would not count it as TLS).
 
     ``required``: MAIL before STARTTLS gets ``530 5.7.0``. Config loading builds
-    ``context`` from the certificate chain and key once. Without ``cert_file`` and
-    ``key_file`` (capture mode only) a self-signed certificate is made on first use
-    (:mod:`relay.receive.selfsigned`).
+    the context from the certificate chain and key (:mod:`relay.credentials`). Without
+    ``cert_file`` and ``key_file`` (capture mode only) a self-signed certificate is made on
+    first use (:mod:`relay.receive.selfsigned`).
     """
 
     cert_file: Path | None = None
     key_file: Path | None = None
     required: bool = False
-    context: ssl.SSLContext | None = field(default=None, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,7 +149,7 @@ class ListenAuthConfig:
     """AUTH PLAIN and LOGIN on the TCP listeners, offered only inside TLS; MAIL needs it.
 
     ``users_file`` holds ``login:hash`` lines (:mod:`relay.receive.users`) and must not be
-    readable by group or others; config loading reads it into ``users``. A connection is
+    readable by group or others; :mod:`relay.credentials` reads it. A connection is
     closed with ``421 4.7.0`` at its ``max_failures``-th failed AUTH; every failure before
     that is answered ``535 5.7.8`` after ``failure_delay``.
 
@@ -73,9 +161,6 @@ class ListenAuthConfig:
     accept_any: bool = False
     max_failures: int = field(default=3, metadata={"min": 1, "max": 100})
     failure_delay: float = field(default=1.0, metadata={"duration": True, "max": 60})
-    users: dict[str, PasswordHash] = field(
-        default_factory=dict, init=False, compare=False, repr=False
-    )
 
 
 def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
@@ -87,3 +172,14 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file, password=lambda: "")
     return context
+
+
+def check_limits(limits: Limits, *, file: str) -> None:
+    """A per-client share cannot be more than the whole."""
+    share = limits.max_connections_per_client
+    if share is not None and share > limits.max_connections:
+        raise ConfigError(
+            f"expected at most max_connections ({limits.max_connections}), got {share}",
+            file=file,
+            key="limits.max_connections_per_client",
+        )

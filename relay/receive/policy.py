@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from relay.config import Network
+from relay.receive.options import Network
 
 __all__ = ["address_problem", "peer_address", "peer_allowed"]
 

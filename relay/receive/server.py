@@ -14,18 +14,26 @@ import binascii
 import functools
 import grp
 import os
-from collections.abc import Iterable
-from typing import Any
+import ssl
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
-from relay.config import Limits, ListenAuthConfig, Listener, ListenTlsConfig, Network, TcpListener
 from relay.log import logger
 from relay.receive.connections import Connections, StressTimer, client_of
 from relay.receive.data import WholeBufferData
 from relay.receive.handler import RelayHandler
+from relay.receive.options import (
+    Limits,
+    ListenAuthConfig,
+    Listener,
+    ListenTlsConfig,
+    Network,
+    TcpListener,
+)
 from relay.receive.policy import peer_allowed
-from relay.receive.users import check_login
+from relay.receive.users import PasswordHash, check_login
 
 __all__ = ["Listeners"]
 
@@ -45,11 +53,13 @@ class _RelaySMTP(StressTimer, WholeBufferData):
         limits: Limits,
         tls: ListenTlsConfig | None,
         auth: ListenAuthConfig | None,
+        tls_context: ssl.SSLContext | None,
+        users: Mapping[str, PasswordHash],
         **kwargs: Any,
     ) -> None:
         super().__init__(
             handler,
-            tls_context=tls.context if tls is not None else None,
+            tls_context=tls_context if tls is not None else None,
             auth_required=auth is not None and not auth.accept_any,
             auth_require_tls=True,  # never False: AUTH before STARTTLS would show the password
             auth_exclude_mechanism=() if auth is not None else _MECHANISMS,
@@ -59,6 +69,7 @@ class _RelaySMTP(StressTimer, WholeBufferData):
         self._limits = limits
         self._tls_required = tls is not None and tls.required
         self._auth = auth
+        self._users = users
         self._auth_failures = 0
         self._unbroken = 0  # octets received since the last CRLF
         self._after_cr = False
@@ -77,35 +88,47 @@ class _RelaySMTP(StressTimer, WholeBufferData):
             self._unbroken += len(data)
         self._after_cr = data.endswith(b"\r")
         if self._unbroken > max(self.data_size_limit or 0, 2**20):
-            if self.transport is not None and not self.transport.is_closing():
-                logger.warning("reject: %s sent a line longer than a message", self.session.peer)
-                self.transport.write(b"421 4.7.0 Line too long; closing connection\r\n")
-                self.transport.close()
+            transport = cast(asyncio.WriteTransport | None, self.transport)
+            if transport is not None and not transport.is_closing():
+                logger.warning("reject: %s sent a line longer than a message", self._peer())
+                transport.write(b"421 4.7.0 Line too long; closing connection\r\n")
+                transport.close()
             return
         super().data_received(data)
 
+    def _peer(self) -> object:
+        """The client's address (every connection has a session)."""
+        assert self.session is not None
+        return self.session.peer
+
+    def _hang_up(self) -> None:
+        """Close the connection (its transport exists from the first byte on)."""
+        assert self.transport is not None
+        self.transport.close()
+
     async def _handle_client(self) -> None:
-        peer = self.session.peer
+        peer = self._peer()
         if not peer_allowed(peer, self._gate.networks):
             logger.warning("reject: connect from %s: not in allowed_networks", peer)
             await self.push("554 5.7.1 Access denied: this relay serves only its allowed networks")
-            self.transport.close()
+            self._hang_up()
             return
         if injected := await self.event_handler.fault(self, "connect"):
             await self.push(injected)  # after a drop, nothing reaches the client
-            self.transport.close()
+            self._hang_up()
             return
+        assert self.transport is not None  # connected
         refusal = self._gate.admit(self, client_of(self.transport), self._limits)
         if refusal is not None:
             await self.push(refusal)
-            self.transport.close()
+            self._hang_up()
             return
         try:
             await super()._handle_client()
         finally:
             self._gate.release(self, self._limits)
 
-    async def push(self, status: str | bytes) -> None:  # type: ignore[override]
+    async def push(self, status: str | bytes) -> None:
         """Send a reply; what it quotes from the client (an address) cannot break the line.
 
         Bytes are AUTH challenges (base64 made here) and go out as they are. aiosmtpd lists
@@ -119,7 +142,7 @@ class _RelaySMTP(StressTimer, WholeBufferData):
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         """MAIL, refused with ``530 5.7.0`` before STARTTLS when ``listen_tls.required``."""
-        if self._tls_required and self.session.ssl is None:
+        if self._tls_required and self.session is not None and self.session.ssl is None:
             await self.push("530 5.7.0 Must issue a STARTTLS command first")
             return
         await super().smtp_MAIL(arg)
@@ -173,15 +196,15 @@ class _RelaySMTP(StressTimer, WholeBufferData):
             return AuthResult(success=False, handled=True)
         name = login.decode("utf-8", "replace")
         if self._auth.accept_any or await asyncio.to_thread(
-            check_login, self._auth.users, name, password
+            check_login, self._users, name, password
         ):
             how = f"{mechanism}, any login accepted" if self._auth.accept_any else mechanism
-            logger.info("auth: %s logged in as %s (%s)", self.session.peer, _shown(name), how)
+            logger.info("auth: %s logged in as %s (%s)", self._peer(), _shown(name), how)
             return AuthResult(success=True, auth_data=name)
         self._auth_failures += 1
         logger.warning(
             "auth: %s failed %s login as %s (failure %d of %d)",
-            self.session.peer,
+            self._peer(),
             mechanism,
             _shown(name),
             self._auth_failures,
@@ -189,7 +212,7 @@ class _RelaySMTP(StressTimer, WholeBufferData):
         )
         if self._auth_failures >= self._auth.max_failures:
             await self.push("421 4.7.0 Too many failed AUTH attempts; closing connection")
-            self.transport.close()
+            self._hang_up()
             return AuthResult(success=False, handled=True)
         await asyncio.sleep(self._auth.failure_delay)
         return AuthResult(success=False, handled=False)  # aiosmtpd answers 535 5.7.8
@@ -223,8 +246,11 @@ class Listeners:
         hostname: str,
         tls: ListenTlsConfig | None = None,
         auth: ListenAuthConfig | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        users: Mapping[str, PasswordHash] | None = None,
     ) -> None:
-        """``tls`` and ``auth`` apply to the TCP listeners; they (and ``limits``) are read
+        """``tls`` and ``auth`` apply to the TCP listeners, with the context and the users
+        read from their files (:mod:`relay.credentials`); they (and ``limits``) are read
         for each new connection, so replacing them puts a reload in force."""
         self.listeners = tuple(listeners)
         self.handler = handler
@@ -232,14 +258,24 @@ class Listeners:
         self.hostname = hostname
         self.tls = tls
         self.auth = auth
+        self.tls_context = tls_context
+        self.users: Mapping[str, PasswordHash] = users or {}
         self._gate = Connections(networks)
         self._servers: list[asyncio.Server] = []
 
     def reconfigure(
-        self, *, limits: Limits, tls: ListenTlsConfig | None, auth: ListenAuthConfig | None
+        self,
+        *,
+        limits: Limits,
+        tls: ListenTlsConfig | None,
+        auth: ListenAuthConfig | None,
+        tls_context: ssl.SSLContext | None,
+        users: Mapping[str, PasswordHash],
     ) -> None:
-        """Put reloaded settings in force for new connections."""
+        """Put reloaded settings (and the credentials read with them) in force for new
+        connections."""
         self.limits, self.tls, self.auth = limits, tls, auth
+        self.tls_context, self.users = tls_context, users
 
     def _protocol(self, *, tcp: bool) -> _RelaySMTP:
         return _RelaySMTP(
@@ -248,6 +284,8 @@ class Listeners:
             limits=self.limits,
             tls=self.tls if tcp else None,
             auth=self.auth if tcp else None,
+            tls_context=self.tls_context,
+            users=self.users,
             hostname=self.hostname,
             ident="notify-relay",
             data_size_limit=self.limits.max_message_size,

@@ -14,8 +14,19 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-__all__ = ["DEFAULT_METHOD", "PasswordHash", "check_login", "hash_password", "parse_users"]
+from relay.errors import ConfigError
+from relay.secret import read_private
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "PasswordHash",
+    "check_login",
+    "hash_password",
+    "parse_users",
+    "read_users",
+]
 
 #: What ``hash_password`` uses: werkzeug's default (32 MiB and about 0.1 s per check).
 DEFAULT_METHOD = "scrypt:32768:8:1"
@@ -127,3 +138,11 @@ def _derive(method: str, salt: str, password: bytes) -> bytes:
         n, r, p = map(int, params)
         return hashlib.scrypt(password, salt=salt.encode(), n=n, r=r, p=p, maxmem=132 * n * r * p)
     return hashlib.pbkdf2_hmac(params[0], password, salt.encode(), int(params[1]))
+
+
+def read_users(path: Path, *, file: str, key: str) -> dict[str, PasswordHash]:
+    """The users file at ``path`` (owner-only), or a ConfigError naming ``key``."""
+    try:
+        return parse_users(read_private(path, file=file, key=key))
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}", file=file, key=key) from None

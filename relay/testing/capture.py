@@ -308,7 +308,8 @@ class MailCapture:
             request.add_header("Authorization", self._authorization)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return response.read()
+                body: bytes = response.read()
+                return body
         except urllib.error.HTTPError as exc:
             body = exc.read()
             if exc.code in ok:

@@ -50,7 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _url(config: pytest.Config) -> str:
-    return config.getoption("mail_capture_url") or config.getini("mail_capture_url")
+    return str(config.getoption("mail_capture_url") or config.getini("mail_capture_url"))
 
 
 def _capture(config: pytest.Config, factory: pytest.TempPathFactory) -> MailCapture:

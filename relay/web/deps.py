@@ -8,17 +8,18 @@ reload may change travel as a :class:`WebSettings` value, put in force by
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay.capture.maildir import CaptureStore
-from relay.config import WebConfig
 from relay.deliver.release import Releaser
 from relay.metrics import Metrics
 from relay.queue.actions import Action, Report
 from relay.queue.spool import Spool
 from relay.receive.faults import Faults
+from relay.receive.users import PasswordHash
+from relay.web.options import WebConfig
 
 __all__ = ["Health", "QueueActions", "WebDeps", "WebSettings"]
 
@@ -40,11 +41,13 @@ class Health:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WebSettings:
     """What a reload may change: the web section, the filters' zone for calendar dates in
-    queries, and the patterns a release may go to (``capture.release.allowed``)."""
+    queries, the patterns a release may go to (``capture.release.allowed``), and the users
+    of HTTP basic auth (read from ``web.users_file``; empty: no login asked)."""
 
     web: WebConfig
     timezone: str
     release_allowed: tuple[str, ...]
+    users: Mapping[str, PasswordHash] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

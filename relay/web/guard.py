@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from relay.receive.users import PasswordHash, check_login
 from relay.web.context import ApiError, blocking, settings_of
@@ -33,7 +34,6 @@ from relay.web.hosts import host_name, host_served
 __all__ = ["guard"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SAME_SITE = frozenset({"same-origin", "none"})
@@ -50,7 +50,7 @@ def guard() -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        settings = settings_of(request).web
+        settings = settings_of(request)
         refusal = _host_refusal(request) or _change_refusal(request)
         if refusal is not None:
             return web.json_response({"error": "forbidden", "reason": refusal}, status=403)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from relay.config import TcpListener
+from relay.receive.options import TcpListener
 from relay.web.app import create_app
 from relay.web.context import SETTINGS
 from relay.web.deps import WebDeps, WebSettings

@@ -17,7 +17,8 @@ import aiosmtplib
 import pytest
 from helpers import port_of
 
-from relay.config import RelayConfig, TcpListener
+from relay.config import RelayConfig
+from relay.receive.options import TcpListener
 
 from .flow import barrier, queued, submit, wait_for
 from .misbehave import refuse

@@ -21,8 +21,8 @@ import pytest
 from helpers import fill, port_of
 
 from relay.model import Envelope
-from relay.queue.record import DeliveryState, Record, encode_record, encode_state
 from relay.queue.spool import Spool
+from relay.record import DeliveryState, Record, encode_record, encode_state
 
 from .flow import queued, submit, wait_for
 

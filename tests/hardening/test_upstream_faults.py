@@ -15,11 +15,11 @@ import itertools
 import pytest
 from helpers import port_of
 
-from relay.config import Limits
 from relay.deliver.smtp import UpstreamSession
 from relay.model import Envelope
-from relay.queue.record import Record
 from relay.queue.spool import Spool
+from relay.receive.options import Limits
+from relay.record import Record
 
 from .flow import queued, submit, wait_for
 from .misbehave import (

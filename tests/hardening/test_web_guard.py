@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from helpers import eventually, submit, write_users
 
+from relay.credentials import read_credentials
 from relay.errors import ConfigError
 from relay.service import Relay, web_settings
 from relay.web.app import create_app
@@ -63,7 +64,7 @@ BINDS = {
 
 @pytest.fixture(params=list(BINDS))
 async def bound(request, serve_web) -> AsyncIterator[tuple[Any, aiohttp.ClientSession]]:
-    yield await serve_web(**BINDS[request.param], allowed_hosts=[NAMED])
+    return await serve_web(**BINDS[request.param], allowed_hosts=[NAMED])
 
 
 async def status(http: aiohttp.ClientSession, method: str, path: str, **headers: str) -> int:
@@ -123,7 +124,7 @@ async def test_the_host_is_checked_whatever_address_the_connection_came_to(
     """The shipped containers listen on 0.0.0.0 and are reached at the container's own
     address: the Host check must not depend on that address being loopback."""
     config = make_config(web={"listen": "0.0.0.0:8025", "allow_unauthenticated": True})
-    app = create_app(Relay(config).web_deps(), web_settings(config))
+    app = create_app(Relay(config).web_deps(), web_settings(config, read_credentials(config)))
     (middleware,) = app.middlewares
 
     async def handler(request: web.Request) -> web.Response:

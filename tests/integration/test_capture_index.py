@@ -14,7 +14,7 @@ import tracmail
 
 from relay.capture.maildir import CaptureStore
 from relay.model import Envelope
-from relay.queue.record import Record
+from relay.record import Record
 
 ALICE = "alice@example.org"
 

@@ -18,6 +18,7 @@ from aiohttp import web
 from helpers import eventually, submit
 
 from relay.config import load_config
+from relay.credentials import read_credentials
 from relay.errors import ConfigError
 
 SECRET = "whsec-4f2c9a"
@@ -138,7 +139,7 @@ def test_webhook_config_errors_name_the_key(tmp_path: Path, secret_file: Path) -
     def load(hook: dict[str, Any]) -> None:
         path = tmp_path / "relay.yaml"
         path.write_text(yaml.safe_dump({"capture": {"webhooks": [hook]}}))
-        load_config(path)
+        read_credentials(load_config(path))  # the secret is read with the other credentials
 
     with pytest.raises(ConfigError, match=r"capture.webhooks: url: expected an http"):
         load({"url": "ftp://example.org/"})

@@ -18,6 +18,7 @@ import pytest
 from helpers import MESSAGE, port_of
 
 from relay.config import load_config
+from relay.credentials import read_credentials
 from relay.errors import ConfigError
 from relay.receive.users import check_login, parse_users
 
@@ -62,7 +63,7 @@ async def test_starttls_and_auth_then_the_message_is_captured(
     assert version in ("TLSv1.2", "TLSv1.3")
     assert captured(tmp_path / "mail") == [MESSAGE]
     assert f'logged in as "{USER}" ({mechanism})' in caplog.text
-    assert relay.config.listen_tls.context.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert relay.credentials.listen_tls.minimum_version == ssl.TLSVersion.TLSv1_2
 
 
 async def test_without_auth_mail_is_refused_even_inside_tls(
@@ -224,9 +225,9 @@ def test_without_secrets_the_key_and_users_stay_unread(make_config, listen_secur
     make_config(**listen_security(users={USER: PASSWORD}))
     (tmp_path / "users").chmod(0o644)  # as a queue command run by another user may see it
     config = load_config(tmp_path / "relay.yaml", secrets=False)
-    assert config.listen_auth.users == {} and config.listen_tls.context is None
+    assert config.listen_auth.users_file == tmp_path / "users"  # named, not read
     with pytest.raises(ConfigError):
-        load_config(tmp_path / "relay.yaml")
+        read_credentials(load_config(tmp_path / "relay.yaml"))
 
 
 def test_hash_password_prints_a_line_the_users_file_accepts():

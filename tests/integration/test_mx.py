@@ -11,9 +11,8 @@ from dnsserver import DnsServer
 from helpers import eventually, port_of, submit
 from upstream import FakeUpstream
 
-from relay.deliver.options import DnsConfig
 from relay.queue.spool import QueueState
-from relay.resolver import Resolver
+from relay.resolver import DnsConfig, Resolver
 
 ZONE = {
     "example.test MX": ["10 down.example.test.", "20 mx.example.test."],

@@ -11,6 +11,7 @@ from dnsserver import DnsServer
 from upstream import FakeUpstream
 
 from relay.cli.main import main
+from relay.credentials import read_credentials
 from relay.deliver.preflight import preflight
 from relay.resolver import Resolver
 
@@ -35,8 +36,12 @@ def configure(make_config, dns, entries, host="smtp.provider.test", **notificati
     )
 
 
+def run_preflight(config):
+    return asyncio.run(preflight(config, Resolver(config.dns), read_credentials(config).dkim_keys))
+
+
 def findings_of(config):
-    found = asyncio.run(preflight(config, Resolver(config.dns)))
+    found = run_preflight(config)
     return {finding.check: finding for finding in found if finding.domain == "example.org"}
 
 
@@ -101,7 +106,7 @@ def test_strict_dkim_alignment_needs_the_exact_domain(make_config, tmp_path):
         config = configure(
             make_config, dns, [{**entry, "subdomains": True}], smtp_from="trac@tickets.example.org"
         )
-        found = asyncio.run(preflight(config, Resolver(config.dns)))
+        found = run_preflight(config)
     dmarc = next(f for f in found if f.domain == "tickets.example.org" and f.check == "dmarc")
     assert dmarc.ok is False and "adkim=s: sign with d= exactly this domain" in dmarc.text
 
@@ -122,7 +127,7 @@ def test_spf_follows_redirect_and_mx_and_enforces_the_lookup_limit(make_config, 
         found = findings_of(configure(make_config, dns, [entry]))
         assert found["spf"].ok and "mx in the record of _spf.example.org" in found["spf"].text
         config = configure(make_config, dns, [], smtp_from="trac@many.example.org")
-        many = asyncio.run(preflight(config, Resolver(config.dns)))[0]
+        many = run_preflight(config)[0]
     assert many.ok is False and "more than 10 DNS-querying terms" in many.text
 
 

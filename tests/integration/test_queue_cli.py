@@ -15,8 +15,8 @@ from upstream import FakeUpstream
 from relay.model import Envelope, new_queue_id
 from relay.queue.actions import Action
 from relay.queue.control import QueueLock
-from relay.queue.record import Attempt, DeliveryState, Record
 from relay.queue.spool import QueueState, Spool
+from relay.record import Attempt, DeliveryState, Record
 
 HOUR = 3600.0
 

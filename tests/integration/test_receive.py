@@ -56,7 +56,8 @@ async def test_trac_message_is_captured_byte_for_byte(eml, make_config, start_re
 
 
 async def test_capture_mode_is_the_default(tmp_path, monkeypatch, start_relay):
-    from relay.config import RelayConfig, TcpListener
+    from relay.config import RelayConfig
+    from relay.receive.options import TcpListener
 
     monkeypatch.chdir(tmp_path)
     relay = await start_relay(RelayConfig(listen=(TcpListener("127.0.0.1", 0),)))

@@ -275,11 +275,12 @@ def _message_id(path: Path) -> str:
 
 
 def test_openapi_documents_every_route(make_config) -> None:
+    from relay.credentials import read_credentials
     from relay.service import Relay, web_settings
     from relay.web.app import STATIC, create_app
 
     config = make_config()
-    app = create_app(Relay(config).web_deps(), web_settings(config))
+    app = create_app(Relay(config).web_deps(), web_settings(config, read_credentials(config)))
     spec = yaml.safe_load((STATIC.parent / "openapi.yaml").read_text())
     documented = {(path, method) for path, item in spec["paths"].items() for method in item}
     served_routes = {

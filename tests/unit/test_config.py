@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import TcpListener, UnixListener, load_config
+from relay.config import load_config
 from relay.errors import ConfigError
+from relay.receive.options import TcpListener, UnixListener
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -9,7 +9,7 @@ import pytest
 from relay.capture.maildir import CaptureStore
 from relay.capture.meta import META_VERSION, CaptureMeta
 from relay.model import Envelope, TraceEntry
-from relay.queue.record import Record
+from relay.record import Record
 
 #: A metadata file as notify-relay wrote it before the format had a version.
 UNVERSIONED = {

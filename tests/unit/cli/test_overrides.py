@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from relay.cli.overrides import Overrides, apply_overrides, read_overrides
-from relay.config import TcpListener, UnixListener, load_config
+from relay.config import load_config
 from relay.errors import ConfigError
+from relay.receive.options import TcpListener, UnixListener
 
 
 def overrides(**flags: object) -> Overrides:

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import UpstreamConfig
 from relay.deliver.dispatch import Dispatcher, Result
 from relay.deliver.oauth import TokenSource
-from relay.deliver.options import QuotaConfig
-from relay.deliver.outcome import Reply
+from relay.deliver.options import QuotaConfig, UpstreamConfig
 from relay.deliver.release import Releaser
 from relay.errors import UpstreamError
 from relay.model import Envelope
-from relay.queue.record import Record
+from relay.record import Record
+from relay.reply import Reply
 
 OK = Reply(250, "2.0.0 OK queued")
 BUSY = Reply(451, "4.3.0 try later")

@@ -14,10 +14,11 @@ from dkimtools import write_key
 
 from relay.cli.main import main
 from relay.config import load_config
+from relay.credentials import read_credentials
 from relay.deliver.dkim import planned, sign
 from relay.errors import ConfigError
 from relay.model import Envelope
-from relay.queue.record import Record
+from relay.record import Record
 
 MESSAGE = (
     b"From: Trac <trac@tickets.example.org>\r\nTo: dev@example.org\r\nSubject: #1\r\n"
@@ -30,7 +31,7 @@ def load(tmp_path: Path, entries: list[dict]) -> object:
 
     path = tmp_path / "relay.yaml"
     path.write_text(yaml.safe_dump({"dkim": entries}))
-    return load_config(path)
+    return read_credentials(load_config(path))
 
 
 def keys_for(tmp_path: Path, *specs: tuple[str, str, str], **extra) -> tuple:

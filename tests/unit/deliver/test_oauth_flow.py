@@ -80,15 +80,15 @@ def test_oauthbearer_initial_response_follows_rfc_7628():
 
 
 @pytest.mark.parametrize(
-    "fields",
+    ("fields", "message"),
     [
-        {"client_id": "c", "refresh_token_file": Path("/x")},
-        {"provider": "google", "refresh_token_file": Path("/x")},
-        {"provider": "google", "client_id": "c", "token_command": "cmd"},
+        ({"client_id": "c", "refresh_token_file": Path("/x")}, "give provider"),
+        ({"provider": "google", "refresh_token_file": Path("/x")}, "client_id and refresh_token"),
+        ({"provider": "google", "client_id": "c", "token_command": "cmd"}, "exclude each other"),
     ],
 )
-def test_incomplete_or_mixed_oauth_sections_are_refused(fields):
-    with pytest.raises(ValueError):
+def test_incomplete_or_mixed_oauth_sections_are_refused(fields, message):
+    with pytest.raises(ValueError, match=message):
         OAuthConfig(**fields)
 
 

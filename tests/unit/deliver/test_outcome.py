@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from relay.deliver.outcome import Reply, Status, classify, holds_queue
+from relay.deliver.outcome import classify, holds_queue
+from relay.model import Status
+from relay.reply import Reply
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from relay.deliver.options import QuotaConfig
-from relay.deliver.outcome import Reply
 from relay.deliver.quota import (
     Governor,
     Window,
@@ -17,6 +16,7 @@ from relay.deliver.quota import (
     read_usage,
     usage,
 )
+from relay.reply import Reply
 
 DAY = 86400.0
 NOW = 1_000_000.0

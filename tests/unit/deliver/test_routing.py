@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.config import UpstreamConfig
+from relay.deliver.options import UpstreamConfig
 from relay.deliver.routing import chain, split, via_mx
 
 LOCAL = UpstreamConfig(name="local", host="mail.internal", recipients=("*@internal.example",))

@@ -9,8 +9,8 @@ import pytest
 from relay.model import Envelope
 from relay.queue.actions import Action, ActionRefused, apply, apply_all, due
 from relay.queue.listing import format_table, read_entries
-from relay.queue.record import DeliveryState, Record
 from relay.queue.spool import QueueState, Spool
+from relay.record import DeliveryState, Record
 
 NOW = 2_000_000_000.0
 

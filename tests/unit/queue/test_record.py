@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.config import RetryConfig
 from relay.model import Envelope, TraceEntry
-from relay.queue.record import (
+from relay.queue.options import RetryConfig
+from relay.queue.schedule import backoff, expired
+from relay.queue.spool import QueueState, Spool
+from relay.record import (
     Attempt,
     CorruptRecord,
     DeliveryState,
@@ -20,8 +22,6 @@ from relay.queue.record import (
     encode_record,
     encode_state,
 )
-from relay.queue.schedule import backoff, expired
-from relay.queue.spool import QueueState, Spool
 
 RECORD = Record(
     queue_id="ID1",

@@ -15,12 +15,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import relay.web
 from relay.capture.maildir import CaptureStore
-from relay.config import WebConfig
 from relay.metrics import Metrics
 from relay.model import Envelope
-from relay.queue.record import Record
+from relay.record import Record
 from relay.web.app import create_app
 from relay.web.deps import Health, WebDeps, WebSettings
+from relay.web.options import WebConfig
 
 WEB = Path(relay.web.__file__).parent
 

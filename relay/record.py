@@ -1,5 +1,8 @@
 """The on-disk format of one queued message and of its delivery state (pure: bytes in, out).
 
+Shared by the stages: receive writes records, queue schedules them, deliver sends and
+capture keeps them.
+
 A record is written once; afterwards only its delivery marks change, in place::
 
     notify-relay-queue/2 <meta length> <message length>\\n
