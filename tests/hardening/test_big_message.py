@@ -65,3 +65,29 @@ async def test_opening_a_message_of_many_parts_keeps_smtp_answering(served) -> N
     listed = body["attachments"]
     assert len(listed) == MAX_PARTS - 1 and body["parts_omitted"] == PARTS - MAX_PARTS
     assert body["raw_url"] == f"/api/v1/messages/{queue_id}/raw"
+
+
+def many_addresses(count: int) -> bytes:
+    """A message whose one To field names ``count`` addresses (~20 octets each), folded."""
+    to = b",\r\n ".join(b"u%d@example.org" % i for i in range(count))
+    return b"From: trac@example.org\r\nTo: " + to + b"\r\nSubject: many\r\n\r\nhello\r\n"
+
+
+async def test_a_field_of_many_addresses_is_stored_and_opened_in_bounded_time(served) -> None:
+    """The stdlib address parsers take time quadratic in a field's length (gh-136063):
+    100,000 addresses (2 MB) took 10 s to index and minutes to open."""
+    started = time.monotonic()
+    queue_id = await served.send(many_addresses(100_000), ["bob@example.org"])
+    stored = time.monotonic() - started
+    async with aiohttp.ClientSession(served.url) as http:
+        started = time.monotonic()
+        async with http.get(f"/api/v1/messages/{queue_id}", timeout=None) as response:
+            assert response.status == 200
+            body = await response.json()
+        opened = time.monotonic() - started
+        async with http.get("/api/v1/messages", params={"q": "to:u7@example.org"}) as response:
+            found = [item["id"] for item in (await response.json())["messages"]]
+    assert stored < 4.0 and opened < 3.0, (stored, opened)
+    to = dict(body["headers"])["To"]
+    assert to.startswith("u0@example.org, u1@example.org") and to.endswith("u99999@example.org")
+    assert found == [queue_id]
