@@ -21,7 +21,7 @@ from email.message import EmailMessage, Message
 from typing import Any, NamedTuple
 
 from relay.capture.timeline import timeline
-from relay.gmail.mime import nesting_problem
+from relay.gmail.mime import nesting_problem, shorten_content_fields
 
 __all__ = [
     "MAX_BODY",
@@ -185,6 +185,7 @@ def _parse(raw: bytes) -> _Parsed:
     delimiters as defects and reads the rest as usual).
     """
     raw, headers_omitted = _trim_header(raw, MAX_HEADERS)
+    raw = shorten_content_fields(raw, MAX_FIELD)  # parsed anew on every access, ~65 each
     header_only = nesting_problem(raw) is not None
     parts_omitted = 0
     if not header_only:
