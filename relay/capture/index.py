@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import NamedTuple
 
@@ -71,6 +71,15 @@ class Row(NamedTuple):
     sure: bool
 
 
+def _create_owner_only(path: Path) -> None:
+    """Create the index file owner-only whatever the umask (SQLite gives -wal and -shm
+    the file's own mode), and never open one that exists: closing any descriptor of it
+    would drop every POSIX lock SQLite holds on it in this process, and another process
+    would then delete the live -wal and -shm (sqlite.org/howtocorrupt.html, 2.2)."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class CaptureIndex:
     """The index file at ``path``; created (or recreated, if of another version) on open."""
 
@@ -100,8 +109,7 @@ class CaptureIndex:
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            # owner-only whatever the umask: SQLite gives -wal and -shm the file's own mode
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            _create_owner_only(self.path)
             db = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )

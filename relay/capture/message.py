@@ -21,10 +21,11 @@ from email.message import EmailMessage, Message
 from typing import Any, NamedTuple
 
 from relay.capture.timeline import timeline
-from relay.gmail.mime import nesting_problem
+from relay.gmail.mime import nesting_problem, shorten_content_fields
 
 __all__ = [
     "MAX_BODY",
+    "MAX_FIELD",
     "MAX_HEADERS",
     "MAX_PARTS",
     "Contents",
@@ -41,6 +42,9 @@ MAX_PARTS = 500
 MAX_HEADERS = 1000
 #: Characters of the text and of the HTML body in :func:`detail`.
 MAX_BODY = 1_000_000
+#: Characters of a header field decoded; a longer one is shown unfolded as it came (the
+#: stdlib header parsers take time quadratic in the length, gh-136063: minutes at 4 MB).
+MAX_FIELD = 100_000
 
 _CID = re.compile(r"cid:([^\"'\s)>]+)", re.IGNORECASE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -184,6 +188,7 @@ def _parse(raw: bytes) -> _Parsed:
     delimiters as defects and reads the rest as usual).
     """
     raw, headers_omitted = _trim_header(raw, MAX_HEADERS)
+    raw = shorten_content_fields(raw, MAX_FIELD)  # parsed anew on every access, ~65 each
     header_only = nesting_problem(raw) is not None
     parts_omitted = 0
     if not header_only:
@@ -260,9 +265,13 @@ def _text(part: Message) -> str:
 
 
 def _header(message: EmailMessage, name: str, value: str) -> tuple[str, str]:
-    """The header decoded (RFC 2047, unfolded), or as it stands if it does not decode."""
+    """The header decoded (RFC 2047, unfolded), or unfolded as it stands if it does not
+    decode or is longer than :data:`MAX_FIELD`."""
     try:
-        value = str(message.policy.header_fetch_parse(name, value))
+        if len(value) <= MAX_FIELD:
+            value = str(message.policy.header_fetch_parse(name, value))
+        else:
+            value = " ".join(value.split())
     except (ValueError, LookupError, TypeError, IndexError, AttributeError):
         value = " ".join(value.split())
     return name, value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

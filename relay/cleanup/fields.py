@@ -90,19 +90,21 @@ def read_header(message: bytes) -> tuple[tuple[Field, ...], bytes, bytes]:
 
 
 def _take_fields(head: bytes) -> tuple[tuple[Field, ...], bytes]:
-    """The fields at the start of ``head`` and the rest from the first line that is not one."""
-    fields: list[Field] = []
+    """The fields at the start of ``head`` and the rest from the first line that is not one.
+
+    Each field's lines are joined once at the end: linear time however often it is folded.
+    """
+    fields: list[tuple[str, list[bytes]]] = []
     offset = 0
     for line in _LINE.findall(head):
         if line[:1] in (b" ", b"\t") and fields:
-            last = fields.pop()
-            fields.append(Field(name=last.name, raw=last.raw + line))
+            fields[-1][1].append(line)
         elif match := _NAME.match(line):
-            fields.append(Field(name=match.group(1).decode("ascii"), raw=line))
+            fields.append((match.group(1).decode("ascii"), [line]))
         else:
-            return tuple(fields), head[offset:]
+            break
         offset += len(line)
-    return tuple(fields), b""
+    return tuple(Field(name=name, raw=b"".join(lines)) for name, lines in fields), head[offset:]
 
 
 def join_message(fields: tuple[Field, ...], separator: bytes, body: bytes) -> bytes:

@@ -118,9 +118,7 @@ def parse_date(text: str) -> dt.date | int:
     """Return the calendar date of ``YYYY/MM/DD``, ``YYYY-MM-DD`` or ``MM/DD/YYYY``,
     or the epoch second of an integer value."""
     if text.isdigit() and len(text) > 4:
-        if int(text) > MAX_EPOCH:
-            raise ValueError(f"a date up to 9999/12/31 or epoch second {MAX_EPOCH}")
-        return int(text)
+        return parse_number(text, MAX_EPOCH, f"a date up to 9999/12/31 or epoch second {MAX_EPOCH}")
     for pattern, (year, month, day) in _DATE_FORMATS:
         match = pattern.fullmatch(text)
         if match is not None:
@@ -137,10 +135,23 @@ def parse_age(text: str) -> tuple[int, str]:
     match = _AGE.fullmatch(text)
     if match is None:
         raise ValueError("an age such as 7d, 2m or 1y (units: d, m, y; h is not supported)")
-    count, unit = int(match[1]), match[2].lower()
-    if count > _AGE_LIMITS[unit]:
-        raise ValueError(f"an age up to {_AGE_LIMITS[unit]}{unit} ({MAX_AGE_YEARS} years)")
-    return count, unit
+    unit = match[2].lower()
+    limit = _AGE_LIMITS[unit]
+    expected = f"an age up to {limit}{unit} ({MAX_AGE_YEARS} years)"
+    return parse_number(match[1], limit, expected), unit
+
+
+def parse_number(text: str, limit: int, expected: str) -> int:
+    """``text`` as a whole number from 0 to ``limit`` in ASCII digits (no superscript or
+    Arabic-Indic ones, never so long that ``int()`` refuses it); else ValueError saying
+    ``expected``."""
+    digits = text.lstrip("0")
+    if not (text.isascii() and text.isdigit()) or len(digits) > len(str(limit)):
+        raise ValueError(expected)
+    number = int(digits or "0")
+    if number > limit:
+        raise ValueError(expected)
+    return number
 
 
 def validate_value(operator: str, text: str) -> None:

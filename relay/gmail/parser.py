@@ -21,12 +21,16 @@ from dataclasses import dataclass, field
 from relay.gmail.ast import And, Around, Field, Node, Not, Or, Term
 from relay.gmail.errors import QuerySyntaxError
 from relay.gmail.lexer import Kind, QueryWarning, Token, lex
-from relay.gmail.operators import ADDRESS_OPERATORS, validate_value
+from relay.gmail.operators import ADDRESS_OPERATORS, parse_number, validate_value
 
-__all__ = ["ParsedQuery", "parse", "parse_query"]
+__all__ = ["MAX_DISTANCE", "ParsedQuery", "parse", "parse_query"]
 
 _QUOTED_AROUND = re.compile(r"\s*(\S.*?)\s+AROUND(?:\s+(\d+))?\s+(\S.*?)\s*", re.DOTALL)
 _DEFAULT_DISTANCE = 5
+#: The largest ``AROUND`` distance: far below the 32-bit int of SQLite's FTS5 ``NEAR``
+#: (which wraps past 2147483647 and then matches nothing).
+MAX_DISTANCE = 100_000
+_DISTANCE = f"a distance from 0 to {MAX_DISTANCE} words"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +129,7 @@ def _around(cursor: _Cursor) -> Node:
         raise cursor.error("a word or phrase before AROUND", start)
     distance = _DEFAULT_DISTANCE
     if cursor.token.kind is Kind.WORD and cursor.token.text.isdigit():
-        distance = int(cursor.take().text)
+        distance = _distance(cursor, cursor.take())
     right_token = cursor.token
     right = _primary(cursor)
     if not isinstance(right, Term):
@@ -230,9 +234,17 @@ def _phrase(cursor: _Cursor, token: Token) -> Node:
     return Around(
         Term(left, quoted=True),
         Term(right, quoted=True),
-        int(distance) if distance else _DEFAULT_DISTANCE,
+        _distance(cursor, token, distance) if distance else _DEFAULT_DISTANCE,
         ordered=True,
     )
+
+
+def _distance(cursor: _Cursor, token: Token, text: str | None = None) -> int:
+    """The ``AROUND`` distance ``text`` (default: the token's), or a syntax error at it."""
+    try:
+        return parse_number(token.text if text is None else text, MAX_DISTANCE, _DISTANCE)
+    except ValueError as exc:
+        raise cursor.error(str(exc), token) from None
 
 
 def _check_value(cursor: _Cursor, token: Token) -> None:
