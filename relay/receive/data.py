@@ -136,7 +136,7 @@ async def _read_section(reader: asyncio.StreamReader, budget: int) -> tuple[byte
         for octet in piece:
             matched = _STEP.get((matched, octet), 0)
         size += len(piece)
-        if len(head) <= budget:
+        if len(head) < budget + 3:  # keep the final . CRLF too: it is not counted
             head += piece
     if matched == 5:
         return bytes(head[:-3]), size - 3

@@ -99,6 +99,7 @@ async def test_content_error_and_what_is_left_agree_with_aiosmtpd(stream, cuts):
 @example(b"abc\r\n.\r\n", [], 5)
 @example(b"abc\r\n.\r\n", [], 4)
 @example(b"\r\n" * 10 + b".\r\n", [], 7)
+@example(b"\r\n.\r\n", [], 2)  # the whole section fits only with the marker read
 async def test_size_limit_agrees_with_aiosmtpd_when_lines_are_short(stream, cuts, limit):
     # aiosmtpd reports whichever of the two problems its line loop meets first; ours looks
     # at the first ``limit`` octets for a long line, so only a line that is both too long
