@@ -1,15 +1,16 @@
 """Who holds the listener's connection slots: the global cap, a per-client cap, stress mode.
 
-As Postfix's anvil and smtpd do: a client (an IP address on TCP, a peer uid on a unix
-socket, read with ``SO_PEERCRED``) may hold at most ``limits.per_client`` connections, so
+As Postfix's anvil and smtpd do: a client (an IP address on TCP; a local user, by uid, on
+a unix socket, read with ``SO_PEERCRED``, and on loopback TCP, asked of the kernel by
+:mod:`relay.receive.peers`) may hold at most ``limits.per_client`` connections, so
 one busy or hostile process cannot take every slot; and while more than
 ``stress_threshold`` of ``max_connections`` are in use, every connection's idle and
 command timeout drops to ``stress_timeout`` (:class:`StressTimer`) so that idle ones give
 their slots back soon. Stress mode begins and ends with one log line each.
 
-On TCP every local process shares 127.0.0.1: the per-client cap limits them together. A
-tracker that needs its own share connects from another loopback address or over a unix
-socket as its own user.
+On loopback every local process could use 127.0.0.1, another address of 127.0.0.0/8 or
+::1, so there the share is per local user, as on a unix socket: one user's processes
+cannot take the slots of another's (a tracker running as its own user keeps its share).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aiosmtpd.smtp import syntax
 
 from relay.log import logger
 from relay.receive.options import Limits, Network
+from relay.receive.peers import loopback_owner
 from relay.receive.policy import peer_address
 
 __all__ = ["Connections", "StressTimer", "Timed", "client_of"]
@@ -46,10 +48,12 @@ class StressTimer:
 
     aiosmtpd gives each command ``timeout`` seconds, counted from the end of the previous
     one, the whole DATA upload included. In stress mode a client also has at most the
-    stress timeout (counted from the moment stress mode began, or from its last command)
-    to send its next command, so idle connections give their slots back soon. A DATA
-    upload under way keeps the normal deadline: a client sending its message is never cut
-    off for being slower than the stress timeout (nor while the message is being stored).
+    stress timeout (counted from the moment stress mode began, or from its last command
+    that moves a transaction on) to send its next command, so idle connections give their
+    slots back soon. NOOP, RSET, HELP, VRFY and EXPN do not count there (Postfix's junk
+    commands): a client cannot keep its slot alive with them. A DATA upload under way keeps
+    the normal deadline: a client sending its message is never cut off for being slower
+    than the stress timeout (nor while the message is being stored).
     """
 
     loop: asyncio.AbstractEventLoop
@@ -58,19 +62,58 @@ class StressTimer:
     _timeout_handle: asyncio.TimerHandle | None
     _timeout_cb: Callable[[], None]  # aiosmtpd's: close the connection
     _stress: float | None = None
+    _stress_began = 0.0
     _uploading = False
     _deadline = 0.0
+    _active = 0.0  # when the last command that counts in stress mode came
+    _active_before = 0.0  # ... and the one before it (a junk command puts it back)
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         """aiosmtpd calls this when a connection opens and before each command."""
-        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        now = self.loop.time()
+        self._deadline = now + (duration or self._timeout_duration)
+        self._active_before, self._active = self._active, now
         self._schedule()
 
     def set_stress(self, seconds: float | None) -> None:
         """Wait at most ``seconds`` for the next command (None: the normal timeout)."""
-        self._stress = seconds
+        self._stress, self._stress_began = seconds, self.loop.time()
         if self._connected():
             self._schedule()
+
+    def _junk(self) -> None:
+        """The command under way does not count as activity in stress mode."""
+        self._active = self._active_before
+        self._schedule()
+
+    @syntax("NOOP [ignored]")
+    async def smtp_NOOP(self, arg: str) -> None:
+        """aiosmtpd's NOOP, which does not keep a slot alive in stress mode."""
+        self._junk()
+        await super().smtp_NOOP(arg)  # type: ignore[misc]
+
+    @syntax("RSET")
+    async def smtp_RSET(self, arg: str) -> None:
+        """aiosmtpd's RSET, which does not keep a slot alive in stress mode."""
+        self._junk()
+        await super().smtp_RSET(arg)  # type: ignore[misc]
+
+    @syntax("HELP [command]")
+    async def smtp_HELP(self, arg: str) -> None:
+        """aiosmtpd's HELP, which does not keep a slot alive in stress mode."""
+        self._junk()
+        await super().smtp_HELP(arg)  # type: ignore[misc]
+
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str) -> None:
+        """aiosmtpd's VRFY, which does not keep a slot alive in stress mode."""
+        self._junk()
+        await super().smtp_VRFY(arg)  # type: ignore[misc]
+
+    async def smtp_EXPN(self, arg: str) -> None:
+        """aiosmtpd's EXPN (not implemented), which does not keep a slot alive either."""
+        self._junk()
+        await super().smtp_EXPN(arg)  # type: ignore[misc]
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -81,6 +124,7 @@ class StressTimer:
             await super().smtp_DATA(arg)  # type: ignore[misc]
         finally:
             self._uploading = False
+            self._active = self.loop.time()  # the next command has its time from here
             if self._connected():
                 self._schedule()
 
@@ -91,17 +135,24 @@ class StressTimer:
     def _schedule(self) -> None:
         when = self._deadline
         if self._stress is not None and not self._uploading:
-            when = min(when, self.loop.time() + self._stress)
+            when = min(when, max(self._active, self._stress_began) + self._stress)
         if self._timeout_handle is not None:
             self._timeout_handle.cancel()
         self._timeout_handle = self.loop.call_at(when, self._timeout_cb)
 
 
 def client_of(transport: asyncio.BaseTransport) -> str:
-    """The client a connection counts against: its IP address (IPv4-mapped IPv6 as IPv4),
-    or ``uid N`` of the process at the other end of a unix socket."""
-    address = peer_address(transport.get_extra_info("peername"))
+    """The client a connection counts against: ``uid N``, the local user at the other end
+    of a unix socket or of a loopback TCP connection (any local process may use any
+    loopback address, so the address says nothing there); otherwise its IP address
+    (IPv4-mapped IPv6 as IPv4)."""
+    peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+    address, own = peer_address(peer), peer_address(local)
     if address is not None:
+        if address.is_loopback and own is not None:
+            uid = loopback_owner((address, int(peer[1])), (own, int(local[1])))
+            if uid is not None:
+                return f"uid {uid}"
         return str(address)
     sock = transport.get_extra_info("socket")
     try:
