@@ -91,12 +91,12 @@ class WholeBufferData(SMTP):
             self._writer.close()
             return
         if isinstance(content, DataError):
-            self._set_post_data_state()
+            self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's, untyped
             await self.push(content.value)
             return
         self.envelope.content = self.envelope.original_content = content
         status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's, untyped
         await self.push("250 OK" if status is MISSING else status)
 
 

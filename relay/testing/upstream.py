@@ -53,7 +53,16 @@ class Received:
 
 def _over_tls(server: SMTP, session: Any) -> bool:
     """STARTTLS sets session.ssl; an implicit-TLS transport only shows in its extra info."""
-    return session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None
+    transport = server.transport
+    return session.ssl is not None or (
+        transport is not None and transport.get_extra_info("ssl_object") is not None
+    )
+
+
+def _close(server: SMTP) -> None:
+    """Hang up on the client (a connection aiosmtpd has not set up yet has nothing to close)."""
+    if server.transport is not None:
+        server.transport.close()
 
 
 class SinkHandler:
@@ -71,30 +80,36 @@ class SinkHandler:
             addresses = (arg,) if stage == "rcpt" else tuple(getattr(arg, "rcpt_tos", ()))
             return await self.upstream.fault(server, stage, addresses)
         if reply == DROP:
-            server.transport.close()
+            _close(server)
             return _DROPPED
         return reply
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+    async def handle_EHLO(
+        self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
         session.host_name = hostname
         self.upstream.ehlo_count += 1
         hidden = tuple(f"250-{name}".upper() for name in self.upstream.hide)
         return [line for line in responses if not line.upper().startswith(hidden)]
 
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+    async def handle_MAIL(
+        self, server: SMTP, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
         if answer := await self._misbehaving(server, "mail", self.upstream.mail_reply, address):
             return answer
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+    async def handle_RCPT(
+        self, server: SMTP, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         if answer := await self._misbehaving(server, "rcpt", self.upstream.rcpt_reply, address):
             return answer
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server, session, envelope):
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
         upstream = self.upstream
         reply = await self._misbehaving(server, "data", upstream.data_reply, envelope)
         if reply and reply != RECORD_THEN_DROP:
@@ -110,7 +125,7 @@ class SinkHandler:
             )
         )
         if reply == RECORD_THEN_DROP:
-            server.transport.close()
+            _close(server)
             return _DROPPED
         count = len(upstream.messages)
         if upstream.final_dot_delay:  # the message is taken; only the reply is late
@@ -129,7 +144,7 @@ class SinkProtocol(SMTP):
     async def _handle_client(self) -> None:
         if reply := await self.upstream.fault(self, "connect"):
             await self.push(reply)
-            self.transport.close()
+            _close(self)
             return
         await super()._handle_client()
 
@@ -238,7 +253,9 @@ class FakeUpstream(ThreadedServer):
         """The reply of a fault rule at ``stage`` (None: behave)."""
         return await inject(self.faults, stage, addresses, server.transport)
 
-    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+    def _authenticate(
+        self, server: SMTP, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         assert isinstance(auth_data, LoginPassword)
         login = auth_data.login.decode()
         self.auth_attempts.append((login, _over_tls(server, session)))
