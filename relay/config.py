@@ -120,10 +120,13 @@ def load_config(
     config = build(RelayConfig, data, file=file, base=base)
     config = replace(config, source=file, trac_ini_report=report.lines() if report else ())
     if config.upstream is not None:
-        load_upstream(config.upstream, file, secrets=secrets)
-    if config.capture.release.upstream is not None:
-        release = config.capture.release.upstream
-        load_upstream(release, file, secrets=secrets, section="capture.release.upstream")
+        config = replace(config, upstream=load_upstream(config.upstream, file, secrets=secrets))
+    release = config.capture.release
+    if release.upstream is not None:
+        section = "capture.release.upstream"
+        loaded = load_upstream(release.upstream, file, secrets=secrets, section=section)
+        capture = replace(config.capture, release=replace(release, upstream=loaded))
+        config = replace(config, capture=capture)
     config = _check_upstreams(config, file, secrets=secrets)
     _check_listen_security(config, file)
     check_web(config.web, file=file)
@@ -166,9 +169,11 @@ def _check_upstreams(config: RelayConfig, file: str, *, secrets: bool) -> RelayC
         raise ConfigError(
             "give upstream (one) or upstreams (a list), not both", file=file, key="upstreams"
         )
-    for n, upstream in enumerate(config.upstreams):
+    loaded = tuple(
         load_upstream(upstream, file, secrets=secrets, section=f"upstreams[{n}]")
-    chain = config.upstreams or ((config.upstream,) if config.upstream else ())
+        for n, upstream in enumerate(config.upstreams)
+    )
+    chain = loaded or ((config.upstream,) if config.upstream else ())
     if chain and all(upstream.senders or upstream.recipients for upstream in chain):
         raise ConfigError(
             "every upstream has senders or recipients patterns; add one without them for the "
@@ -197,37 +202,34 @@ def _read_yaml(path: Path) -> object:
 
 def load_upstream(
     upstream: UpstreamConfig, file: str, *, secrets: bool = True, section: str = "upstream"
-) -> None:
-    """Check ``upstream`` (:func:`~relay.deliver.options.check_upstream`), then read its
-    password and OAuth secrets (not with ``secrets=False``)."""
+) -> UpstreamConfig:
+    """Check ``upstream`` (:func:`~relay.deliver.options.check_upstream`); return it with its
+    password and OAuth secrets read (as it is with ``secrets=False``)."""
     check_upstream(upstream, file=file, section=section)
     if secrets and not upstream.mx:
-        _read_upstream_secrets(upstream, file, section)
+        return _with_upstream_secrets(upstream, file, section)
+    return upstream
 
 
-def _read_upstream_secrets(upstream: UpstreamConfig, file: str, section: str) -> None:
-    """Put the password and the OAuth client secret, refresh token and key in force.
-
-    TODO(issue 12): these belong in :mod:`relay.credentials` with the listener's; their
-    readers (the upstream session, the token source) still take them from the config.
-    """
+def _with_upstream_secrets(upstream: UpstreamConfig, file: str, section: str) -> UpstreamConfig:
+    """``upstream`` with the password and the OAuth client secret, refresh token and key
+    read from the sources it names."""
     sources = password_sources(upstream)
     if sources and upstream.username is not None and upstream.auth == "password":
         key = where(section, sources[0])
         secret = Secret(read_secret(upstream, sources[0], file=file, key=key))
-        object.__setattr__(upstream, "secret", secret)
+        upstream = replace(upstream, secret=secret)
     oauth = upstream.oauth
     if oauth is None:
-        return
+        return upstream
     key = where(section, "oauth")
-    files = (
-        ("client_secret", oauth.client_secret_file),
-        ("refresh_token", oauth.refresh_token_file),
-    )
-    for name, path in files:
-        if path is not None:
-            text = read_secret_file(path, file=file, key=where(key, f"{name}_file"))
-            object.__setattr__(oauth, name, Secret(text))
+
+    def secret_file(name: str, path: Path | None) -> Secret | None:
+        if path is None:
+            return None
+        return Secret(read_secret_file(path, file=file, key=where(key, f"{name}_file")))
+
+    client_key = None
     if oauth.client_key_file is not None:
         pem = read_private(oauth.client_key_file, file=file, key=where(key, "client_key_file"))
         try:
@@ -237,7 +239,14 @@ def _read_upstream_secrets(upstream: UpstreamConfig, file: str, section: str) ->
             what = f"cannot read it: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
             name = "client_certificate_file" if isinstance(exc, OSError) else "client_key_file"
             raise ConfigError(what, file=file, key=where(key, name)) from None
-        object.__setattr__(oauth, "client_key", Secret(pem))
+        client_key = Secret(pem)
+    read = replace(
+        oauth,
+        client_secret=secret_file("client_secret", oauth.client_secret_file),
+        refresh_token=secret_file("refresh_token", oauth.refresh_token_file),
+        client_key=client_key,
+    )
+    return replace(upstream, oauth=read)
 
 
 def _check_listen_security(config: RelayConfig, file: str) -> None:

@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from relay.config import RelayConfig
 from relay.deliver.options import UpstreamConfig
@@ -46,7 +46,6 @@ ENVIRONMENT = {
 #: The variable holding the upstream password itself (no flag: argv is visible to all users).
 PASSWORD_ENV = "NOTIFY_RELAY_PASSWORD"
 
-T = TypeVar("T")
 
 _SCHEMES: dict[str, Literal["starttls", "implicit", "none"]] = {
     "smtp+starttls": "starttls",
@@ -119,27 +118,19 @@ def apply_overrides(config: RelayConfig, overrides: Overrides) -> RelayConfig:
         web = overrides.web
         enabled = web.value != "off"
         listen = _parsed(parse_web_listener, web.value, web.origin) if enabled else None
-        changes["web"] = _replaced(config.web, enabled=enabled, listen=listen or config.web.listen)
+        changes["web"] = dataclasses.replace(
+            config.web, enabled=enabled, listen=listen or config.web.listen
+        )
         check_web(changes["web"], file=web.origin)  # beyond loopback: needs users
     if overrides.mail_dir is not None:
         path = Path(overrides.mail_dir.value)
-        changes["capture"] = _replaced(config.capture, path=path)
+        changes["capture"] = dataclasses.replace(config.capture, path=path)
     upstream = _upstream(config, overrides)
     if upstream is not None:
         changes.update(upstream=upstream, upstreams=(upstream,))
     if not changes:
         return config
-    return _replaced(config, **changes)
-
-
-def _replaced(value: T, **changes: Any) -> T:
-    """:func:`dataclasses.replace` that keeps what loading set after construction (fields
-    with ``init=False``: the source file, secrets and users read), which it would drop."""
-    new = dataclasses.replace(value, **changes)  # type: ignore[type-var]
-    for item in dataclasses.fields(value):  # type: ignore[arg-type]
-        if not item.init:
-            object.__setattr__(new, item.name, getattr(value, item.name))
-    return new
+    return dataclasses.replace(config, **changes)
 
 
 def _parsed(parse: Any, value: object, origin: str) -> Any:

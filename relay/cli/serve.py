@@ -67,6 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _run(args: argparse.Namespace) -> int:
+    import dataclasses
     import os
 
     from relay import eventloop
@@ -85,7 +86,8 @@ def _run(args: argparse.Namespace) -> int:
         if new.upstream is not None and new.upstream is not config.upstream:
             password = overrides.password_file or overrides.password_env
             origin = password.origin if password is not None else ""
-            load_upstream(new.upstream, origin)
+            upstream = load_upstream(new.upstream, origin)
+            new = dataclasses.replace(new, upstream=upstream, upstreams=(upstream,))
         return new
 
     try:

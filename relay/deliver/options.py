@@ -52,6 +52,8 @@ PROVIDERS = {
 
 #: Microsoft's multi-tenant endpoints: no app-only token can come from them.
 _SHARED_TENANTS = frozenset({"common", "organizations", "consumers"})
+#: Field metadata of what loading reads (secrets): set by ``dataclasses.replace``, not a key.
+_READ = {"derived": True}
 
 #: Named presets for ``quota.preset``: (messages, recipients) per rolling 24 hours.
 QUOTA_PRESETS = {"gmail": (500, 500), "workspace": (2000, 10_000)}
@@ -92,9 +94,10 @@ class OAuthConfig:
     refresh_token_file: Path | None = None
     token_command: str | None = None
     timeout: float = field(default=30.0, metadata={"duration": True, "min": 1})
-    client_secret: Secret | None = field(default=None, init=False, compare=False)
-    refresh_token: Secret | None = field(default=None, init=False, compare=False)
-    client_key: Secret | None = field(default=None, init=False, compare=False)
+    # read from the files above by relay.config.load_upstream; never keys of their own
+    client_secret: Secret | None = field(default=None, compare=False, metadata=_READ)
+    refresh_token: Secret | None = field(default=None, compare=False, metadata=_READ)
+    client_key: Secret | None = field(default=None, compare=False, metadata=_READ)
 
     def __post_init__(self) -> None:
         flow = (
@@ -252,7 +255,8 @@ class UpstreamConfig:
     quota: QuotaConfig | None = None
     senders: tuple[str, ...] = ()
     recipients: tuple[str, ...] = ()
-    secret: Secret | None = field(default=None, init=False, compare=False)
+    # read by relay.config.load_upstream from the password source; never a key of its own
+    secret: Secret | None = field(default=None, compare=False, metadata=_READ)
 
     @property
     def effective_port(self) -> int:
