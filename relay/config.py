@@ -58,6 +58,8 @@ class RelayConfig:
         metadata={"parse": parse_networks},
     )
     hostname: str = field(default_factory=socket.gethostname)
+    #: Receive worker processes in relay mode (None: one per CPU; 0: all in one process).
+    workers: int | None = None
     listen_tls: ListenTlsConfig | None = None
     listen_auth: ListenAuthConfig | None = None
     limits: Limits = field(default_factory=Limits)
@@ -132,7 +134,17 @@ def load_config(
     check_web(config.web, file=file)
     check_limits(config.limits, file=file)
     _check_capture(config, file)
+    if config.workers is not None and not 0 <= config.workers <= _MOST_WORKERS:
+        raise ConfigError(
+            f"expected 0 to {_MOST_WORKERS} (0: one process), got {config.workers}",
+            file=file,
+            key="workers",
+        )
     return config
+
+
+#: The most receive workers a relay runs.
+_MOST_WORKERS = 64
 
 
 def _check_capture(config: RelayConfig, file: str) -> None:

@@ -67,6 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
     import dataclasses
     import os
 
@@ -76,6 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     from relay.errors import ConfigError, RelayError
     from relay.log import logger, setup_logging
     from relay.service import serve
+    from relay.supervisor import supervise, worker_count
 
     setup_logging(fmt=args.log_format)
     overrides = read_overrides(vars(args), os.environ)
@@ -91,7 +93,10 @@ def _run(args: argparse.Namespace) -> int:
         return new
 
     try:
-        eventloop.run(serve(load(), reload=load))
+        config = load()
+        if config.upstream is not None and worker_count(config) > 0:
+            return asyncio.run(supervise(config, reload=load, log_format=args.log_format))
+        eventloop.run(serve(config, reload=load))
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return ExitCode.CONFIG

@@ -113,6 +113,14 @@ class QueueManager:
             timer.cancel()
         self._ready.put_nowait(queue_id)
 
+    async def rescan(self) -> None:
+        """Submit every incoming message not being delivered: a receive worker that died
+        may have written one without saying so. A message submitted twice is sent once."""
+        waiting = await asyncio.to_thread(self.spool.ids, QueueState.INCOMING)
+        for queue_id in waiting:
+            if queue_id not in self._busy:
+                self.submit(queue_id)
+
     @property
     def failing_since(self) -> float | None:
         """When the upstream began failing to give a session (None: fine or not yet tried)."""

@@ -12,10 +12,9 @@ import asyncio
 import base64
 import binascii
 import functools
-import grp
-import os
+import socket
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
@@ -30,9 +29,9 @@ from relay.receive.options import (
     Listener,
     ListenTlsConfig,
     Network,
-    TcpListener,
 )
 from relay.receive.policy import peer_allowed
+from relay.receive.sockets import BACKLOG, address, bind, unbind
 from relay.receive.users import PasswordHash, check_login
 
 __all__ = ["Listeners"]
@@ -262,6 +261,7 @@ class Listeners:
         self.users: Mapping[str, PasswordHash] = users or {}
         self._gate = Connections(networks)
         self._servers: list[asyncio.Server] = []
+        self._own = True  # the sockets were bound here, and go with the servers
 
     def reconfigure(
         self,
@@ -294,30 +294,22 @@ class Listeners:
             timeout=self.limits.timeout,
         )
 
-    async def start(self) -> list[str]:
-        """Bind every listener; return their addresses as bound (real ports for port 0)."""
+    async def start(self, sockets: Sequence[socket.socket] | None = None) -> list[str]:
+        """Serve ``sockets`` (bound by the supervisor, who also removes them), or bind every
+        listener here; return the addresses served (real ports for port 0)."""
+        self._own = sockets is None
+        if sockets is None:
+            sockets = [sock for listener in self.listeners for sock in bind(listener)]
         loop = asyncio.get_running_loop()
-        bound = []
-        for listener in self.listeners:
-            if isinstance(listener, TcpListener):
-                protocol = functools.partial(self._protocol, tcp=True)
-                server = await loop.create_server(protocol, listener.host, listener.port)
-                for sock in server.sockets:
-                    host, port = sock.getsockname()[:2]
-                    bound.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        for sock in sockets:
+            tcp = sock.family != socket.AF_UNIX
+            protocol = functools.partial(self._protocol, tcp=tcp)
+            if tcp:
+                server = await loop.create_server(protocol, sock=sock, backlog=BACKLOG)
             else:
-                path = listener.unix
-                if path.is_socket():
-                    path.unlink()
-                path.parent.mkdir(parents=True, exist_ok=True)
-                protocol = functools.partial(self._protocol, tcp=False)
-                server = await loop.create_unix_server(protocol, str(path))
-                os.chmod(path, listener.mode)
-                if listener.group is not None:
-                    os.chown(path, -1, grp.getgrnam(listener.group).gr_gid)
-                bound.append(f"unix:{path}")
+                server = await loop.create_unix_server(protocol, sock=sock, backlog=BACKLOG)
             self._servers.append(server)
-        return bound
+        return [address(sock) for sock in sockets]
 
     async def stop(self) -> None:
         """Stop accepting; connections in progress are closed."""
@@ -325,6 +317,6 @@ class Listeners:
             server.close()
         for server in self._servers:
             await server.wait_closed()
-        for listener in self.listeners:
-            if not isinstance(listener, TcpListener):
-                listener.unix.unlink(missing_ok=True)
+        if self._own:
+            for listener in self.listeners:
+                unbind(listener)

@@ -1,0 +1,267 @@
+"""The supervisor of a split relay: ``serve`` in relay mode with ``workers`` above 0.
+
+It holds the queue (lock and ``relay.pid``), binds the SMTP listeners once, and runs the
+other processes as ``python -m relay.worker`` (:mod:`relay.worker`)::
+
+    supervisor ─┬─ deliver.0    queue manager, upstream sessions, control socket, web, metrics
+                ├─ receive.1    SMTP on the shared listening sockets, cleanup, spool write
+                └─ receive.N
+
+Receive workers answer 250 once a message is in the spool and wake the delivery process
+with a datagram (:mod:`relay.queue.wakeup`). A process that ends is started again (at
+once, or after a growing pause when it keeps ending young), and a receive worker's death
+makes the delivery process look at every incoming message. SIGHUP loads the config here
+and hands it to every process; SIGTERM stops the receive workers first, then delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from relay.config import RelayConfig
+from relay.credentials import read_credentials
+from relay.durable import make_private_dir
+from relay.errors import ExitCode
+from relay.lock import DirectoryLock
+from relay.log import logger
+from relay.processes import METRICS, TABLE, ProcessState, write_table
+from relay.queue.control import take
+from relay.queue.wakeup import RESCAN, socket_pair
+from relay.receive.sockets import address, bind, unbind
+from relay.service import Role, announce, check_reload, reloader
+from relay.worker import READY, Assignment, encode
+
+__all__ = ["Supervisor", "supervise", "worker_count"]
+
+#: Seconds a process must run to count as started well (its next restart is immediate).
+_STEADY = 10.0
+#: The longest pause before restarting a process that keeps ending young.
+_LONGEST_PAUSE = 30.0
+#: Seconds a process gets to stop on SIGTERM before it is killed.
+_STOP_TIMEOUT = 30.0
+#: Seconds a new process gets to say it serves.
+_START_TIMEOUT = 60.0
+
+
+def worker_count(config: RelayConfig) -> int:
+    """Receive workers to run: ``workers``, or one per CPU this process may use."""
+    if config.workers is not None:
+        return config.workers
+    return len(os.sched_getaffinity(0))
+
+
+class _Process:
+    """One slot: the role, the process in it, and its history."""
+
+    def __init__(self, role: Role, slot: int) -> None:
+        self.role, self.slot = role, slot
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self.young_ends = 0  # ends in a row within _STEADY of the start
+        self.started = 0.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.role.value}.{self.slot}"
+
+    def state(self) -> ProcessState:
+        pid = self.process.pid if self.process and self.process.returncode is None else 0
+        return ProcessState(self.role.value, self.slot, pid, self.restarts)
+
+
+class Supervisor:
+    """Runs a split relay's processes until told to stop."""
+
+    def __init__(
+        self, config: RelayConfig, *, log_format: Literal["text", "json"], workers: int
+    ) -> None:
+        self.config = config
+        self.log_format = log_format
+        self.root = config.queue.path
+        self.run = self.root / "run"
+        self.lock = DirectoryLock(self.root)
+        self.sockets: list[socket.socket] = []
+        self.bound: tuple[str, ...] = ()
+        self.wake_send, self.wake_receive = socket_pair()
+        self.processes = [_Process(Role.DELIVER, 0)] + [
+            _Process(Role.RECEIVE, n) for n in range(1, workers + 1)
+        ]
+        self.stopping = asyncio.Event()
+        self._watchers: list[asyncio.Task[None]] = []
+
+    async def start(self) -> int:
+        """Take the queue, bind, and start every process; an exit code if one cannot start
+        (the others are stopped), else 0."""
+        make_private_dir(self.root)
+        await take(self.lock, 10.0)
+        make_private_dir(self.run)
+        shutil.rmtree(self.run / METRICS, ignore_errors=True)  # counts of an earlier run
+        make_private_dir(self.run / METRICS)
+        for listener in self.config.listen:
+            self.sockets += bind(listener)
+        self.bound = tuple(address(sock) for sock in self.sockets)
+        for group in ([self.processes[0]], self.processes[1:]):  # delivery first: it recovers
+            codes = await asyncio.gather(*(self._spawn(process) for process in group))
+            failed = [code for code in codes if code is not None]
+            if failed:
+                await self.stop()
+                return failed[0]
+        announce(self.config, self.bound, read_credentials(self.config))
+        self._watchers = [
+            asyncio.create_task(self._watch(process), name=process.name)
+            for process in self.processes
+        ]
+        return ExitCode.OK
+
+    async def reload(self, config: RelayConfig) -> None:
+        """Hand ``config`` to every process (after checking it loads here)."""
+        check_reload(self.config, config)
+        await asyncio.to_thread(read_credentials, config)  # refuse what a process would
+        self.config = config
+        for process in self.processes:
+            await self._tell(process, encode(config))
+
+    async def stop(self) -> None:
+        """Stop the receive workers, then delivery; give the sockets and the queue up."""
+        self.stopping.set()
+        for watcher in self._watchers:
+            watcher.cancel()
+        receivers = [process for process in self.processes if process.role == Role.RECEIVE]
+        await asyncio.gather(*(self._end(process) for process in receivers))
+        await self._end(self.processes[0])
+        self._write_table()
+        for sock in self.sockets:
+            sock.close()
+        for listener in self.config.listen:
+            unbind(listener)
+        self.lock.release()
+
+    async def _spawn(self, process: _Process) -> int | None:
+        """Start ``process``; None once it serves, else its exit code."""
+        inherited = [sock.fileno() for sock in self.sockets] if process.role == Role.RECEIVE else []
+        wake = self.wake_send if process.role == Role.RECEIVE else self.wake_receive
+        assert self.lock.fd is not None
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "relay.worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            pass_fds=(*inherited, wake.fileno(), self.lock.fd),  # the lock lives while we do
+            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.run / METRICS)},
+        )
+        process.process, process.started = child, time.monotonic()
+        assignment = Assignment(
+            role=process.role,
+            slot=process.slot,
+            config=self.config,
+            listen_fds=tuple(inherited),
+            bound=self.bound,
+            wake_fd=wake.fileno(),
+            run=self.run,
+            log_format=self.log_format,
+        )
+        await self._tell(process, encode(assignment))
+        assert child.stdout is not None
+        try:
+            line = await asyncio.wait_for(child.stdout.readline(), _START_TIMEOUT)
+        except TimeoutError:
+            line = b""
+        if line != READY:
+            await self._end(process)
+            return child.returncode or ExitCode.OSERR
+        self._write_table()
+        return None
+
+    async def _watch(self, process: _Process) -> None:
+        """Start ``process`` again whenever it ends (or fails to start), until the relay stops."""
+        while True:
+            assert process.process is not None
+            status = await process.process.wait()
+            pause = self._pause(process)
+            logger.error(
+                "supervisor: %s (pid %d) %s; starting it again%s",
+                process.name,
+                process.process.pid,
+                _ending(status),
+                f" in {pause:.1f} s" if pause else "",
+            )
+            process.restarts += 1
+            self._write_table()
+            if process.role == Role.RECEIVE:  # it may have queued mail without saying so
+                with contextlib.suppress(OSError):
+                    self.wake_send.send(RESCAN)
+            await asyncio.sleep(pause)
+            await self._spawn(process)
+
+    def _pause(self, process: _Process) -> float:
+        """No pause after a steady run; else 0.5 s, doubled per young end, up to 30 s."""
+        if time.monotonic() - process.started >= _STEADY:
+            process.young_ends = 0
+            return 0.0
+        process.young_ends += 1
+        return min(_LONGEST_PAUSE, 0.5 * (1 << min(process.young_ends - 1, 10)))
+
+    async def _tell(self, process: _Process, message: bytes) -> None:
+        child = process.process
+        if child is None or child.stdin is None or child.returncode is not None:
+            return
+        with contextlib.suppress(ConnectionError):
+            child.stdin.write(message)
+            await child.stdin.drain()
+
+    async def _end(self, process: _Process) -> None:
+        """SIGTERM ``process`` and wait for it (SIGKILL after :data:`_STOP_TIMEOUT`)."""
+        child = process.process
+        if child is None or child.returncode is not None:
+            return
+        child.terminate()
+        try:
+            await asyncio.wait_for(child.wait(), _STOP_TIMEOUT)
+        except TimeoutError:
+            logger.error("supervisor: %s (pid %d) did not stop; killed", process.name, child.pid)
+            child.kill()
+            await child.wait()
+
+    def _write_table(self) -> None:
+        write_table(self.run / TABLE, [process.state() for process in self.processes])
+
+
+def _ending(status: int) -> str:
+    """How a process ended, from its return code (negative: a signal)."""
+    if status < 0:
+        return f"was killed by {signal.Signals(-status).name}"
+    return f"exited with status {status}"
+
+
+async def supervise(
+    config: RelayConfig,
+    *,
+    reload: Callable[[], RelayConfig] | None = None,
+    log_format: Literal["text", "json"] = "text",
+) -> int:
+    """Run the split relay until SIGTERM or SIGINT; on SIGHUP, hand ``reload()``'s config to
+    every process (a config that does not load is refused, the one in force stays).
+    Return the exit code."""
+    supervisor = Supervisor(config, log_format=log_format, workers=worker_count(config))
+    code = await supervisor.start()
+    if code != ExitCode.OK:
+        return code
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, supervisor.stopping.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reloader(supervisor.reload, reload))
+    await supervisor.stopping.wait()
+    logger.info("stopping")
+    await supervisor.stop()
+    return ExitCode.OK
