@@ -174,9 +174,11 @@ def bare_server(workdir: Path) -> Iterator[tuple[int, Counter, Callable[[], list
 
 
 @contextmanager
-def relay_server(workdir: Path, sink_port: int) -> Iterator[tuple[int, Callable[[], list[int]]]]:
+def relay_server(
+    workdir: Path, sink_port: int, workers: int | None = None
+) -> Iterator[tuple[int, Callable[[], list[int]]]]:
     """``notify-relay serve`` in relay mode to the sink, as relay_bench.py starts it."""
-    process, port = start_relay(workdir, sink_port)
+    process, port = start_relay(workdir, sink_port, workers)
     try:
         yield port, lambda: [process.pid, *descendants(process.pid)]
     finally:
@@ -304,6 +306,9 @@ def compare(args: argparse.Namespace) -> None:
             "postfix": (postfix.port, sink, postfix.pids),
             "relay": (relay_port, sink, relay_pids),
         }
+        if args.one_process:  # the same relay in one process (workers: 0), as a baseline
+            one_port, one_pids = stack.enter_context(relay_server(workdir, sink.port, 0))
+            servers["1proc"] = (one_port, sink, one_pids)
         for server, (port, counter, _) in servers.items():  # warm up: caches, imports
             run_case(port, counter, workdir / "2KB.eml", 4, 100)
             peaks[server] = 0.0
@@ -367,6 +372,11 @@ def main() -> None:
     parser.add_argument("--large-messages", type=int, default=500, help="100 KB, 20 sessions")
     parser.add_argument("--single", type=int, default=300, help="2 KB, 1 session")
     parser.add_argument("--soak", type=int, default=0, help="only the memory soak, N messages")
+    parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="also run the relay in one process (workers: 0), the model before the split",
+    )
     args = parser.parse_args()
     for tool in (SMTP_SINK, SMTP_SOURCE):
         if not Path(tool).exists():
