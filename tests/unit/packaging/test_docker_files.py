@@ -123,3 +123,10 @@ def test_files_named_in_the_docker_directory_exist() -> None:
     for path in (path for path in DOCKER.rglob("*") if path.is_file()):
         for name in re.findall(r"\b((?:docs/[\w/.-]+|README[\w.]*)\.md)\b", path.read_text()):
             assert (ROOT / name).is_file(), f"{path.name} refers to {name}, which does not exist"
+
+
+def test_systemd_lets_the_supervisor_stop_its_processes_in_order() -> None:
+    """With the default KillMode every process gets SIGTERM at once; ``mixed`` sends it to
+    the supervisor only, which stops the receive workers before delivery."""
+    settings = unit_settings((DOCKER / "notify-relay.service").read_text())
+    assert settings["KillMode"] == ["mixed"]
