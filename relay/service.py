@@ -117,6 +117,7 @@ class Relay:
                     hold=config.queue.retry.min_backoff,
                     dns=config.dns,
                     dkim=self.credentials.dkim_keys,
+                    secrets=self.credentials.upstream,
                 ),
             )
             self.metrics.watch(*spool_collectors(spool, self.manager.dispatcher.quotas))
@@ -181,6 +182,7 @@ class Relay:
             hold=config.queue.retry.min_backoff,
             dns=config.dns,
             dkim=self.credentials.dkim_keys,
+            secrets=self.credentials.upstream,
         )
 
     def _domain_check(self, config: RelayConfig) -> DomainCheck | None:
@@ -273,8 +275,9 @@ class Relay:
             return None
         return server
 
-    def reload(self, config: RelayConfig) -> None:
-        """Put ``config`` in force for new messages and the next delivery attempts.
+    def reload(self, config: RelayConfig, credentials: Credentials | None = None) -> None:
+        """Put ``config`` (and its ``credentials``, read here if not given) in force for new
+        messages and the next delivery attempts.
 
         Raises :class:`~relay.errors.ConfigError` (and changes nothing) when the new
         aliases or filter rules do not load or the mode would change. Connections stay
@@ -284,7 +287,7 @@ class Relay:
             raise ConfigError(
                 "switching between capture and relay mode needs a restart", file=config.source
             )
-        credentials = read_credentials(config)
+        credentials = credentials or read_credentials(config)
         directory = DirectorySource.from_options(config.notification)
         simulate = _simulator(config)
         restart = [
@@ -305,6 +308,7 @@ class Relay:
                 upstreams=config.upstreams,
                 dns=config.dns,
                 dkim=self.credentials.dkim_keys,
+                secrets=credentials.upstream,
             )
         self._reconfigure_releaser(config)
         if self.web is not None:
@@ -420,12 +424,17 @@ async def serve(config: RelayConfig, *, reload: Callable[[], RelayConfig] | None
 
 
 def _reloader(relay: Relay, load: Callable[[], RelayConfig]) -> Callable[[], None]:
-    """The SIGHUP handler: load the config in a thread (it may run a password command)."""
+    """The SIGHUP handler: load the config and read its credentials in a thread (that may
+    run a password command)."""
     running: set[asyncio.Task[None]] = set()
+
+    def read() -> tuple[RelayConfig, Credentials]:
+        config = load()
+        return config, read_credentials(config)
 
     async def reload_now() -> None:
         try:
-            relay.reload(await asyncio.to_thread(load))
+            relay.reload(*await asyncio.to_thread(read))
         except (RelayError, OSError) as exc:
             logger.error("reload: refused, keeping the configuration in force: %s", exc)
 
