@@ -135,10 +135,10 @@ class Relay:
     """All parts of a running relay (or of one process of it), started and stopped together."""
 
     def __init__(self, config: RelayConfig, split: Split | None = None) -> None:
-        self.credentials = read_credentials(config)
-        self.config = config
         self.split = split
         self.role = split.role if split is not None else Role.ALL
+        self.credentials = self.credentials_of(config)
+        self.config = config
         receives, delivers = self.role != Role.DELIVER, self.role != Role.RECEIVE
         self.metrics = Metrics(shared=split.run / METRICS if split and split.run else None)
         self.capture = (
@@ -170,6 +170,7 @@ class Relay:
                     hold=config.queue.retry.min_backoff,
                     dns=config.dns,
                     dkim=self.credentials.dkim_keys,
+                    secrets=self.credentials.upstream,
                 ),
             )
             resolver = self.manager.dispatcher.resolver
@@ -242,6 +243,11 @@ class Relay:
         assert self.split.wake is not None
         return _SpoolSink(Spool(config.queue.path), WakeSender(self.split.wake).notify, self._dkim)
 
+    def credentials_of(self, config: RelayConfig) -> Credentials:
+        """What ``config``'s secret sources hold; a receive worker never logs in upstream,
+        so it never reads (or holds) the upstream's secrets."""
+        return read_credentials(config, upstream=self.role != Role.RECEIVE)
+
     def _dkim(self) -> tuple[SigningKey, ...]:
         """The signing keys in force (reload replaces them)."""
         return self.credentials.dkim_keys
@@ -253,6 +259,7 @@ class Relay:
                 hold=config.queue.retry.min_backoff,
                 dns=config.dns,
                 dkim=self.credentials.dkim_keys,
+                secrets=self.credentials.upstream,
             )
 
     def _domain_check(self, config: RelayConfig, resolver: Resolver) -> DomainCheck | None:
@@ -369,15 +376,16 @@ class Relay:
         logger.info("web: page and API on %s", server.url)
         return server
 
-    def reload(self, config: RelayConfig) -> None:
-        """Put ``config`` in force for new messages and the next delivery attempts.
+    def reload(self, config: RelayConfig, credentials: Credentials | None = None) -> None:
+        """Put ``config`` (and its ``credentials``, read here if not given) in force for new
+        messages and the next delivery attempts.
 
         Raises :class:`~relay.errors.ConfigError` (and changes nothing) when the new
         aliases or filter rules do not load or the mode would change. Connections stay
         open; settings that only a restart can apply are named in a warning.
         """
         check_reload(self.config, config)
-        credentials = read_credentials(config)
+        credentials = credentials or self.credentials_of(config)
         directory = DirectorySource.from_options(config.notification)
         simulate = _simulator(config)
         restart = restart_needed(self.config, config)
@@ -397,6 +405,7 @@ class Relay:
                 upstreams=config.upstreams,
                 dns=config.dns,
                 dkim=self.credentials.dkim_keys,
+                secrets=credentials.upstream,
             )
             self._resolver = self.manager.dispatcher.resolver
         elif self._resolver.config != config.dns:
@@ -524,8 +533,8 @@ async def serve(config: RelayConfig, *, reload: Callable[[], RelayConfig] | None
         loop.add_signal_handler(signum, stopping.set)
     if reload is not None:
 
-        async def apply(config: RelayConfig) -> None:
-            relay.reload(config)
+        async def apply(config: RelayConfig, credentials: Credentials) -> None:
+            relay.reload(config, credentials)
 
         loop.add_signal_handler(signal.SIGHUP, reloader(apply, reload))
     await stopping.wait()
@@ -534,15 +543,20 @@ async def serve(config: RelayConfig, *, reload: Callable[[], RelayConfig] | None
 
 
 def reloader(
-    apply: Callable[[RelayConfig], Awaitable[None]], load: Callable[[], RelayConfig]
+    apply: Callable[[RelayConfig, Credentials], Awaitable[None]], load: Callable[[], RelayConfig]
 ) -> Callable[[], None]:
-    """The SIGHUP handler: load the config in a thread (it may run a password command) and
-    ``apply`` it; what does not load or apply is logged and changes nothing."""
+    """The SIGHUP handler: load the config and read its credentials in a thread (that may
+    run a password command), then ``apply`` them; what does not load or apply is logged and
+    changes nothing."""
     running: set[asyncio.Task[None]] = set()
+
+    def read() -> tuple[RelayConfig, Credentials]:
+        config = load()
+        return config, read_credentials(config)
 
     async def reload_now() -> None:
         try:
-            await apply(await asyncio.to_thread(load))
+            await apply(*await asyncio.to_thread(read))
         except (RelayError, OSError) as exc:
             logger.error("reload: refused, keeping the configuration in force: %s", exc)
 

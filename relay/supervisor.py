@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from relay.config import RelayConfig
-from relay.credentials import read_credentials
+from relay.credentials import Credentials, read_credentials
 from relay.durable import make_private_dir
 from relay.errors import ExitCode
 from relay.lock import DirectoryLock
@@ -122,10 +122,10 @@ class Supervisor:
         ]
         return ExitCode.OK
 
-    async def reload(self, config: RelayConfig) -> None:
-        """Hand ``config`` to every process (after checking it loads here)."""
+    async def reload(self, config: RelayConfig, _: Credentials) -> None:
+        """Hand ``config``, whose credentials were read (so it loads), to every process;
+        each reads the credentials it needs itself."""
         check_reload(self.config, config)
-        await asyncio.to_thread(read_credentials, config)  # refuse what a process would
         self.config = config
         for process in self.processes:
             await self._tell(process, encode(config))

@@ -21,6 +21,7 @@ from typing import BinaryIO, Literal
 
 from relay import eventloop
 from relay.config import RelayConfig
+from relay.credentials import Credentials
 from relay.errors import ConfigError, ExitCode, RelayError
 from relay.log import logger, setup_logging
 from relay.service import Relay, Role, Split
@@ -98,15 +99,20 @@ async def _serve(assignment: Assignment) -> None:
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
 
-    def reload(config: RelayConfig) -> None:
+    def reload(config: RelayConfig, credentials: Credentials) -> None:
         try:
-            relay.reload(config)
+            relay.reload(config, credentials)
         except (RelayError, OSError) as exc:
             logger.error("reload: refused, keeping the configuration in force: %s", exc)
 
-    def listen() -> None:
+    def listen() -> None:  # in a thread: reading credentials may run a password command
         while isinstance(config := _read(sys.stdin.buffer), RelayConfig):
-            loop.call_soon_threadsafe(reload, config)
+            try:
+                credentials = relay.credentials_of(config)
+            except (RelayError, OSError) as exc:
+                logger.error("reload: refused, keeping the configuration in force: %s", exc)
+                continue
+            loop.call_soon_threadsafe(reload, config, credentials)
         loop.call_soon_threadsafe(stopping.set)
 
     threading.Thread(target=listen, name="supervisor", daemon=True).start()

@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     from relay.model import AmbiguousId
 
     try:
-        config = load_config(args.config, secrets=args.mail_verb == "release")
+        config = load_config(args.config)
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
@@ -191,7 +191,7 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
     from relay.errors import ConfigError
 
     try:
-        keys = read_credentials(config).dkim_keys
+        credentials = read_credentials(config)
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
@@ -210,7 +210,13 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
         print(f"notify-relay: not released: {exc}", file=sys.stderr)
         return 1
     releaser = Releaser(hostname=config.hostname, state=config.queue.path / "quota", shared=None)
-    releaser.reconfigure(upstream, hold=config.queue.retry.min_backoff, dns=config.dns, dkim=keys)
+    releaser.reconfigure(
+        upstream,
+        hold=config.queue.retry.min_backoff,
+        dns=config.dns,
+        dkim=credentials.dkim_keys,
+        secrets=credentials.upstream,
+    )
     attempts = asyncio.run(releaser.release(release_record(queue_id, raw, meta), recipients))
     store.record_release(queue_id, attempts)
     for attempt in attempts:

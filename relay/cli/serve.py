@@ -68,12 +68,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _run(args: argparse.Namespace) -> int:
     import asyncio
-    import dataclasses
     import os
 
     from relay import eventloop
     from relay.cli.overrides import apply_overrides, read_overrides
-    from relay.config import RelayConfig, load_config, load_upstream
+    from relay.config import RelayConfig, load_config
     from relay.errors import ConfigError, RelayError
     from relay.log import logger, setup_logging
     from relay.service import serve
@@ -83,14 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     overrides = read_overrides(vars(args), os.environ)
 
     def load() -> RelayConfig:
-        config = load_config(args.config, trac_ini=args.trac_ini)
-        new = apply_overrides(config, overrides)
-        if new.upstream is not None and new.upstream is not config.upstream:
-            password = overrides.password_file or overrides.password_env
-            origin = password.origin if password is not None else ""
-            upstream = load_upstream(new.upstream, origin)
-            new = dataclasses.replace(new, upstream=upstream, upstreams=(upstream,))
-        return new
+        return apply_overrides(load_config(args.config, trac_ini=args.trac_ini), overrides)
 
     try:
         config = load()

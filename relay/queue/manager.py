@@ -24,6 +24,7 @@ from relay.deliver.dispatch import Dispatcher, Result
 from relay.deliver.dkim import SigningKey
 from relay.deliver.options import UpstreamConfig
 from relay.deliver.outcome import classify
+from relay.deliver.secrets import SecretsByUpstream
 from relay.errors import SpoolError
 from relay.log import log_delivery, logger
 from relay.metrics import Metrics
@@ -134,15 +135,18 @@ class QueueManager:
         upstreams: Sequence[UpstreamConfig] = (),
         dns: DnsConfig | None = None,
         dkim: Sequence[SigningKey] | None = None,
+        secrets: SecretsByUpstream | None = None,
     ) -> None:
         """Use new upstream settings from the next session on (a reload).
 
         A changed upstream (password included) ends a hold for bad credentials and makes
         every deferred message due now: the operator fixed something, so try it.
-        ``upstreams``: all of them, when there are several; ``dkim``: the signing keys.
+        ``upstreams``: all of them, when there are several; ``dkim``: the signing keys;
+        ``secrets``: each upstream's password and OAuth secrets.
         """
-        hold = retry.min_backoff
-        changed = self.dispatcher.configure(upstreams or (upstream,), dns=dns, hold=hold, dkim=dkim)
+        changed = self.dispatcher.configure(
+            upstreams or (upstream,), dns=dns, hold=retry.min_backoff, dkim=dkim, secrets=secrets
+        )
         self.upstream, self.retry = upstream, retry
         if changed:
             for queue_id in list(self._timers):
