@@ -120,11 +120,10 @@ class CaptureStore:
         (relay mode).
         """
         queue_id = record.queue_id
-        captured = CaptureMeta.of(record, timeline=timeline, captured_at=time.time())
-        meta = captured.as_dict()
+        meta = CaptureMeta.of(record, timeline=timeline, captured_at=time.time())
         if record.original is not None:
             write_durably(self._original(queue_id), record.original, self.root / "tmp")
-        self._write_meta(captured)
+        self._write_meta(meta)
         now = time.time()
         name = f"{int(now)}.M{int(now * 1e6) % 1_000_000}P{os.getpid()}Q{queue_id}.{self._host}"
         target = self.root / "new" / name
@@ -177,8 +176,9 @@ class CaptureStore:
             return queue_id
         return resolve_id(queue_id, self.index.ids_starting(queue_id, limit=10))
 
-    def read(self, queue_id: str) -> tuple[bytes, dict[str, Any]] | None:
-        """The message bytes and metadata of ``queue_id``, or None if it is not stored."""
+    def read(self, queue_id: str) -> tuple[bytes, CaptureMeta | None] | None:
+        """The message bytes and metadata of ``queue_id`` (see :meth:`load`), or None if it
+        is not stored."""
         for _ in range(2):  # a mail client may have moved the file: reconcile and retry
             path = self.index.path_of(queue_id)
             if path is not None:
@@ -196,8 +196,9 @@ class CaptureStore:
         except FileNotFoundError:
             return None
 
-    def load(self, queue_id: str, path: str) -> tuple[bytes, dict[str, Any]]:
-        """The bytes of the message file ``path`` and the metadata of ``queue_id``."""
+    def load(self, queue_id: str, path: str) -> tuple[bytes, CaptureMeta | None]:
+        """The bytes of the message file ``path`` and the metadata of ``queue_id`` (None when
+        it has none); metadata of the wrong shape or a newer version raises ``ValueError``."""
         return _load(self.root, queue_id, path)
 
     def item(self, queue_id: str) -> dict[str, Any] | None:
@@ -232,9 +233,9 @@ class CaptureStore:
         item = self.item(queue_id)
         if found is None or item is None:
             return
-        meta = _meta(self.root, queue_id).released(attempts)
+        meta = (found[1] or CaptureMeta.blank(queue_id)).released(attempts)
         self._write_meta(meta)
-        item["status"] = delivery_status(meta.as_dict()).value
+        item["status"] = delivery_status(meta).value
         with self.index.transaction():
             self.index.update_item(queue_id, item)
         self.events.publish(MailEvent(MailEventKind.CHANGED, (queue_id,)))
@@ -352,23 +353,18 @@ def _queue_id(name: str) -> str:
     return "X" + hashlib.sha1(unique.encode("utf-8", "surrogateescape")).hexdigest()[:17].upper()
 
 
-def _meta(root: Path, queue_id: str) -> CaptureMeta:
-    """The metadata of ``queue_id``; a missing or unreadable file gives an empty one."""
-    try:
-        return CaptureMeta.decode((root / "meta" / f"{queue_id}.json").read_bytes())
-    except (FileNotFoundError, ValueError):  # a release is recorded whatever was there
-        return CaptureMeta(id=queue_id, sender="", recipients=())
-
-
-def _load(root: Path, queue_id: str, path: str) -> tuple[bytes, dict[str, Any]]:
-    """The message and its metadata ({} when missing or not JSON: the index falls back to
-    the message); metadata of the wrong shape or a newer version raises ``ValueError``."""
+def _load(root: Path, queue_id: str, path: str) -> tuple[bytes, CaptureMeta | None]:
+    """The message and its metadata (None when missing or not JSON: the index falls back to
+    the message); metadata of the wrong shape or a newer version raises ``ValueError``
+    naming the file."""
     raw = (root / path).read_bytes()
+    meta = root / "meta" / f"{queue_id}.json"
     try:
-        meta = CaptureMeta.decode((root / "meta" / f"{queue_id}.json").read_bytes())
+        return raw, CaptureMeta.decode(meta.read_bytes())
     except (FileNotFoundError, json.JSONDecodeError):
-        return raw, {}
-    return raw, meta.as_dict()
+        return raw, None
+    except ValueError as exc:
+        raise ValueError(f"{meta}: {exc}") from None
 
 
 def _entry(root: Path, found: tuple[str, str]) -> IndexEntry | None:

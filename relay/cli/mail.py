@@ -18,6 +18,7 @@ from relay.cli.options import ExitCode, add_sub_verbs
 
 if TYPE_CHECKING:
     from relay.capture.maildir import CaptureStore
+    from relay.capture.meta import CaptureMeta
     from relay.config import RelayConfig
 
 __all__ = ["add_parser"]
@@ -202,7 +203,7 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
     queue_id, raw, meta = found
     upstream = config.capture.release.upstream or config.upstream
     try:
-        wanted = args.to or meta.get("recipients") or []
+        wanted = args.to or list(meta.recipients if meta is not None else ())
         recipients = release_recipients(wanted, config.capture.release.allowed)
         if upstream is None:
             raise ReleaseRefused("no upstream to release to: configure capture.release.upstream")
@@ -268,7 +269,7 @@ def _wait(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) ->
         time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
 
 
-def _find(store: CaptureStore, queue_id: str) -> tuple[str, bytes, dict[str, Any]] | None:
+def _find(store: CaptureStore, queue_id: str) -> tuple[str, bytes, CaptureMeta | None] | None:
     full = store.resolve(queue_id)
     found = store.read(full) if full else None
     if full is None or found is None:

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.helpers import content_disposition_header
 
 from relay.capture.message import contents, detail, link_inline_parts, part_payload
+from relay.capture.meta import CaptureMeta
 from relay.capture.release import ReleaseRefused, release_recipients, release_record
 from relay.errors import ConfigError
 from relay.gmail import QuerySyntaxError
@@ -180,7 +181,7 @@ async def release(request: web.Request) -> web.Response:
     store, queue_id = store_of(request), request.match_info["id"]
     wanted = await _json_body(request)
     message, meta = await _read(request, queue_id)
-    recipients = wanted.get("to") or meta.get("recipients") or []
+    recipients = wanted.get("to") or list(meta.recipients if meta is not None else ())
     if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
         fail(400, 'expected {"to": ["address", ...]}')
     try:
@@ -290,7 +291,7 @@ def _linked_html(message: bytes) -> str | None:
     return link_inline_parts(parsed.html, parsed.parts, lambda number: f"parts/{number}")
 
 
-async def _read(request: web.Request, queue_id: str) -> tuple[bytes, dict[str, Any]]:
+async def _read(request: web.Request, queue_id: str) -> tuple[bytes, CaptureMeta | None]:
     found = await blocking(request, store_of(request).read, queue_id)
     if found is None:
         fail(404, f"no message {queue_id}")

@@ -40,7 +40,7 @@ def test_the_index_catches_up_with_changes_behind_its_back(tmp_path: Path) -> No
     found = ids(store)
     assert generated[1] not in found and generated[0] in found and len(found) == 11
     raw, meta = store.read(generated[0])
-    assert raw.startswith(b"From: My Project") and meta["id"] == generated[0]
+    assert raw.startswith(b"From: My Project") and meta.id == generated[0]
 
 
 def test_storing_an_id_again_replaces_its_earlier_copy(tmp_path: Path) -> None:
@@ -208,5 +208,5 @@ def test_mail_release_is_guarded_and_goes_upstream(tmp_path: Path, capsys) -> No
         assert main(["mail", "release", "-c", str(config), queue_id]) == 0
         (received,) = upstream.wait_for(1)
     raw, meta = CaptureStore(root).read(queue_id)
-    assert received.recipients == meta["recipients"] and received.content == raw
+    assert tuple(received.recipients) == meta.recipients and received.content == raw
     assert CaptureStore(root).search("").items[0]["status"] == "released"
