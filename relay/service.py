@@ -18,7 +18,7 @@ from relay.deliver.dispatch import Dispatcher
 from relay.deliver.dkim import SigningKey, planned, sign_record
 from relay.deliver.release import Releaser
 from relay.errors import ConfigError, RelayError
-from relay.log import logger
+from relay.log import fields, logger
 from relay.metrics import Metrics
 from relay.model import Envelope
 from relay.queue.control import ControlServer
@@ -65,7 +65,12 @@ class _CaptureSink:
         self.store.store(sign_record(record, self.dkim()))
 
     def accepted(self, queue_id: str) -> None:
-        logger.info("%s: captured in %s", queue_id, self.store.root)
+        logger.info(
+            "%s: captured in %s",
+            queue_id,
+            self.store.root,
+            extra=fields(queue_id=queue_id, path=str(self.store.root)),
+        )
 
 
 def _simulator(config: RelayConfig) -> Callable[[Envelope, bytes], Simulation] | None:
@@ -269,7 +274,12 @@ class Relay:
         try:
             await server.start()
         except OSError as exc:
-            logger.error("web: cannot listen on %s: %s; no page or API", server.listen, exc)
+            logger.error(
+                "web: cannot listen on %s: %s; no page or API",
+                server.listen,
+                exc,
+                extra=fields(listen=str(server.listen), reason=str(exc)),
+            )
             return None
         return server
 
@@ -315,22 +325,31 @@ class Relay:
             simulate=simulate,
             check_domain=self._domain_check(config),
         )
-        logger.info("reload: configuration from %s in force", config.source)
+        logger.info(
+            "reload: configuration from %s in force",
+            config.source,
+            extra=fields(path=str(config.source)),
+        )
         if restart:
-            logger.warning("reload: a restart is needed to apply %s", ", ".join(restart))
+            logger.warning(
+                "reload: a restart is needed to apply %s",
+                ", ".join(restart),
+                extra=fields(settings=", ".join(restart)),
+            )
 
     def _announce(self) -> None:
         config = self.config
         for line in config.trac_ini_report:
-            logger.info("trac.ini: %s", line)
+            logger.info("trac.ini: %s", line, extra=fields(note=line))
         for address in self.bound:
-            logger.info("smtp: listening on %s", address)
+            logger.info("smtp: listening on %s", address, extra=fields(listen=address))
         if self.web is not None:
-            logger.info("web: page and API on %s", self.web.url)
+            logger.info("web: page and API on %s", self.web.url, extra=fields(url=self.web.url))
         if config.upstream is None:
             logger.info(
                 "capture mode: no upstream configured; every message is stored in %s",
                 config.capture.path,
+                extra=fields(path=str(config.capture.path)),
             )
         else:
             logger.info(
@@ -338,6 +357,11 @@ class Relay:
                 ", ".join(map(str, config.upstreams)),
                 config.upstream.tls_mode,
                 config.queue.path,
+                extra=fields(
+                    upstream=", ".join(map(str, config.upstreams)),
+                    tls=config.upstream.tls_mode,
+                    path=str(config.queue.path),
+                ),
             )
         tcp = [listener for listener in config.listen if isinstance(listener, TcpListener)]
         trac = ""
@@ -353,6 +377,10 @@ class Relay:
                 "required" if required else "optional",
                 self.credentials.listen_certificate,
                 note,
+                extra=fields(
+                    tls="required" if required else "optional",
+                    certificate=str(self.credentials.listen_certificate),
+                ),
             )
             trac = ", use_tls = true" + (", smtp_user, smtp_password" if config.listen_auth else "")
         if tcp:
@@ -364,6 +392,7 @@ class Relay:
                 host.strip("[]"),
                 port,
                 trac,
+                extra=fields(host=host.strip("[]"), port=port),
             )
 
 
@@ -427,7 +456,11 @@ def _reloader(relay: Relay, load: Callable[[], RelayConfig]) -> Callable[[], Non
         try:
             relay.reload(await asyncio.to_thread(load))
         except (RelayError, OSError) as exc:
-            logger.error("reload: refused, keeping the configuration in force: %s", exc)
+            logger.error(
+                "reload: refused, keeping the configuration in force: %s",
+                exc,
+                extra=fields(reason=str(exc)),
+            )
 
     def on_hangup() -> None:
         logger.info("reload: SIGHUP received")
