@@ -165,3 +165,32 @@ async def test_a_failed_session_and_a_corrupt_file_carry_their_data(
     assert (
         moved["message"] == f"{corrupt}: corrupt queue file ({moved['reason']}); moved to corrupt/"
     )
+
+
+async def test_a_failed_listener_login_names_the_user_never_the_password(
+    make_config, start_relay, listen_security, listener_cert, client_context, json_log
+):
+    wrong = "wrong-pass-9Z"
+    sections = listen_security(users={"trac": "listener-pass-7Q"}, failure_delay=0)
+    relay = await start_relay(make_config(**sections))
+    async with aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=port_of(relay), tls_context=client_context, start_tls=True
+    ) as client:
+        host, port = client.transport.get_extra_info("sockname")[:2]
+        await client.ehlo()
+        with pytest.raises(aiosmtplib.SMTPAuthenticationError):
+            await client.auth_plain("trac", wrong)
+    events = json_log()
+    assert data(only(events, "^smtp: TCP listeners offer STARTTLS")) == {
+        "tls": "required",
+        "certificate": str(listener_cert[0]),
+    }
+    failed = only(events, "^auth: ")
+    assert data(failed) == {
+        "client": f"[{host}]:{port}",
+        "mechanism": "PLAIN",
+        "user": '"trac"',
+        "failures": "1",
+        "limit": failed["message"].rsplit(" ", 1)[1].rstrip(")"),
+    }
+    assert all(wrong not in str(event) for event in events)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
-from relay.log import fields, log_delivery, log_event, logger
+from relay.log import Fields, fields, log_delivery, log_event, logger
 
 QID = "18E0A1B2C3D4E5F6A7"
+DOCS = Path(__file__).resolve().parents[2] / "docs/reference/logs-and-metrics.md"
 
 
 def test_json_fields_are_the_data_of_the_call_not_read_from_the_text(json_log) -> None:
@@ -71,3 +74,10 @@ def test_events_carry_their_fields_and_read_as_before(json_log) -> None:
         "status": "deferred",
         "reply": "451 4.3.0 busy (try later)",
     }
+
+
+def test_every_field_is_documented_and_every_documented_field_exists() -> None:
+    logs = DOCS.read_text().split("## Metrics")[0]
+    rows = re.findall(r"^\| (`[a-z_]+`(?:, `[a-z_]+`)*) \|", logs, re.MULTILINE)
+    documented = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row)}
+    assert documented == {key.rstrip("_") for key in Fields.__annotations__}
