@@ -13,6 +13,8 @@ import pytest
 from helpers import MESSAGE, eventually, free_port, port_of
 from upstream import FakeUpstream
 
+from relay.queue.actions import Action
+from relay.queue.control import send
 from relay.queue.spool import QueueState, Spool
 
 #: Keys every JSON line has; the rest are the call's fields.
@@ -94,7 +96,7 @@ async def test_a_refused_connection_names_the_client(make_config, start_relay, j
     assert data(refusal) == {"client": f"[{host}]:{port}", "reason": "not in allowed_networks"}
 
 
-async def test_delivery_lines_carry_relay_delay_and_status(make_config, start_relay, json_log):
+async def test_delivery_and_operator_lines_carry_their_data(make_config, start_relay, json_log):
     busy = "451 4.3.0 busy, status=sent (not really)"
     with FakeUpstream(rcpt_reply=lambda rcpt: busy if rcpt.startswith("x=") else None) as upstream:
         relay = await start_relay(make_config(**relay_mode(upstream)))
@@ -104,7 +106,12 @@ async def test_delivery_lines_carry_relay_delay_and_status(make_config, start_re
             )
         queue_id = reply[1].split()[-1]
         await eventually(lambda: relay.manager.spool.ids(QueueState.DEFERRED))
+        report = await asyncio.to_thread(send, relay.manager.spool.root, Action.HOLD, [queue_id])
+        assert report is not None and report.done
     events = json_log()
+    held = only(events, "operator request")
+    assert held["message"] == f"queue: hold {queue_id} (operator request)"
+    assert data(held) == {"action": "hold", "queue_id": queue_id}
     where = f"127.0.0.1[127.0.0.1]:{upstream.port}"
     sent, deferred = only(events, r"status=sent \(250"), only(events, "status=deferred")
     assert sent["level"] == "info" and deferred["level"] == "warning"
