@@ -23,7 +23,7 @@ from relay.deliver.dispatch import Dispatcher
 from relay.deliver.dkim import SigningKey, planned, sign_record
 from relay.deliver.release import Releaser
 from relay.errors import ConfigError, RelayError
-from relay.log import logger
+from relay.log import fields, logger
 from relay.metrics import Metrics
 from relay.model import Envelope
 from relay.processes import METRICS, TABLE, ProcessCollector, receiving
@@ -48,6 +48,7 @@ __all__ = [
     "Split",
     "announce",
     "check_reload",
+    "refuse_reload",
     "reloader",
     "restart_needed",
     "serve",
@@ -87,7 +88,12 @@ class _CaptureSink:
         self.store.store(sign_record(record, self.dkim()))
 
     def accepted(self, queue_id: str) -> None:
-        logger.info("%s: captured in %s", queue_id, self.store.root)
+        logger.info(
+            "%s: captured in %s",
+            queue_id,
+            self.store.root,
+            extra=fields(queue_id=queue_id, path=str(self.store.root)),
+        )
 
 
 def _simulator(config: RelayConfig) -> Callable[[Envelope, bytes], Simulation] | None:
@@ -371,9 +377,14 @@ class Relay:
         try:
             await server.start()
         except OSError as exc:
-            logger.error("web: cannot listen on %s: %s; no page or API", server.listen, exc)
+            logger.error(
+                "web: cannot listen on %s: %s; no page or API",
+                server.listen,
+                exc,
+                extra=fields(listen=str(server.listen), reason=str(exc)),
+            )
             return None
-        logger.info("web: page and API on %s", server.url)
+        logger.info("web: page and API on %s", server.url, extra=fields(url=server.url))
         return server
 
     def reload(self, config: RelayConfig, credentials: Credentials | None = None) -> None:
@@ -421,9 +432,17 @@ class Relay:
                 check_domain=self._domain_check(config, self._resolver),
             )
         if self.role != Role.RECEIVE:  # one line per reload, not one per worker
-            logger.info("reload: configuration from %s in force", config.source)
+            logger.info(
+                "reload: configuration from %s in force",
+                config.source,
+                extra=fields(path=str(config.source)),
+            )
             if restart:
-                logger.warning("reload: a restart is needed to apply %s", ", ".join(restart))
+                logger.warning(
+                    "reload: a restart is needed to apply %s",
+                    ", ".join(restart),
+                    extra=fields(settings=", ".join(restart)),
+                )
 
 
 def check_reload(running: RelayConfig, new: RelayConfig) -> None:
@@ -442,13 +461,14 @@ def restart_needed(running: RelayConfig, new: RelayConfig) -> list[str]:
 def announce(config: RelayConfig, bound: Sequence[str], credentials: Credentials) -> None:
     """Log where the relay listens, its mode, and how to point Trac at it."""
     for line in config.trac_ini_report:
-        logger.info("trac.ini: %s", line)
+        logger.info("trac.ini: %s", line, extra=fields(note=line))
     for address in bound:
-        logger.info("smtp: listening on %s", address)
+        logger.info("smtp: listening on %s", address, extra=fields(listen=address))
     if config.upstream is None:
         logger.info(
             "capture mode: no upstream configured; every message is stored in %s",
             config.capture.path,
+            extra=fields(path=str(config.capture.path)),
         )
     else:
         logger.info(
@@ -456,6 +476,11 @@ def announce(config: RelayConfig, bound: Sequence[str], credentials: Credentials
             ", ".join(map(str, config.upstreams)),
             config.upstream.tls_mode,
             config.queue.path,
+            extra=fields(
+                upstream=", ".join(map(str, config.upstreams)),
+                tls=config.upstream.tls_mode,
+                path=str(config.queue.path),
+            ),
         )
     tcp = [listener for listener in config.listen if isinstance(listener, TcpListener)]
     trac = ""
@@ -471,6 +496,10 @@ def announce(config: RelayConfig, bound: Sequence[str], credentials: Credentials
             "required" if required else "optional",
             credentials.listen_certificate,
             note,
+            extra=fields(
+                tls="required" if required else "optional",
+                certificate=str(credentials.listen_certificate),
+            ),
         )
         trac = ", use_tls = true" + (", smtp_user, smtp_password" if config.listen_auth else "")
     if tcp and bound:
@@ -482,6 +511,7 @@ def announce(config: RelayConfig, bound: Sequence[str], credentials: Credentials
             host.strip("[]"),
             port,
             trac,
+            extra=fields(host=host.strip("[]"), port=port),
         )
 
 
@@ -558,7 +588,7 @@ def reloader(
         try:
             await apply(*await asyncio.to_thread(read))
         except (RelayError, OSError) as exc:
-            logger.error("reload: refused, keeping the configuration in force: %s", exc)
+            refuse_reload(exc)
 
     def on_hangup() -> None:
         logger.info("reload: SIGHUP received")
@@ -567,3 +597,12 @@ def reloader(
         task.add_done_callback(running.discard)
 
     return on_hangup
+
+
+def refuse_reload(error: Exception) -> None:
+    """Log why a reload was refused (the configuration in force stays)."""
+    logger.error(
+        "reload: refused, keeping the configuration in force: %s",
+        error,
+        extra=fields(reason=str(error)),
+    )

@@ -32,7 +32,7 @@ from relay.credentials import Credentials, read_credentials
 from relay.durable import make_private_dir
 from relay.errors import ExitCode
 from relay.lock import DirectoryLock
-from relay.log import logger
+from relay.log import fields, logger
 from relay.processes import METRICS, TABLE, ProcessState, write_table
 from relay.queue.control import take
 from relay.queue.wakeup import RESCAN, socket_pair
@@ -194,6 +194,12 @@ class Supervisor:
                 process.process.pid,
                 _ending(status),
                 f" in {pause:.1f} s" if pause else "",
+                extra=fields(
+                    process=process.name,
+                    process_pid=process.process.pid,
+                    reason=_ending(status),
+                    retry_in=pause,
+                ),
             )
             process.restarts += 1
             self._write_table()
@@ -228,7 +234,12 @@ class Supervisor:
         try:
             await asyncio.wait_for(child.wait(), _STOP_TIMEOUT)
         except TimeoutError:
-            logger.error("supervisor: %s (pid %d) did not stop; killed", process.name, child.pid)
+            logger.error(
+                "supervisor: %s (pid %d) did not stop; killed",
+                process.name,
+                child.pid,
+                extra=fields(process=process.name, process_pid=child.pid),
+            )
             child.kill()
             await child.wait()
 

@@ -23,8 +23,8 @@ from relay import eventloop
 from relay.config import RelayConfig
 from relay.credentials import Credentials
 from relay.errors import ConfigError, ExitCode, RelayError
-from relay.log import logger, setup_logging
-from relay.service import Relay, Role, Split
+from relay.log import fields, logger, setup_logging
+from relay.service import Relay, Role, Split, refuse_reload
 
 __all__ = ["READY", "Assignment", "encode", "main"]
 
@@ -74,13 +74,14 @@ def main() -> int:
         return ExitCode.USAGE
     setup_logging(fmt=assignment.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C: the supervisor stops us
+    name = f"{assignment.role.value}.{assignment.slot}"
     try:
         eventloop.run(_serve(assignment))
     except ConfigError as exc:
-        logger.error("%s.%d: %s", assignment.role.value, assignment.slot, exc)
+        logger.error("%s: %s", name, exc, extra=fields(process=name, reason=str(exc)))
         return ExitCode.CONFIG
     except (RelayError, OSError) as exc:
-        logger.error("%s.%d: cannot start: %s", assignment.role.value, assignment.slot, exc)
+        logger.error("%s: cannot start: %s", name, exc, extra=fields(process=name, reason=str(exc)))
         return ExitCode.OSERR
     return ExitCode.OK
 
@@ -103,14 +104,14 @@ async def _serve(assignment: Assignment) -> None:
         try:
             relay.reload(config, credentials)
         except (RelayError, OSError) as exc:
-            logger.error("reload: refused, keeping the configuration in force: %s", exc)
+            refuse_reload(exc)
 
     def listen() -> None:  # in a thread: reading credentials may run a password command
         while isinstance(config := _read(sys.stdin.buffer), RelayConfig):
             try:
                 credentials = relay.credentials_of(config)
             except (RelayError, OSError) as exc:
-                logger.error("reload: refused, keeping the configuration in force: %s", exc)
+                refuse_reload(exc)
                 continue
             loop.call_soon_threadsafe(reload, config, credentials)
         loop.call_soon_threadsafe(stopping.set)

@@ -40,7 +40,7 @@ from relay.capture.timeline import delivery_status
 from relay.durable import make_private_dir, write_durably, write_private
 from relay.errors import InUseError
 from relay.lock import DirectoryLock, owner
-from relay.log import logger
+from relay.log import fields, logger
 from relay.model import resolve_id
 from relay.record import Record
 
@@ -131,7 +131,12 @@ class CaptureStore:
         try:
             entry = entry_of(queue_id, f"new/{name}", record.message, meta, file_time=now)
             if entry.unread is not None:
-                logger.warning("%s: capture index: header only: %s", queue_id, entry.unread)
+                logger.warning(
+                    "%s: capture index: header only: %s",
+                    queue_id,
+                    entry.unread,
+                    extra=fields(queue_id=queue_id, note=entry.unread),
+                )
             with self._changing():
                 previous = self.index.path_of(queue_id)
                 write_durably(target, record.message, self.root / "tmp")
@@ -145,7 +150,11 @@ class CaptureStore:
                 raise
             unexpected = not isinstance(exc, sqlite3.Error | OSError)
             logger.warning(
-                "%s: capture index: %s; it will catch up", queue_id, exc, exc_info=unexpected
+                "%s: capture index: %s; it will catch up",
+                queue_id,
+                exc,
+                exc_info=unexpected,
+                extra=fields(queue_id=queue_id, reason=str(exc)),
             )
             if not durable:
                 write_durably(target, record.message, self.root / "tmp")
@@ -273,7 +282,12 @@ class CaptureStore:
             self.refresh()
             self.prune()
         except (sqlite3.Error, OSError) as exc:
-            logger.error("capture index: cannot catch up with %s: %s", self.root, exc)
+            logger.error(
+                "capture index: cannot catch up with %s: %s",
+                self.root,
+                exc,
+                extra=fields(path=str(self.root), reason=str(exc)),
+            )
 
     def reindex(self, *, workers: int = 1) -> int:
         """Rebuild the index from the Maildir; return how many messages it holds."""
@@ -302,7 +316,11 @@ class CaptureStore:
             self.index.set_info("maildir", state)
         if gone or moved or added:
             logger.info(
-                "capture index: %d added, %d moved, %d removed", len(added), len(moved), len(gone)
+                "capture index: %d added, %d moved, %d removed",
+                len(added),
+                len(moved),
+                len(gone),
+                extra=fields(added=len(added), moved=len(moved), removed=len(gone)),
             )
             self.events.publish(MailEvent(MailEventKind.RESET))
 
@@ -378,10 +396,20 @@ def _entry(root: Path, found: tuple[str, str]) -> IndexEntry | None:
     except FileNotFoundError:
         return None
     except Exception:  # noqa: BLE001 - one unreadable file must not stop indexing the rest
-        logger.exception("%s: capture index: cannot index %s; left out", queue_id, path)
+        logger.exception(
+            "%s: capture index: cannot index %s; left out",
+            queue_id,
+            path,
+            extra=fields(queue_id=queue_id, path=path),
+        )
         return None
     if entry.unread is not None:
-        logger.warning("%s: capture index: header only: %s", queue_id, entry.unread)
+        logger.warning(
+            "%s: capture index: header only: %s",
+            queue_id,
+            entry.unread,
+            extra=fields(queue_id=queue_id, note=entry.unread),
+        )
     return entry
 
 

@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     from relay.cli.overrides import apply_overrides, read_overrides
     from relay.config import RelayConfig, load_config
     from relay.errors import ConfigError, RelayError
-    from relay.log import logger, setup_logging
+    from relay.log import fields, logger, setup_logging
     from relay.service import serve
     from relay.supervisor import supervise, worker_count
 
@@ -93,6 +93,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
     except (RelayError, OSError) as exc:
-        logger.error("cannot start: %s", exc)
+        logger.error("cannot start: %s", exc, extra=fields(reason=str(exc)))
         return ExitCode.OSERR
     return 0

@@ -32,7 +32,7 @@ from relay.deliver.secrets import NO_SECRETS, SecretsByUpstream, UpstreamSecrets
 from relay.deliver.smtp import connect as smtp_connect
 from relay.deliver.transport import Clock, Connect, Session
 from relay.errors import UpstreamError
-from relay.log import logger
+from relay.log import fields, logger
 from relay.record import Record
 from relay.reply import Reply
 from relay.resolver import DnsConfig, Resolver
@@ -176,7 +176,11 @@ class Dispatcher:
             self.resolver = Resolver(dns)
         if changed:
             for account in self._holds:
-                logger.info("reload: credentials hold on %s ended (settings changed)", account)
+                logger.info(
+                    "reload: credentials hold on %s ended (settings changed)",
+                    account,
+                    extra=fields(account=account),
+                )
             self._holds.clear()
             self._tokens.clear()
             self.pool.close()  # sessions logged in with the old credentials
@@ -241,6 +245,7 @@ class Dispatcher:
                 queue_id,
                 upstream,
                 relay,
+                extra=fields(queue_id=queue_id, upstream=str(upstream), relay=relay),
             )
 
     async def session_failed(
@@ -263,9 +268,18 @@ class Dispatcher:
                 reply,
                 self.hold,
                 f"; what to do: {advice}" if advice else "",
+                extra=fields(
+                    queue_id=queue_id,
+                    upstream=str(upstream),
+                    relay=relay,
+                    reply=str(reply),
+                    retry_in=self.hold,
+                ),
             )
         else:
-            logger.warning("%s: %s", queue_id, reply)
+            logger.warning(
+                "%s: %s", queue_id, reply, extra=fields(queue_id=queue_id, reply=str(reply))
+            )
         governor = await self.governor(upstream)
         if governor is not None and is_quota_reply(reply):
             await governor.pause(now, reply)

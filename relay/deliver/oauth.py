@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from relay.deliver.options import OAuthConfig
 from relay.durable import write_durably
 from relay.errors import UpstreamError
-from relay.log import logger
+from relay.log import fields, logger
 from relay.secret import Secret
 
 __all__ = [
@@ -185,10 +185,13 @@ class _CachedTokens:
             cached = self._cached
             if fresh or cached is None or self._clock() >= cached.usable_until:
                 cached = self._cached = await asyncio.to_thread(self._fetch)
+                host = urllib.parse.urlsplit(self.oauth.token_endpoint).netloc
+                until = time.strftime("%H:%M:%S", time.localtime(cached.usable_until))
                 logger.info(
                     "oauth: new access token from %s, used until %s",
-                    urllib.parse.urlsplit(self.oauth.token_endpoint).netloc,
-                    time.strftime("%H:%M:%S", time.localtime(cached.usable_until)),
+                    host,
+                    until,
+                    extra=fields(host=host, until=until),
                 )
             return cached.value.reveal()
 
@@ -221,7 +224,11 @@ class RefreshTokens(_CachedTokens):
         if rotated and rotated != self._refresh_token.reveal() and oauth.refresh_token_file:
             store_refresh_token(oauth.refresh_token_file, rotated)
             self._refresh_token = Secret(rotated)
-            logger.info("oauth: stored the rotated refresh token in %s", oauth.refresh_token_file)
+            logger.info(
+                "oauth: stored the rotated refresh token in %s",
+                oauth.refresh_token_file,
+                extra=fields(path=str(oauth.refresh_token_file)),
+            )
         return token
 
 

@@ -22,7 +22,7 @@ from relay.durable import make_private_dir
 from relay.errors import SpoolError
 from relay.lock import DirectoryLock as QueueLock
 from relay.lock import owner
-from relay.log import logger
+from relay.log import fields, logger
 from relay.queue.actions import Action, Report
 
 __all__ = ["ControlServer", "QueueLock", "owner", "send", "take"]
@@ -98,7 +98,12 @@ class ControlServer:
         except (ValueError, KeyError, TypeError, TimeoutError) as exc:
             report = Report(refused=(f"bad control request: {exc}",))
         else:
-            logger.info("queue: %s %s (operator request)", action.value, " ".join(ids))
+            logger.info(
+                "queue: %s %s (operator request)",
+                action.value,
+                " ".join(ids),
+                extra=fields(action=action.value, queue_id=" ".join(ids)),
+            )
             report = await self.handle(action, ids)
         writer.write(json.dumps(report.as_dict()).encode() + b"\n")
         try:

@@ -26,7 +26,7 @@ from relay.deliver.options import UpstreamConfig
 from relay.deliver.outcome import classify
 from relay.deliver.secrets import SecretsByUpstream
 from relay.errors import SpoolError
-from relay.log import log_delivery, logger
+from relay.log import fields, log_delivery, logger
 from relay.metrics import Metrics
 from relay.model import Status
 from relay.queue.actions import Action, ActionRefused, Report, apply, due
@@ -85,7 +85,10 @@ class QueueManager:
             self._schedule(queue_id, when)
         if incoming or deferred:
             logger.info(
-                "queue: resumed %d incoming and %d deferred messages", len(incoming), len(deferred)
+                "queue: resumed %d incoming and %d deferred messages",
+                len(incoming),
+                len(deferred),
+                extra=fields(incoming=len(incoming), deferred=len(deferred)),
             )
         self._tasks = [
             asyncio.create_task(self._worker()) for _ in range(self.upstream.connections)
@@ -218,7 +221,11 @@ class QueueManager:
                 self.metrics.spool_failed()
                 self._retry_batch(batch, str(exc))
             except Exception:  # noqa: BLE001 - a bug must not end the worker: the batch stays
-                logger.exception("%s: unexpected error while delivering", " ".join(batch))
+                logger.exception(
+                    "%s: unexpected error while delivering",
+                    " ".join(batch),
+                    extra=fields(queue_id=" ".join(batch)),
+                )
                 self._retry_batch(batch, "unexpected error")
             finally:
                 self._busy.difference_update(batch)
@@ -226,7 +233,13 @@ class QueueManager:
     def _retry_batch(self, batch: list[str], why: str) -> None:
         """Try a batch again after a back-off; its files never left the spool."""
         delay = self._local_trouble()
-        logger.error("%s: %s; next try in %.1f s", " ".join(batch), why, delay)
+        logger.error(
+            "%s: %s; next try in %.1f s",
+            " ".join(batch),
+            why,
+            delay,
+            extra=fields(queue_id=" ".join(batch), reason=why, retry_in=delay),
+        )
         for queue_id in batch:
             self._schedule(queue_id, time.time() + delay)
 
@@ -360,6 +373,7 @@ class QueueManager:
                 record.queue_id,
                 exc,
                 exc_info=not isinstance(exc, OSError),
+                extra=fields(queue_id=record.queue_id, reason=str(exc)),
             )
 
     async def _store(
@@ -391,6 +405,7 @@ class QueueManager:
                 record.queue_id,
                 exc,
                 delay,
+                extra=fields(queue_id=record.queue_id, reason=str(exc), retry_in=delay),
             )
             self._schedule(record.queue_id, time.time() + delay)
             return False
@@ -404,7 +419,7 @@ class QueueManager:
         for queue_id, where in finished:
             self.spool.remove(queue_id, where, sync=False)
             self._sent.pop(queue_id, None)
-            logger.info("%s: removed", queue_id)
+            logger.info("%s: removed", queue_id, extra=fields(queue_id=queue_id))
         self.spool.sync({where for _, where in finished})  # one fsync per directory
 
     def _load(self, queue_id: str) -> Loaded | None:
@@ -430,12 +445,21 @@ class QueueManager:
         try:
             self.spool.rewrite(upgraded, where)
         except SpoolError as exc:
-            logger.warning("%s: %s; delivering without in-place marks", record.queue_id, exc)
+            logger.warning(
+                "%s: %s; delivering without in-place marks",
+                record.queue_id,
+                exc,
+                extra=fields(queue_id=record.queue_id, reason=str(exc)),
+            )
             return record
         return upgraded
 
     def _quarantine(self, queue_id: str, where: QueueState, why: str) -> None:
         logger.error(
-            "%s: corrupt queue file (%s); moved to %s/", queue_id, why, QueueState.CORRUPT.value
+            "%s: corrupt queue file (%s); moved to %s/",
+            queue_id,
+            why,
+            QueueState.CORRUPT.value,
+            extra=fields(queue_id=queue_id, reason=why, moved_to=QueueState.CORRUPT.value),
         )
         self.spool.move(queue_id, where, QueueState.CORRUPT)

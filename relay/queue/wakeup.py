@@ -13,7 +13,7 @@ import asyncio
 import socket
 from collections.abc import Callable
 
-from relay.log import logger
+from relay.log import fields, logger
 
 __all__ = ["RESCAN", "WakeReceiver", "WakeSender", "socket_pair"]
 
@@ -60,7 +60,9 @@ class WakeSender:
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:  # the supervisor's ends are gone: it is stopping us
-            logger.warning("queue: cannot wake the delivery process: %s", exc)
+            logger.warning(
+                "queue: cannot wake the delivery process: %s", exc, extra=fields(reason=str(exc))
+            )
             return False
         return True
 

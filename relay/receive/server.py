@@ -19,10 +19,10 @@ from typing import Any, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
-from relay.log import logger
+from relay.log import fields, logger
 from relay.receive.connections import Connections, StressTimer, client_of
 from relay.receive.data import WholeBufferData
-from relay.receive.handler import RelayHandler
+from relay.receive.handler import RelayHandler, describe_peer
 from relay.receive.options import (
     Limits,
     ListenAuthConfig,
@@ -89,7 +89,11 @@ class _RelaySMTP(StressTimer, WholeBufferData):
         if self._unbroken > max(self.data_size_limit or 0, 2**20):
             transport = cast(asyncio.WriteTransport | None, self.transport)
             if transport is not None and not transport.is_closing():
-                logger.warning("reject: %s sent a line longer than a message", self._peer())
+                logger.warning(
+                    "reject: %s sent a line longer than a message",
+                    self._peer(),
+                    extra=fields(client=describe_peer(self._peer()), reason="line too long"),
+                )
                 transport.write(b"421 4.7.0 Line too long; closing connection\r\n")
                 transport.close()
             return
@@ -108,7 +112,11 @@ class _RelaySMTP(StressTimer, WholeBufferData):
     async def _handle_client(self) -> None:
         peer = self._peer()
         if not peer_allowed(peer, self._gate.networks):
-            logger.warning("reject: connect from %s: not in allowed_networks", peer)
+            logger.warning(
+                "reject: connect from %s: not in allowed_networks",
+                peer,
+                extra=fields(client=describe_peer(peer), reason="not in allowed_networks"),
+            )
             await self.push("554 5.7.1 Access denied: this relay serves only its allowed networks")
             self._hang_up()
             return
@@ -198,7 +206,13 @@ class _RelaySMTP(StressTimer, WholeBufferData):
             check_login, self._users, name, password
         ):
             how = f"{mechanism}, any login accepted" if self._auth.accept_any else mechanism
-            logger.info("auth: %s logged in as %s (%s)", self._peer(), _shown(name), how)
+            logger.info(
+                "auth: %s logged in as %s (%s)",
+                self._peer(),
+                _shown(name),
+                how,
+                extra=fields(client=describe_peer(self._peer()), user=_shown(name), mechanism=how),
+            )
             return AuthResult(success=True, auth_data=name)
         self._auth_failures += 1
         logger.warning(
@@ -208,6 +222,13 @@ class _RelaySMTP(StressTimer, WholeBufferData):
             _shown(name),
             self._auth_failures,
             self._auth.max_failures,
+            extra=fields(
+                client=describe_peer(self._peer()),
+                mechanism=mechanism,
+                user=_shown(name),
+                failures=self._auth_failures,
+                limit=self._auth.max_failures,
+            ),
         )
         if self._auth_failures >= self._auth.max_failures:
             await self.push("421 4.7.0 Too many failed AUTH attempts; closing connection")

@@ -18,7 +18,7 @@ from relay.capture.meta import CaptureMeta
 from relay.capture.release import ReleaseRefused, release_recipients, release_record
 from relay.errors import ConfigError
 from relay.gmail import QuerySyntaxError
-from relay.log import logger
+from relay.log import fields, logger
 from relay.queue.actions import Action
 from relay.queue.listing import entry_of, read_entries, read_one
 from relay.receive.faults import Faults, FaultsConfig
@@ -271,7 +271,9 @@ async def set_faults(request: web.Request) -> web.Response:
         fail(400, str(exc), key=exc.key)
     found.configure(config)
     logger.warning(
-        "faults: %d fault injection rules in force (set through the API)", len(config.rules)
+        "faults: %d fault injection rules in force (set through the API)",
+        len(config.rules),
+        extra=fields(rules=len(config.rules)),
     )
     return web.json_response(found.as_dict())
 
