@@ -177,8 +177,8 @@ class RelayHandler:
         )
         notes = tuple(getattr(envelope, "relay_refusals", ()))
         reply, queue_id = await asyncio.to_thread(self._process, model, content, notes, original)
-        if queue_id is not None:
-            self.sink.accepted(queue_id)
+        if queue_id is not None:  # told once the 250 is on its way: it is durable already
+            asyncio.get_running_loop().call_soon(self.sink.accepted, queue_id)
         if not reply.startswith(str(ReplyCode.COMPLETED.value)):
             return self._refuse("content", reply, data, session)
         self.metrics.received()
