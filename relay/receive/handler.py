@@ -30,6 +30,7 @@ from relay.model import Envelope, Refusal, new_queue_id
 from relay.receive.faults import Faults, Stage, cut_data, inject
 from relay.receive.options import Limits
 from relay.receive.policy import address_problem
+from relay.receive.tables import HookNames
 from relay.record import Record
 from relay.reply import ReplyCode
 
@@ -46,7 +47,7 @@ class Sink(Protocol):
         """Called on the event loop once the message is durable."""
 
 
-class RelayHandler:
+class RelayHandler(HookNames):
     """aiosmtpd handler for the relay's listeners."""
 
     def __init__(

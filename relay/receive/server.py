@@ -32,6 +32,7 @@ from relay.receive.options import (
 )
 from relay.receive.policy import peer_allowed
 from relay.receive.sockets import BACKLOG, address, bind, unbind
+from relay.receive.tables import CommandNames
 from relay.receive.users import PasswordHash, check_login
 
 __all__ = ["Listeners"]
@@ -40,7 +41,7 @@ __all__ = ["Listeners"]
 _MECHANISMS = ("PLAIN", "LOGIN")
 
 
-class _RelaySMTP(StressTimer, WholeBufferData):
+class _RelaySMTP(CommandNames, StressTimer, WholeBufferData):
     """aiosmtpd's protocol with admission control before the greeting, and the listener's
     STARTTLS and AUTH policy (``tls`` and ``auth`` are None on unix sockets)."""
 
