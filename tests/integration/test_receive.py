@@ -198,7 +198,7 @@ async def test_an_address_the_email_parser_trips_on_gets_a_syntax_error(
     make_config, start_relay, caplog, address
 ):
     """The stdlib parser raises IndexError or AttributeError on these: aiosmtpd turned that
-    into a traceback in the log and a 500; the listener answers 553, and the session goes on."""
+    into a traceback in the log and a 451; the listener answers 553, and the session goes on."""
     relay = await start_relay(make_config())
     replies = await raw_session(
         port_of(relay),
