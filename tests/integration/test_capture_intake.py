@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-import aiosmtplib
 import pytest
 import tracmail
 from helpers import MESSAGE, eventually, submit, wait_for_port
@@ -157,3 +156,78 @@ def caught_up(root: Path) -> bool:
             return db.execute("SELECT count(*) FROM info WHERE key = 'maildir'").fetchone()[0] > 0
     except sqlite3.Error:
         return False
+
+
+async def test_a_stop_indexes_what_is_pending(make_config) -> None:
+    relay = Relay(make_config())
+    await relay.start()
+    store = relay.capture
+    await eventually(lambda: store.index.info("maildir"))
+    lock = IndexLock(store.root)
+    try:
+        for _ in range(3):
+            await asyncio.wait_for(submit(relay, [BOB]), 5)
+        lock.release(after=0.3)
+        await relay.stop()  # releases the store: it waits for the index
+        assert indexed(store.root) == 3
+    finally:
+        lock.close()
+    assert not CaptureStore(store.root).refresh()  # in line: nothing for the next start to do
+
+
+@pytest.mark.slow
+async def test_a_kill_with_entries_pending_loses_nothing(tmp_path: Path) -> None:
+    with Served(tmp_path) as served:
+        root = tmp_path / "mail"
+        await eventually(lambda: caught_up(root))
+        lock = IndexLock(root)
+        try:
+            sent = await asyncio.wait_for(
+                asyncio.gather(*(served.send(mail(f"number {n}")) for n in range(20))), 10
+            )
+            served.process.kill()  # SIGKILL right after the 250s, the index still held
+        finally:
+            lock.close()
+        assert indexed(root) == 0  # every entry was still pending
+        served.process.start()
+        assert wait_for_port(served.web_port)
+        async with (
+            aiohttp.ClientSession(served.url) as http,
+            http.get("/api/v1/messages", params={"limit": "100"}) as response,
+        ):
+            listed = await response.json()
+    assert sorted(item["id"] for item in listed["messages"]) == sorted(sent)
+    assert indexed(root) == 20
+
+
+def test_its_own_changes_keep_the_index_in_line(tmp_path: Path) -> None:
+    root = tmp_path / "mail"
+    store = CaptureStore(root)
+    store.create()
+    store.search("")
+    for number in range(5):
+        store.store(record(f"Q{number}", f"number {number}"))
+    store.store(record("Q3", "number 3 again"))  # replaces its earlier copy
+    assert store.delete(["Q1"]) == ["Q1"]
+    assert not store.refresh()
+    assert not CaptureStore(root).refresh()  # another process finds nothing to reconcile
+    assert sorted(store.matching("", timezone="UTC")) == ["Q0", "Q2", "Q3", "Q4"]
+    store.close()
+
+
+def test_a_mail_client_moving_mail_while_entries_are_pending_is_noticed(tmp_path: Path) -> None:
+    root = tmp_path / "mail"
+    (first,) = tracmail.fill(root, 1)
+    store = CaptureStore(root)
+    assert store.matching("", timezone="UTC") == [first]
+    lock = IndexLock(root)
+    try:
+        store.store(record("Q2", "pending"))
+        moved = next((root / "new").glob(f"*Q{first}.*"))
+        moved.rename(root / "cur" / f"{moved.name}:2,S")  # a mail client read it meanwhile
+    finally:
+        lock.close()
+    raw, _ = store.read(first)
+    assert raw.startswith(b"From: My Project")
+    assert store.index.path_of(first) == f"cur/{moved.name}:2,S"
+    store.close()
