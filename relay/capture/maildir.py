@@ -357,7 +357,8 @@ class CaptureStore:
         state = self._maildir_state()  # taken first: what changes later shows up next time
         listing = self._listing()
         known = self.index.paths()
-        gone = [queue_id for queue_id in known if queue_id not in listing]
+        # an entry the indexer thread wrote after the listing is not gone: its file is there
+        gone = [i for i, p in known.items() if i not in listing and not (self.root / p).exists()]
         moved = {i: p for i, p in listing.items() if i in known and known[i] != p}
         added = [(i, p) for i, p in listing.items() if i not in known]
         added.sort(key=lambda found: found[1][4:])  # by name: oldest first, as they came
