@@ -76,20 +76,23 @@ def capture_server(workdir: Path) -> Iterator[tuple[int, Path]]:
         process.stop()
 
 
-def indexed(mail: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{mail / 'index.sqlite3'}?mode=ro", uri=True) as db:
-            return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
-    except sqlite3.Error:  # not created yet, or busy
-        return 0
-
-
 def wait_indexed(mail: Path, expected: int, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while indexed(mail) < expected:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the index holds {indexed(mail)} of {expected}")
-        time.sleep(0.01)
+    """Return once the index holds ``expected`` messages (one reading connection, polled)."""
+    deadline, uri = time.monotonic() + timeout, f"file:{mail / 'index.sqlite3'}?mode=ro"
+    db: sqlite3.Connection | None = None
+    try:
+        while time.monotonic() < deadline:
+            try:
+                db = db or sqlite3.connect(uri, uri=True, timeout=10)
+                if db.execute("SELECT count(*) FROM messages").fetchone()[0] >= expected:
+                    return
+            except sqlite3.Error:  # not created yet
+                pass
+            time.sleep(0.005)
+    finally:
+        if db is not None:
+            db.close()
+    raise SystemExit(f"the index does not hold {expected} messages in time")
 
 
 def source(port: int, message_file: Path, sessions: int, total: int) -> subprocess.Popen[bytes]:
