@@ -45,6 +45,7 @@ from postfix_bench import (  # noqa: E402
     accept_latencies,
     large_message,
     percentile,
+    progress,
     small_message,
     summary,
 )
@@ -148,11 +149,7 @@ def main() -> None:
                 with tempfile.TemporaryDirectory(dir=workdir) as run:
                     row = run_case(Path(run), workdir / f"{size}.eml", sessions, counts[size])
                 results.setdefault((size, sessions), []).append(row)
-                print(
-                    f"rep {rep + 1}: {size:>5} {sessions:>2} sessions: "
-                    + ", ".join(f"{k} {v:.1f}" for k, v in row.items()),
-                    file=sys.stderr,
-                )
+                progress(rep, f"{size:>5} {sessions:>2} sessions", row)
     print(f"median of {args.reps} run(s), spread (min-max) in brackets")
     print(f"{'size':>5} {'sess':>4} " + " ".join(f"{c:>21}" for c in COLUMNS))
     for size, sessions in cases:
