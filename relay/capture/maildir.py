@@ -358,7 +358,7 @@ class CaptureStore:
         listing = self._listing()
         known = self.index.paths()
         # an entry the indexer thread wrote after the listing is not gone: its file is there
-        gone = [i for i, p in known.items() if i not in listing and not (self.root / p).exists()]
+        gone = [i for i, p in known.items() if i not in listing and not (self.root / p).is_file()]
         moved = {i: p for i, p in listing.items() if i in known and known[i] != p}
         added = [(i, p) for i, p in listing.items() if i not in known]
         added.sort(key=lambda found: found[1][4:])  # by name: oldest first, as they came

@@ -60,6 +60,7 @@ def test_trouble_after_the_message_is_on_disk_is_logged_not_raised(tmp_path: Pat
     store = CaptureStore(tmp_path / "mail", max_messages=1)
     store.create()
     store.store(record("Q1", "older", 100.0))
+    assert ids(store) == ["Q1"]  # indexed: retention will want to remove it
     (older,) = (tmp_path / "mail" / "new").iterdir()
     older.unlink()
     older.mkdir()  # unlink() now fails

@@ -191,13 +191,13 @@ async def test_a_kill_with_entries_pending_loses_nothing(tmp_path: Path) -> None
         assert indexed(root) == 0  # every entry was still pending
         served.process.start()
         assert wait_for_port(served.web_port)
+        await eventually(lambda: indexed(root) == 20)  # the start catches up with the Maildir
         async with (
             aiohttp.ClientSession(served.url) as http,
             http.get("/api/v1/messages", params={"limit": "100"}) as response,
         ):
             listed = await response.json()
     assert sorted(item["id"] for item in listed["messages"]) == sorted(sent)
-    assert indexed(root) == 20
 
 
 def test_its_own_changes_keep_the_index_in_line(tmp_path: Path) -> None:
