@@ -275,6 +275,12 @@ def run_case(
 COLUMNS = ("accepted/s", "delivered/s", "p50 ms", "p99 ms")
 
 
+def progress(rep: int, case: str, row: dict[str, float]) -> None:
+    """One run's figures on stderr, as they come."""
+    figures = ", ".join(f"{name} {value:.1f}" for name, value in row.items())
+    print(f"rep {rep + 1}: {case}: {figures}", file=sys.stderr)
+
+
 def summary(values: list[float]) -> str:
     middle = statistics.median(values)
     if len(values) == 1:
@@ -319,11 +325,7 @@ def compare(args: argparse.Namespace) -> None:
                     row = run_case(port, counter, workdir / f"{size}.eml", sessions, total)
                     peaks[server] = max(peaks[server], sampler.stop())
                     results.setdefault((size, sessions, server), []).append(row)
-                    print(
-                        f"rep {rep + 1}: {size:>5} {sessions:>2} sessions {server:>7}: "
-                        + ", ".join(f"{k} {v:.1f}" for k, v in row.items()),
-                        file=sys.stderr,
-                    )
+                    progress(rep, f"{size:>5} {sessions:>2} sessions {server:>7}", row)
     print(f"median of {args.reps} run(s), spread (min-max) in brackets")
     print(f"{'size':>5} {'sess':>4} {'server':>7} " + " ".join(f"{c:>21}" for c in COLUMNS))
     for size, sessions, _ in cases:

@@ -227,7 +227,7 @@ async def delete_messages(request: web.Request) -> web.Response:
 
 async def recipients(request: web.Request) -> web.Response:
     """``GET /api/v1/recipients``: who got mail, most first (for "view as recipient")."""
-    found = await blocking(request, store_of(request).index.recipients)
+    found = await blocking(request, store_of(request).recipients)
     return web.json_response(
         {"recipients": [{"address": address, "messages": count} for address, count in found]}
     )
