@@ -395,10 +395,8 @@ class Relay:
         aliases or filter rules do not load or the mode would change. Connections stay
         open; settings that only a restart can apply are named in a warning.
         """
-        check_reload(self.config, config)
+        directory, simulate = check_reload(self.config, config)
         credentials = credentials or self.credentials_of(config)
-        directory = DirectorySource.from_options(config.notification)
-        simulate = _simulator(config)
         restart = restart_needed(self.config, config)
         self.config, self.directory, self.credentials = config, directory, credentials
         if self.listeners is not None:
@@ -445,12 +443,21 @@ class Relay:
                 )
 
 
-def check_reload(running: RelayConfig, new: RelayConfig) -> None:
-    """Refuse a reload to ``new`` that only a restart can do (capture ↔ relay mode)."""
+def check_reload(
+    running: RelayConfig, new: RelayConfig
+) -> tuple[DirectorySource, Callable[[Envelope, bytes], Simulation] | None]:
+    """What a reload to ``new`` reads besides the config and its credentials: the directory
+    and the filter simulation. Raises what refuses it: a switch between capture and relay
+    mode (only a restart does that), or aliases or filter rules that do not load.
+
+    The supervisor of a split relay runs it before handing ``new`` on, so that no process
+    refuses a config the supervisor would give the next process it starts.
+    """
     if (new.upstream is None) != (running.upstream is None):
         raise ConfigError(
             "switching between capture and relay mode needs a restart", file=new.source
         )
+    return DirectorySource.from_options(new.notification), _simulator(new)
 
 
 def restart_needed(running: RelayConfig, new: RelayConfig) -> list[str]:

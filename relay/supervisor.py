@@ -125,7 +125,7 @@ class Supervisor:
     async def reload(self, config: RelayConfig, _: Credentials) -> None:
         """Hand ``config``, whose credentials were read (so it loads), to every process;
         each reads the credentials it needs itself."""
-        check_reload(self.config, config)
+        await asyncio.to_thread(check_reload, self.config, config)  # refuse what they would
         self.config = config
         for process in self.processes:
             await self._tell(process, encode(config))
