@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import email
+import json
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -191,6 +193,10 @@ class Clients:
             time.sleep(self.pause)
 
 
+#: The log line that says every process of the relay serves.
+_ANNOUNCED = r"(relay|capture) mode: (delivering|no upstream)"
+
+
 class Split:
     """A split relay under test: its config, process, log, queue, table and metrics."""
 
@@ -224,13 +230,10 @@ class Split:
 
     def start(self) -> None:
         """Start ``serve`` and wait until every process serves."""
-        started = self.text().count("relay mode: delivering")
+        started = len(self.lines(_ANNOUNCED))
         self.relay.start(timeout=PATIENCE)
         wait_until(
-            lambda: (
-                self.text().count("relay mode: delivering") > started
-                or self.relay.process.poll() is not None
-            ),
+            lambda: len(self.lines(_ANNOUNCED)) > started or self.relay.process.poll() is not None,
             "the relay announces itself",
         )
         assert self.relay.process.poll() is None, self.text()[-3000:]
@@ -280,6 +283,14 @@ class Split:
                 return None
 
         return wait_until(scrape, "/metrics answers")
+
+    def readyz(self) -> tuple[int, dict[str, Any]]:
+        """``/readyz``: the status code and the checks."""
+        try:
+            with urllib.request.urlopen(self.url + "readyz", timeout=10) as response:
+                return response.status, json.loads(response.read())["checks"]
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())["checks"]
 
 
 @pytest.fixture
@@ -357,7 +368,7 @@ def test_counters_of_every_process_add_up_and_the_load_spreads(split, upstream):
 
 
 def pauses(split: Split, name: str) -> list[str]:
-    """The restart pauses the supervisor logged for ``name`` ("" for at once)."""
+    """The restart pauses the supervisor logged for ``name`` (None: at once)."""
     return [
         m["pause"]
         for m in split.lines(
@@ -388,16 +399,32 @@ def test_every_acknowledged_message_survives_kills_of_each_process(split, upstre
     assert pauses(split, "receive.2") == ["0.5"]
     assert pauses(split, "deliver.0") == ["0.5", "1.0"]
     text = split.metrics()
+    # the counts of killed processes stay in their files under run/metrics
+    assert sample(text, "notify_relay_messages_received_total") >= len(acked)
+    assert sample(text, "notify_relay_messages_delivered_total") >= len(acked)
     assert sample(text, 'notify_relay_process_restarts_total{role="receive"}') == 3
     assert sample(text, 'notify_relay_process_restarts_total{role="deliver"}') == 2
     assert sample(text, 'notify_relay_processes{role="receive"}') == 2
     assert len(children(split.pid)) == 3
 
 
+@pytest.mark.slow
+def test_a_process_that_ran_steadily_starts_again_at_once(split, upstream):
+    split.start()
+    time.sleep(10.5)  # what counts as a steady run
+    split.kill("receive.2")
+    split.kill("deliver.0")
+    assert pauses(split, "receive.2") == [None]
+    assert pauses(split, "deliver.0") == [None]
+    send(split.port, "after")
+    delivered(upstream, {"after"})
+
+
 # 3. a receive worker's death makes delivery look at incoming/
 
 
 def test_mail_queued_while_delivery_stood_still_goes_once(split, upstream):
+    split.write(upstream={**split.sections["upstream"], "connections": 2})  # two could race
     split.start()
     deliver = split.table()["deliver.0"].pid
     os.kill(deliver, signal.SIGSTOP)
@@ -549,6 +576,15 @@ def test_workers_0_runs_one_process(split, upstream):
     assert not (split.queue / "run" / "processes.json").exists()
 
 
+def test_capture_mode_runs_one_process_whatever_workers_says(split, tmp_path):
+    del split.sections["upstream"]
+    split.write(capture={"path": str(tmp_path / "mail")}, workers=2)
+    split.start()
+    send(split.port, "captured")
+    wait_until(lambda: list((tmp_path / "mail" / "new").iterdir()), "the message is captured")
+    assert children(split.pid) == set()
+
+
 def test_workers_1_runs_delivery_and_one_receive_worker(split, upstream):
     split.write(workers=1)
     split.start()
@@ -558,6 +594,16 @@ def test_workers_1_runs_delivery_and_one_receive_worker(split, upstream):
     send(split.port, "one")
     delivered(upstream, {"one"})
     assert set(split.accepted_by().values()) == {table["receive.1"].pid}
+    status, checks = split.readyz()
+    assert status == 200 and checks["listeners"]["ok"]
+    os.kill(table["receive.1"].pid, signal.SIGKILL)  # no receive worker until it is back
+    wait_until(lambda: split.readyz()[0] == 503, "/readyz says the listeners are down")
+    status, checks = split.readyz()
+    assert not checks["listeners"]["ok"] and checks["storage"]["ok"]
+    split.serving("receive.1", other_than=table["receive.1"].pid)
+    wait_until(lambda: split.readyz()[0] == 200, "/readyz is ready again")
+    send(split.port, "two")
+    delivered(upstream, {"two"})
 
 
 def test_a_negative_worker_count_is_refused_naming_the_key_and_the_file(split):
