@@ -378,13 +378,20 @@ def pauses(split: Split, name: str) -> list[str]:
     ]
 
 
+def growing(pauses: list[str | None]) -> list[str | None]:
+    """The pauses after a slot's first kill, and that one too unless it ran steadily
+    before (on a loaded machine the test may take ten seconds to get to it)."""
+    return pauses[1:] if pauses and pauses[0] is None else pauses
+
+
 @pytest.mark.slow
 def test_every_acknowledged_message_survives_kills_of_each_process(split, upstream):
     split.start()
     with Clients(split.port) as clients:
         clients.more(10)
-        for name in ("receive.1", "receive.1", "receive.2"):
-            split.kill(name)
+        for names in (("receive.1",) * 3, ("receive.2",)):
+            for name in names:  # back to back: a process killed again is young
+                split.kill(name)
             clients.more(5)
         receiving = set(clients.acked)
         delivered(upstream, receiving)
@@ -395,14 +402,14 @@ def test_every_acknowledged_message_survives_kills_of_each_process(split, upstre
     assert clients.failed < len(acked)
     delivered(upstream, acked)
     assert acked - receiving, "no mail flowed while delivery was killed"
-    assert pauses(split, "receive.1") == ["0.5", "1.0"]
-    assert pauses(split, "receive.2") == ["0.5"]
-    assert pauses(split, "deliver.0") == ["0.5", "1.0"]
+    assert growing(pauses(split, "receive.1"))[:2] == ["0.5", "1.0"]
+    assert growing(pauses(split, "receive.2")) in (["0.5"], [])
+    assert growing(pauses(split, "deliver.0")) in (["0.5", "1.0"], ["0.5"])
     text = split.metrics()
     # the counts of killed processes stay in their files under run/metrics
     assert sample(text, "notify_relay_messages_received_total") >= len(acked)
     assert sample(text, "notify_relay_messages_delivered_total") >= len(acked)
-    assert sample(text, 'notify_relay_process_restarts_total{role="receive"}') == 3
+    assert sample(text, 'notify_relay_process_restarts_total{role="receive"}') == 4
     assert sample(text, 'notify_relay_process_restarts_total{role="deliver"}') == 2
     assert sample(text, 'notify_relay_processes{role="receive"}') == 2
     assert len(children(split.pid)) == 3
