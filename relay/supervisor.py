@@ -35,7 +35,7 @@ from relay.lock import DirectoryLock
 from relay.log import fields, logger
 from relay.processes import METRICS, TABLE, ProcessState, write_table
 from relay.queue.control import take
-from relay.queue.wakeup import RESCAN, socket_pair
+from relay.queue.wakeup import WakeSender, socket_pair
 from relay.receive.sockets import address, bind, unbind
 from relay.service import Role, announce, check_reload, reloader
 from relay.worker import READY, Assignment, encode
@@ -92,6 +92,7 @@ class Supervisor:
         self.sockets: list[socket.socket] = []
         self.bound: tuple[str, ...] = ()
         self.wake_send, self.wake_receive = socket_pair()
+        self.wake = WakeSender(self.wake_send)  # a full socket: its rescan goes later
         self.processes = [_Process(Role.DELIVER, 0)] + [
             _Process(Role.RECEIVE, n) for n in range(1, workers + 1)
         ]
@@ -204,8 +205,7 @@ class Supervisor:
             process.restarts += 1
             self._write_table()
             if process.role == Role.RECEIVE:  # it may have queued mail without saying so
-                with contextlib.suppress(OSError):
-                    self.wake_send.send(RESCAN)
+                self.wake.rescan()
             await asyncio.sleep(pause)
             await self._spawn(process)
 

@@ -561,7 +561,11 @@ def test_children_of_a_killed_supervisor_stop_and_a_new_one_takes_the_queue(spli
     pids = children(split.pid)
     assert len(pids) == 3
     split.relay.kill()
-    wait_until(lambda: not [pid for pid in pids if alive(pid)], "the children stop", timeout=10)
+    try:
+        wait_until(lambda: not [pid for pid in pids if alive(pid)], "the children stop", 10)
+    finally:
+        for pid in filter(alive, pids):  # orphans of a failed test
+            os.kill(pid, signal.SIGKILL)
     assert split.unix.exists()  # left behind, as after any SIGKILL
     waiting = {put(split.queue, f"queued{n}"): f"queued{n}" for n in range(3)}
     split.start()

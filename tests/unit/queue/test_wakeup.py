@@ -58,7 +58,7 @@ async def test_queue_ids_arrive_in_order_and_rescan_asks_for_a_scan():
         await eventually(lambda: len(calls.submitted) == 3)
         assert calls.submitted == ["661BF25D79FAAA8984", "661BF25D7B697104B2", "661BF25D7CB966F792"]
         assert calls.rescans == 0
-        assert sender.rescan()
+        sender.rescan()
         await eventually(lambda: calls.rescans == 1)
     finally:
         receiver.stop()
@@ -82,6 +82,21 @@ async def test_what_a_full_socket_cannot_take_becomes_one_rescan_retried_until_i
         sender.notify("NEXT")  # the socket has room again: ids go as they are
         await asyncio.sleep(0.7)
         assert drain(receive) == [b"NEXT"]
+    finally:
+        send.close()
+        receive.close()
+
+
+async def test_a_rescan_the_socket_cannot_take_now_goes_when_it_can():
+    """As the supervisor asks after a receive worker died (which took its own retry along)."""
+    send, receive = socket_pair()
+    try:
+        taken = fill(send)
+        WakeSender(send).rescan()
+        await asyncio.sleep(0.2)
+        assert len(drain(receive)) == taken
+        await asyncio.sleep(0.8)
+        assert drain(receive) == [RESCAN]
     finally:
         send.close()
         receive.close()
