@@ -89,6 +89,7 @@ class Supervisor:
         self.root = config.queue.path
         self.run = self.root / "run"
         self.lock = DirectoryLock(self.root)
+        self.listen = config.listen  # what it binds, for its whole life: reloads do not
         self.sockets: list[socket.socket] = []
         self.bound: tuple[str, ...] = ()
         self.wake_send, self.wake_receive = socket_pair()
@@ -107,7 +108,7 @@ class Supervisor:
         make_private_dir(self.run)
         shutil.rmtree(self.run / METRICS, ignore_errors=True)  # counts of an earlier run
         make_private_dir(self.run / METRICS)
-        for listener in self.config.listen:
+        for listener in self.listen:
             self.sockets += bind(listener)
         self.bound = tuple(address(sock) for sock in self.sockets)
         for group in ([self.processes[0]], self.processes[1:]):  # delivery first: it recovers
@@ -142,7 +143,7 @@ class Supervisor:
         self._write_table()
         for sock in self.sockets:
             sock.close()
-        for listener in self.config.listen:
+        for listener in self.listen:
             unbind(listener)
         self.lock.release()
 

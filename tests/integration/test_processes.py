@@ -553,6 +553,19 @@ def test_sigterm_drains_every_process_and_leaves_nothing_behind(split, upstream)
     delivered(upstream, acked)
 
 
+def test_stopping_removes_the_socket_it_bound_not_one_a_reload_named(split, tmp_path):
+    split.start()
+    other = tmp_path / "other.sock"
+    other.write_text("another program's")
+    split.write(listen=[f"127.0.0.1:{split.port}", {"unix": str(other)}])
+    os.kill(split.pid, signal.SIGHUP)
+    wait_until(lambda: split.lines("restart is needed to apply listen"), "the reload warns")
+    split.stop()
+    assert split.relay.process.returncode == 0
+    assert not split.unix.exists()
+    assert other.read_text() == "another program's"
+
+
 # 6. the supervisor killed
 
 
