@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import functools
 import signal
@@ -51,6 +52,7 @@ __all__ = [
     "refuse_reload",
     "reloader",
     "restart_needed",
+    "restart_only_kept",
     "serve",
     "web_settings",
 ]
@@ -463,6 +465,23 @@ def check_reload(
 def restart_needed(running: RelayConfig, new: RelayConfig) -> list[str]:
     """The settings changed from ``running`` to ``new`` that a reload cannot apply."""
     return [name for name in _RESTART_ONLY if _section(running, name) != _section(new, name)]
+
+
+def restart_only_kept(running: RelayConfig, new: RelayConfig) -> RelayConfig:
+    """``new`` with the settings only a restart applies taken from ``running``: what a
+    process of a split relay started after a reload gets, so that it runs as the others do."""
+    for name in _RESTART_ONLY:
+        new = _with(new, name.split("."), _section(running, name))
+    return new
+
+
+def _with(value: Any, path: Sequence[str], setting: object) -> Any:
+    """``value`` with the setting at ``path`` replaced (a section that is None stays so)."""
+    if value is None:
+        return None
+    head, *rest = path
+    inner = _with(getattr(value, head), rest, setting) if rest else setting
+    return dataclasses.replace(value, **{head: inner})
 
 
 def announce(config: RelayConfig, bound: Sequence[str], credentials: Credentials) -> None:

@@ -37,7 +37,7 @@ from relay.processes import METRICS, TABLE, ProcessState, write_table
 from relay.queue.control import take
 from relay.queue.wakeup import WakeSender, socket_pair
 from relay.receive.sockets import address, bind, unbind
-from relay.service import Role, announce, check_reload, reloader
+from relay.service import Role, announce, check_reload, reloader, restart_only_kept
 from relay.worker import READY, Assignment, encode
 
 __all__ = ["Supervisor", "supervise", "worker_count"]
@@ -128,7 +128,7 @@ class Supervisor:
         """Hand ``config``, whose credentials were read (so it loads), to every process;
         each reads the credentials it needs itself."""
         await asyncio.to_thread(check_reload, self.config, config)  # refuse what they would
-        self.config = config
+        self.config = restart_only_kept(self.config, config)  # for the processes it starts
         for process in self.processes:
             await self._tell(process, encode(config))
 

@@ -511,6 +511,21 @@ def test_a_config_that_a_process_would_refuse_is_refused_for_all_of_them(split, 
     assert not split.lines("reload: configuration from .* in force")
 
 
+def test_a_process_started_after_a_reload_keeps_what_only_a_restart_changes(split, upstream):
+    split.start()
+    split.write(
+        allowed_networks=["192.0.2.0/24"],  # would refuse this test's loopback client
+        notification={"smtp_subject_prefix": "[two]"},
+    )
+    os.kill(split.pid, signal.SIGHUP)
+    wait_until(lambda: split.lines("restart is needed to apply allowed_networks"), "a warning")
+    split.kill("receive.1")
+    split.kill("receive.2")
+    sent = send_until_both_workers_took_some(split, "kept")
+    delivered(upstream, set(sent))
+    assert {subject.split()[0] for subject in subjects(upstream).values()} == {"[two]"}
+
+
 def send_until_both_workers_took_some(split: Split, stem: str) -> list[str]:
     """Send batches until each receive worker accepted one of them; the numbers sent."""
     table = split.table()
