@@ -367,7 +367,7 @@ def test_counters_of_every_process_add_up_and_the_load_spreads(split, upstream):
 # 2. crash loop per process
 
 
-def pauses(split: Split, name: str) -> list[str]:
+def pauses(split: Split, name: str) -> list[str | None]:
     """The restart pauses the supervisor logged for ``name`` (None: at once)."""
     return [
         m["pause"]
