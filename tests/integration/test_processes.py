@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import smtplib
+import ssl
 import subprocess
 import sys
 import threading
@@ -95,20 +96,30 @@ def message(seq: str) -> str:
     )
 
 
-def send(port: int, seq: str) -> None:
+#: How a client secures its session: STARTTLS with this context, then AUTH as this user.
+Secure = tuple[ssl.SSLContext, str, str]
+
+
+def send(port: int, seq: str, secure: Secure | None = None) -> None:
     """One message over its own connection; raises unless it got 250."""
     with smtplib.SMTP("127.0.0.1", port, timeout=20) as smtp:
+        if secure is not None:
+            context, user, password = secure
+            smtp.starttls(context=context)
+            smtp.login(user, password)
         smtp.sendmail("trac@example.org", ["dev@example.org"], message(seq))
 
 
-def send_many(port: int, seqs: list[str], connections: int = 6) -> None:
+def send_many(
+    port: int, seqs: list[str], connections: int = 6, secure: Secure | None = None
+) -> None:
     """Send every one of ``seqs``, ``connections`` at a time (each over its own connection)."""
     errors: list[BaseException] = []
 
     def run(part: list[str]) -> None:
         try:
             for seq in part:
-                send(port, seq)
+                send(port, seq, secure)
         except BaseException as exc:  # noqa: BLE001 - reported by the caller
             errors.append(exc)
 
@@ -526,7 +537,9 @@ def test_a_process_started_after_a_reload_keeps_what_only_a_restart_changes(spli
     assert {subject.split()[0] for subject in subjects(upstream).values()} == {"[two]"}
 
 
-def send_until_both_workers_took_some(split: Split, stem: str) -> list[str]:
+def send_until_both_workers_took_some(
+    split: Split, stem: str, secure: Secure | None = None
+) -> list[str]:
     """Send batches until each receive worker accepted one of them; the numbers sent."""
     table = split.table()
     receivers = {table["receive.1"].pid, table["receive.2"].pid}
@@ -534,13 +547,30 @@ def send_until_both_workers_took_some(split: Split, stem: str) -> list[str]:
     while len(sent) < 240:
         batch = [f"{stem}{len(sent) + n}" for n in range(8)]
         before = set(split.accepted_by())
-        send_many(split.port, batch, connections=4)
+        send_many(split.port, batch, connections=4, secure=secure)
         sent += batch
         took = {pid for queue_id, pid in split.accepted_by().items() if queue_id not in before}
         receivers -= took
         if not receivers:
             return sent
     raise AssertionError(f"receive workers {receivers} took none of {len(sent)} messages")
+
+
+def test_every_receive_worker_offers_starttls_and_auth(
+    tmp_path, upstream, listen_security, client_context
+):
+    split = Split(tmp_path, upstream.port, **listen_security(required=True, users={"trac": "pw"}))
+    try:
+        split.start()
+        with pytest.raises(smtplib.SMTPSenderRefused, match="STARTTLS"):
+            send(split.port, "plain")
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            send(split.port, "wrong", (client_context, "trac", "not the password"))
+        sent = send_until_both_workers_took_some(split, "tls", (client_context, "trac", "pw"))
+        delivered(upstream, set(sent))
+    finally:
+        split.stop()
+    assert "plain" not in seen(upstream) and "wrong" not in seen(upstream)
 
 
 # 5. drain
