@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 from hardening.processes import RelayProcess, write_config
-from helpers import free_port
+from helpers import free_port, write_users
 from upstream import FakeUpstream
 
 from relay.model import Envelope, new_queue_id
@@ -481,7 +481,7 @@ def test_sighup_reaches_every_process_and_a_broken_config_changes_nothing(split,
     split.write(notification={"smtp_subject_prefix": "[two]"})
     os.kill(split.pid, signal.SIGHUP)
     wait_until(lambda: split.lines("reload: configuration from"), "the reload is in force")
-    time.sleep(0.5)  # the receive workers read it from their pipes
+    time.sleep(1.0)  # the receive workers read it from their pipes as delivery does
     after = send_until_both_workers_took_some(split, "after")
     split.config.write_text("listen: [127.0.0.1:2525\nnotification: {smtp_subject_prefix: x}\n")
     os.kill(split.pid, signal.SIGHUP)
@@ -567,10 +567,17 @@ def test_every_receive_worker_offers_starttls_and_auth(
         with pytest.raises(smtplib.SMTPAuthenticationError):
             send(split.port, "wrong", (client_context, "trac", "not the password"))
         sent = send_until_both_workers_took_some(split, "tls", (client_context, "trac", "pw"))
+        write_users(tmp_path / "users", {"trac": "new pw"})  # each worker reads it on reload
+        os.kill(split.pid, signal.SIGHUP)
+        wait_until(lambda: split.lines("reload: configuration from"), "the reload is in force")
+        time.sleep(1.0)  # the receive workers read it from their pipes as delivery does
+        sent += send_until_both_workers_took_some(split, "new", (client_context, "trac", "new pw"))
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            send(split.port, "old", (client_context, "trac", "pw"))
         delivered(upstream, set(sent))
     finally:
         split.stop()
-    assert "plain" not in seen(upstream) and "wrong" not in seen(upstream)
+    assert not {"plain", "wrong", "old"} & set(seen(upstream))
 
 
 # 5. drain
