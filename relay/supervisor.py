@@ -265,14 +265,14 @@ async def supervise(
     every process (a config that does not load is refused, the one in force stays).
     Return the exit code."""
     supervisor = Supervisor(config, log_format=log_format, workers=worker_count(config))
-    code = await supervisor.start()
-    if code != ExitCode.OK:
-        return code
-    loop = asyncio.get_running_loop()
+    loop = asyncio.get_running_loop()  # handled from the start: starting takes seconds
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, supervisor.stopping.set)
     if reload is not None:
         loop.add_signal_handler(signal.SIGHUP, reloader(supervisor.reload, reload))
+    code = await supervisor.start()
+    if code != ExitCode.OK:
+        return code
     await supervisor.stopping.wait()
     logger.info("stopping")
     await supervisor.stop()

@@ -618,6 +618,23 @@ def test_stopping_removes_the_socket_it_bound_not_one_a_reload_named(split, tmp_
     assert other.read_text() == "another program's"
 
 
+def test_signals_while_the_processes_start_are_not_fatal(split, upstream):
+    split.relay.start(timeout=PATIENCE)  # the port is bound: the processes are starting
+    os.kill(split.pid, signal.SIGHUP)
+    wait_until(lambda: split.lines(_ANNOUNCED), "the relay announces itself")
+    assert split.relay.process.poll() is None, split.text()[-3000:]
+    wait_until(lambda: split.lines("reload: configuration from"), "the reload is in force")
+    send(split.port, "after")
+    delivered(upstream, {"after"})
+    split.stop()
+    split.relay.start(timeout=PATIENCE)
+    split.relay.process.terminate()
+    assert split.relay.process.wait(PATIENCE) == 0, split.text()[-3000:]
+    assert workers_of(split.queue) == set()
+    assert not split.unix.exists()
+    assert not (split.queue / "relay.pid").exists()
+
+
 # 6. the supervisor killed
 
 
