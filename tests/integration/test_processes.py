@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -108,6 +109,16 @@ def send(port: int, seq: str, secure: Secure | None = None) -> None:
             smtp.starttls(context=context)
             smtp.login(user, password)
         smtp.sendmail("trac@example.org", ["dev@example.org"], message(seq))
+
+
+class UnixSMTP(smtplib.SMTP):
+    """smtplib's client over a unix socket (``host`` is its path)."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(host)
+        return sock
 
 
 def send_many(
@@ -436,6 +447,19 @@ def test_a_process_that_ran_steadily_starts_again_at_once(split, upstream):
     assert pauses(split, "deliver.0") == [None]
     send(split.port, "after")
     delivered(upstream, {"after"})
+
+
+def test_receive_workers_stopped_by_sigterm_leave_the_shared_sockets_serving(split, upstream):
+    split.start()
+    for name in ("receive.1", "receive.2"):
+        pid = split.table()[name].pid
+        os.kill(pid, signal.SIGTERM)  # a worker stops as on EOF: its own copies close
+        split.serving(name, other_than=pid)
+    assert len(split.lines(r"supervisor: receive\.\d \(pid \d+\) exited with status 0")) == 2
+    with UnixSMTP(str(split.unix), timeout=20) as smtp:
+        smtp.sendmail("trac@example.org", ["dev@example.org"], message("unix"))
+    send(split.port, "tcp")
+    delivered(upstream, {"unix", "tcp"})
 
 
 # 3. a receive worker's death makes delivery look at incoming/
