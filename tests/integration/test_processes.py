@@ -277,7 +277,9 @@ class Split:
     def serving(self, name: str, other_than: int = 0) -> int:
         """Wait until ``name`` runs with a pid other than ``other_than``; that pid."""
         return wait_until(
-            lambda: (pid := self.table()[name].pid) not in (0, other_than) and pid,
+            lambda: (
+                (state := self.table().get(name)) and state.pid not in (0, other_than) and state.pid
+            ),
             f"{name} serves again",
         )
 
