@@ -743,6 +743,18 @@ def test_a_negative_worker_count_is_refused_naming_the_key_and_the_file(split):
 # 8. a process that cannot start
 
 
+def test_a_web_port_in_use_costs_the_page_not_the_relay(split, upstream):
+    web = int(split.url.rsplit(":", 1)[1].strip("/"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", web))
+        taken.listen()
+        split.start()
+        send(split.port, "anyway")
+        delivered(upstream, {"anyway"})
+    assert split.lines(rf"web: cannot listen on 127\.0\.0\.1:{web}")
+    assert len(children(split.pid)) == 3
+
+
 def test_a_delivery_process_that_cannot_start_stops_the_relay(split):
     split.queue.mkdir()
     (split.queue / "incoming").write_text("not a directory")
