@@ -74,6 +74,7 @@ def main() -> int:
         return ExitCode.USAGE
     setup_logging(fmt=assignment.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C: the supervisor stops us
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # sent to every process: the supervisor reloads
     name = f"{assignment.role.value}.{assignment.slot}"
     try:
         eventloop.run(_serve(assignment))

@@ -526,6 +526,21 @@ def test_sighup_reaches_every_process_and_a_broken_config_changes_nothing(split,
     assert split.relay.process.poll() is None
 
 
+def test_sighup_to_every_process_reloads_once_and_ends_none(split, upstream):
+    split.start()  # as `systemctl kill -s HUP` does: the whole cgroup gets it
+    pids = children(split.pid)
+    split.write(notification={"smtp_subject_prefix": "[two]"})
+    for pid in (split.pid, *pids):
+        os.kill(pid, signal.SIGHUP)
+    wait_until(lambda: split.lines("reload: configuration from"), "the reload is in force")
+    time.sleep(1.0)  # a child that SIGHUP ended would be reported now
+    assert children(split.pid) == pids
+    assert not split.lines("supervisor: .* was killed by SIGHUP")
+    sent = send_until_both_workers_took_some(split, "hup")
+    delivered(upstream, set(sent))
+    assert {subject.split()[0] for subject in subjects(upstream).values()} == {"[two]"}
+
+
 def test_a_config_that_a_process_would_refuse_is_refused_for_all_of_them(split, upstream, tmp_path):
     split.sections["notification"] = {"smtp_subject_prefix": "[one]"}
     split.write()
