@@ -152,16 +152,26 @@ class Supervisor:
         inherited = [sock.fileno() for sock in self.sockets] if process.role == Role.RECEIVE else []
         wake = self.wake_send if process.role == Role.RECEIVE else self.wake_receive
         assert self.lock.fd is not None
-        child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "relay.worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            pass_fds=(*inherited, wake.fileno(), self.lock.fd),  # the lock lives while we do
-            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.run / METRICS)},
-        )
-        process.process, process.started = child, time.monotonic()
+        process.process, process.started = None, time.monotonic()
+        try:
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "relay.worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                pass_fds=(*inherited, wake.fileno(), self.lock.fd),  # the lock lives while we do
+                env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.run / METRICS)},
+            )
+        except OSError as exc:  # no process to watch: _watch tries again after a pause
+            logger.error(
+                "supervisor: cannot start %s: %s",
+                process.name,
+                exc,
+                extra=fields(process=process.name, reason=str(exc)),
+            )
+            return ExitCode.OSERR
+        process.process = child
         assignment = Assignment(
             role=process.role,
             slot=process.slot,
@@ -187,7 +197,10 @@ class Supervisor:
     async def _watch(self, process: _Process) -> None:
         """Start ``process`` again whenever it ends (or fails to start), until the relay stops."""
         while True:
-            assert process.process is not None
+            if process.process is None:  # it could not be started at all
+                await asyncio.sleep(self._pause(process))
+                await self._spawn(process)
+                continue
             status = await process.process.wait()
             pause = self._pause(process)
             logger.error(
@@ -245,7 +258,18 @@ class Supervisor:
             await child.wait()
 
     def _write_table(self) -> None:
-        write_table(self.run / TABLE, [process.state() for process in self.processes])
+        """Record the processes for ``/metrics`` and ``/readyz``; what cannot be written (a
+        full disk) is logged, and the processes go on as they must."""
+        path = self.run / TABLE
+        try:
+            write_table(path, [process.state() for process in self.processes])
+        except OSError as exc:
+            logger.warning(
+                "supervisor: cannot write %s: %s",
+                path,
+                exc,
+                extra=fields(path=str(path), reason=str(exc)),
+            )
 
 
 def _ending(status: int) -> str:

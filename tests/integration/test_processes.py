@@ -14,6 +14,7 @@ import email
 import json
 import os
 import re
+import resource
 import signal
 import smtplib
 import socket
@@ -30,7 +31,7 @@ from typing import Any
 
 import pytest
 from hardening.processes import RelayProcess, write_config
-from helpers import free_port, write_users
+from helpers import fill, free_port, write_users
 from upstream import FakeUpstream
 
 from relay.model import Envelope, new_queue_id
@@ -236,6 +237,7 @@ class Split:
             "workers": 2,
             **sections,
         }
+        self.queue = Path(self.sections["queue"]["path"])
         self.config = tmp_path / "relay.yaml"
         self.write()
         self.relay = RelayProcess(self.config, self.port, self.log)
@@ -437,6 +439,25 @@ def test_every_acknowledged_message_survives_kills_of_each_process(split, upstre
     assert sample(text, 'notify_relay_process_restarts_total{role="deliver"}') == 2
     assert sample(text, 'notify_relay_processes{role="receive"}') == 2
     assert len(children(split.pid)) == 3
+
+
+def test_a_process_the_supervisor_cannot_start_again_is_tried_again(split, upstream):
+    split.start()
+    fds = len(os.listdir(f"/proc/{split.pid}/fd"))
+    limit = resource.prlimit(split.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(split.pid, resource.RLIMIT_NOFILE, (fds - 3, limit[1]))  # no new pipes
+    try:
+        pid = split.table()["receive.1"].pid
+        os.kill(pid, signal.SIGKILL)
+        wait_until(
+            lambda: split.lines(rf"supervisor: receive\.1 \(pid {pid}\) was killed"), "the death"
+        )
+        time.sleep(1.0)  # its restart fails: the supervisor may open no file
+    finally:
+        resource.prlimit(split.pid, resource.RLIMIT_NOFILE, limit)
+    split.serving("receive.1", other_than=pid)
+    assert split.lines("supervisor: cannot start receive\\.1")
+    send_until_both_workers_took_some(split, "again")
 
 
 @pytest.mark.slow
