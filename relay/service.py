@@ -27,7 +27,7 @@ from relay.errors import ConfigError, RelayError
 from relay.log import fields, logger
 from relay.metrics import Metrics
 from relay.model import Envelope
-from relay.processes import METRICS, TABLE, ProcessCollector, receiving
+from relay.processes import TABLE, ProcessCollector, receiving
 from relay.queue.control import ControlServer
 from relay.queue.gauges import spool_collectors
 from relay.queue.manager import QueueManager
@@ -135,8 +135,10 @@ class Split:
     bound: tuple[str, ...] = ()
     #: A receive worker's end of the wake-up socket pair, or the delivery process's.
     wake: socket.socket | None = None
-    #: Where the supervisor keeps the process table and every process its metrics.
+    #: Where the supervisor keeps the process table.
     run: Path | None = None
+    #: Where every process keeps its counts (prometheus_client's multiprocess files).
+    metrics: Path | None = None
 
 
 class Relay:
@@ -148,7 +150,7 @@ class Relay:
         self.credentials = self.credentials_of(config)
         self.config = config
         receives, delivers = self.role != Role.DELIVER, self.role != Role.RECEIVE
-        self.metrics = Metrics(shared=split.run / METRICS if split and split.run else None)
+        self.metrics = Metrics(shared=split.metrics if split else None)
         self.capture = (
             CaptureStore(
                 config.capture.path,

@@ -23,17 +23,19 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 from relay.config import RelayConfig
 from relay.credentials import Credentials, read_credentials
-from relay.durable import make_private_dir
+from relay.durable import make_private_dir, write_private
 from relay.errors import ExitCode
 from relay.lock import DirectoryLock
 from relay.log import fields, logger
-from relay.processes import METRICS, TABLE, ProcessState, write_table
+from relay.processes import TABLE, ProcessState, write_table
 from relay.queue.control import take
 from relay.queue.wakeup import WakeSender, socket_pair
 from relay.receive.sockets import address, bind, unbind
@@ -48,6 +50,8 @@ _STEADY = 10.0
 _LONGEST_PAUSE = 30.0
 #: Seconds a process gets to stop on SIGTERM before it is killed.
 _STOP_TIMEOUT = 30.0
+#: The file in the run directory naming the metrics directory in use.
+_METRICS_RECORD = "metrics.path"
 #: Seconds a new process gets to say it serves.
 _START_TIMEOUT = 60.0
 
@@ -99,6 +103,7 @@ class Supervisor:
         ]
         self.stopping = asyncio.Event()
         self._watchers: list[asyncio.Task[None]] = []
+        self.metrics: Path | None = None  # every process's counts, for the relay's life
 
     async def start(self) -> int:
         """Take the queue, bind, and start every process; an exit code if one cannot start
@@ -106,8 +111,7 @@ class Supervisor:
         make_private_dir(self.root)
         await take(self.lock, 10.0)
         make_private_dir(self.run)
-        shutil.rmtree(self.run / METRICS, ignore_errors=True)  # counts of an earlier run
-        make_private_dir(self.run / METRICS)
+        self.metrics = self._make_metrics()
         for listener in self.listen:
             self.sockets += bind(listener)
         self.bound = tuple(address(sock) for sock in self.sockets)
@@ -123,6 +127,17 @@ class Supervisor:
             for process in self.processes
         ]
         return ExitCode.OK
+
+    def _make_metrics(self) -> Path:
+        """A new directory for every process's counts, in memory; the one an earlier run left
+        (its supervisor killed) is removed first."""
+        record = self.run / _METRICS_RECORD
+        with contextlib.suppress(OSError):
+            shutil.rmtree(record.read_text(), ignore_errors=True)
+        made = Path(tempfile.mkdtemp(prefix="notify-relay-metrics.", dir=_memory()))
+        with contextlib.suppress(OSError):  # a full disk: only a leftover is at stake
+            write_private(record, str(made).encode())
+        return made
 
     async def reload(self, config: RelayConfig, _: Credentials) -> None:
         """Hand ``config``, whose credentials were read (so it loads), to every process;
@@ -145,6 +160,8 @@ class Supervisor:
             sock.close()
         for listener in self.listen:
             unbind(listener)
+        if self.metrics is not None:
+            shutil.rmtree(self.metrics, ignore_errors=True)
         self.lock.release()
 
     async def _spawn(self, process: _Process) -> int | None:
@@ -152,6 +169,7 @@ class Supervisor:
         inherited = [sock.fileno() for sock in self.sockets] if process.role == Role.RECEIVE else []
         wake = self.wake_send if process.role == Role.RECEIVE else self.wake_receive
         assert self.lock.fd is not None
+        assert self.metrics is not None
         process.process, process.started = None, time.monotonic()
         try:
             child = await asyncio.create_subprocess_exec(
@@ -161,7 +179,7 @@ class Supervisor:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 pass_fds=(*inherited, wake.fileno(), self.lock.fd),  # the lock lives while we do
-                env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.run / METRICS)},
+                env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics)},
             )
         except OSError as exc:  # no process to watch: _watch tries again after a pause
             logger.error(
@@ -180,6 +198,7 @@ class Supervisor:
             bound=self.bound,
             wake_fd=wake.fileno(),
             run=self.run,
+            metrics=self.metrics,
             log_format=self.log_format,
         )
         await self._tell(process, encode(assignment))
@@ -270,6 +289,12 @@ class Supervisor:
                 exc,
                 extra=fields(path=str(path), reason=str(exc)),
             )
+
+
+def _memory() -> str | None:
+    """Where the metrics files go: memory (``/dev/shm``) where there is one, not the queue's
+    disk; a process whose mapped file finds that disk full dies of SIGBUS."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
 def _ending(status: int) -> str:

@@ -38,7 +38,7 @@ _HEADER = struct.Struct(">I")
 class Assignment:
     """What the supervisor tells a new process: its role and slot, the configuration in
     force, the descriptors it inherited (listening sockets, its end of the wake-up pair)
-    and the addresses bound, the run directory and the log format."""
+    and the addresses bound, the run and metrics directories and the log format."""
 
     role: Role
     slot: int
@@ -47,6 +47,7 @@ class Assignment:
     bound: tuple[str, ...]
     wake_fd: int
     run: Path
+    metrics: Path
     log_format: Literal["text", "json"]
 
 
@@ -94,6 +95,7 @@ async def _serve(assignment: Assignment) -> None:
         bound=assignment.bound,
         wake=socket.socket(fileno=assignment.wake_fd),
         run=assignment.run,
+        metrics=assignment.metrics,
     )
     relay = Relay(assignment.config, split)
     await relay.start()

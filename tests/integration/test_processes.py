@@ -69,16 +69,18 @@ def children(pid: int) -> set[int]:
 
 
 def workers_of(queue: Path) -> set[int]:
-    """The live ``relay.worker`` processes of the relay whose queue is ``queue`` (found by
-    the metrics directory the supervisor puts in their environment)."""
-    mark = f"PROMETHEUS_MULTIPROC_DIR={queue / 'run' / 'metrics'}".encode()
+    """The live ``relay.worker`` processes of the relay whose queue is ``queue`` (they hold
+    the queue's lock: a descriptor of the directory)."""
     found = set()
-    for environ in Path("/proc").glob("[0-9]*/environ"):
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if mark in environ.read_bytes().split(b"\0") and alive(int(environ.parent.name)):
-                found.add(int(environ.parent.name))
+            if b"relay.worker" not in (proc / "cmdline").read_bytes():
+                continue
+            held = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
         except OSError:
             continue
+        if str(queue) in held and alive(int(proc.name)):
+            found.add(int(proc.name))
     return found
 
 
@@ -291,6 +293,14 @@ class Split:
         os.kill(pid, signal.SIGKILL)
         return self.serving(name, other_than=pid)
 
+    def metrics_dir(self) -> Path:
+        """Where the processes keep their counts (from the delivery process's environment)."""
+        environ = Path(f"/proc/{self.table()['deliver.0'].pid}/environ").read_bytes()
+        for item in environ.split(b"\0"):
+            if item.startswith(b"PROMETHEUS_MULTIPROC_DIR="):
+                return Path(item.split(b"=", 1)[1].decode())
+        raise AssertionError("the delivery process has no PROMETHEUS_MULTIPROC_DIR")
+
     def accepted_by(self) -> dict[str, int]:
         """The pid of the process that logged each accepted queue id."""
         return {
@@ -385,7 +395,7 @@ def test_counters_of_every_process_add_up_and_the_load_spreads(split, upstream):
     assert sample(text, 'notify_relay_processes{role="deliver"}') == 1
     assert sample(text, 'notify_relay_process_restarts_total{role="receive"}') == 0
     assert sample(text, 'notify_relay_process_restarts_total{role="deliver"}') == 0
-    counters = {path.name for path in (split.queue / "run" / "metrics").iterdir()}
+    counters = {path.name for path in split.metrics_dir().iterdir()}
     assert {f"counter_{pid}.db" for pid in receivers} <= counters
     assert sorted(seen(upstream).values()) == [1] * len(sent)
 
@@ -432,7 +442,7 @@ def test_every_acknowledged_message_survives_kills_of_each_process(split, upstre
     assert growing(pauses(split, "receive.2")) in (["0.5"], [])
     assert growing(pauses(split, "deliver.0")) in (["0.5", "1.0"], ["0.5"])
     text = split.metrics()
-    # the counts of killed processes stay in their files under run/metrics
+    # the counts of killed processes stay in their files
     assert sample(text, "notify_relay_messages_received_total") >= len(acked)
     assert sample(text, "notify_relay_messages_delivered_total") >= len(acked)
     assert sample(text, 'notify_relay_process_restarts_total{role="receive"}') == 4
@@ -458,6 +468,36 @@ def test_a_process_the_supervisor_cannot_start_again_is_tried_again(split, upstr
     split.serving("receive.1", other_than=pid)
     assert split.lines("supervisor: cannot start receive\\.1")
     send_until_both_workers_took_some(split, "again")
+
+
+def replaced(supervisor: int, pid: int) -> None:
+    """Wait until a new child of ``supervisor`` took the place of ``pid``."""
+    wait_until(
+        lambda: pid not in (now := children(supervisor)) and len(now) == 3, f"{pid} replaced"
+    )
+
+
+def test_processes_started_again_on_a_full_disk_serve(tmp_path, upstream, small_disk):
+    split = Split(tmp_path, upstream.port, queue={"path": str(small_disk / "queue")})
+    try:
+        split.start()
+        table = split.table()  # it stays as it is: the disk will be full
+        os.kill(table["deliver.0"].pid, signal.SIGSTOP)  # mail waits in the spool
+        send(split.port, "waiting")
+        filler = fill(small_disk)
+        for name in ("receive.1", "receive.2", "deliver.0"):
+            os.kill(table[name].pid, signal.SIGKILL)  # its successor maps new metrics files
+            replaced(split.pid, table[name].pid)
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            send(split.port, "refused")
+        assert refused.value.smtp_code == 451
+        filler.unlink()
+        delivered(upstream, {"waiting"})
+        send(split.port, "after")
+        delivered(upstream, {"after"})
+        assert not split.lines("killed by SIGBUS")
+    finally:
+        split.stop()
 
 
 @pytest.mark.slow
@@ -649,6 +689,7 @@ def test_sigterm_drains_every_process_and_leaves_nothing_behind(split, upstream)
     split.start()
     pids = children(split.pid)
     assert len(pids) == 3
+    counts = split.metrics_dir()
     with Clients(split.port) as clients:
         clients.more(20)
         began = time.monotonic()
@@ -662,6 +703,7 @@ def test_sigterm_drains_every_process_and_leaves_nothing_behind(split, upstream)
     assert not split.unix.exists()
     assert not (split.queue / "relay.pid").exists()
     assert not (split.queue / "control.sock").exists()
+    assert not counts.exists()
     assert acked <= set(seen(upstream)) | spooled(split.queue)
     split.start()
     delivered(upstream, acked)
@@ -706,6 +748,7 @@ def test_children_of_a_killed_supervisor_stop_and_a_new_one_takes_the_queue(spli
     split.start()
     pids = children(split.pid)
     assert len(pids) == 3
+    counts = split.metrics_dir()
     split.relay.kill()
     try:
         wait_until(lambda: not [pid for pid in pids if alive(pid)], "the children stop", 10)
@@ -715,6 +758,7 @@ def test_children_of_a_killed_supervisor_stop_and_a_new_one_takes_the_queue(spli
     assert split.unix.exists()  # left behind, as after any SIGKILL
     waiting = {put(split.queue, f"queued{n}"): f"queued{n}" for n in range(3)}
     split.start()
+    assert not counts.exists()  # the new supervisor removed what the killed one left
     delivered(upstream, set(waiting.values()))
     send(split.port, "new")
     delivered(upstream, {"new"})
