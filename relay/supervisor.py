@@ -263,7 +263,7 @@ class Supervisor:
         child = process.process
         if child is None or child.returncode is not None:
             return
-        child.terminate()
+        _signal(child.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(child.wait(), _STOP_TIMEOUT)
         except TimeoutError:
@@ -273,7 +273,7 @@ class Supervisor:
                 child.pid,
                 extra=fields(process=process.name, process_pid=child.pid),
             )
-            child.kill()
+            _signal(child.pid, signal.SIGKILL)
             await child.wait()
 
     def _write_table(self) -> None:
@@ -289,6 +289,13 @@ class Supervisor:
                 exc,
                 extra=fields(path=str(path), reason=str(exc)),
             )
+
+
+def _signal(pid: int, signum: signal.Signals) -> None:
+    """Signal a child not known to have ended. Not ``Process.terminate()``: its poll reaps a
+    child that just ended before asyncio's watcher does, and the status is lost (255)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
 
 
 def _memory() -> str | None:
