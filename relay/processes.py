@@ -2,8 +2,9 @@
 
 The supervisor (:mod:`relay.supervisor`) writes it to ``run/processes.json`` in the queue
 directory whenever a process starts or ends; the delivery process reads it for ``/metrics``
-and ``/readyz``. Every process keeps its counters under ``run/metrics/`` (prometheus_client's
-multiprocess files), so ``/metrics`` adds up all of them, those of processes that ended too.
+and ``/readyz``. Every process keeps its counters in a directory the supervisor makes in
+memory (prometheus_client's multiprocess files), so ``/metrics`` adds up all of them, those
+of processes that ended too.
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ from prometheus_client.registry import Collector
 
 from relay.durable import write_private
 
-__all__ = ["METRICS", "TABLE", "ProcessCollector", "ProcessState", "read_table", "receiving"]
+__all__ = ["TABLE", "ProcessCollector", "ProcessState", "read_table", "receiving"]
 
 #: The process table, under the run directory.
 TABLE = "processes.json"
-#: The metrics directory, under the run directory.
-METRICS = "metrics"
 
 
 @dataclass(frozen=True, slots=True)

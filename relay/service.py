@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import functools
 import signal
@@ -26,7 +27,7 @@ from relay.errors import ConfigError, RelayError
 from relay.log import fields, logger
 from relay.metrics import Metrics
 from relay.model import Envelope
-from relay.processes import METRICS, TABLE, ProcessCollector, receiving
+from relay.processes import TABLE, ProcessCollector, receiving
 from relay.queue.control import ControlServer
 from relay.queue.gauges import spool_collectors
 from relay.queue.manager import QueueManager
@@ -51,6 +52,7 @@ __all__ = [
     "refuse_reload",
     "reloader",
     "restart_needed",
+    "restart_only_kept",
     "serve",
     "web_settings",
 ]
@@ -133,8 +135,10 @@ class Split:
     bound: tuple[str, ...] = ()
     #: A receive worker's end of the wake-up socket pair, or the delivery process's.
     wake: socket.socket | None = None
-    #: Where the supervisor keeps the process table and every process its metrics.
+    #: Where the supervisor keeps the process table.
     run: Path | None = None
+    #: Where every process keeps its counts (prometheus_client's multiprocess files).
+    metrics: Path | None = None
 
 
 class Relay:
@@ -146,7 +150,7 @@ class Relay:
         self.credentials = self.credentials_of(config)
         self.config = config
         receives, delivers = self.role != Role.DELIVER, self.role != Role.RECEIVE
-        self.metrics = Metrics(shared=split.run / METRICS if split and split.run else None)
+        self.metrics = Metrics(shared=split.metrics if split else None)
         self.capture = (
             CaptureStore(
                 config.capture.path,
@@ -395,10 +399,8 @@ class Relay:
         aliases or filter rules do not load or the mode would change. Connections stay
         open; settings that only a restart can apply are named in a warning.
         """
-        check_reload(self.config, config)
+        directory, simulate = check_reload(self.config, config)
         credentials = credentials or self.credentials_of(config)
-        directory = DirectorySource.from_options(config.notification)
-        simulate = _simulator(config)
         restart = restart_needed(self.config, config)
         self.config, self.directory, self.credentials = config, directory, credentials
         if self.listeners is not None:
@@ -445,17 +447,43 @@ class Relay:
                 )
 
 
-def check_reload(running: RelayConfig, new: RelayConfig) -> None:
-    """Refuse a reload to ``new`` that only a restart can do (capture ↔ relay mode)."""
+def check_reload(
+    running: RelayConfig, new: RelayConfig
+) -> tuple[DirectorySource, Callable[[Envelope, bytes], Simulation] | None]:
+    """What a reload to ``new`` reads besides the config and its credentials: the directory
+    and the filter simulation. Raises what refuses it: a switch between capture and relay
+    mode (only a restart does that), or aliases or filter rules that do not load.
+
+    The supervisor of a split relay runs it before handing ``new`` on, so that no process
+    refuses a config the supervisor would give the next process it starts.
+    """
     if (new.upstream is None) != (running.upstream is None):
         raise ConfigError(
             "switching between capture and relay mode needs a restart", file=new.source
         )
+    return DirectorySource.from_options(new.notification), _simulator(new)
 
 
 def restart_needed(running: RelayConfig, new: RelayConfig) -> list[str]:
     """The settings changed from ``running`` to ``new`` that a reload cannot apply."""
     return [name for name in _RESTART_ONLY if _section(running, name) != _section(new, name)]
+
+
+def restart_only_kept(running: RelayConfig, new: RelayConfig) -> RelayConfig:
+    """``new`` with the settings only a restart applies taken from ``running``: what a
+    process of a split relay started after a reload gets, so that it runs as the others do."""
+    for name in _RESTART_ONLY:
+        new = _with(new, name.split("."), _section(running, name))
+    return new
+
+
+def _with(value: Any, path: Sequence[str], setting: object) -> Any:
+    """``value`` with the setting at ``path`` replaced (a section that is None stays so)."""
+    if value is None:
+        return None
+    head, *rest = path
+    inner = _with(getattr(value, head), rest, setting) if rest else setting
+    return dataclasses.replace(value, **{head: inner})
 
 
 def announce(config: RelayConfig, bound: Sequence[str], credentials: Credentials) -> None:

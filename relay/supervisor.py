@@ -23,21 +23,23 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 from relay.config import RelayConfig
 from relay.credentials import Credentials, read_credentials
-from relay.durable import make_private_dir
+from relay.durable import make_private_dir, write_private
 from relay.errors import ExitCode
 from relay.lock import DirectoryLock
 from relay.log import fields, logger
-from relay.processes import METRICS, TABLE, ProcessState, write_table
+from relay.processes import TABLE, ProcessState, write_table
 from relay.queue.control import take
-from relay.queue.wakeup import RESCAN, socket_pair
+from relay.queue.wakeup import WakeSender, socket_pair
 from relay.receive.sockets import address, bind, unbind
-from relay.service import Role, announce, check_reload, reloader
+from relay.service import Role, announce, check_reload, reloader, restart_only_kept
 from relay.worker import READY, Assignment, encode
 
 __all__ = ["Supervisor", "supervise", "worker_count"]
@@ -48,6 +50,8 @@ _STEADY = 10.0
 _LONGEST_PAUSE = 30.0
 #: Seconds a process gets to stop on SIGTERM before it is killed.
 _STOP_TIMEOUT = 30.0
+#: The file in the run directory naming the metrics directory in use.
+_METRICS_RECORD = "metrics.path"
 #: Seconds a new process gets to say it serves.
 _START_TIMEOUT = 60.0
 
@@ -89,14 +93,17 @@ class Supervisor:
         self.root = config.queue.path
         self.run = self.root / "run"
         self.lock = DirectoryLock(self.root)
+        self.listen = config.listen  # what it binds, for its whole life: reloads do not
         self.sockets: list[socket.socket] = []
         self.bound: tuple[str, ...] = ()
         self.wake_send, self.wake_receive = socket_pair()
+        self.wake = WakeSender(self.wake_send)  # a full socket: its rescan goes later
         self.processes = [_Process(Role.DELIVER, 0)] + [
             _Process(Role.RECEIVE, n) for n in range(1, workers + 1)
         ]
         self.stopping = asyncio.Event()
         self._watchers: list[asyncio.Task[None]] = []
+        self.metrics: Path | None = None  # every process's counts, for the relay's life
 
     async def start(self) -> int:
         """Take the queue, bind, and start every process; an exit code if one cannot start
@@ -104,9 +111,8 @@ class Supervisor:
         make_private_dir(self.root)
         await take(self.lock, 10.0)
         make_private_dir(self.run)
-        shutil.rmtree(self.run / METRICS, ignore_errors=True)  # counts of an earlier run
-        make_private_dir(self.run / METRICS)
-        for listener in self.config.listen:
+        self.metrics = self._make_metrics()
+        for listener in self.listen:
             self.sockets += bind(listener)
         self.bound = tuple(address(sock) for sock in self.sockets)
         for group in ([self.processes[0]], self.processes[1:]):  # delivery first: it recovers
@@ -122,11 +128,22 @@ class Supervisor:
         ]
         return ExitCode.OK
 
+    def _make_metrics(self) -> Path:
+        """A new directory for every process's counts, in memory; the one an earlier run left
+        (its supervisor killed) is removed first."""
+        record = self.run / _METRICS_RECORD
+        with contextlib.suppress(OSError):
+            shutil.rmtree(record.read_text(), ignore_errors=True)
+        made = Path(tempfile.mkdtemp(prefix="notify-relay-metrics.", dir=_memory()))
+        with contextlib.suppress(OSError):  # a full disk: only a leftover is at stake
+            write_private(record, str(made).encode())
+        return made
+
     async def reload(self, config: RelayConfig, _: Credentials) -> None:
         """Hand ``config``, whose credentials were read (so it loads), to every process;
         each reads the credentials it needs itself."""
-        check_reload(self.config, config)
-        self.config = config
+        await asyncio.to_thread(check_reload, self.config, config)  # refuse what they would
+        self.config = restart_only_kept(self.config, config)  # for the processes it starts
         for process in self.processes:
             await self._tell(process, encode(config))
 
@@ -141,8 +158,10 @@ class Supervisor:
         self._write_table()
         for sock in self.sockets:
             sock.close()
-        for listener in self.config.listen:
+        for listener in self.listen:
             unbind(listener)
+        if self.metrics is not None:
+            shutil.rmtree(self.metrics, ignore_errors=True)
         self.lock.release()
 
     async def _spawn(self, process: _Process) -> int | None:
@@ -150,16 +169,27 @@ class Supervisor:
         inherited = [sock.fileno() for sock in self.sockets] if process.role == Role.RECEIVE else []
         wake = self.wake_send if process.role == Role.RECEIVE else self.wake_receive
         assert self.lock.fd is not None
-        child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "relay.worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            pass_fds=(*inherited, wake.fileno(), self.lock.fd),  # the lock lives while we do
-            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.run / METRICS)},
-        )
-        process.process, process.started = child, time.monotonic()
+        assert self.metrics is not None
+        process.process, process.started = None, time.monotonic()
+        try:
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "relay.worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                pass_fds=(*inherited, wake.fileno(), self.lock.fd),  # the lock lives while we do
+                env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics)},
+            )
+        except OSError as exc:  # no process to watch: _watch tries again after a pause
+            logger.error(
+                "supervisor: cannot start %s: %s",
+                process.name,
+                exc,
+                extra=fields(process=process.name, reason=str(exc)),
+            )
+            return ExitCode.OSERR
+        process.process = child
         assignment = Assignment(
             role=process.role,
             slot=process.slot,
@@ -168,6 +198,7 @@ class Supervisor:
             bound=self.bound,
             wake_fd=wake.fileno(),
             run=self.run,
+            metrics=self.metrics,
             log_format=self.log_format,
         )
         await self._tell(process, encode(assignment))
@@ -185,7 +216,10 @@ class Supervisor:
     async def _watch(self, process: _Process) -> None:
         """Start ``process`` again whenever it ends (or fails to start), until the relay stops."""
         while True:
-            assert process.process is not None
+            if process.process is None:  # it could not be started at all
+                await asyncio.sleep(self._pause(process))
+                await self._spawn(process)
+                continue
             status = await process.process.wait()
             pause = self._pause(process)
             logger.error(
@@ -204,8 +238,7 @@ class Supervisor:
             process.restarts += 1
             self._write_table()
             if process.role == Role.RECEIVE:  # it may have queued mail without saying so
-                with contextlib.suppress(OSError):
-                    self.wake_send.send(RESCAN)
+                self.wake.rescan()
             await asyncio.sleep(pause)
             await self._spawn(process)
 
@@ -230,7 +263,7 @@ class Supervisor:
         child = process.process
         if child is None or child.returncode is not None:
             return
-        child.terminate()
+        _signal(child.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(child.wait(), _STOP_TIMEOUT)
         except TimeoutError:
@@ -240,11 +273,35 @@ class Supervisor:
                 child.pid,
                 extra=fields(process=process.name, process_pid=child.pid),
             )
-            child.kill()
+            _signal(child.pid, signal.SIGKILL)
             await child.wait()
 
     def _write_table(self) -> None:
-        write_table(self.run / TABLE, [process.state() for process in self.processes])
+        """Record the processes for ``/metrics`` and ``/readyz``; what cannot be written (a
+        full disk) is logged, and the processes go on as they must."""
+        path = self.run / TABLE
+        try:
+            write_table(path, [process.state() for process in self.processes])
+        except OSError as exc:
+            logger.warning(
+                "supervisor: cannot write %s: %s",
+                path,
+                exc,
+                extra=fields(path=str(path), reason=str(exc)),
+            )
+
+
+def _signal(pid: int, signum: signal.Signals) -> None:
+    """Signal a child not known to have ended. Not ``Process.terminate()``: its poll reaps a
+    child that just ended before asyncio's watcher does, and the status is lost (255)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _memory() -> str | None:
+    """Where the metrics files go: memory (``/dev/shm``) where there is one, not the queue's
+    disk; a process whose mapped file finds that disk full dies of SIGBUS."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
 def _ending(status: int) -> str:
@@ -264,14 +321,14 @@ async def supervise(
     every process (a config that does not load is refused, the one in force stays).
     Return the exit code."""
     supervisor = Supervisor(config, log_format=log_format, workers=worker_count(config))
-    code = await supervisor.start()
-    if code != ExitCode.OK:
-        return code
-    loop = asyncio.get_running_loop()
+    loop = asyncio.get_running_loop()  # handled from the start: starting takes seconds
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, supervisor.stopping.set)
     if reload is not None:
         loop.add_signal_handler(signal.SIGHUP, reloader(supervisor.reload, reload))
+    code = await supervisor.start()
+    if code != ExitCode.OK:
+        return code
     await supervisor.stopping.wait()
     logger.info("stopping")
     await supervisor.stop()

@@ -38,7 +38,7 @@ _HEADER = struct.Struct(">I")
 class Assignment:
     """What the supervisor tells a new process: its role and slot, the configuration in
     force, the descriptors it inherited (listening sockets, its end of the wake-up pair)
-    and the addresses bound, the run directory and the log format."""
+    and the addresses bound, the run and metrics directories and the log format."""
 
     role: Role
     slot: int
@@ -47,6 +47,7 @@ class Assignment:
     bound: tuple[str, ...]
     wake_fd: int
     run: Path
+    metrics: Path
     log_format: Literal["text", "json"]
 
 
@@ -74,6 +75,7 @@ def main() -> int:
         return ExitCode.USAGE
     setup_logging(fmt=assignment.log_format)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C: the supervisor stops us
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # sent to every process: the supervisor reloads
     name = f"{assignment.role.value}.{assignment.slot}"
     try:
         eventloop.run(_serve(assignment))
@@ -93,6 +95,7 @@ async def _serve(assignment: Assignment) -> None:
         bound=assignment.bound,
         wake=socket.socket(fileno=assignment.wake_fd),
         run=assignment.run,
+        metrics=assignment.metrics,
     )
     relay = Relay(assignment.config, split)
     await relay.start()

@@ -37,8 +37,8 @@ def socket_pair() -> tuple[socket.socket, socket.socket]:
 
 
 class WakeSender:
-    """A receive worker's end: :meth:`notify` never blocks; what the socket cannot take
-    becomes one :data:`RESCAN`, retried until it goes."""
+    """A receive worker's end (and the supervisor's): nothing blocks; what the socket
+    cannot take becomes one :data:`RESCAN`, retried until it goes."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -46,13 +46,16 @@ class WakeSender:
 
     def notify(self, queue_id: str) -> None:
         """Tell the delivery process that ``queue_id`` is in the spool."""
-        if self._retrying is None and self._send(queue_id.encode("ascii")):
+        self._send_or_rescan(queue_id.encode("ascii"))
+
+    def rescan(self) -> None:
+        """Ask for a scan of every incoming message."""
+        self._send_or_rescan(RESCAN)
+
+    def _send_or_rescan(self, datagram: bytes) -> None:
+        if self._retrying is None and self._send(datagram):
             return
         self._rescan_later()
-
-    def rescan(self) -> bool:
-        """Ask for a scan of every incoming message; False if the socket is full."""
-        return self._send(RESCAN)
 
     def _send(self, datagram: bytes) -> bool:
         try:
@@ -72,7 +75,7 @@ class WakeSender:
 
         def retry() -> None:
             self._retrying = None
-            if not self.rescan():
+            if not self._send(RESCAN):
                 self._rescan_later()
 
         self._retrying = asyncio.get_running_loop().call_later(_RETRY, retry)
