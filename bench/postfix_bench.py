@@ -174,9 +174,11 @@ def bare_server(workdir: Path) -> Iterator[tuple[int, Counter, Callable[[], list
 
 
 @contextmanager
-def relay_server(workdir: Path, sink_port: int) -> Iterator[tuple[int, Callable[[], list[int]]]]:
+def relay_server(
+    workdir: Path, sink_port: int, workers: int | None = None
+) -> Iterator[tuple[int, Callable[[], list[int]]]]:
     """``notify-relay serve`` in relay mode to the sink, as relay_bench.py starts it."""
-    process, port = start_relay(workdir, sink_port)
+    process, port = start_relay(workdir, sink_port, workers)
     try:
         yield port, lambda: [process.pid, *descendants(process.pid)]
     finally:
@@ -273,6 +275,12 @@ def run_case(
 COLUMNS = ("accepted/s", "delivered/s", "p50 ms", "p99 ms")
 
 
+def progress(rep: int, case: str, row: dict[str, float]) -> None:
+    """One run's figures on stderr, as they come."""
+    figures = ", ".join(f"{name} {value:.1f}" for name, value in row.items())
+    print(f"rep {rep + 1}: {case}: {figures}", file=sys.stderr)
+
+
 def summary(values: list[float]) -> str:
     middle = statistics.median(values)
     if len(values) == 1:
@@ -304,6 +312,9 @@ def compare(args: argparse.Namespace) -> None:
             "postfix": (postfix.port, sink, postfix.pids),
             "relay": (relay_port, sink, relay_pids),
         }
+        if args.one_process:  # the same relay in one process (workers: 0), as a baseline
+            one_port, one_pids = stack.enter_context(relay_server(workdir, sink.port, 0))
+            servers["1proc"] = (one_port, sink, one_pids)
         for server, (port, counter, _) in servers.items():  # warm up: caches, imports
             run_case(port, counter, workdir / "2KB.eml", 4, 100)
             peaks[server] = 0.0
@@ -314,11 +325,7 @@ def compare(args: argparse.Namespace) -> None:
                     row = run_case(port, counter, workdir / f"{size}.eml", sessions, total)
                     peaks[server] = max(peaks[server], sampler.stop())
                     results.setdefault((size, sessions, server), []).append(row)
-                    print(
-                        f"rep {rep + 1}: {size:>5} {sessions:>2} sessions {server:>7}: "
-                        + ", ".join(f"{k} {v:.1f}" for k, v in row.items()),
-                        file=sys.stderr,
-                    )
+                    progress(rep, f"{size:>5} {sessions:>2} sessions {server:>7}", row)
     print(f"median of {args.reps} run(s), spread (min-max) in brackets")
     print(f"{'size':>5} {'sess':>4} {'server':>7} " + " ".join(f"{c:>21}" for c in COLUMNS))
     for size, sessions, _ in cases:
@@ -367,6 +374,11 @@ def main() -> None:
     parser.add_argument("--large-messages", type=int, default=500, help="100 KB, 20 sessions")
     parser.add_argument("--single", type=int, default=300, help="2 KB, 1 session")
     parser.add_argument("--soak", type=int, default=0, help="only the memory soak, N messages")
+    parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="also run the relay in one process (workers: 0), the model before the split",
+    )
     args = parser.parse_args()
     for tool in (SMTP_SINK, SMTP_SOURCE):
         if not Path(tool).exists():

@@ -123,19 +123,21 @@ async def measure(
     }
 
 
-def start_relay(workdir: Path, sink_port: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_relay(
+    workdir: Path, sink_port: int, workers: int | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``serve`` in relay mode to the sink (``workers``: the config key; None: its default)."""
     port = free_port()
-    config = workdir / "relay.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "listen": [f"127.0.0.1:{port}"],
-                "upstream": {"host": "127.0.0.1", "port": sink_port, "tls": "none"},
-                "queue": {"path": str(workdir / "queue")},
-            }
-        )
-    )
-    log = (workdir / "relay.log").open("wb")
+    name = "relay" if workers is None else f"relay-{workers}"
+    config = workdir / f"{name}.yaml"
+    settings = {
+        "listen": [f"127.0.0.1:{port}"],
+        "upstream": {"host": "127.0.0.1", "port": sink_port, "tls": "none"},
+        "queue": {"path": str(workdir / f"{name}-queue")},
+        **({} if workers is None else {"workers": workers}),
+    }
+    config.write_text(yaml.safe_dump(settings))
+    log = (workdir / f"{name}.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "relay", "serve", "--config", str(config)], stderr=log, stdout=log
     )

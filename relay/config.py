@@ -2,7 +2,8 @@
 
 Every error names the file, the key path and what is allowed
 (``relay.yaml: upstream.port: expected an integer 1-65535, got "58x"``); unknown keys are
-errors. Secrets are read here once and wrapped in :class:`Secret`, whose repr hides them.
+errors. The config names secrets (files, variables, commands) and never holds them:
+:mod:`relay.credentials` reads them.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from relay.capture.options import CaptureConfig
 from relay.cleanup.options import CleanupOptions, FiltersConfig
 from relay.cleanup.tracini import read_trac_ini
 from relay.deliver.dkim import DkimConfig
-from relay.deliver.oauth import load_client_certificate
-from relay.deliver.options import UpstreamConfig, check_upstream, password_sources
+from relay.deliver.options import UpstreamConfig, check_upstream
 from relay.errors import ConfigError
 from relay.queue.options import QueueConfig
 from relay.receive.options import (
@@ -35,8 +35,7 @@ from relay.receive.options import (
     parse_networks,
 )
 from relay.resolver import DnsConfig
-from relay.schema import build, where
-from relay.secret import Secret, read_private, read_secret, read_secret_file
+from relay.schema import build
 from relay.web.options import WebConfig, check_web
 
 __all__ = ["RelayConfig", "load_config", "load_upstream"]
@@ -58,6 +57,8 @@ class RelayConfig:
         metadata={"parse": parse_networks},
     )
     hostname: str = field(default_factory=socket.gethostname)
+    #: Receive worker processes in relay mode (None: one per CPU; 0: all in one process).
+    workers: int | None = None
     listen_tls: ListenTlsConfig | None = None
     listen_auth: ListenAuthConfig | None = None
     limits: Limits = field(default_factory=Limits)
@@ -90,14 +91,12 @@ def load_config(
     path: str | os.PathLike[str] | None,
     *,
     trac_ini: str | os.PathLike[str] | None = None,
-    secrets: bool = True,
 ) -> RelayConfig:
     """Read, validate and return the configuration at ``path`` (``None``: the defaults).
 
     ``trac_ini`` (or the file's ``trac_ini:`` key) names a trac.ini whose ``[notification]``
     options are applied first; the file's own ``notification:`` keys win over them.
-    ``secrets=False`` leaves the upstream password unread (``upstream.secret`` is None): for
-    commands that never log in, run by users who may not be able to read it.
+    Nothing secret is read: :func:`relay.credentials.read_credentials` does that.
     """
     file = str(path) if path is not None else "(no config file)"
     data = _read_yaml(Path(path)) if path is not None else {}
@@ -120,19 +119,29 @@ def load_config(
     config = build(RelayConfig, data, file=file, base=base)
     config = replace(config, source=file, trac_ini_report=report.lines() if report else ())
     if config.upstream is not None:
-        config = replace(config, upstream=load_upstream(config.upstream, file, secrets=secrets))
+        config = replace(config, upstream=load_upstream(config.upstream, file))
     release = config.capture.release
     if release.upstream is not None:
         section = "capture.release.upstream"
-        loaded = load_upstream(release.upstream, file, secrets=secrets, section=section)
+        loaded = load_upstream(release.upstream, file, section=section)
         capture = replace(config.capture, release=replace(release, upstream=loaded))
         config = replace(config, capture=capture)
-    config = _check_upstreams(config, file, secrets=secrets)
+    config = _check_upstreams(config, file)
     _check_listen_security(config, file)
     check_web(config.web, file=file)
     check_limits(config.limits, file=file)
     _check_capture(config, file)
+    if config.workers is not None and not 0 <= config.workers <= _MOST_WORKERS:
+        raise ConfigError(
+            f"expected 0 to {_MOST_WORKERS} (0: one process), got {config.workers}",
+            file=file,
+            key="workers",
+        )
     return config
+
+
+#: The most receive workers a relay runs.
+_MOST_WORKERS = 64
 
 
 def _check_capture(config: RelayConfig, file: str) -> None:
@@ -162,7 +171,7 @@ def _expand_mx(data: dict[str, object]) -> dict[str, object]:
     return {**data, "upstream": expand(data["upstream"])} if "upstream" in data else data
 
 
-def _check_upstreams(config: RelayConfig, file: str, *, secrets: bool) -> RelayConfig:
+def _check_upstreams(config: RelayConfig, file: str) -> RelayConfig:
     """Check ``upstreams``; the config returned lists every upstream in ``upstreams``, and
     ``upstream`` is the first."""
     if config.upstream is not None and config.upstreams:
@@ -170,7 +179,7 @@ def _check_upstreams(config: RelayConfig, file: str, *, secrets: bool) -> RelayC
             "give upstream (one) or upstreams (a list), not both", file=file, key="upstreams"
         )
     loaded = tuple(
-        load_upstream(upstream, file, secrets=secrets, section=f"upstreams[{n}]")
+        load_upstream(upstream, file, section=f"upstreams[{n}]")
         for n, upstream in enumerate(config.upstreams)
     )
     chain = loaded or ((config.upstream,) if config.upstream else ())
@@ -201,52 +210,12 @@ def _read_yaml(path: Path) -> object:
 
 
 def load_upstream(
-    upstream: UpstreamConfig, file: str, *, secrets: bool = True, section: str = "upstream"
+    upstream: UpstreamConfig, file: str, *, section: str = "upstream"
 ) -> UpstreamConfig:
-    """Check ``upstream`` (:func:`~relay.deliver.options.check_upstream`); return it with its
-    password and OAuth secrets read (as it is with ``secrets=False``)."""
+    """Check ``upstream`` (:func:`~relay.deliver.options.check_upstream`); return it with
+    ``file`` and ``section`` recorded, which errors about its secrets name."""
     check_upstream(upstream, file=file, section=section)
-    if secrets and not upstream.mx:
-        return _with_upstream_secrets(upstream, file, section)
-    return upstream
-
-
-def _with_upstream_secrets(upstream: UpstreamConfig, file: str, section: str) -> UpstreamConfig:
-    """``upstream`` with the password and the OAuth client secret, refresh token and key
-    read from the sources it names."""
-    sources = password_sources(upstream)
-    if sources and upstream.username is not None and upstream.auth == "password":
-        key = where(section, sources[0])
-        secret = Secret(read_secret(upstream, sources[0], file=file, key=key))
-        upstream = replace(upstream, secret=secret)
-    oauth = upstream.oauth
-    if oauth is None:
-        return upstream
-    key = where(section, "oauth")
-
-    def secret_file(name: str, path: Path | None) -> Secret | None:
-        if path is None:
-            return None
-        return Secret(read_secret_file(path, file=file, key=where(key, f"{name}_file")))
-
-    client_key = None
-    if oauth.client_key_file is not None:
-        pem = read_private(oauth.client_key_file, file=file, key=where(key, "client_key_file"))
-        try:
-            certificate = Path(str(oauth.client_certificate_file)).read_bytes()
-            load_client_certificate(certificate, pem)
-        except (OSError, ValueError) as exc:
-            what = f"cannot read it: {exc.strerror}" if isinstance(exc, OSError) else str(exc)
-            name = "client_certificate_file" if isinstance(exc, OSError) else "client_key_file"
-            raise ConfigError(what, file=file, key=where(key, name)) from None
-        client_key = Secret(pem)
-    read = replace(
-        oauth,
-        client_secret=secret_file("client_secret", oauth.client_secret_file),
-        refresh_token=secret_file("refresh_token", oauth.refresh_token_file),
-        client_key=client_key,
-    )
-    return replace(upstream, oauth=read)
+    return replace(upstream, source=file, section=section)
 
 
 def _check_listen_security(config: RelayConfig, file: str) -> None:

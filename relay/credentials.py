@@ -1,9 +1,9 @@
 """The secrets and keys the configuration names, read once at start and on each reload.
 
-The config (:mod:`relay.config`) is plain frozen data: file names, never their contents.
-:func:`read_credentials` reads what those files hold into one :class:`Credentials` value,
-which the service hands to the components that need it. Every error names the config file
-and the key, as config errors do.
+The config (:mod:`relay.config`) is plain frozen data: file names, variables and commands,
+never what they give. :func:`read_credentials` reads them into one :class:`Credentials`
+value, which the service hands to the components that need it. Every error names the
+config file and the key, as config errors do.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from types import MappingProxyType
 from relay.capture.options import WebhookConfig
 from relay.config import RelayConfig
 from relay.deliver.dkim import DkimConfig, SigningKey, signing_key
+from relay.deliver.options import UpstreamConfig
+from relay.deliver.secrets import SecretsByUpstream, UpstreamSecrets, read_upstream_secrets
 from relay.errors import ConfigError
 from relay.receive.options import ListenTlsConfig, server_context
 from relay.receive.selfsigned import ensure_certificate
@@ -28,9 +30,10 @@ __all__ = ["Credentials", "read_credentials"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Credentials:
-    """What the config's secret files hold: the listener's TLS context (and the certificate
-    in it) and AUTH users, the page's users, the DKIM keys and the webhook secrets. The
-    empty value fits a config that names none of them."""
+    """What the config's secret sources hold: the listener's TLS context (and the
+    certificate in it) and AUTH users, the page's users, the DKIM keys, the webhook secrets
+    and each upstream's password and OAuth secrets. The empty value fits a config that names
+    none of them."""
 
     listen_tls: ssl.SSLContext | None = None
     #: The certificate ``listen_tls`` holds: ``listen_tls.cert_file``, or the self-signed one
@@ -42,11 +45,20 @@ class Credentials:
     web_users: Mapping[str, PasswordHash] = field(default_factory=lambda: MappingProxyType({}))
     #: Each ``capture.webhooks`` entry's signing secret, in order (None: unsigned).
     webhook_secrets: tuple[Secret | None, ...] = ()
+    #: Each upstream's secrets (``upstreams`` and ``capture.release.upstream``), keyed by
+    #: its config; delivery is handed this mapping.
+    upstream: SecretsByUpstream = field(default_factory=lambda: MappingProxyType({}))
 
 
-def read_credentials(config: RelayConfig) -> Credentials:
+def read_credentials(config: RelayConfig, *, upstream: bool = True) -> Credentials:
     """Read the listener's certificate and key, its users file, the page's users, the DKIM
-    keys and the webhook secrets that ``config`` names; raise :class:`~relay.errors.ConfigError`."""
+    keys, the webhook secrets and each upstream's password and OAuth secrets that ``config``
+    names; raise :class:`~relay.errors.ConfigError`.
+
+    ``upstream=False`` leaves the upstreams' secrets unread (``Credentials.upstream`` is
+    empty): for a process or command that never logs in upstream, whose user may not be
+    able to read them. Password commands run here: call it off the event loop on reload.
+    """
     file, tls, auth = config.source, config.listen_tls, config.listen_auth
     hooks = config.capture.webhooks
     users = (
@@ -70,7 +82,19 @@ def read_credentials(config: RelayConfig) -> Credentials:
         web_users=MappingProxyType(web_users),
         dkim_keys=_dkim_keys(config.dkim, file),
         webhook_secrets=tuple(_webhook_secret(hook, n, file) for n, hook in enumerate(hooks)),
+        upstream=MappingProxyType(_upstream_secrets(config) if upstream else {}),
     )
+
+
+def _upstream_secrets(config: RelayConfig) -> dict[UpstreamConfig, UpstreamSecrets]:
+    """The secrets of every upstream ``config`` delivers or releases through."""
+    release = config.capture.release.upstream
+    chain = (*config.upstreams, *((release,) if release is not None else ()))
+    found: dict[UpstreamConfig, UpstreamSecrets] = {}
+    for each in chain:
+        if each not in found:  # the same sources give the same secrets: read them once
+            found[each] = read_upstream_secrets(each)
+    return found
 
 
 def _webhook_secret(hook: WebhookConfig, n: int, file: str) -> Secret | None:

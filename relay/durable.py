@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["DirectorySync", "fsync_dir", "make_private_dir", "write_durably", "write_private"]
 
 
 def write_durably(
-    target: Path, data: bytes, scratch: Path, *, directory: DirectorySync | None = None
+    target: Path,
+    data: bytes,
+    scratch: Path,
+    *,
+    directory: DirectorySync | None = None,
+    rename: Callable[[Path, Path], None] = os.rename,
 ) -> None:
     """Write ``data`` to ``scratch``, fsync it, rename it to ``target`` and fsync the directory.
 
     ``scratch`` must be on the same file system as ``target``. After a crash the target is
     either absent or complete, never partial. On error the scratch file is removed and the
-    ``OSError`` propagates. ``directory`` shares the directory fsync with concurrent writers.
+    ``OSError`` propagates. ``directory`` shares the directory fsync with concurrent writers;
+    ``rename`` does the renaming (a caller may note what it changed around it).
     """
     temporary = scratch / f"{target.parent.name}-{target.name}"
     try:
@@ -32,7 +39,7 @@ def write_durably(
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(temporary, target)
+        rename(temporary, target)
     except OSError:
         temporary.unlink(missing_ok=True)
         raise

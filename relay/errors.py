@@ -13,9 +13,11 @@ Expected outcomes (a cleanup rejection, a delivery result) are values, not excep
 
 from __future__ import annotations
 
+import enum
+
 from relay.log import one_line
 
-__all__ = ["ConfigError", "InUseError", "RelayError", "SpoolError", "UpstreamError"]
+__all__ = ["ConfigError", "ExitCode", "InUseError", "RelayError", "SpoolError", "UpstreamError"]
 
 
 class RelayError(Exception):
@@ -62,3 +64,19 @@ class UpstreamError(RelayError):
         self.text = one_line(text)  # the upstream's words, shown on one line
         self.relay = relay
         super().__init__(f"{code} {self.text}" if code else self.text)
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes from sysexits.h, as sendmail and Trac's SendmailEmailSender expect."""
+
+    OK = 0
+    USAGE = 64
+    DATAERR = 65
+    NOINPUT = 66
+    NOUSER = 67
+    NOHOST = 68
+    UNAVAILABLE = 69
+    OSERR = 71
+    TEMPFAIL = 75
+    NOPERM = 77
+    CONFIG = 78

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from relay.log import logger
+from relay.log import fields, logger
 
 __all__ = ["loop_factory", "run"]
 
@@ -31,6 +31,6 @@ def loop_factory() -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` to completion on the loop :func:`loop_factory` picks; log which one."""
     factory, name = loop_factory()
-    logger.info("event loop: %s", name)
+    logger.info("event loop: %s", name, extra=fields(loop=name))
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)

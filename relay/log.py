@@ -1,9 +1,9 @@
 """Postfix-style log lines: the queue id first, then ``key=value`` pairs ops can grep.
 
 ``setup_logging(fmt="json")`` writes the same events as one JSON object per line for log
-shippers, with the queue id and the ``key=value`` pairs of a line as fields of their own.
-:func:`log_event` passes those fields with the call (``extra=``) and renders the text from
-them; other lines have their fields read back from the text (:func:`line_fields`).
+shippers. A line's data travels with the call as :class:`Fields` (``extra=fields(...)``),
+never read back from the text: the JSON form has exactly the fields the call passed.
+:func:`log_event` renders a Postfix ``key=value`` line from its fields.
 """
 
 from __future__ import annotations
@@ -12,10 +12,17 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
-__all__ = ["line_fields", "log_delivery", "log_event", "logger", "one_line", "setup_logging"]
+__all__ = [
+    "Fields",
+    "fields",
+    "log_delivery",
+    "log_event",
+    "logger",
+    "one_line",
+    "setup_logging",
+]
 
 logger = logging.getLogger("notify-relay")
 
@@ -40,30 +47,6 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-_QUEUE_ID = re.compile(r"^([0-9A-F]{18}): ")
-_PAIR = re.compile(r"(?:^|, )([a-z_]+)=(<[^>]*>|[^,\s]+)")
-_REPLY = re.compile(r" \((.*)\)$")
-
-
-def line_fields(message: str) -> dict[str, str]:
-    """The queue id, ``key=value`` pairs and final ``(reply)`` of a Postfix-style line.
-
-    ``"1A2B...: to=<b@x>, dsn=2.0.0, status=sent (250 ok)"`` gives ``{"queue_id": "1A2B...",
-    "to": "b@x", "dsn": "2.0.0", "status": "sent", "reply": "250 ok"}``; other lines, none.
-    """
-    match = _QUEUE_ID.match(message)
-    if match is None:
-        return {}
-    rest = message[match.end() :]
-    reply = _REPLY.search(rest) if "status=" in rest else None
-    if reply is not None:
-        rest = rest[: reply.start()]
-    fields = {key: value.strip("<>") for key, value in _PAIR.findall(rest)}
-    if reply is not None:
-        fields["reply"] = reply.group(1)
-    return {"queue_id": match.group(1), **fields}
-
-
 _PREFIX = "notify-relay[%(process)d]: "
 
 
@@ -76,16 +59,15 @@ class _TextFormatter(logging.Formatter):
 
 
 class _JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, pid, message and the line's fields."""
+    """One JSON object per line: time, level, pid, message and the fields of the call."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
         data = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
             "level": record.levelname.lower(),
             "pid": record.process,
-            "message": message,
-            **(getattr(record, "fields", None) or line_fields(message)),
+            "message": record.getMessage(),
+            **getattr(record, "fields", {}),
         }
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
@@ -103,21 +85,92 @@ def setup_logging(level: int = logging.INFO, fmt: Literal["text", "json"] = "tex
     logger.propagate = False
 
 
+class Fields(TypedDict, total=False):
+    """The data a log line carries: each key is a field of the JSON form (documented in
+    docs/reference/logs-and-metrics.md), so a misspelt one is a type error."""
+
+    queue_id: str  # the ids of a batch, separated by spaces
+    from_: str  # "from": a Python keyword
+    to: str
+    size: int
+    nrcpt: int
+    client: str
+    relay: str
+    delay: str  # seconds since receipt, as Postfix writes them ("0.42")
+    attempts: int
+    dsn: str
+    status: str
+    reply: str  # rendered last, in parentheses, by log_event
+    command: str
+    reason: str
+    limit: int
+    user: str
+    mechanism: str
+    failures: int
+    stress: str
+    connections: int
+    timeout: float
+    note: str
+    path: str
+    listen: str
+    url: str
+    upstream: str
+    tls: str
+    certificate: str
+    settings: str
+    host: str
+    port: str
+    action: str
+    moved_to: str
+    incoming: int
+    deferred: int
+    retry_in: float
+    account: str
+    until: str
+    used: str
+    rules: int
+    added: int
+    moved: int
+    removed: int
+    webhook: str
+    event: str
+    loop: str
+    process: str  # a split relay's process: receive.1, deliver.0
+    process_pid: int
+
+
+def _values(given: Fields) -> dict[str, str]:
+    """``given`` as JSON fields: keys without the trailing ``_`` of ``from_``, values as
+    text (seconds as ``%g``)."""
+    return {
+        key.rstrip("_"): f"{value:g}" if isinstance(value, float) else str(value)
+        for key, value in given.items()
+    }
+
+
+def fields(**given: Unpack[Fields]) -> dict[str, dict[str, str]]:
+    """The ``extra=`` of a log call with data:
+    ``logger.info("%s: removed", qid, extra=fields(queue_id=qid))``."""
+    return {"fields": _values(given)}
+
+
 #: Fields shown in angle brackets in the text, as Postfix shows addresses.
-_ADDRESSES = frozenset({"from", "to", "orig_to"})
+_ADDRESSES = frozenset({"from", "to"})
 
 
-def log_event(
-    level: int, queue_id: str, pairs: Mapping[str, object], *, reply: str | None = None
-) -> None:
-    """Log ``QUEUEID: key=value, ... (reply)`` with the queue id, the pairs and the reply
-    as the event's fields (``extra=``): the JSON format takes them as given, as text."""
-    shown = (f"<{value}>" if key in _ADDRESSES else str(value) for key, value in pairs.items())
-    text = ", ".join(f"{key}={value}" for key, value in zip(pairs, shown, strict=True))
-    fields = {"queue_id": queue_id, **{key: str(value) for key, value in pairs.items()}}
+def log_event(level: int, queue_id: str, /, **pairs: Unpack[Fields]) -> None:
+    """Log ``QUEUEID: key=value, ... (reply)`` from ``pairs`` in their order (a ``reply``
+    last, in parentheses), with the queue id and the pairs as the event's fields."""
+    values = _values(pairs)
+    reply = values.pop("reply", None)
+    text = ", ".join(
+        f"{key}=<{value}>" if key in _ADDRESSES else f"{key}={value}"
+        for key, value in values.items()
+    )
     if reply is not None:
-        text, fields["reply"] = f"{text} ({reply})", reply
-    logger.log(level, "%s: %s", queue_id, text, extra={"fields": fields})
+        text = f"{text} ({reply})"
+        values["reply"] = reply
+    logger.log(level, "%s: %s", queue_id, text, extra={"fields": {"queue_id": queue_id, **values}})
 
 
 def log_delivery(
@@ -135,13 +188,15 @@ def log_delivery(
 
     ``QUEUEID: to=<a@x>, relay=host[ip]:port, delay=0.42, attempts=1, dsn=2.0.0, status=sent (...)``
     """
-    pairs = {
-        "to": rcpt,
-        "relay": relay,
-        "delay": f"{delay:.2f}",
-        "attempts": attempts,
-        "dsn": dsn,
-        "status": status,
-    }
     level = logging.INFO if status == "sent" else logging.WARNING
-    log_event(level, queue_id, pairs, reply=reply)
+    log_event(
+        level,
+        queue_id,
+        to=rcpt,
+        relay=relay,
+        delay=f"{delay:.2f}",
+        attempts=attempts,
+        dsn=dsn,
+        status=status,
+        reply=reply,
+    )

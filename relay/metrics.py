@@ -22,8 +22,10 @@ one process, as in the tests, count separately. Names follow postfix_exporter's 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE", "Metrics", "reply_class"]
@@ -42,8 +44,15 @@ def reply_class(code: int) -> str:
 class Metrics:
     """The relay's counters and histogram, and the queue gauges once a spool is watched."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared: Path | None = None) -> None:
+        """``shared``: the directory where every process of a split relay keeps its counts
+        (prometheus_client's multiprocess mode, on when ``PROMETHEUS_MULTIPROC_DIR`` was
+        set before the import); :meth:`exposition` then adds them all up."""
         self.registry = CollectorRegistry()
+        self._exposed = self.registry
+        if shared is not None:
+            self._exposed = CollectorRegistry()
+            MultiProcessCollector(self._exposed, path=str(shared))  # type: ignore[no-untyped-call]
         counter = functools.partial(Counter, registry=self.registry, namespace="notify_relay")
         histogram = functools.partial(Histogram, registry=self.registry, namespace="notify_relay")
         self._received = counter("messages_received", "Messages accepted by the listeners.")
@@ -108,8 +117,8 @@ class Metrics:
     def watch(self, *collectors: Collector) -> None:
         """Report what ``collectors`` read at scrape time (:mod:`relay.queue.gauges`)."""
         for collector in collectors:
-            self.registry.register(collector)
+            self._exposed.register(collector)
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format."""
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)

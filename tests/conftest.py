@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import ssl
 import subprocess
@@ -15,6 +17,7 @@ from helpers import write_users
 
 from relay.config import RelayConfig
 from relay.credentials import read_credentials
+from relay.log import setup_logging
 from relay.service import Relay
 from relay.testing.capture import write_config
 
@@ -124,6 +127,16 @@ def relay_log_level(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.Monkey
     monkeypatch.setattr(relay_logger, "propagate", True)
     monkeypatch.setattr(relay_logger, "handlers", [])
     caplog.set_level(logging.INFO, logger="notify-relay")
+
+
+@pytest.fixture
+def json_log(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[dict[str, Any]]]:
+    """The relay's log as ``serve --log-format json`` writes it: call for the events so far
+    (the handler and stderr are restored with the test's other patches)."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    setup_logging(fmt="json")
+    return lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from relay.capture.meta import CaptureMeta
 from relay.capture.timeline import delivery_status
 from relay.gmail import Mailbox, MessageState, MessageView
 from relay.gmail.view import ADDRESS_FIELDS
@@ -64,21 +65,22 @@ class IndexEntry:
 
 def view_of(
     raw: bytes,
-    meta: Mapping[str, Any],
+    meta: CaptureMeta | None,
     *,
     recipient: str | None = None,
     state: MessageState | None = None,
 ) -> MessageView:
-    """The message as the Gmail evaluator sees it: arrival and envelope from ``meta``.
+    """The message as the Gmail evaluator sees it: arrival and envelope from ``meta`` (None:
+    the message has no metadata).
 
     ``recipient`` is who ``me`` means; ``state`` that recipient's labels, flags and place.
     A message relay.gmail cannot parse is seen as an empty one of its size: it is still
     kept, listed and found by envelope, size and date.
     """
-    received = meta.get("received_at")
+    received = meta.received_at if meta is not None else None
     options: dict[str, Any] = {
         "received_at": dt.datetime.fromtimestamp(received, dt.UTC) if received else None,
-        "envelope_recipients": meta.get("recipients") or (),
+        "envelope_recipients": meta.recipients if meta is not None else (),
         "user_addresses": (recipient,) if recipient else (),
     }
     try:
@@ -89,11 +91,13 @@ def view_of(
 
 
 def entry_of(
-    queue_id: str, path: str, raw: bytes, meta: Mapping[str, Any], *, file_time: float
+    queue_id: str, path: str, raw: bytes, meta: CaptureMeta | None, *, file_time: float
 ) -> IndexEntry:
-    """Build the index entry of the message file ``path`` (relative to the Maildir)."""
-    view = view_of(raw, meta)
-    received = float(meta.get("received_at") or file_time)
+    """Build the index entry of the message file ``path`` (relative to the Maildir); without
+    ``meta`` (or its arrival time) it is listed by its file time."""
+    known = meta or CaptureMeta.blank(queue_id)
+    view = view_of(raw, known)
+    received = known.received_at or file_time
     mailboxes = view.mailboxes
     words = {
         "subject": _joined([view.subject]),
@@ -109,8 +113,8 @@ def entry_of(
         for name in ADDRESS_FIELDS
         for mailbox in mailboxes[name]
     }
-    filters = meta.get("filters") or {}
-    recipients = dict.fromkeys(fold(r) for r in [*(meta.get("recipients") or ()), *filters])
+    filters = known.filters
+    recipients = dict.fromkeys(fold(r) for r in [*known.recipients, *filters])
     results = {fold(rcpt): result for rcpt, result in filters.items()}
     states = tuple((rcpt, state_key(_state(results.get(rcpt)))) for rcpt in recipients)
     item = {
@@ -124,10 +128,10 @@ def entry_of(
         "size": view.size,
         "snippet": " ".join(view.body.text.split())[:_SNIPPET],
         "attachments": len(view.attachments),
-        "recipients": list(meta.get("recipients") or ()),
+        "recipients": list(known.recipients),
         "filters": dict(filters),
-        "status": delivery_status(meta).value,
-        "relay_refusal_count": len(meta.get("relay_refusals") or ()),
+        "status": delivery_status(known).value,
+        "relay_refusal_count": len(known.relay_refusals),
     }
     return IndexEntry(
         id=queue_id,

@@ -128,6 +128,17 @@ class CaptureIndex:
             self._connections.clear()
         self._local = threading.local()
 
+    def close_thread(self) -> None:
+        """Close the calling thread's connection (a thread that ends is done with it)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            return
+        self._local.db = None
+        with self._guard:
+            if db in self._connections:
+                self._connections.remove(db)
+        db.close()
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; other writers (threads or processes) wait for it."""

@@ -7,8 +7,13 @@ would have refused) sits in ``meta/<queue id>.json`` beside ``cur/ new/ tmp/`` â
 directory that mail clients ignore â€” and ``index.sqlite3`` indexes it all
 (:mod:`relay.capture.index`). When cleanup had to repair a message that relay mode refuses
 (bare LF line ends), the bytes as received are kept in ``meta/<queue id>.original``.
-Storing a queue id again replaces its earlier copy. Methods block: call them from a worker
-thread.
+Storing a queue id again replaces its earlier copy.
+
+:meth:`CaptureStore.store` returns once the message file is durable; a thread of the
+store's own then indexes what is pending, in one transaction at a time, and applies
+retention. Readers wait for what was stored before they asked (:mod:`relay.capture.trail`
+keeps the line), and what a crash kept from the index the next start catches up with.
+Methods block: call them from a worker thread.
 """
 
 from __future__ import annotations
@@ -37,10 +42,11 @@ from relay.capture.index import CaptureIndex
 from relay.capture.meta import CaptureMeta
 from relay.capture.search import Page, find, find_ids
 from relay.capture.timeline import delivery_status
+from relay.capture.trail import Step, Trail
 from relay.durable import make_private_dir, write_durably, write_private
 from relay.errors import InUseError
 from relay.lock import DirectoryLock, owner
-from relay.log import logger
+from relay.log import fields, logger
 from relay.model import resolve_id
 from relay.record import Record
 
@@ -49,6 +55,7 @@ __all__ = ["CaptureStore"]
 _QUEUE_ID = re.compile(r"Q([0-9A-Za-z]+)\.")
 _BATCH = 500
 _PARALLEL = 2000  # messages to index before it pays to start worker processes
+_LINGER = 2.0  # seconds the indexer thread waits for more before it ends
 
 
 class CaptureStore:
@@ -74,8 +81,8 @@ class CaptureStore:
         self._index: CaptureIndex | None = None
         self._reconciling = threading.Lock()
         self._opening = threading.Lock()
-        self._counting = threading.Lock()
-        self._changes = 0  # changes of this process under way (see _changing)
+        self._trail = Trail(self._maildir_state)
+        self._indexer: threading.Thread | None = None
         self._lock = DirectoryLock(root)
 
     @property
@@ -99,11 +106,14 @@ class CaptureStore:
         self._lock.claim()
 
     def release(self) -> None:
-        """Give the store up (see :meth:`claim`)."""
+        """Index what is pending, then give the store up (see :meth:`claim`)."""
+        self._drain()
         self._lock.release()
 
     def close(self) -> None:
-        """Close the index (it reopens on the next use); not while another thread uses it."""
+        """Index what is pending, then close the index (it reopens on the next use); not
+        while another thread uses it."""
+        self._drain()
         with self._opening:
             if self._index is not None:
                 self._index.close()
@@ -113,45 +123,82 @@ class CaptureStore:
         """Store one message durably (tmp, fsync, rename into ``new/``, fsync) with its metadata.
 
         The metadata file is written first and not synced on its own: after a crash a message
-        may lack it (the index falls back to the message), but a message is never lost. Nor
-        is it when the index cannot be written, or the message not be read for it: the index
-        is a cache, so only a failure to write the message itself raises; any other is
-        logged and the next reader reconciles. ``timeline`` lists the delivery attempts
-        (relay mode).
+        may lack it (the index falls back to the message), but a message is never lost. The
+        index entry is written after the return, by the store's indexer thread: only a
+        failure to write the message itself raises. ``timeline`` lists the delivery
+        attempts (relay mode).
         """
         queue_id = record.queue_id
         captured = CaptureMeta.of(record, timeline=timeline, captured_at=time.time())
-        meta = captured.as_dict()
         if record.original is not None:
             write_durably(self._original(queue_id), record.original, self.root / "tmp")
         self._write_meta(captured)
         now = time.time()
         name = f"{int(now)}.M{int(now * 1e6) % 1_000_000}P{os.getpid()}Q{queue_id}.{self._host}"
         target = self.root / "new" / name
-        durable = False
-        try:
-            entry = entry_of(queue_id, f"new/{name}", record.message, meta, file_time=now)
-            if entry.unread is not None:
-                logger.warning("%s: capture index: header only: %s", queue_id, entry.unread)
-            with self._changing():
-                previous = self.index.path_of(queue_id)
-                write_durably(target, record.message, self.root / "tmp")
-                durable = True
-                self.index.put([entry])
-                if previous is not None and previous != entry.path:
-                    (self.root / previous).unlink(missing_ok=True)
-            self.prune()
-        except Exception as exc:  # the index's trouble, unless the message could not be written
-            if not durable and isinstance(exc, OSError):
-                raise
-            unexpected = not isinstance(exc, sqlite3.Error | OSError)
-            logger.warning(
-                "%s: capture index: %s; it will catch up", queue_id, exc, exc_info=unexpected
-            )
-            if not durable:
-                write_durably(target, record.message, self.root / "tmp")
+        write_durably(
+            target, record.message, self.root / "tmp", rename=partial(self._arrive, queue_id)
+        )
         self.events.publish(MailEvent(MailEventKind.NEW, (queue_id,)))
         return target
+
+    def _arrive(self, queue_id: str, source: Path, target: Path) -> None:
+        """Rename a written message file into ``new/`` and line it up for the indexer."""
+        with self._trail.change((queue_id, f"new/{target.name}")):
+            os.rename(source, target)
+        if self._trail.needs_indexer():
+            self._indexer = threading.Thread(
+                target=self._indexing, name="capture-index", daemon=True
+            )
+            self._indexer.start()
+
+    def _indexing(self) -> None:
+        """The indexer thread: index whatever is pending in one transaction at a time, until
+        nothing comes for a while."""
+        used = None
+        while steps := self._trail.take(_BATCH, _LINGER):
+            with self._trail.batch():
+                used = self._index_steps(steps) or used
+        if used is not None:
+            used.close_thread()
+
+    def _index_steps(self, steps: list[Step]) -> CaptureIndex | None:
+        """Index the message files of ``steps``, drop earlier copies of their ids, apply
+        retention; trouble is logged (the next reader or start catches up)."""
+        jobs = [step.job for step in steps if step.job is not None]
+        index = None
+        try:
+            found = [(step, _entry(self.root, step.job)) for step in steps if step.job]
+            index = self.index
+            with self._trail.transaction(index, steps) as settlement:
+                earlier = []
+                for step, entry in found:
+                    if entry is None:
+                        continue
+                    previous = index.path_of(entry.id)
+                    index.put([entry])
+                    settlement.holds(step)
+                    if previous is not None and previous != entry.path:
+                        earlier.append(previous)
+                if earlier:
+                    with settlement.change():
+                        for path in earlier:
+                            (self.root / path).unlink(missing_ok=True)
+            self._prune()
+        except Exception as exc:  # noqa: BLE001 - the index is a cache: log, catch up later
+            self._trail.fail(steps)
+            ids = ", ".join(queue_id for queue_id, _ in jobs[:3]) + ", ..." * (len(jobs) > 3)
+            unexpected = not isinstance(exc, sqlite3.Error | OSError)
+            logger.warning("%s: capture index: %s; it will catch up", ids, exc, exc_info=unexpected)
+        return index
+
+    def _drain(self) -> None:
+        """Index what is pending and let the indexer thread end."""
+        indexer = self._indexer
+        self._trail.stop()
+        if indexer is not None:
+            indexer.join()
+        self._trail.stop(False)
 
     def mailbox(self) -> mailbox.Maildir:
         """The store as a stdlib :class:`mailbox.Maildir` (for reading)."""
@@ -159,26 +206,33 @@ class CaptureStore:
 
     # -- reading ---------------------------------------------------------------------------
 
+    # Every reader first waits for what was stored before it asked (see _trail.wait).
+
     def search(self, query: str, **options: Any) -> Page:
         """One page of messages matching Gmail ``query``; see :func:`relay.capture.search.find`."""
+        self._trail.wait()
         self.refresh()
         return find(self.index, self.load, query, **options)
 
     def matching(self, query: str, *, recipient: str | None = None, timezone: str) -> list[str]:
         """Every id matching ``query`` (empty: all), newest first."""
+        self._trail.wait()
         self.refresh()
         return find_ids(self.index, self.load, query, recipient=recipient, timezone=timezone)
 
     def resolve(self, queue_id: str) -> str | None:
         """The full id of ``queue_id`` or of the one indexed id it abbreviates (None: no
         such message); raises :class:`~relay.model.AmbiguousId` as ``queue`` commands do."""
+        self._trail.wait()
         self.refresh()
         if self.index.path_of(queue_id) is not None:
             return queue_id
         return resolve_id(queue_id, self.index.ids_starting(queue_id, limit=10))
 
-    def read(self, queue_id: str) -> tuple[bytes, dict[str, Any]] | None:
-        """The message bytes and metadata of ``queue_id``, or None if it is not stored."""
+    def read(self, queue_id: str) -> tuple[bytes, CaptureMeta | None] | None:
+        """The message bytes and metadata of ``queue_id`` (see :meth:`load`), or None if it
+        is not stored."""
+        self._trail.wait()
         for _ in range(2):  # a mail client may have moved the file: reconcile and retry
             path = self.index.path_of(queue_id)
             if path is not None:
@@ -196,32 +250,43 @@ class CaptureStore:
         except FileNotFoundError:
             return None
 
-    def load(self, queue_id: str, path: str) -> tuple[bytes, dict[str, Any]]:
-        """The bytes of the message file ``path`` and the metadata of ``queue_id``."""
+    def load(self, queue_id: str, path: str) -> tuple[bytes, CaptureMeta | None]:
+        """The bytes of the message file ``path`` and the metadata of ``queue_id`` (None when
+        it has none); metadata of the wrong shape or a newer version raises ``ValueError``."""
         return _load(self.root, queue_id, path)
 
     def item(self, queue_id: str) -> dict[str, Any] | None:
         """The list item of ``queue_id`` (what the list shows of it)."""
+        self._trail.wait()
         text = self.index.item(queue_id)
         return json.loads(text) if text is not None else None
+
+    def recipients(self) -> list[tuple[str, int]]:
+        """Every recipient with the number of messages addressed to them, most first."""
+        self._trail.wait()
+        self.refresh()
+        return self.index.recipients()
 
     # -- changing --------------------------------------------------------------------------
 
     def delete(self, ids: Sequence[str]) -> list[str]:
         """Delete messages (file, metadata, index row); return the ids that existed."""
+        self._trail.wait()
+        return self._delete(ids)
+
+    def _delete(self, ids: Sequence[str]) -> list[str]:
         deleted: list[str] = []
-        for start in range(0, len(ids), _BATCH):  # short transactions: store() never waits long
-            with self._changing():
-                batch = []
-                for queue_id in ids[start : start + _BATCH]:
-                    path = self.index.path_of(queue_id)
-                    if path is not None:
+        for start in range(0, len(ids), _BATCH):  # short transactions: the indexer never waits long
+            with self._trail.transaction(self.index) as settlement:
+                found = [(i, self.index.path_of(i)) for i in ids[start : start + _BATCH]]
+                batch = [(queue_id, path) for queue_id, path in found if path is not None]
+                with settlement.change():
+                    for queue_id, path in batch:
                         (self.root / path).unlink(missing_ok=True)
                         (self.root / "meta" / f"{queue_id}.json").unlink(missing_ok=True)
                         self._original(queue_id).unlink(missing_ok=True)
-                        batch.append(queue_id)
-                self.index.remove(batch)
-            deleted += batch
+                self.index.remove([queue_id for queue_id, _ in batch])
+            deleted += [queue_id for queue_id, _ in batch]
         if deleted:
             self.events.publish(MailEvent(MailEventKind.DELETED, tuple(deleted)))
         return deleted
@@ -232,20 +297,24 @@ class CaptureStore:
         item = self.item(queue_id)
         if found is None or item is None:
             return
-        meta = _meta(self.root, queue_id).released(attempts)
+        meta = (found[1] or CaptureMeta.blank(queue_id)).released(attempts)
         self._write_meta(meta)
-        item["status"] = delivery_status(meta.as_dict()).value
+        item["status"] = delivery_status(meta).value
         with self.index.transaction():
             self.index.update_item(queue_id, item)
         self.events.publish(MailEvent(MailEventKind.CHANGED, (queue_id,)))
 
     def prune(self, now: float | None = None) -> list[str]:
         """Delete what is beyond ``max_messages`` or older than ``max_age``; return the ids."""
+        self._trail.wait()
+        return self._prune(now)
+
+    def _prune(self, now: float | None = None) -> list[str]:
         if not (self.max_messages or self.max_age):
             return []
         before = (now or time.time()) - self.max_age if self.max_age else None
         expired = self.index.expired(self.max_messages, before)
-        return self.delete(expired) if expired else []
+        return self._delete(expired) if expired else []
 
     # -- keeping the index in line with the Maildir ----------------------------------------
 
@@ -256,8 +325,8 @@ class CaptureStore:
         single-threaded program (the ``mail`` verbs), never from the server. While one
         thread reconciles, the others read the index as it is.
         """
-        if self._changes or self.index.info("maildir") == self._maildir_state():
-            return False  # in line, or this process is changing it and will say so
+        if self._trail.accounts_for(self.index.info("maildir")):
+            return False  # in line, but for this process's changes on their way in
         if not self._reconciling.acquire(blocking=False):
             return False
         try:
@@ -272,7 +341,12 @@ class CaptureStore:
             self.refresh()
             self.prune()
         except (sqlite3.Error, OSError) as exc:
-            logger.error("capture index: cannot catch up with %s: %s", self.root, exc)
+            logger.error(
+                "capture index: cannot catch up with %s: %s",
+                self.root,
+                exc,
+                extra=fields(path=str(self.root), reason=str(exc)),
+            )
 
     def reindex(self, *, workers: int = 1) -> int:
         """Rebuild the index from the Maildir; return how many messages it holds."""
@@ -283,10 +357,15 @@ class CaptureStore:
         return self.index.count()
 
     def _reconcile(self, workers: int = 1) -> None:
+        with self._trail.reconciling():
+            self._reconcile_now(workers)
+
+    def _reconcile_now(self, workers: int) -> None:
         state = self._maildir_state()  # taken first: what changes later shows up next time
         listing = self._listing()
         known = self.index.paths()
-        gone = [queue_id for queue_id in known if queue_id not in listing]
+        # an entry the indexer thread wrote after the listing is not gone: its file is there
+        gone = [i for i, p in known.items() if i not in listing and not (self.root / p).is_file()]
         moved = {i: p for i, p in listing.items() if i in known and known[i] != p}
         added = [(i, p) for i, p in listing.items() if i not in known]
         added.sort(key=lambda found: found[1][4:])  # by name: oldest first, as they came
@@ -301,7 +380,11 @@ class CaptureStore:
             self.index.set_info("maildir", state)
         if gone or moved or added:
             logger.info(
-                "capture index: %d added, %d moved, %d removed", len(added), len(moved), len(gone)
+                "capture index: %d added, %d moved, %d removed",
+                len(added),
+                len(moved),
+                len(gone),
+                extra=fields(added=len(added), moved=len(moved), removed=len(gone)),
             )
             self.events.publish(MailEvent(MailEventKind.RESET))
 
@@ -321,21 +404,6 @@ class CaptureStore:
     def _maildir_state(self) -> str:
         return " ".join(str((self.root / sub).stat().st_mtime_ns) for sub in ("new", "cur"))
 
-    @contextmanager
-    def _changing(self) -> Iterator[None]:
-        """A write transaction around file changes; the index stays "in line" if it was."""
-        with self._counting:
-            self._changes += 1
-        try:
-            with self.index.transaction():
-                in_line = self.index.info("maildir") == self._maildir_state()
-                yield
-                if in_line:
-                    self.index.set_info("maildir", self._maildir_state())
-        finally:
-            with self._counting:
-                self._changes -= 1
-
     def _original(self, queue_id: str) -> Path:
         return self.root / "meta" / f"{queue_id}.original"
 
@@ -352,23 +420,18 @@ def _queue_id(name: str) -> str:
     return "X" + hashlib.sha1(unique.encode("utf-8", "surrogateescape")).hexdigest()[:17].upper()
 
 
-def _meta(root: Path, queue_id: str) -> CaptureMeta:
-    """The metadata of ``queue_id``; a missing or unreadable file gives an empty one."""
-    try:
-        return CaptureMeta.decode((root / "meta" / f"{queue_id}.json").read_bytes())
-    except (FileNotFoundError, ValueError):  # a release is recorded whatever was there
-        return CaptureMeta(id=queue_id, sender="", recipients=())
-
-
-def _load(root: Path, queue_id: str, path: str) -> tuple[bytes, dict[str, Any]]:
-    """The message and its metadata ({} when missing or not JSON: the index falls back to
-    the message); metadata of the wrong shape or a newer version raises ``ValueError``."""
+def _load(root: Path, queue_id: str, path: str) -> tuple[bytes, CaptureMeta | None]:
+    """The message and its metadata (None when missing or not JSON: the index falls back to
+    the message); metadata of the wrong shape or a newer version raises ``ValueError``
+    naming the file."""
     raw = (root / path).read_bytes()
+    meta = root / "meta" / f"{queue_id}.json"
     try:
-        meta = CaptureMeta.decode((root / "meta" / f"{queue_id}.json").read_bytes())
+        return raw, CaptureMeta.decode(meta.read_bytes())
     except (FileNotFoundError, json.JSONDecodeError):
-        return raw, {}
-    return raw, meta.as_dict()
+        return raw, None
+    except ValueError as exc:
+        raise ValueError(f"{meta}: {exc}") from None
 
 
 def _entry(root: Path, found: tuple[str, str]) -> IndexEntry | None:
@@ -382,10 +445,20 @@ def _entry(root: Path, found: tuple[str, str]) -> IndexEntry | None:
     except FileNotFoundError:
         return None
     except Exception:  # noqa: BLE001 - one unreadable file must not stop indexing the rest
-        logger.exception("%s: capture index: cannot index %s; left out", queue_id, path)
+        logger.exception(
+            "%s: capture index: cannot index %s; left out",
+            queue_id,
+            path,
+            extra=fields(queue_id=queue_id, path=path),
+        )
         return None
     if entry.unread is not None:
-        logger.warning("%s: capture index: header only: %s", queue_id, entry.unread)
+        logger.warning(
+            "%s: capture index: header only: %s",
+            queue_id,
+            entry.unread,
+            extra=fields(queue_id=queue_id, note=entry.unread),
+        )
     return entry
 
 

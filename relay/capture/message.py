@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from typing import Any, NamedTuple
 
+from relay.capture.meta import CaptureMeta
 from relay.capture.timeline import timeline
 from relay.gmail.mime import nesting_problem, shorten_content_fields
 
@@ -46,6 +47,7 @@ MAX_BODY = 1_000_000
 #: stdlib header parsers take time quadratic in the length, gh-136063: minutes at 4 MB).
 MAX_FIELD = 100_000
 
+_ENVELOPE = ("sender", "recipients", "mail_options", "received_at", "peer", "helo")
 _CID = re.compile(r"cid:([^\"'\s)>]+)", re.IGNORECASE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FIELD_START = re.compile(rb"\r?\n(?![ \t])")
@@ -117,16 +119,18 @@ def contents(raw: bytes) -> Contents:
     )
 
 
-def detail(item: Mapping[str, Any], raw: bytes, meta: Mapping[str, Any]) -> dict[str, Any]:
+def detail(item: Mapping[str, Any], raw: bytes, meta: CaptureMeta | None) -> dict[str, Any]:
     """Everything the message view shows: the list ``item`` plus headers, text, HTML,
     attachments, envelope, rewrite trace, filter results, delivery timeline, and what relay
     mode would have refused (capture mode kept it; ``original_kept``: raw shows it as sent).
+    Without ``meta`` the envelope fields are null and the metadata lists empty.
 
     What the bounds left out is counted (``parts_omitted``, ``headers_omitted``) or
     flagged (``text_truncated``, ``html_truncated``); ``raw_url`` has the whole message.
     """
     parts = contents(raw)
     text, html = parts.text, parts.html
+    known = meta or CaptureMeta.blank(str(item.get("id", "")))
     return {
         **item,
         "headers": [list(header) for header in parts.headers],
@@ -138,15 +142,12 @@ def detail(item: Mapping[str, Any], raw: bytes, meta: Mapping[str, Any]) -> dict
         "attachments": [part.as_dict() for part in parts.attachments],
         "parts_omitted": parts.parts_omitted,
         "raw_url": f"/api/v1/messages/{item.get('id', '')}/raw",
-        "envelope": {
-            name: meta.get(name)
-            for name in ("sender", "recipients", "mail_options", "received_at", "peer", "helo")
-        },
-        "trace": [{"option": option, "change": change} for option, change in meta.get("trace", ())],
-        "filters": meta.get("filters") or {},
+        "envelope": _envelope(meta),
+        "trace": [{"option": option, "change": change} for option, change in known.trace],
+        "filters": dict(known.filters),
         "timeline": timeline(meta),
-        "relay_refusals": meta.get("relay_refusals") or [],
-        "original_kept": bool(meta.get("original_kept")),
+        "relay_refusals": list(known.relay_refusals),
+        "original_kept": known.original_kept,
     }
 
 
@@ -169,6 +170,20 @@ def link_inline_parts(html: str, parts: tuple[Part, ...], url: Callable[[int], s
         return url(number) if number is not None else match[0]
 
     return _CID.sub(swap, html)
+
+
+def _envelope(meta: CaptureMeta | None) -> dict[str, Any]:
+    """The envelope as the message view shows it (every field null without metadata)."""
+    if meta is None:
+        return dict.fromkeys(_ENVELOPE)
+    return {
+        "sender": meta.sender,
+        "recipients": list(meta.recipients),
+        "mail_options": list(meta.mail_options),
+        "received_at": meta.received_at,
+        "peer": meta.peer,
+        "helo": meta.helo,
+    }
 
 
 class _Parsed(NamedTuple):

@@ -1,9 +1,14 @@
 """What a captured message's ``meta/<queue id>.json`` holds, as a frozen value.
 
+This value is what travels from the file to every reader (the index entry, the message
+view of the API and ``mail show``, the timeline, a release); none of them sees the JSON.
 The file form carries a ``version`` (:data:`META_VERSION`); files written before it had
-one read as version 0, which has the same fields. A newer version, or a field of the wrong
-type, raises ``ValueError``. :meth:`CaptureMeta.as_dict` gives the JSON shape the index,
-the page and the API read.
+one read as version 0, which has the same fields (a field missing from an older file takes
+its default). A newer version, or a field of the wrong type, raises ``ValueError``: it is
+refused, not read best-effort, since a newer writer may have changed what a field means
+and a release must not go out to recipients guessed from it. The store adds the file's
+path to that error and the index leaves such a message out with a log line; a message
+with no metadata file (or one that is not JSON) reads as None.
 """
 
 from __future__ import annotations
@@ -69,12 +74,18 @@ class CaptureMeta:
             original_kept=record.original is not None,
         )
 
+    @classmethod
+    def blank(cls, queue_id: str) -> CaptureMeta:
+        """What is known of a message ``queue_id`` without metadata: no envelope, no history."""
+        return cls(id=queue_id, sender="", recipients=())
+
     def released(self, attempts: Sequence[Json]) -> CaptureMeta:
         """This metadata with manual release ``attempts`` added."""
         return replace(self, releases=(*self.releases, *attempts))
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON shape (lists for tuples; empty optional fields left out)."""
+        """The file's JSON object without its version (lists for tuples; empty optional
+        fields left out, as files were before the format had a version)."""
         data: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from relay.capture.meta import CaptureMeta
 from relay.cleanup.mailbox import is_address
 from relay.model import Envelope
 from relay.record import Record
@@ -85,12 +85,14 @@ def release_recipients(recipients: Sequence[str], allowed: Sequence[str]) -> tup
     return addresses
 
 
-def release_record(queue_id: str, message: bytes, meta: Mapping[str, Any]) -> Record:
-    """The captured message ``queue_id`` as delivery takes it, from its stored metadata."""
+def release_record(queue_id: str, message: bytes, meta: CaptureMeta | None) -> Record:
+    """The captured message ``queue_id`` as delivery takes it, from its stored metadata
+    (none: a null sender, no recipients, received now)."""
+    known = meta or CaptureMeta.blank(queue_id)
     envelope = Envelope(
-        sender=meta.get("sender") or "",
-        recipients=tuple(meta.get("recipients") or ()),
-        mail_options=tuple(meta.get("mail_options") or ()),
-        received_at=float(meta.get("received_at") or time.time()),
+        sender=known.sender,
+        recipients=known.recipients,
+        mail_options=known.mail_options,
+        received_at=known.received_at or time.time(),
     )
     return Record(queue_id=queue_id, envelope=envelope, message=message)

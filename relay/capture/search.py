@@ -9,21 +9,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from relay.capture.entry import recipient_view, state_of, view_of
 from relay.capture.index import CaptureIndex, Row
+from relay.capture.meta import CaptureMeta
 from relay.capture.sql import TRUE, Bounds, Scope, bounds
 from relay.gmail import DEFAULT_TIMEZONE, MessageState, Node, matches, parse_query
 from relay.gmail.words import fold
 
 __all__ = ["Loader", "Page", "find", "find_ids"]
 
-#: Reads a message for evaluation: (id, path) -> (raw bytes, metadata).
-Loader = Callable[[str, str], tuple[bytes, Mapping[str, Any]]]
+#: Reads a message for evaluation: (id, path) -> (raw bytes, metadata or None).
+Loader = Callable[[str, str], tuple[bytes, CaptureMeta | None]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

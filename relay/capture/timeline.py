@@ -1,7 +1,8 @@
 """The delivery timeline of a captured message and the status it adds up to (pure).
 
-Read from the metadata the store keeps: ``received_at`` and ``captured_at``, the relay's
-delivery attempts (``timeline``, relay mode) and manual releases (``releases``).
+Read from the metadata the store keeps (:class:`~relay.capture.meta.CaptureMeta`; None when
+a message has none): ``received_at`` and ``captured_at``, the relay's delivery attempts
+(``timeline``, relay mode) and manual releases (``releases``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from typing import Any
+
+from relay.capture.meta import CaptureMeta
 
 __all__ = ["DeliveryStatus", "delivery_status", "timeline"]
 
@@ -23,12 +26,12 @@ class DeliveryStatus(enum.Enum):
     RELEASED = "released"  # sent to the upstream by hand (API or CLI)
 
 
-def delivery_status(meta: Mapping[str, Any]) -> DeliveryStatus:
+def delivery_status(meta: CaptureMeta) -> DeliveryStatus:
     """The status of the message described by ``meta``; the last word per recipient counts."""
-    if any(release.get("status") == "sent" for release in meta.get("releases") or ()):
+    if any(release.get("status") == "sent" for release in meta.releases):
         return DeliveryStatus.RELEASED
     last: dict[str, str] = {}
-    for attempt in meta.get("timeline") or ():
+    for attempt in meta.timeline:
         for rcpt in attempt.get("recipients", ()):
             last[rcpt] = attempt.get("status", "")
     if not last:
@@ -39,26 +42,24 @@ def delivery_status(meta: Mapping[str, Any]) -> DeliveryStatus:
     return DeliveryStatus.SENT
 
 
-def timeline(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+def timeline(meta: CaptureMeta | None) -> list[dict[str, Any]]:
     """Every event of the message in time order: ``at`` (epoch seconds), ``event`` and details.
 
     Events: ``received`` (from which client), ``queued`` (relay mode), one per delivery
     attempt and recipient group (``sent``/``deferred``/``bounced`` with the upstream's reply),
     ``captured``, and ``released`` or ``release failed`` for manual releases.
     """
-    events: list[dict[str, Any]] = []
-    received = meta.get("received_at")
-    attempts = meta.get("timeline") or ()
-    if received is not None:
-        client = " ".join(part for part in (meta.get("peer"), meta.get("helo")) if part)
-        events.append({"at": received, "event": "received", "detail": client})
-        if attempts:
-            events.append({"at": received, "event": "queued", "detail": ""})
-    for attempt in attempts:
+    if meta is None:
+        return []
+    received = meta.received_at
+    client = " ".join(part for part in (meta.peer, meta.helo) if part)
+    events: list[dict[str, Any]] = [{"at": received, "event": "received", "detail": client}]
+    if meta.timeline:
+        events.append({"at": received, "event": "queued", "detail": ""})
+    for attempt in meta.timeline:
         events.append({**_attempt(attempt), "event": attempt.get("status", "attempt")})
-    if meta.get("captured_at") is not None:
-        events.append({"at": meta["captured_at"], "event": "captured", "detail": ""})
-    for release in meta.get("releases") or ():
+    events.append({"at": meta.captured_at, "event": "captured", "detail": ""})
+    for release in meta.releases:
         name = "released" if release.get("status") == "sent" else "release failed"
         events.append({**_attempt(release), "event": name})
     return sorted(events, key=lambda event: event["at"])

@@ -28,7 +28,7 @@ import aiohttp
 from relay.capture.events import MailEvent, MailEventKind
 from relay.capture.maildir import CaptureStore
 from relay.capture.options import WebhookConfig
-from relay.log import logger
+from relay.log import fields, logger
 from relay.secret import Secret
 
 __all__ = ["SIGNATURE_HEADER", "Webhooks", "sign"]
@@ -59,6 +59,7 @@ class _Hook:
                 self.config.shown_url,
                 _BACKLOG,
                 event,
+                extra=fields(webhook=self.config.shown_url, limit=_BACKLOG, event=event),
             )
 
 
@@ -119,7 +120,11 @@ class Webhooks:
                 try:
                     await self._route(event)
                 except Exception:  # noqa: BLE001 - one bad event must not end the webhooks
-                    logger.exception("webhooks: cannot prepare the posts of %s", event)
+                    logger.exception(
+                        "webhooks: cannot prepare the posts of %s",
+                        event,
+                        extra=fields(event=event.kind.value),
+                    )
 
     async def _route(self, event: MailEvent) -> None:
         """Queue the posts ``event`` calls for, per webhook."""
@@ -183,6 +188,13 @@ class Webhooks:
                 attempt,
                 config.attempts,
                 "; given up" if last else "",
+                extra=fields(
+                    webhook=config.shown_url,
+                    event=event,
+                    reason=problem,
+                    attempts=attempt,
+                    limit=config.attempts,
+                ),
             )
             if not last:
                 await asyncio.sleep(min(self.backoff * 2 ** (attempt - 1), self.max_backoff))

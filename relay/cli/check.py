@@ -60,11 +60,11 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
-        keys = read_credentials(config).dkim_keys
+        credentials = read_credentials(config)
     except ConfigError as exc:
         print(f"notify-relay check: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
-    upstream = config.upstream
+    upstream, keys = config.upstream, credentials.dkim_keys
     if upstream is None:
         print(
             f"notify-relay check: {config.source}: no upstream: section (capture mode); "
@@ -90,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     failure = asyncio.run(
         probe(
             upstream,
+            secrets=credentials.upstream[upstream],
             hostname=config.hostname,
             timeout=args.timeout or min(upstream.timeout, 30.0),
             report=report,

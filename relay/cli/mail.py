@@ -18,6 +18,7 @@ from relay.cli.options import ExitCode, add_sub_verbs
 
 if TYPE_CHECKING:
     from relay.capture.maildir import CaptureStore
+    from relay.capture.meta import CaptureMeta
     from relay.config import RelayConfig
 
 __all__ = ["add_parser"]
@@ -86,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     from relay.model import AmbiguousId
 
     try:
-        config = load_config(args.config, secrets=args.mail_verb == "release")
+        config = load_config(args.config)
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
@@ -191,7 +192,7 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
     from relay.errors import ConfigError
 
     try:
-        keys = read_credentials(config).dkim_keys
+        credentials = read_credentials(config)
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
@@ -202,7 +203,7 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
     queue_id, raw, meta = found
     upstream = config.capture.release.upstream or config.upstream
     try:
-        wanted = args.to or meta.get("recipients") or []
+        wanted = args.to or list(meta.recipients if meta is not None else ())
         recipients = release_recipients(wanted, config.capture.release.allowed)
         if upstream is None:
             raise ReleaseRefused("no upstream to release to: configure capture.release.upstream")
@@ -210,7 +211,13 @@ def _release(args: argparse.Namespace, store: CaptureStore, config: RelayConfig)
         print(f"notify-relay: not released: {exc}", file=sys.stderr)
         return 1
     releaser = Releaser(hostname=config.hostname, state=config.queue.path / "quota", shared=None)
-    releaser.reconfigure(upstream, hold=config.queue.retry.min_backoff, dns=config.dns, dkim=keys)
+    releaser.reconfigure(
+        upstream,
+        hold=config.queue.retry.min_backoff,
+        dns=config.dns,
+        dkim=credentials.dkim_keys,
+        secrets=credentials.upstream,
+    )
     attempts = asyncio.run(releaser.release(release_record(queue_id, raw, meta), recipients))
     store.record_release(queue_id, attempts)
     for attempt in attempts:
@@ -262,7 +269,7 @@ def _wait(args: argparse.Namespace, store: CaptureStore, config: RelayConfig) ->
         time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
 
 
-def _find(store: CaptureStore, queue_id: str) -> tuple[str, bytes, dict[str, Any]] | None:
+def _find(store: CaptureStore, queue_id: str) -> tuple[str, bytes, CaptureMeta | None] | None:
     full = store.resolve(queue_id)
     found = store.read(full) if full else None
     if full is None or found is None:

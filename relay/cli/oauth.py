@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     from relay.errors import ConfigError, UpstreamError
 
     try:
-        config = load_config(args.config, secrets=False)
+        config = load_config(args.config)
     except ConfigError as exc:
         return fail(_PROG, str(exc), ExitCode.CONFIG)
     upstream = _choose(config.upstreams, args.upstream)
@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     oauth = upstream.oauth
     if oauth.grant == "client_credentials":
-        return _try_client_credentials(args, upstream)
+        return _try_client_credentials(upstream)
     if args.device_code and oauth.device_code_endpoint is None:
         message = f"{config.source}: set oauth.provider: microsoft or oauth.device_code_url"
         return fail(_PROG, message, ExitCode.CONFIG)
@@ -172,28 +172,27 @@ def _device_code(upstream: UpstreamConfig, client_secret: str | None) -> str | N
     return refresh
 
 
-def _try_client_credentials(args: argparse.Namespace, upstream: UpstreamConfig) -> int:
+def _try_client_credentials(upstream: UpstreamConfig) -> int:
     """Client credentials need no sign-in: fetch one app-only token to prove the setup."""
     import asyncio
 
-    from relay.config import load_config
-    from relay.deliver.oauth import token_source
+    from relay.deliver.secrets import read_upstream_secrets, tokens_of
     from relay.errors import ConfigError, UpstreamError
 
-    try:  # again, now reading the client secret or key
-        config = load_config(args.config)
+    oauth = upstream.oauth
+    assert oauth is not None
+    try:  # this upstream's client secret or key, nothing else
+        tokens = tokens_of(upstream, read_upstream_secrets(upstream))
     except ConfigError as exc:
         return fail(_PROG, str(exc), ExitCode.CONFIG)
-    chosen = _choose(config.upstreams, args.upstream)
-    assert chosen is not None
-    assert chosen.oauth is not None
+    assert tokens is not None
     try:
-        asyncio.run(token_source(chosen.oauth).token())
+        asyncio.run(tokens.token())
     except UpstreamError as exc:
         return fail(_PROG, str(exc), 1)
     print(
-        f"grant: client_credentials: {chosen.oauth.token_endpoint} issued an app-only token "
-        f"for client {chosen.oauth.client_id}; there is no refresh token to store."
+        f"grant: client_credentials: {oauth.token_endpoint} issued an app-only token "
+        f"for client {oauth.client_id}; there is no refresh token to store."
     )
-    print(f"`notify-relay check` tries the login as {chosen.username}.")
+    print(f"`notify-relay check` tries the login as {upstream.username}.")
     return 0

@@ -6,31 +6,16 @@ The verb modules and :mod:`relay.cli.main` import this module, never each other.
 from __future__ import annotations
 
 import argparse
-import enum
 import os
 import sys
 from collections.abc import Iterator
+
+from relay.errors import ExitCode
 
 __all__ = ["CONFIG_ENV", "ExitCode", "add_config_option", "add_sub_verbs", "fail"]
 
 #: The environment variable naming the config file when ``--config`` is not given.
 CONFIG_ENV = "NOTIFY_RELAY_CONFIG"
-
-
-class ExitCode(enum.IntEnum):
-    """Exit codes from sysexits.h, as sendmail and Trac's SendmailEmailSender expect."""
-
-    OK = 0
-    USAGE = 64
-    DATAERR = 65
-    NOINPUT = 66
-    NOUSER = 67
-    NOHOST = 68
-    UNAVAILABLE = 69
-    OSERR = 71
-    TEMPFAIL = 75
-    NOPERM = 77
-    CONFIG = 78
 
 
 def add_sub_verbs(

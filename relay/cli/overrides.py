@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from relay.config import RelayConfig
+from relay.config import RelayConfig, load_upstream
 from relay.deliver.options import UpstreamConfig
 from relay.errors import ConfigError
 from relay.receive.options import TcpListener, parse_listener
@@ -104,8 +104,8 @@ def read_overrides(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Over
 def apply_overrides(config: RelayConfig, overrides: Overrides) -> RelayConfig:
     """A copy of ``config`` with ``overrides`` in force; raises :class:`ConfigError`.
 
-    A new upstream is returned unchecked: the caller reads its password with
-    :func:`relay.config.load_upstream`.
+    A new upstream names its password source as the flags say; errors reading it name the
+    flag or variable (:func:`relay.credentials.read_credentials` reads it).
     """
     changes: dict[str, Any] = {}
     if overrides.smtp is not None:
@@ -200,4 +200,5 @@ def _upstream(config: RelayConfig, overrides: Overrides) -> UpstreamConfig | Non
         source["password_file"] = Path(overrides.password_file.value)
     elif overrides.password_env is not None:
         source["password_env"] = overrides.password_env.value
-    return UpstreamConfig(host=host, port=port or 0, tls=tls, username=user, **source, **kept)
+    upstream = UpstreamConfig(host=host, port=port or 0, tls=tls, username=user, **source, **kept)
+    return load_upstream(upstream, password.origin if password is not None else origin)

@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
         root = Path(args.queue)
     else:
         try:
-            config = load_config(args.config, secrets=False)
+            config = load_config(args.config)
         except ConfigError as exc:
             return fail(_PROG, str(exc), ExitCode.CONFIG)
         if config.upstream is None:

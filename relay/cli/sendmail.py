@@ -179,7 +179,7 @@ def _config(path: str | None) -> RelayConfig | None:
     from relay.errors import ConfigError
 
     try:
-        return load_config(path, secrets=False)
+        return load_config(path)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
 

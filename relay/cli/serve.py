@@ -67,35 +67,32 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _run(args: argparse.Namespace) -> int:
-    import dataclasses
+    import asyncio
     import os
 
     from relay import eventloop
     from relay.cli.overrides import apply_overrides, read_overrides
-    from relay.config import RelayConfig, load_config, load_upstream
+    from relay.config import RelayConfig, load_config
     from relay.errors import ConfigError, RelayError
-    from relay.log import logger, setup_logging
+    from relay.log import fields, logger, setup_logging
     from relay.service import serve
+    from relay.supervisor import supervise, worker_count
 
     setup_logging(fmt=args.log_format)
     overrides = read_overrides(vars(args), os.environ)
 
     def load() -> RelayConfig:
-        config = load_config(args.config, trac_ini=args.trac_ini)
-        new = apply_overrides(config, overrides)
-        if new.upstream is not None and new.upstream is not config.upstream:
-            password = overrides.password_file or overrides.password_env
-            origin = password.origin if password is not None else ""
-            upstream = load_upstream(new.upstream, origin)
-            new = dataclasses.replace(new, upstream=upstream, upstreams=(upstream,))
-        return new
+        return apply_overrides(load_config(args.config, trac_ini=args.trac_ini), overrides)
 
     try:
-        eventloop.run(serve(load(), reload=load))
+        config = load()
+        if config.upstream is not None and worker_count(config) > 0:
+            return asyncio.run(supervise(config, reload=load, log_format=args.log_format))
+        eventloop.run(serve(config, reload=load))
     except ConfigError as exc:
         print(f"notify-relay: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
     except (RelayError, OSError) as exc:
-        logger.error("cannot start: %s", exc)
+        logger.error("cannot start: %s", exc, extra=fields(reason=str(exc)))
         return ExitCode.OSERR
     return 0

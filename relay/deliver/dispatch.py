@@ -22,16 +22,17 @@ from relay.cleanup.encoding import downgrade_8bit
 from relay.deliver.advice import Failure, advise
 from relay.deliver.dkim import SigningKey, sign
 from relay.deliver.mx import addresses, mail_hosts
-from relay.deliver.oauth import TokenSource, token_source
+from relay.deliver.oauth import TokenSource
 from relay.deliver.options import QuotaConfig, UpstreamConfig
 from relay.deliver.outcome import holds_queue
 from relay.deliver.quota import Governor, is_quota_reply
 from relay.deliver.reuse import SessionPool, Target
 from relay.deliver.routing import split
+from relay.deliver.secrets import NO_SECRETS, SecretsByUpstream, UpstreamSecrets, tokens_of
 from relay.deliver.smtp import connect as smtp_connect
 from relay.deliver.transport import Clock, Connect, Session
 from relay.errors import UpstreamError
-from relay.log import logger
+from relay.log import fields, logger
 from relay.record import Record
 from relay.reply import Reply
 from relay.resolver import DnsConfig, Resolver
@@ -122,12 +123,14 @@ class Dispatcher:
         hold: float,
         dns: DnsConfig | None = None,
         dkim: Sequence[SigningKey] = (),
+        secrets: SecretsByUpstream | None = None,
         connect: Connect = smtp_connect,
         clock: Clock = time.time,
     ) -> None:
         """``state``: the directory of quota files; ``hold``: seconds bad credentials hold;
-        ``dkim``: the signing keys (replaced on reload); ``connect``: opens upstream
-        sessions (the network by default); ``clock``: the time now, for holds and quota."""
+        ``dkim``: the signing keys and ``secrets`` each upstream's password and OAuth
+        secrets (both replaced on reload); ``connect``: opens upstream sessions (the
+        network by default); ``clock``: the time now, for holds and quota."""
         self.hostname = hostname
         self.connect = connect
         self.clock = clock
@@ -137,6 +140,7 @@ class Dispatcher:
         #: When sessions began failing (None: fine or not tried yet): the readiness check.
         self.failing_since: float | None = None
         self.upstreams: tuple[UpstreamConfig, ...] = ()
+        self.secrets: SecretsByUpstream = {}
         self.resolver = Resolver(dns or DnsConfig())
         self._tokens: dict[str, TokenSource] = {}
         self.pool = SessionPool()
@@ -145,7 +149,7 @@ class Dispatcher:
         #: ``until`` until a login succeeds; one session at a time tries again (a probe).
         self._holds: dict[str, tuple[float, Reply, str]] = {}
         self._probes: dict[str, asyncio.Lock] = {}
-        self.configure(upstreams, dns=dns, hold=hold)
+        self.configure(upstreams, dns=dns, hold=hold, secrets=secrets or {})
 
     def configure(
         self,
@@ -154,28 +158,29 @@ class Dispatcher:
         dns: DnsConfig | None,
         hold: float,
         dkim: Sequence[SigningKey] | None = None,
+        secrets: SecretsByUpstream | None = None,
     ) -> bool:
-        """Use ``upstreams`` (and ``dkim`` keys, if given) from the next batch on; True when
-        the upstreams (or their secrets) changed.
+        """Use ``upstreams`` (and ``dkim`` keys and the upstreams' ``secrets``, if given)
+        from the next batch on; True when the upstreams (or their secrets) changed.
 
         A change ends holds for bad credentials and drops cached tokens.
         """
         if dkim is not None:
             self.dkim = tuple(dkim)
-
-        def secrets(chain: Sequence[UpstreamConfig]) -> list[object]:
-            return [
-                (u, u.secret, u.oauth and (u.oauth.refresh_token, u.oauth.client_secret))
-                for u in chain
-            ]
-
-        changed = secrets(upstreams) != secrets(self.upstreams)
+        before = [(u, self.secrets_of(u)) for u in self.upstreams]
+        if secrets is not None:
+            self.secrets = secrets
+        changed = [(u, self.secrets_of(u)) for u in upstreams] != before
         self.upstreams, self.hold = tuple(upstreams), hold
         if dns is not None and dns != self.resolver.config:
             self.resolver = Resolver(dns)
         if changed:
             for account in self._holds:
-                logger.info("reload: credentials hold on %s ended (settings changed)", account)
+                logger.info(
+                    "reload: credentials hold on %s ended (settings changed)",
+                    account,
+                    extra=fields(account=account),
+                )
             self._holds.clear()
             self._tokens.clear()
             self.pool.close()  # sessions logged in with the old credentials
@@ -189,13 +194,20 @@ class Dispatcher:
         """The sessions of one batch (``async with``)."""
         return Run(self)
 
+    def secrets_of(self, upstream: UpstreamConfig) -> UpstreamSecrets:
+        """What ``upstream`` logs in with."""
+        return self.secrets.get(upstream, NO_SECRETS)
+
     def tokens(self, upstream: UpstreamConfig) -> TokenSource | None:
         """The (shared, caching) token source of an OAuth upstream."""
-        if upstream.auth == "password" or upstream.oauth is None:
+        if upstream.auth == "password":
             return None
         account = _account(upstream)
         if account not in self._tokens:
-            self._tokens[account] = token_source(upstream.oauth)
+            tokens = tokens_of(upstream, self.secrets_of(upstream))
+            if tokens is None:
+                return None
+            self._tokens[account] = tokens
         return self._tokens[account]
 
     async def governor(self, upstream: UpstreamConfig) -> Governor | None:
@@ -233,6 +245,7 @@ class Dispatcher:
                 queue_id,
                 upstream,
                 relay,
+                extra=fields(queue_id=queue_id, upstream=str(upstream), relay=relay),
             )
 
     async def session_failed(
@@ -255,9 +268,18 @@ class Dispatcher:
                 reply,
                 self.hold,
                 f"; what to do: {advice}" if advice else "",
+                extra=fields(
+                    queue_id=queue_id,
+                    upstream=str(upstream),
+                    relay=relay,
+                    reply=str(reply),
+                    retry_in=self.hold,
+                ),
             )
         else:
-            logger.warning("%s: %s", queue_id, reply)
+            logger.warning(
+                "%s: %s", queue_id, reply, extra=fields(queue_id=queue_id, reply=str(reply))
+            )
         governor = await self.governor(upstream)
         if governor is not None and is_quota_reply(reply):
             await governor.pause(now, reply)
@@ -430,6 +452,7 @@ class Run:
             session = await dispatcher.connect(
                 upstream,
                 hostname=dispatcher.hostname,
+                secrets=dispatcher.secrets_of(upstream),
                 tokens=dispatcher.tokens(upstream),
                 mx_host=mx_host,
                 after_refusal=after_refusal,

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from relay.deliver.options import OAuthConfig
 from relay.durable import write_durably
 from relay.errors import UpstreamError
-from relay.log import logger
+from relay.log import fields, logger
 from relay.secret import Secret
 
 __all__ = [
@@ -157,10 +157,24 @@ def store_refresh_token(path: Path, token: str) -> None:
 
 
 class _CachedTokens:
-    """Access tokens cached until shortly before they expire; subclasses fetch new ones."""
+    """Access tokens cached until shortly before they expire; subclasses fetch new ones.
 
-    def __init__(self, oauth: OAuthConfig, *, clock: Callable[[], float] = time.time) -> None:
+    ``client_secret``, ``refresh_token`` and ``client_key``: what ``oauth``'s files hold
+    (:func:`relay.deliver.secrets.read_upstream_secrets`).
+    """
+
+    def __init__(
+        self,
+        oauth: OAuthConfig,
+        *,
+        client_secret: Secret | None = None,
+        refresh_token: Secret | None = None,
+        client_key: Secret | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.oauth = oauth
+        self.client_secret, self.client_key = client_secret, client_key
+        self._refresh_token = refresh_token
         self._clock = clock
         self._cached: AccessToken | None = None
         self._lock = asyncio.Lock()
@@ -171,10 +185,13 @@ class _CachedTokens:
             cached = self._cached
             if fresh or cached is None or self._clock() >= cached.usable_until:
                 cached = self._cached = await asyncio.to_thread(self._fetch)
+                host = urllib.parse.urlsplit(self.oauth.token_endpoint).netloc
+                until = time.strftime("%H:%M:%S", time.localtime(cached.usable_until))
                 logger.info(
                     "oauth: new access token from %s, used until %s",
-                    urllib.parse.urlsplit(self.oauth.token_endpoint).netloc,
-                    time.strftime("%H:%M:%S", time.localtime(cached.usable_until)),
+                    host,
+                    until,
+                    extra=fields(host=host, until=until),
                 )
             return cached.value.reveal()
 
@@ -189,10 +206,6 @@ class RefreshTokens(_CachedTokens):
     ``refresh_token_file``, so the relay keeps working for months unattended.
     """
 
-    def __init__(self, oauth: OAuthConfig, *, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(oauth, clock=clock)
-        self._refresh_token = oauth.refresh_token
-
     def _fetch(self) -> AccessToken:
         oauth = self.oauth
         if self._refresh_token is None:
@@ -202,8 +215,8 @@ class RefreshTokens(_CachedTokens):
             "refresh_token": self._refresh_token.reveal(),
             "client_id": str(oauth.client_id),
         }
-        if oauth.client_secret is not None:
-            form["client_secret"] = oauth.client_secret.reveal()
+        if self.client_secret is not None:
+            form["client_secret"] = self.client_secret.reveal()
         if oauth.provider != "google":  # Microsoft requires the scope; Google takes none
             form["scope"] = oauth.scopes
         answer = _post(oauth.token_endpoint, form, oauth.timeout)
@@ -211,7 +224,11 @@ class RefreshTokens(_CachedTokens):
         if rotated and rotated != self._refresh_token.reveal() and oauth.refresh_token_file:
             store_refresh_token(oauth.refresh_token_file, rotated)
             self._refresh_token = Secret(rotated)
-            logger.info("oauth: stored the rotated refresh token in %s", oauth.refresh_token_file)
+            logger.info(
+                "oauth: stored the rotated refresh token in %s",
+                oauth.refresh_token_file,
+                extra=fields(path=str(oauth.refresh_token_file)),
+            )
         return token
 
 
@@ -222,25 +239,30 @@ class ClientCredentialsTokens(_CachedTokens):
     def _fetch(self) -> AccessToken:
         answer = _post(
             self.oauth.token_endpoint,
-            client_credentials_form(self.oauth, self._clock()),
+            client_credentials_form(
+                self.oauth, self._clock(), client_secret=self.client_secret, key=self.client_key
+            ),
             self.oauth.timeout,
             fix="check the client secret or certificate and the app registration",
         )
         return parse_token_response(answer, self._clock())[0]
 
 
-def client_credentials_form(oauth: OAuthConfig, now: float) -> dict[str, str]:
-    """The token request of the client-credentials grant (RFC 6749 4.4)."""
+def client_credentials_form(
+    oauth: OAuthConfig, now: float, *, client_secret: Secret | None, key: Secret | None
+) -> dict[str, str]:
+    """The token request of the client-credentials grant (RFC 6749 4.4): a signed
+    assertion with the certificate's ``key``, else the ``client_secret``."""
     form = {
         "grant_type": "client_credentials",
         "client_id": str(oauth.client_id),
         "scope": oauth.scopes,
     }
-    if oauth.client_key is not None and oauth.client_certificate_file is not None:
+    if key is not None and oauth.client_certificate_file is not None:
         form["client_assertion_type"] = _ASSERTION_TYPE
-        form["client_assertion"] = client_assertion(oauth, now)
-    elif oauth.client_secret is not None:
-        form["client_secret"] = oauth.client_secret.reveal()
+        form["client_assertion"] = client_assertion(oauth, key, now)
+    elif client_secret is not None:
+        form["client_secret"] = client_secret.reveal()
     return form
 
 
@@ -270,20 +292,20 @@ def load_client_certificate(
     return cert, key
 
 
-def client_assertion(oauth: OAuthConfig, now: float) -> str:
-    """A signed JWT proving the client holds the certificate's key (RFC 7523, RS256).
+def client_assertion(oauth: OAuthConfig, key_pem: Secret, now: float) -> str:
+    """A signed JWT proving the client holds the certificate's key, ``key_pem`` (RFC 7523,
+    RS256).
 
     The header's ``x5t`` is the certificate's SHA-1 thumbprint, as Entra ID expects; the
     assertion is valid for ten minutes and used once.
     """
     assert oauth.client_certificate_file is not None
-    assert oauth.client_key is not None
     try:
         pem = oauth.client_certificate_file.read_bytes()
     except OSError as exc:
         raise UpstreamError(0, f"cannot read {oauth.client_certificate_file}: {exc}") from None
     try:
-        cert, key = load_client_certificate(pem, oauth.client_key.reveal())
+        cert, key = load_client_certificate(pem, key_pem.reveal())
     except ValueError as exc:
         raise UpstreamError(0, f"5.7.8 {exc}") from None
     thumbprint = cert.fingerprint(hashes.SHA1())  # x5t is the SHA-1 thumbprint by definition
@@ -331,13 +353,20 @@ class CommandTokens:
         return lines[0].strip()
 
 
-def token_source(oauth: OAuthConfig) -> TokenSource:
-    """The token source ``oauth`` describes."""
+def token_source(
+    oauth: OAuthConfig,
+    *,
+    client_secret: Secret | None,
+    refresh_token: Secret | None,
+    client_key: Secret | None,
+) -> TokenSource:
+    """The token source ``oauth`` describes, with the secrets its files hold."""
     if oauth.token_command is not None:
         return CommandTokens(oauth.token_command, oauth.timeout)
-    if oauth.grant == "client_credentials":
-        return ClientCredentialsTokens(oauth)
-    return RefreshTokens(oauth)
+    kind = ClientCredentialsTokens if oauth.grant == "client_credentials" else RefreshTokens
+    return kind(
+        oauth, client_secret=client_secret, refresh_token=refresh_token, client_key=client_key
+    )
 
 
 def pkce_pair() -> tuple[str, str]:

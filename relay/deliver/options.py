@@ -9,7 +9,6 @@ from typing import Literal
 
 from relay.errors import ConfigError
 from relay.schema import where
-from relay.secret import Secret
 
 __all__ = [
     "PROVIDERS",
@@ -52,8 +51,8 @@ PROVIDERS = {
 
 #: Microsoft's multi-tenant endpoints: no app-only token can come from them.
 _SHARED_TENANTS = frozenset({"common", "organizations", "consumers"})
-#: Field metadata of what loading reads (secrets): set by ``dataclasses.replace``, not a key.
-_READ = {"derived": True}
+#: Field metadata of what loading fills in: set by ``dataclasses.replace``, not a key.
+_LOADED = {"derived": True}
 
 #: Named presets for ``quota.preset``: (messages, recipients) per rolling 24 hours.
 QUOTA_PRESETS = {"gmail": (500, 500), "workspace": (2000, 10_000)}
@@ -73,8 +72,8 @@ class OAuthConfig:
     """Where access tokens come from: a refresh token at a token endpoint, the client
     credentials themselves (``grant: client_credentials``: app-only, no user), or a command.
 
-    The client secret, refresh token and certificate key are files (mode 0600); config
-    loading reads them into ``client_secret``, ``refresh_token`` and ``client_key``.
+    The client secret, refresh token and certificate key are files (mode 0600), read by
+    :func:`relay.deliver.secrets.read_upstream_secrets` (never into this config).
     ``client_certificate_file`` with ``client_key_file`` replaces the secret by a signed
     client assertion (RFC 7523). ``token_command`` instead runs a program that prints a
     current access token (msmtp's ``passwordeval`` habit).
@@ -94,10 +93,6 @@ class OAuthConfig:
     refresh_token_file: Path | None = None
     token_command: str | None = None
     timeout: float = field(default=30.0, metadata={"duration": True, "min": 1})
-    # read from the files above by relay.config.load_upstream; never keys of their own
-    client_secret: Secret | None = field(default=None, compare=False, metadata=_READ)
-    refresh_token: Secret | None = field(default=None, compare=False, metadata=_READ)
-    client_key: Secret | None = field(default=None, compare=False, metadata=_READ)
 
     def __post_init__(self) -> None:
         flow = (
@@ -226,7 +221,9 @@ class UpstreamConfig:
 
     ``auth``: ``password`` (PLAIN/LOGIN) or ``xoauth2``/``oauthbearer`` with ``oauth``.
     ``senders``/``recipients``: shell-style patterns that route matching mail here
-    (:mod:`relay.deliver.routing`); ``quota``: the account's sending limits.
+    (:mod:`relay.deliver.routing`); ``quota``: the account's sending limits. The password
+    keys name where it comes from; :func:`relay.deliver.secrets.read_upstream_secrets`
+    reads it (``password`` is the config file's own text).
     """
 
     name: str | None = None
@@ -255,8 +252,10 @@ class UpstreamConfig:
     quota: QuotaConfig | None = None
     senders: tuple[str, ...] = ()
     recipients: tuple[str, ...] = ()
-    # read by relay.config.load_upstream from the password source; never a key of its own
-    secret: Secret | None = field(default=None, compare=False, metadata=_READ)
+    #: Where it was given, for errors: the config file (or the ``serve`` flag or variable)
+    #: and its key there (``upstreams[1]``); set by loading, never keys of their own.
+    source: str = field(default="(defaults)", compare=False, metadata=_LOADED)
+    section: str = field(default="upstream", compare=False, metadata=_LOADED)
 
     @property
     def effective_port(self) -> int:

@@ -28,6 +28,7 @@ import aiosmtplib
 from relay.deliver.advice import Failure
 from relay.deliver.options import UpstreamConfig
 from relay.deliver.sasl import PASSWORD_MECHANISMS
+from relay.deliver.secrets import UpstreamSecrets
 from relay.deliver.smtp import SessionObserver, UpstreamSession, tls_context
 from relay.errors import UpstreamError
 
@@ -155,16 +156,18 @@ class _Probe:
 async def probe(
     config: UpstreamConfig,
     *,
+    secrets: UpstreamSecrets,
     hostname: str,
     timeout: float,
     report: Callable[[Step], None],
     send_test: str | None = None,
     sender: str | None = None,
 ) -> Failure | None:
-    """Check ``config``'s upstream step by step; return the failure, or None if all passed."""
+    """Check ``config``'s upstream step by step, logging in with ``secrets``; return the
+    failure, or None if all passed."""
     diagnosis = _Probe(config, hostname, timeout)
     try:
-        await _steps(diagnosis, report, send_test, sender)
+        await _steps(diagnosis, secrets, report, send_test, sender)
     except _Failed as failed:
         other = failed.step in ("connect", "greeting", "tls") and config.tls != "none"
         text = failed.text
@@ -184,7 +187,11 @@ async def probe(
 
 
 async def _steps(
-    diagnosis: _Probe, report: Callable[[Step], None], send_test: str | None, sender: str | None
+    diagnosis: _Probe,
+    secrets: UpstreamSecrets,
+    report: Callable[[Step], None],
+    send_test: str | None,
+    sender: str | None,
 ) -> None:
     config, port = diagnosis.config, diagnosis.port
     loop = asyncio.get_running_loop()
@@ -204,9 +211,13 @@ async def _steps(
     else:
         raise _Failed("connect", f"{config.host}:{port}: {'; '.join(errors)}")
     report(Step("connect", f"{config.host}:{port} in {time.monotonic() - started:.2f} s"))
-    reporter = _Reporter(config, report)
+    reporter = _Reporter(config, secrets, report)
     session = UpstreamSession(
-        config, hostname=diagnosis.hostname, observer=reporter, timeout=diagnosis.timeout
+        config,
+        hostname=diagnosis.hostname,
+        secrets=secrets,
+        observer=reporter,
+        timeout=diagnosis.timeout,
     )
     try:
         try:
@@ -225,8 +236,11 @@ async def _steps(
 class _Reporter(SessionObserver):
     """Reports the session's steps; refuses a password login no offered mechanism can do."""
 
-    def __init__(self, config: UpstreamConfig, report: Callable[[Step], None]) -> None:
+    def __init__(
+        self, config: UpstreamConfig, secrets: UpstreamSecrets, report: Callable[[Step], None]
+    ) -> None:
         self.config, self.report = config, report
+        self.password = secrets.password
         self.login_reported = False
 
     def greeted(self, greeting: str) -> None:
@@ -242,7 +256,7 @@ class _Reporter(SessionObserver):
         config = self.config
         password = config.auth == "password" or config.oauth is None
         usable = {name.upper() for name in PASSWORD_MECHANISMS} & set(methods)
-        if config.username is not None and config.secret is not None and password and not usable:
+        if config.username is not None and self.password is not None and password and not usable:
             offered = ", ".join(methods) or "none"
             raise _Failed("auth", f"no usable AUTH mechanism among: {offered}")
 

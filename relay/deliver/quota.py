@@ -20,7 +20,7 @@ from pathlib import Path
 
 from relay.deliver.options import QuotaConfig
 from relay.durable import make_private_dir, write_durably
-from relay.log import logger
+from relay.log import fields, logger
 from relay.reply import Reply
 
 __all__ = [
@@ -213,7 +213,11 @@ class Governor:
             return
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.error(
-                "quota %s: cannot read %s (%s); counting from zero", self.account, self.path, exc
+                "quota %s: cannot read %s (%s); counting from zero",
+                self.account,
+                self.path,
+                exc,
+                extra=fields(account=self.account, path=str(self.path), reason=str(exc)),
             )
 
     def admit(self, now: float, recipients: int) -> float | None:
@@ -234,7 +238,12 @@ class Governor:
         self.window = replace(self.window, sends=(*live, (now, recipients)))
         after = self.usage(now)
         if before < self.quota.warn_at <= after.fraction:
-            logger.warning("%s: %.0f%% of the limit used", after, 100 * after.fraction)
+            logger.warning(
+                "%s: %.0f%% of the limit used",
+                after,
+                100 * after.fraction,
+                extra=fields(account=self.account, used=f"{100 * after.fraction:.0f}%"),
+            )
         try:
             await self._save()
         except OSError:
@@ -262,6 +271,9 @@ class Governor:
             self.account,
             reply,
             _clock(self.window.paused_until),
+            extra=fields(
+                account=self.account, reply=str(reply), until=_clock(self.window.paused_until)
+            ),
         )
         await self._save(required=False)
 
@@ -275,4 +287,10 @@ class Governor:
             except OSError as exc:
                 if required:
                     raise
-                logger.error("quota %s: cannot write %s (%s)", self.account, self.path, exc)
+                logger.error(
+                    "quota %s: cannot write %s (%s)",
+                    self.account,
+                    self.path,
+                    exc,
+                    extra=fields(account=self.account, path=str(self.path), reason=str(exc)),
+                )

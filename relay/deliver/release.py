@@ -16,6 +16,7 @@ from relay.deliver.dispatch import Dispatcher, Result
 from relay.deliver.dkim import SigningKey
 from relay.deliver.options import UpstreamConfig
 from relay.deliver.outcome import classify
+from relay.deliver.secrets import SecretsByUpstream
 from relay.log import log_delivery
 from relay.record import Attempt, Record
 from relay.reply import Reply
@@ -40,8 +41,10 @@ class Releaser:
         hold: float,
         dns: DnsConfig | None,
         dkim: Sequence[SigningKey],
+        secrets: SecretsByUpstream,
     ) -> None:
-        """Release to ``upstream`` from now on (start and reload)."""
+        """Release to ``upstream``, logging in with what ``secrets`` holds for it, from now
+        on (start and reload)."""
         self.upstream = upstream
         if self.shared is not None or upstream is None:
             return  # the delivery's dispatcher is reconfigured with the queue
@@ -49,7 +52,7 @@ class Releaser:
             self._own = Dispatcher(
                 (upstream,), hostname=self.hostname, state=self.state, hold=hold, dns=dns
             )
-        self._own.configure((upstream,), dns=dns, hold=hold, dkim=dkim)
+        self._own.configure((upstream,), dns=dns, hold=hold, dkim=dkim, secrets=secrets)
 
     async def release(self, record: Record, recipients: Sequence[str]) -> list[dict[str, object]]:
         """Deliver ``record`` to ``recipients`` now; one attempt per distinct relay and reply.

@@ -17,7 +17,7 @@ import aiosmtplib
 
 from relay.deliver.oauth import TokenSource
 from relay.errors import UpstreamError
-from relay.log import logger
+from relay.log import fields, logger
 
 __all__ = ["PASSWORD_MECHANISMS", "login_with_password", "login_with_token", "oauthbearer_response"]
 
@@ -81,7 +81,11 @@ async def login_with_token(
         except aiosmtplib.SMTPAuthenticationError as exc:
             if fresh or exc.code != 535:
                 raise
-            logger.info("oauth: %s refused the access token; once more with a fresh one", host)
+            logger.info(
+                "oauth: %s refused the access token; once more with a fresh one",
+                host,
+                extra=fields(host=host),
+            )
 
 
 async def login_with_password(

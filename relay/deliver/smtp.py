@@ -18,9 +18,10 @@ from collections.abc import Sequence
 import aiosmtplib
 
 from relay.deliver import pipelining
-from relay.deliver.oauth import TokenSource, token_source
+from relay.deliver.oauth import TokenSource
 from relay.deliver.options import UpstreamConfig
 from relay.deliver.sasl import login_with_password, login_with_token
+from relay.deliver.secrets import NO_SECRETS, UpstreamSecrets, tokens_of
 from relay.errors import UpstreamError
 from relay.reply import Reply
 
@@ -66,7 +67,8 @@ class SessionObserver:
 class UpstreamSession:
     """A connected, authenticated session; send any number of transactions, then close.
 
-    >>> async with UpstreamSession(config, hostname="relay.example") as session:  # doctest: +SKIP
+    >>> session = UpstreamSession(config, hostname="relay.example", secrets=s)  # doctest: +SKIP
+    >>> async with session:  # doctest: +SKIP
     ...     replies = await session.send("a@x", ["b@y"], message_bytes)
     """
 
@@ -75,6 +77,7 @@ class UpstreamSession:
         config: UpstreamConfig,
         *,
         hostname: str,
+        secrets: UpstreamSecrets = NO_SECRETS,
         tokens: TokenSource | None = None,
         mx_host: tuple[str, str] | None = None,
         after_refusal: bool = False,
@@ -83,6 +86,7 @@ class UpstreamSession:
     ) -> None:
         """Prepare the session; :meth:`open` connects.
 
+        ``secrets``: what ``config`` logs in with (its password, its OAuth secrets);
         ``tokens``: a shared, caching token source for ``auth: xoauth2``/``oauthbearer``
         (default: one of this session's own); ``mx_host``: an MX host's (name, address);
         ``after_refusal``: the last login was refused (one attempt, with a new token);
@@ -95,8 +99,8 @@ class UpstreamSession:
         self.step = "connect"
         #: Transactions begun, for the session pool (relay/deliver/reuse.py).
         self.transactions = 0
-        oauth = config.oauth if config.auth != "password" else None
-        self.tokens = tokens or (token_source(oauth) if oauth is not None else None)
+        self.password = secrets.password
+        self.tokens = tokens or tokens_of(config, secrets)
         self.name = mx_host[0] if mx_host else config.host  # what the certificate must name
         port = config.effective_port
         self.relay = f"{self.name}[{mx_host[1]}]:{port}" if mx_host else str(config)
@@ -149,7 +153,7 @@ class UpstreamSession:
                 if ssl_object is not None:
                     observer.secured(ssl_object)
                 self._check_pin()
-            login = config.username is not None and (config.secret or self.tokens) is not None
+            login = config.username is not None and (self.password or self.tokens) is not None
             self.step = "EHLO"
             if smtp.is_ehlo_or_helo_needed:  # AUTH mechanisms (again after TLS), SIZE, 8BITMIME
                 try:
@@ -212,8 +216,8 @@ class UpstreamSession:
         config, smtp = self.config, self._smtp
         assert config.username is not None
         if config.auth == "password" or self.tokens is None:
-            assert config.secret is not None
-            response = await login_with_password(smtp, config.username, config.secret.reveal())
+            assert self.password is not None
+            response = await login_with_password(smtp, config.username, self.password.reveal())
             return f"{config.username}: {response.code} {response.message}"
         port = config.effective_port
         await login_with_token(
@@ -356,16 +360,23 @@ async def connect(
     upstream: UpstreamConfig,
     *,
     hostname: str,
+    secrets: UpstreamSecrets = NO_SECRETS,
     tokens: TokenSource | None = None,
     mx_host: tuple[str, str] | None = None,
     after_refusal: bool = False,
 ) -> UpstreamSession:
-    """An open session with ``upstream`` over the network (the delivery transport).
+    """An open session with ``upstream`` over the network (the delivery transport),
+    logging in with ``secrets``.
 
     Raises :class:`~relay.errors.UpstreamError` naming the peer it tried in ``relay``.
     """
     session = UpstreamSession(
-        upstream, hostname=hostname, tokens=tokens, mx_host=mx_host, after_refusal=after_refusal
+        upstream,
+        hostname=hostname,
+        secrets=secrets,
+        tokens=tokens,
+        mx_host=mx_host,
+        after_refusal=after_refusal,
     )
     try:
         await session.open()

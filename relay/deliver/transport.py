@@ -11,6 +11,7 @@ from typing import Protocol
 
 from relay.deliver.oauth import TokenSource
 from relay.deliver.options import UpstreamConfig
+from relay.deliver.secrets import UpstreamSecrets
 from relay.reply import Reply
 
 __all__ = ["Clock", "Connect", "Session"]
@@ -63,8 +64,9 @@ class Session(Protocol):
 
 
 class Connect(Protocol):
-    """Open a session with ``upstream`` (an MX host's (name, address) when given;
-    ``after_refusal``: the last login was refused, so one attempt with a new token).
+    """Open a session with ``upstream``, logging in with ``secrets`` or ``tokens`` (an MX
+    host's (name, address) when given; ``after_refusal``: the last login was refused, so
+    one attempt with a new token).
 
     Raises :class:`~relay.errors.UpstreamError`, whose ``relay`` names the peer tried.
     """
@@ -74,6 +76,7 @@ class Connect(Protocol):
         upstream: UpstreamConfig,
         *,
         hostname: str,
+        secrets: UpstreamSecrets,
         tokens: TokenSource | None,
         mx_host: tuple[str, str] | None,
         after_refusal: bool,

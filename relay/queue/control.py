@@ -20,16 +20,31 @@ from pathlib import Path
 
 from relay.durable import make_private_dir
 from relay.errors import SpoolError
-from relay.lock import PID_NAME, owner
 from relay.lock import DirectoryLock as QueueLock
-from relay.log import logger
+from relay.lock import owner
+from relay.log import fields, logger
 from relay.queue.actions import Action, Report
 
-__all__ = ["ControlServer", "QueueLock", "owner", "send"]
+__all__ = ["ControlServer", "QueueLock", "owner", "send", "take"]
 
 SOCKET_NAME = "control.sock"
 
 Handler = Callable[[Action, Sequence[str]], Awaitable[Report]]
+
+
+async def take(lock: QueueLock, wait: float) -> None:
+    """Take ``lock`` and write this process's pid, waiting up to ``wait`` s for whoever
+    holds it (a queue command finishing, or the processes of a relay that is stopping)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while not lock.try_acquire():
+        if loop.time() > deadline:
+            raise SpoolError(
+                f"queue {lock.root} is in use by another notify-relay "
+                f"(pid {owner(lock.root) or 'unknown'})"
+            )
+        await asyncio.sleep(0.1)
+    lock.claim()
 
 
 def _address(root: Path, fd: int) -> str:
@@ -41,33 +56,30 @@ def _address(root: Path, fd: int) -> str:
 class ControlServer:
     """The running server's end: lock, pid file and control socket in the queue directory."""
 
-    def __init__(self, root: Path, handle: Handler) -> None:
+    def __init__(self, root: Path, handle: Handler, *, locked: bool = True) -> None:
+        """``locked=False``: the supervisor of a split relay holds the lock and the pid
+        file; this process only serves the socket."""
         self.root = root
         self.handle = handle
-        self._lock = QueueLock(root)
+        self._lock = QueueLock(root) if locked else None
         self._server: asyncio.Server | None = None
 
     async def start(self, *, wait: float = 10.0) -> None:
         """Take the queue (waiting up to ``wait`` s for a queue command to finish) and listen."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
         try:
             make_private_dir(self.root)
         except OSError as exc:
             raise SpoolError(f"cannot create queue directory {self.root}: {exc}") from exc
-        while not self._lock.try_acquire():
-            if loop.time() > deadline:
-                raise SpoolError(
-                    f"queue {self.root} is in use by another notify-relay "
-                    f"(pid {owner(self.root) or 'unknown'})"
-                )
-            await asyncio.sleep(0.1)
-        assert self._lock.fd is not None
-        self._lock.claim()
+        if self._lock is not None:
+            await take(self._lock, wait)
         (self.root / SOCKET_NAME).unlink(missing_ok=True)  # left by a killed server
-        self._server = await asyncio.start_unix_server(
-            self._serve, path=_address(self.root, self._lock.fd)
-        )
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=_address(self.root, fd)
+            )
+        finally:
+            os.close(fd)
         os.chmod(self.root / SOCKET_NAME, 0o600)
 
     async def stop(self) -> None:
@@ -76,8 +88,8 @@ class ControlServer:
             self._server.close()
             await self._server.wait_closed()
             (self.root / SOCKET_NAME).unlink(missing_ok=True)
-            (self.root / PID_NAME).unlink(missing_ok=True)
-        self._lock.release()
+        if self._lock is not None:
+            self._lock.release()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -86,7 +98,12 @@ class ControlServer:
         except (ValueError, KeyError, TypeError, TimeoutError) as exc:
             report = Report(refused=(f"bad control request: {exc}",))
         else:
-            logger.info("queue: %s %s (operator request)", action.value, " ".join(ids))
+            logger.info(
+                "queue: %s %s (operator request)",
+                action.value,
+                " ".join(ids),
+                extra=fields(action=action.value, queue_id=" ".join(ids)),
+            )
             report = await self.handle(action, ids)
         writer.write(json.dumps(report.as_dict()).encode() + b"\n")
         try:

@@ -24,8 +24,9 @@ from relay.deliver.dispatch import Dispatcher, Result
 from relay.deliver.dkim import SigningKey
 from relay.deliver.options import UpstreamConfig
 from relay.deliver.outcome import classify
+from relay.deliver.secrets import SecretsByUpstream
 from relay.errors import SpoolError
-from relay.log import log_delivery, logger
+from relay.log import fields, log_delivery, logger
 from relay.metrics import Metrics
 from relay.model import Status
 from relay.queue.actions import Action, ActionRefused, Report, apply, due
@@ -84,7 +85,10 @@ class QueueManager:
             self._schedule(queue_id, when)
         if incoming or deferred:
             logger.info(
-                "queue: resumed %d incoming and %d deferred messages", len(incoming), len(deferred)
+                "queue: resumed %d incoming and %d deferred messages",
+                len(incoming),
+                len(deferred),
+                extra=fields(incoming=len(incoming), deferred=len(deferred)),
             )
         self._tasks = [
             asyncio.create_task(self._worker()) for _ in range(self.upstream.connections)
@@ -113,6 +117,14 @@ class QueueManager:
             timer.cancel()
         self._ready.put_nowait(queue_id)
 
+    async def rescan(self) -> None:
+        """Submit every incoming message not being delivered: a receive worker that died
+        may have written one without saying so. A message submitted twice is sent once."""
+        waiting = await asyncio.to_thread(self.spool.ids, QueueState.INCOMING)
+        for queue_id in waiting:
+            if queue_id not in self._busy:
+                self.submit(queue_id)
+
     @property
     def failing_since(self) -> float | None:
         """When the upstream began failing to give a session (None: fine or not yet tried)."""
@@ -126,15 +138,18 @@ class QueueManager:
         upstreams: Sequence[UpstreamConfig] = (),
         dns: DnsConfig | None = None,
         dkim: Sequence[SigningKey] | None = None,
+        secrets: SecretsByUpstream | None = None,
     ) -> None:
         """Use new upstream settings from the next session on (a reload).
 
         A changed upstream (password included) ends a hold for bad credentials and makes
         every deferred message due now: the operator fixed something, so try it.
-        ``upstreams``: all of them, when there are several; ``dkim``: the signing keys.
+        ``upstreams``: all of them, when there are several; ``dkim``: the signing keys;
+        ``secrets``: each upstream's password and OAuth secrets.
         """
-        hold = retry.min_backoff
-        changed = self.dispatcher.configure(upstreams or (upstream,), dns=dns, hold=hold, dkim=dkim)
+        changed = self.dispatcher.configure(
+            upstreams or (upstream,), dns=dns, hold=retry.min_backoff, dkim=dkim, secrets=secrets
+        )
         self.upstream, self.retry = upstream, retry
         if changed:
             for queue_id in list(self._timers):
@@ -206,7 +221,11 @@ class QueueManager:
                 self.metrics.spool_failed()
                 self._retry_batch(batch, str(exc))
             except Exception:  # noqa: BLE001 - a bug must not end the worker: the batch stays
-                logger.exception("%s: unexpected error while delivering", " ".join(batch))
+                logger.exception(
+                    "%s: unexpected error while delivering",
+                    " ".join(batch),
+                    extra=fields(queue_id=" ".join(batch)),
+                )
                 self._retry_batch(batch, "unexpected error")
             finally:
                 self._busy.difference_update(batch)
@@ -214,7 +233,13 @@ class QueueManager:
     def _retry_batch(self, batch: list[str], why: str) -> None:
         """Try a batch again after a back-off; its files never left the spool."""
         delay = self._local_trouble()
-        logger.error("%s: %s; next try in %.1f s", " ".join(batch), why, delay)
+        logger.error(
+            "%s: %s; next try in %.1f s",
+            " ".join(batch),
+            why,
+            delay,
+            extra=fields(queue_id=" ".join(batch), reason=why, retry_in=delay),
+        )
         for queue_id in batch:
             self._schedule(queue_id, time.time() + delay)
 
@@ -348,6 +373,7 @@ class QueueManager:
                 record.queue_id,
                 exc,
                 exc_info=not isinstance(exc, OSError),
+                extra=fields(queue_id=record.queue_id, reason=str(exc)),
             )
 
     async def _store(
@@ -379,6 +405,7 @@ class QueueManager:
                 record.queue_id,
                 exc,
                 delay,
+                extra=fields(queue_id=record.queue_id, reason=str(exc), retry_in=delay),
             )
             self._schedule(record.queue_id, time.time() + delay)
             return False
@@ -392,7 +419,7 @@ class QueueManager:
         for queue_id, where in finished:
             self.spool.remove(queue_id, where, sync=False)
             self._sent.pop(queue_id, None)
-            logger.info("%s: removed", queue_id)
+            logger.info("%s: removed", queue_id, extra=fields(queue_id=queue_id))
         self.spool.sync({where for _, where in finished})  # one fsync per directory
 
     def _load(self, queue_id: str) -> Loaded | None:
@@ -418,12 +445,21 @@ class QueueManager:
         try:
             self.spool.rewrite(upgraded, where)
         except SpoolError as exc:
-            logger.warning("%s: %s; delivering without in-place marks", record.queue_id, exc)
+            logger.warning(
+                "%s: %s; delivering without in-place marks",
+                record.queue_id,
+                exc,
+                extra=fields(queue_id=record.queue_id, reason=str(exc)),
+            )
             return record
         return upgraded
 
     def _quarantine(self, queue_id: str, where: QueueState, why: str) -> None:
         logger.error(
-            "%s: corrupt queue file (%s); moved to %s/", queue_id, why, QueueState.CORRUPT.value
+            "%s: corrupt queue file (%s); moved to %s/",
+            queue_id,
+            why,
+            QueueState.CORRUPT.value,
+            extra=fields(queue_id=queue_id, reason=why, moved_to=QueueState.CORRUPT.value),
         )
         self.spool.move(queue_id, where, QueueState.CORRUPT)

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from aiosmtpd.smtp import syntax
 
-from relay.log import logger
+from relay.log import fields, logger
 from relay.receive.options import Limits, Network
 from relay.receive.peers import loopback_owner
 from relay.receive.policy import peer_address
@@ -184,13 +184,24 @@ class Connections:
         """Count ``connection`` of ``client`` in and return None; or return the reply that
         refuses it (the global cap first, then the client's share)."""
         if len(self._open) >= limits.max_connections:
-            logger.warning("reject: connect from %s: too many connections", client)
+            logger.warning(
+                "reject: connect from %s: too many connections",
+                client,
+                extra=fields(
+                    client=client, reason="too many connections", limit=limits.max_connections
+                ),
+            )
             return _TOO_MANY
         if self._per_client[client] >= limits.per_client:
             logger.warning(
                 "reject: connect from %s: too many connections from this client (%d)",
                 client,
                 limits.per_client,
+                extra=fields(
+                    client=client,
+                    reason="too many connections from this client",
+                    limit=limits.per_client,
+                ),
             )
             return _TOO_MANY_FROM_YOU
         self._open[connection] = client
@@ -214,12 +225,20 @@ class Connections:
         if stressed == self.stressed:
             return
         self.stressed = stressed
+        state = "begins" if stressed else "ends"
+        timeout = min(limits.stress_timeout, limits.timeout) if stressed else limits.timeout
         logger.warning(
             "smtp: stress mode %s: %d of %d connections in use; idle and command timeouts now %g s",
-            "begins" if stressed else "ends",
+            state,
             len(self._open),
             limits.max_connections,
-            min(limits.stress_timeout, limits.timeout) if stressed else limits.timeout,
+            timeout,
+            extra=fields(
+                stress=state,
+                connections=len(self._open),
+                limit=limits.max_connections,
+                timeout=timeout,
+            ),
         )
         for connection in self._open:
             connection.set_stress(limits.stress_timeout if stressed else None)

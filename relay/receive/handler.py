@@ -17,23 +17,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from relay import cleanup
 from relay.cleanup.filters import Simulation
 from relay.cleanup.lines import has_bare_line_end
 from relay.errors import SpoolError
-from relay.log import log_event, logger
+from relay.log import Fields, fields, log_event, logger
 from relay.metrics import Metrics
 from relay.model import Envelope, Refusal, new_queue_id
 from relay.receive.faults import Faults, Stage, cut_data, inject
 from relay.receive.options import Limits
 from relay.receive.policy import address_problem
+from relay.receive.tables import HookNames
 from relay.record import Record
 from relay.reply import ReplyCode
 
-__all__ = ["RelayHandler", "Sink"]
+__all__ = ["RelayHandler", "Sink", "describe_peer"]
 
 
 class Sink(Protocol):
@@ -46,7 +47,7 @@ class Sink(Protocol):
         """Called on the event loop once the message is durable."""
 
 
-class RelayHandler:
+class RelayHandler(HookNames):
     """aiosmtpd handler for the relay's listeners."""
 
     def __init__(
@@ -100,12 +101,14 @@ class RelayHandler:
         """True when an injected fault hung up halfway through the message (at DATA)."""
         return await cut_data(self.faults, addresses, server)
 
-    def _refuse(self, reason: str, reply: str, command: str = "", session: Any = None) -> str:
+    def _refuse(
+        self, reason: str, reply: str, command: _Command | None = None, session: Any = None
+    ) -> str:
         """Count a refusal under ``reason``, log it (``command``: the refused one) and
         return its reply."""
         self.metrics.rejected(reason)
-        if command:
-            logger.warning(_rejection(command, session, reply))
+        if command is not None:
+            _log_rejection(reason, command, session, reply)
         return reply
 
     async def handle_MAIL(
@@ -119,7 +122,7 @@ class RelayHandler:
             reply = ReplyCode.MAILBOX_NAME_INVALID.line(
                 "5.1.7", f"Sender <{sender}> refused: {problem}"
             )
-            return self._refuse("sender", reply, f"MAIL from=<{sender}>", session)
+            return self._refuse("sender", reply, _Command("MAIL", sender), session)
         envelope.mail_from = address  # aiosmtpd needs a non-empty value; "<>" maps to "" below
         envelope.mail_options.extend(mail_options)
         return ReplyCode.COMPLETED.line("2.1.0", "OK")
@@ -130,7 +133,7 @@ class RelayHandler:
         if injected := await self.fault(server, "rcpt", (address,)):
             return injected
         sender = "" if envelope.mail_from == "<>" else envelope.mail_from
-        rcpt = f"RCPT from=<{sender}> to=<{address}>"
+        rcpt = _Command("RCPT", sender, recipient=address)
         if len(envelope.rcpt_tos) >= self.limits.max_recipients:
             most = self.limits.max_recipients
             reply = ReplyCode.INSUFFICIENT_STORAGE.line(
@@ -159,7 +162,7 @@ class RelayHandler:
             return injected
         content: bytes = envelope.content
         sender = "" if envelope.mail_from == "<>" else envelope.mail_from
-        data = f"DATA from=<{sender}> nrcpt={len(envelope.rcpt_tos)}"
+        data = _Command("DATA", sender, nrcpt=len(envelope.rcpt_tos))
         original = None
         if has_bare_line_end(content):  # the SMTP smuggling vector
             if not self._kept(envelope, "DATA", _BARE_NEWLINE):
@@ -170,13 +173,13 @@ class RelayHandler:
             recipients=tuple(envelope.rcpt_tos),
             mail_options=tuple(envelope.mail_options),
             received_at=time.time(),
-            peer=_describe_peer(session.peer),
+            peer=describe_peer(session.peer),
             helo=session.host_name or "",
         )
         notes = tuple(getattr(envelope, "relay_refusals", ()))
         reply, queue_id = await asyncio.to_thread(self._process, model, content, notes, original)
-        if queue_id is not None:
-            self.sink.accepted(queue_id)
+        if queue_id is not None:  # told once the 250 is on its way: it is durable already
+            asyncio.get_running_loop().call_soon(self.sink.accepted, queue_id)
         if not reply.startswith(str(ReplyCode.COMPLETED.value)):
             return self._refuse("content", reply, data, session)
         self.metrics.received()
@@ -211,7 +214,12 @@ class RelayHandler:
             return result.rejection.reply(), None
         queue_id = new_queue_id()
         if result.unreadable is not None:
-            logger.warning("%s: cleanup: %s", queue_id, result.unreadable)
+            logger.warning(
+                "%s: cleanup: %s",
+                queue_id,
+                result.unreadable,
+                extra=fields(queue_id=queue_id, note=result.unreadable),
+            )
         record = Record(
             queue_id=queue_id,
             envelope=result.envelope,
@@ -227,23 +235,33 @@ class RelayHandler:
                 record, envelope=simulation.envelope, trace=trace, filters=simulation.results
             )
             for entry in simulation.trace:
-                logger.info("%s: %s", queue_id, entry.change)
-        receipt = {
-            "from": record.envelope.sender,
-            "size": len(record.message),
-            "nrcpt": len(record.envelope.recipients),
-            "client": envelope.peer,
-        }
-        log_event(logging.INFO, queue_id, receipt)
+                logger.info(
+                    "%s: %s",
+                    queue_id,
+                    entry.change,
+                    extra=fields(queue_id=queue_id, note=entry.change),
+                )
+        log_event(
+            logging.INFO,
+            queue_id,
+            from_=record.envelope.sender,
+            size=len(record.message),
+            nrcpt=len(record.envelope.recipients),
+            client=envelope.peer,
+        )
         if not record.envelope.recipients:
-            logger.info("%s: discarded: every recipient's filters delete it", queue_id)
+            logger.info(
+                "%s: discarded: every recipient's filters delete it",
+                queue_id,
+                extra=fields(queue_id=queue_id),
+            )
             return _queued(f"Ok: {queue_id} discarded by recipients' filters"), None
         self.sink.accept(record)
         return _queued(f"Ok: queued as {queue_id}"), queue_id
 
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, SpoolError | OSError):
-            logger.error("could not store a message: %s", error)
+            logger.error("could not store a message: %s", error, extra=fields(reason=str(error)))
         else:
             logger.exception("unexpected error while receiving a message")
         return self._refuse(
@@ -262,15 +280,41 @@ def _queued(text: str) -> str:
     return ReplyCode.COMPLETED.line("2.0.0", text)
 
 
-def _rejection(command: str, session: Any, reply: str) -> str:
+@dataclass(frozen=True, slots=True)
+class _Command:
+    """A refused command: its verb and the envelope fields it concerns."""
+
+    verb: str
+    sender: str
+    recipient: str | None = None
+    nrcpt: int | None = None
+
+
+def _log_rejection(reason: str, command: _Command, session: Any, reply: str) -> None:
     """``reject: RCPT from [192.0.2.1]:5000: 550 5.1.2 ...; from=<a> to=<b>``, as Postfix
-    logs a refusal; ``command`` is the verb and the envelope fields it concerns."""
-    verb, _, fields = command.partition(" ")
-    peer = _describe_peer(session.peer) if session is not None else "unknown"
-    return f"reject: {verb} from {peer}: {reply}; {fields}"
+    logs a refusal, with the client, command, reason, reply and envelope as fields."""
+    peer = describe_peer(session.peer) if session is not None else "unknown"
+    data: Fields = {
+        "client": peer,
+        "command": command.verb,
+        "reason": reason,
+        "reply": reply,
+        "from_": command.sender,
+    }
+    shown = f"from=<{command.sender}>"
+    if command.recipient is not None:
+        data["to"] = command.recipient
+        shown += f" to=<{command.recipient}>"
+    if command.nrcpt is not None:
+        data["nrcpt"] = command.nrcpt
+        shown += f" nrcpt={command.nrcpt}"
+    logger.warning(
+        "reject: %s from %s: %s; %s", command.verb, peer, reply, shown, extra=fields(**data)
+    )
 
 
-def _describe_peer(peer: object) -> str:
+def describe_peer(peer: object) -> str:
+    """A client as Postfix names it: ``[192.0.2.1]:5000``, or ``unix-socket``."""
     if isinstance(peer, tuple | list):
         return f"[{peer[0]}]:{peer[1]}"
     return "unix-socket"

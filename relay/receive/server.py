@@ -12,27 +12,27 @@ import asyncio
 import base64
 import binascii
 import functools
-import grp
-import os
+import socket
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
-from relay.log import logger
+from relay.log import fields, logger
 from relay.receive.connections import Connections, StressTimer, client_of
 from relay.receive.data import WholeBufferData
-from relay.receive.handler import RelayHandler
+from relay.receive.handler import RelayHandler, describe_peer
 from relay.receive.options import (
     Limits,
     ListenAuthConfig,
     Listener,
     ListenTlsConfig,
     Network,
-    TcpListener,
 )
 from relay.receive.policy import peer_allowed
+from relay.receive.sockets import BACKLOG, address, bind, unbind
+from relay.receive.tables import CommandNames
 from relay.receive.users import PasswordHash, check_login
 
 __all__ = ["Listeners"]
@@ -41,7 +41,7 @@ __all__ = ["Listeners"]
 _MECHANISMS = ("PLAIN", "LOGIN")
 
 
-class _RelaySMTP(StressTimer, WholeBufferData):
+class _RelaySMTP(CommandNames, StressTimer, WholeBufferData):
     """aiosmtpd's protocol with admission control before the greeting, and the listener's
     STARTTLS and AUTH policy (``tls`` and ``auth`` are None on unix sockets)."""
 
@@ -90,7 +90,11 @@ class _RelaySMTP(StressTimer, WholeBufferData):
         if self._unbroken > max(self.data_size_limit or 0, 2**20):
             transport = cast(asyncio.WriteTransport | None, self.transport)
             if transport is not None and not transport.is_closing():
-                logger.warning("reject: %s sent a line longer than a message", self._peer())
+                logger.warning(
+                    "reject: %s sent a line longer than a message",
+                    self._peer(),
+                    extra=fields(client=describe_peer(self._peer()), reason="line too long"),
+                )
                 transport.write(b"421 4.7.0 Line too long; closing connection\r\n")
                 transport.close()
             return
@@ -109,7 +113,11 @@ class _RelaySMTP(StressTimer, WholeBufferData):
     async def _handle_client(self) -> None:
         peer = self._peer()
         if not peer_allowed(peer, self._gate.networks):
-            logger.warning("reject: connect from %s: not in allowed_networks", peer)
+            logger.warning(
+                "reject: connect from %s: not in allowed_networks",
+                peer,
+                extra=fields(client=describe_peer(peer), reason="not in allowed_networks"),
+            )
             await self.push("554 5.7.1 Access denied: this relay serves only its allowed networks")
             self._hang_up()
             return
@@ -199,7 +207,13 @@ class _RelaySMTP(StressTimer, WholeBufferData):
             check_login, self._users, name, password
         ):
             how = f"{mechanism}, any login accepted" if self._auth.accept_any else mechanism
-            logger.info("auth: %s logged in as %s (%s)", self._peer(), _shown(name), how)
+            logger.info(
+                "auth: %s logged in as %s (%s)",
+                self._peer(),
+                _shown(name),
+                how,
+                extra=fields(client=describe_peer(self._peer()), user=_shown(name), mechanism=how),
+            )
             return AuthResult(success=True, auth_data=name)
         self._auth_failures += 1
         logger.warning(
@@ -209,6 +223,13 @@ class _RelaySMTP(StressTimer, WholeBufferData):
             _shown(name),
             self._auth_failures,
             self._auth.max_failures,
+            extra=fields(
+                client=describe_peer(self._peer()),
+                mechanism=mechanism,
+                user=_shown(name),
+                failures=self._auth_failures,
+                limit=self._auth.max_failures,
+            ),
         )
         if self._auth_failures >= self._auth.max_failures:
             await self.push("421 4.7.0 Too many failed AUTH attempts; closing connection")
@@ -262,6 +283,7 @@ class Listeners:
         self.users: Mapping[str, PasswordHash] = users or {}
         self._gate = Connections(networks)
         self._servers: list[asyncio.Server] = []
+        self._own = True  # the sockets were bound here, and go with the servers
 
     def reconfigure(
         self,
@@ -294,30 +316,22 @@ class Listeners:
             timeout=self.limits.timeout,
         )
 
-    async def start(self) -> list[str]:
-        """Bind every listener; return their addresses as bound (real ports for port 0)."""
+    async def start(self, sockets: Sequence[socket.socket] | None = None) -> list[str]:
+        """Serve ``sockets`` (bound by the supervisor, who also removes them), or bind every
+        listener here; return the addresses served (real ports for port 0)."""
+        self._own = sockets is None
+        if sockets is None:
+            sockets = [sock for listener in self.listeners for sock in bind(listener)]
         loop = asyncio.get_running_loop()
-        bound = []
-        for listener in self.listeners:
-            if isinstance(listener, TcpListener):
-                protocol = functools.partial(self._protocol, tcp=True)
-                server = await loop.create_server(protocol, listener.host, listener.port)
-                for sock in server.sockets:
-                    host, port = sock.getsockname()[:2]
-                    bound.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        for sock in sockets:
+            tcp = sock.family != socket.AF_UNIX
+            protocol = functools.partial(self._protocol, tcp=tcp)
+            if tcp:
+                server = await loop.create_server(protocol, sock=sock, backlog=BACKLOG)
             else:
-                path = listener.unix
-                if path.is_socket():
-                    path.unlink()
-                path.parent.mkdir(parents=True, exist_ok=True)
-                protocol = functools.partial(self._protocol, tcp=False)
-                server = await loop.create_unix_server(protocol, str(path))
-                os.chmod(path, listener.mode)
-                if listener.group is not None:
-                    os.chown(path, -1, grp.getgrnam(listener.group).gr_gid)
-                bound.append(f"unix:{path}")
+                server = await loop.create_unix_server(protocol, sock=sock, backlog=BACKLOG)
             self._servers.append(server)
-        return bound
+        return [address(sock) for sock in sockets]
 
     async def stop(self) -> None:
         """Stop accepting; connections in progress are closed."""
@@ -325,6 +339,6 @@ class Listeners:
             server.close()
         for server in self._servers:
             await server.wait_closed()
-        for listener in self.listeners:
-            if not isinstance(listener, TcpListener):
-                listener.unix.unlink(missing_ok=True)
+        if self._own:
+            for listener in self.listeners:
+                unbind(listener)

@@ -14,10 +14,11 @@ from aiohttp import web
 from aiohttp.helpers import content_disposition_header
 
 from relay.capture.message import contents, detail, link_inline_parts, part_payload
+from relay.capture.meta import CaptureMeta
 from relay.capture.release import ReleaseRefused, release_recipients, release_record
 from relay.errors import ConfigError
 from relay.gmail import QuerySyntaxError
-from relay.log import logger
+from relay.log import fields, logger
 from relay.queue.actions import Action
 from relay.queue.listing import entry_of, read_entries, read_one
 from relay.receive.faults import Faults, FaultsConfig
@@ -180,7 +181,7 @@ async def release(request: web.Request) -> web.Response:
     store, queue_id = store_of(request), request.match_info["id"]
     wanted = await _json_body(request)
     message, meta = await _read(request, queue_id)
-    recipients = wanted.get("to") or meta.get("recipients") or []
+    recipients = wanted.get("to") or list(meta.recipients if meta is not None else ())
     if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
         fail(400, 'expected {"to": ["address", ...]}')
     try:
@@ -226,7 +227,7 @@ async def delete_messages(request: web.Request) -> web.Response:
 
 async def recipients(request: web.Request) -> web.Response:
     """``GET /api/v1/recipients``: who got mail, most first (for "view as recipient")."""
-    found = await blocking(request, store_of(request).index.recipients)
+    found = await blocking(request, store_of(request).recipients)
     return web.json_response(
         {"recipients": [{"address": address, "messages": count} for address, count in found]}
     )
@@ -270,7 +271,9 @@ async def set_faults(request: web.Request) -> web.Response:
         fail(400, str(exc), key=exc.key)
     found.configure(config)
     logger.warning(
-        "faults: %d fault injection rules in force (set through the API)", len(config.rules)
+        "faults: %d fault injection rules in force (set through the API)",
+        len(config.rules),
+        extra=fields(rules=len(config.rules)),
     )
     return web.json_response(found.as_dict())
 
@@ -290,7 +293,7 @@ def _linked_html(message: bytes) -> str | None:
     return link_inline_parts(parsed.html, parsed.parts, lambda number: f"parts/{number}")
 
 
-async def _read(request: web.Request, queue_id: str) -> tuple[bytes, dict[str, Any]]:
+async def _read(request: web.Request, queue_id: str) -> tuple[bytes, CaptureMeta | None]:
     found = await blocking(request, store_of(request).read, queue_id)
     if found is None:
         fail(404, f"no message {queue_id}")

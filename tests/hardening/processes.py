@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from helpers import wait_for_port
 
-__all__ = ["RelayProcess", "memory_kib", "write_config"]
+__all__ = ["RelayProcess", "children", "memory_kib", "write_config"]
 
 
 def write_config(path: Path, **sections: Any) -> Path:
@@ -27,7 +27,20 @@ def write_config(path: Path, **sections: Any) -> Path:
 
 
 def memory_kib(pid: int, field: str = "VmHWM") -> int:
-    """A memory figure of process ``pid`` from /proc (``VmHWM``: peak RSS; ``VmRSS``: now)."""
+    """A memory figure from /proc (``VmHWM``: peak RSS; ``VmRSS``: now) of process ``pid``
+    and its children: a split relay's supervisor with its receive and delivery processes."""
+    return sum(_status(each, field) for each in (pid, *children(pid)))
+
+
+def children(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _status(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
             return int(line.split()[1])

@@ -102,7 +102,8 @@ def first(calls: list[Call], after: float, test) -> Call:
 
 
 def check_order(calls: list[Call], queue_id: str, target_dir: str) -> None:
-    """writes -> fsync(file) -> rename -> fsync(dir) -> 250 on the socket, each done first."""
+    """writes -> fsync(file) -> rename -> fsync(dir) -> 250 on the socket (and the wake-up
+    datagram to a delivery process), each done first."""
     rename = first(
         calls,
         0,
@@ -118,9 +119,11 @@ def check_order(calls: list[Call], queue_id: str, target_dir: str) -> None:
     assert syncs[0].end <= rename.start, "renamed before the file was synced"
     directory = os.path.dirname(rename.args.split('", "')[1].rstrip('"'))
     dir_sync = first(calls, rename.end, lambda c: c.name == "fsync" and c.fd_path() == directory)
-    reply = first(calls, 0, lambda c: _to_socket(c) and queue_id in c.args)
-    assert '"250 ' in reply.args
+    sent = [c for c in calls if _to_socket(c) and queue_id in c.args]
+    reply = first(sent, 0, lambda c: '"250 ' in c.args)
     assert dir_sync.end <= reply.start, "250 sent before the directory was synced"
+    wakes = [c for c in sent if '"250 ' not in c.args]  # the datagram to the delivery process
+    assert all(dir_sync.end <= c.start for c in wakes), "delivery woken before the sync"
 
 
 def _to_socket(call: Call) -> bool:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import pytest
 from helpers import port_of as port
 
+from relay.capture.meta import CaptureMeta
+
 from .flow import barrier, queued
 from .wire import Wire, code
 
@@ -149,7 +151,7 @@ async def capture(make_config, start_relay):
     return await start_relay(make_config(web={"enabled": False}))
 
 
-def stored_in(relay) -> list[tuple[bytes, dict]]:
+def stored_in(relay) -> list[tuple[bytes, CaptureMeta]]:
     """Every captured message with its metadata."""
     store = relay.capture
     return [store.read(meta.stem) for meta in sorted((store.root / "meta").glob("*.json"))]
@@ -160,9 +162,9 @@ async def test_capture_mode_keeps_a_fake_end_of_data_as_text_of_one_message(capt
     replies = await transaction(capture, HEAD + end + SMUGGLED + b".\r\n")
     assert [line[:3] for line in replies] == [b"250", b"221"]
     ((content, meta),) = stored_in(capture)
-    assert meta["sender"] == "trac@example.org" and meta["recipients"] == ["dev@example.org"]
+    assert meta.sender == "trac@example.org" and meta.recipients == ("dev@example.org",)
     assert b"MAIL FROM:<evil@attacker.test>" in content  # text, not a second envelope
-    assert [note["reply"][:9] for note in meta["relay_refusals"]] == ["550 5.6.0"]
+    assert [note["reply"][:9] for note in meta.relay_refusals] == ["550 5.6.0"]
 
 
 async def test_capture_mode_still_refuses_an_lf_only_line_longer_than_a_line(capture):

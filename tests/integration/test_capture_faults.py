@@ -27,7 +27,7 @@ async def test_a_refusal_for_chosen_recipients_leaves_the_others_alone(
     assert "4.2.1 Mailbox busy" in refused["flaky@example.org"].message
     assert "queued as" in reply
     [stored] = relay.capture.matching("", timezone="UTC")
-    assert relay.capture.read(stored)[1]["recipients"] == ["bob@example.org"]
+    assert relay.capture.read(stored)[1].recipients == ("bob@example.org",)
 
 
 @pytest.mark.parametrize(

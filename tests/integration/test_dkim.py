@@ -139,7 +139,7 @@ async def test_capture_stores_the_signed_message_and_release_signs_again(
         stored, meta = await eventually(lambda: relay.capture.read(queue_id))
         assert stored.count(b"DKIM-Signature:") == 2
         assert_verified(stored, dns_port)
-        assert [change for option, change in meta["trace"] if option == "dkim"] == [
+        assert [change for option, change in meta.trace if option == "dkim"] == [
             "DKIM-Signature added: d=example.org s=nr2026 a=rsa-sha256",
             "DKIM-Signature added: d=example.org s=ed2026 a=ed25519-sha256",
         ]

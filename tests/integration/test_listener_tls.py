@@ -224,7 +224,7 @@ def test_tls_with_only_a_unix_socket_is_a_config_error(make_config, listen_secur
 def test_without_secrets_the_key_and_users_stay_unread(make_config, listen_security, tmp_path):
     make_config(**listen_security(users={USER: PASSWORD}))
     (tmp_path / "users").chmod(0o644)  # as a queue command run by another user may see it
-    config = load_config(tmp_path / "relay.yaml", secrets=False)
+    config = load_config(tmp_path / "relay.yaml")
     assert config.listen_auth.users_file == tmp_path / "users"  # named, not read
     with pytest.raises(ConfigError):
         read_credentials(load_config(tmp_path / "relay.yaml"))

@@ -193,6 +193,21 @@ async def test_lf_in_an_address_cannot_inject_a_command(make_config, start_relay
     assert replies[-2].startswith(b"250") and replies[-1].startswith(b"500")
 
 
+@pytest.mark.parametrize("address", [b"0@", b"<\\@[>"])
+async def test_an_address_the_email_parser_trips_on_gets_a_syntax_error(
+    make_config, start_relay, caplog, address
+):
+    """The stdlib parser raises IndexError or AttributeError on these: aiosmtpd turned that
+    into a traceback in the log and a 451; the listener answers 553, and the session goes on."""
+    relay = await start_relay(make_config())
+    replies = await raw_session(
+        port_of(relay),
+        [b"EHLO t\r\n", b"MAIL FROM:" + address + b"\r\n", b"MAIL FROM:<a@example.org>\r\n"],
+    )
+    assert replies[2].startswith(b"553") and replies[3].startswith(b"250")
+    assert "Traceback" not in caplog.text
+
+
 # --- DATA read in whole buffers (relay/receive/data.py) ---
 
 ATTACHMENT = base64.encodebytes(random.Random(7).randbytes(75_000)).replace(b"\n", b"\r\n")

@@ -87,8 +87,9 @@ def test_environment_variables_and_flags_over_a_config_file(started, tmp_path):
     assert stored(tmp_path / "env-mail")
 
 
-def test_upstream_url_with_password_file_relays_over_starttls(
-    started, tmp_path, server_context, ca_file, password_file
+@pytest.mark.parametrize("source", ["NOTIFY_RELAY_PASSWORD_FILE", "NOTIFY_RELAY_PASSWORD"])
+def test_upstream_url_with_a_password_source_relays_over_starttls(
+    started, tmp_path, server_context, ca_file, password_file, source
 ):
     config = tmp_path / "relay.yaml"  # the file's upstream gives what a URL cannot: the CA
     config.write_text(
@@ -107,7 +108,7 @@ def test_upstream_url_with_password_file_relays_over_starttls(
             "--smtp", f"127.0.0.1:{port}",
             "--upstream", f"smtp+starttls://me%40example.org@localhost:{up.port}",
             config=config,
-            NOTIFY_RELAY_PASSWORD_FILE=str(password_file),
+            **{source: str(password_file) if source.endswith("FILE") else credentials[1]},
         )  # fmt: skip
         with smtplib.SMTP("127.0.0.1", port) as client:
             client.send_message(message("relayed"))

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from relay.config import load_config
+from relay.config import RelayConfig, load_config
+from relay.credentials import read_credentials
 from relay.errors import ConfigError
 from relay.receive.options import TcpListener, UnixListener
+from relay.secret import Secret
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -20,9 +25,17 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def error_of(tmp_path: Path, text: str) -> str:
+    """The error of loading ``text``, and of reading what it names, as the relay starts."""
     with pytest.raises(ConfigError) as raised:
-        load_config(write(tmp_path, text))
+        read_credentials(load_config(write(tmp_path, text)))
     return str(raised.value)
+
+
+def password_of(config: RelayConfig) -> str:
+    """The first upstream's password, as read at start."""
+    password = read_credentials(config).upstream[config.upstream].password
+    assert password is not None
+    return password.reveal()
 
 
 def test_no_config_means_capture_mode_on_loopback_2525():
@@ -60,7 +73,7 @@ capture:
     assert config.listen[2] == UnixListener(
         unix=Path("/run/notify-relay/smtp.sock"), mode=0o660, group="root"
     )
-    assert config.upstream is not None and config.upstream.secret.reveal() == "s3cret-app-password"
+    assert password_of(config) == "s3cret-app-password"
     assert config.queue.retry.min_backoff == 300 and config.queue.retry.lifetime == 432000
     assert config.capture.path == tmp_path / "mail"  # relative to the config file
     assert not config.capture_mode and config.capture_enabled
@@ -109,11 +122,11 @@ def test_password_env_and_command(tmp_path, monkeypatch):
     config = load_config(
         write(tmp_path, "upstream: {host: x, username: u, password_env: RELAY_PW}\n")
     )
-    assert config.upstream.secret.reveal() == "from-env"
+    assert password_of(config) == "from-env"
     config = load_config(
         write(tmp_path, "upstream: {host: x, username: u, password_command: 'echo from-cmd'}\n")
     )
-    assert config.upstream.secret.reveal() == "from-cmd"
+    assert password_of(config) == "from-cmd"
     assert "RELAY_NOPE is not set" in error_of(
         tmp_path, "upstream: {host: x, username: u, password_env: RELAY_NOPE}\n"
     )
@@ -121,7 +134,9 @@ def test_password_env_and_command(tmp_path, monkeypatch):
 
 def test_secrets_never_show_in_repr(tmp_path):
     config = load_config(write(tmp_path, "upstream: {host: x, username: u, password: hunter2}\n"))
-    assert "hunter2" not in repr(config) and "hunter2" not in str(config.upstream.secret)
+    credentials = read_credentials(config)
+    assert password_of(config) == "hunter2"
+    assert "hunter2" not in repr(config) and "hunter2" not in repr(credentials)
 
 
 def test_bad_listen_address(tmp_path):
@@ -149,3 +164,55 @@ def test_check_config_command(tmp_path):
         [sys.executable, "-m", "relay", "check-config", str(good)], capture_output=True, text=True
     )
     assert run.returncode == 78 and "upstream.port: expected a value 1-65535, got 0" in run.stderr
+
+
+def leaves(value: object, path: str = "") -> Iterator[tuple[str, object]]:
+    """Every value inside ``value`` with its path: dataclass fields (computed ones too) and
+    items, down to what is neither a dataclass nor a collection."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for spec in dataclasses.fields(value):
+            yield from leaves(getattr(value, spec.name), f"{path}.{spec.name}")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from leaves(key, f"{path}{{key}}")
+            yield from leaves(item, f"{path}[{key!r}]")
+    elif isinstance(value, tuple | list | frozenset | set):
+        for n, item in enumerate(value):
+            yield from leaves(item, f"{path}[{n}]")
+    else:
+        yield path, value
+
+
+def test_the_loaded_config_holds_no_secret_value(tmp_path, monkeypatch):
+    """Config is plain data: where each secret comes from, never the secret itself."""
+    secrets = {name: f"{name}-Xq7-value" for name in ("password", "client", "refresh", "env")}
+    for name in ("password", "client", "refresh"):
+        (tmp_path / name).write_text(secrets[name] + "\n")
+        (tmp_path / name).chmod(0o600)
+    monkeypatch.setenv("RELEASE_PW", secrets["env"])
+    path = write(
+        tmp_path,
+        """
+upstreams:
+  - {name: file, host: a.example, username: u, password_file: password}
+  - {name: cmd, host: b.example, username: u, password_command: "printf %s-%s command Xq7-value"}
+  - name: oauth
+    host: smtp.gmail.com
+    username: u@example.org
+    auth: xoauth2
+    oauth: {provider: google, client_id: id.apps, client_secret_file: client,
+             refresh_token_file: refresh}
+capture:
+  release: {upstream: {host: c.example, username: u, password_env: RELEASE_PW}}
+""",
+    )
+    config = load_config(path)
+    texts = [*secrets.values(), "command-Xq7-value"]
+    found = [
+        path
+        for path, value in leaves(config)
+        if isinstance(value, Secret) or any(text in str(value) for text in texts)
+    ]
+    assert found == []
+    pickled = pickle.dumps(config)
+    assert [text for text in texts if text.encode() in pickled] == []

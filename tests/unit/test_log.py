@@ -2,74 +2,52 @@
 
 from __future__ import annotations
 
-import io
-import json
 import logging
+import re
+from pathlib import Path
 
-import pytest
-
-from relay.log import line_fields, log_delivery, log_event, logger, setup_logging
+from relay.log import Fields, fields, log_delivery, log_event, logger
 
 QID = "18E0A1B2C3D4E5F6A7"
+DOCS = Path(__file__).resolve().parents[2] / "docs/reference/logs-and-metrics.md"
 
 
-def test_delivery_line_fields() -> None:
-    line = (
-        f"{QID}: to=<b@x.org>, relay=up.example[192.0.2.1]:587, delay=0.42, attempts=1, "
-        "dsn=2.0.0, status=sent (250 2.0.0 OK, id=abc (queued))"
-    )
-    assert line_fields(line) == {
+def test_json_fields_are_the_data_of_the_call_not_read_from_the_text(json_log) -> None:
+    """A line that looks like a Postfix line but passed no fields has none; a path holding
+    ``, status=`` stays one field."""
+    logger.info("%s: to=<b@x.org>, status=sent (250 ok)", QID)
+    path = "/srv/mail, status=sent"
+    logger.info("%s: captured in %s", QID, path, extra=fields(queue_id=QID, path=path))
+    bare, captured = json_log()
+    assert set(bare) == {"time", "level", "pid", "message"}
+    assert {key: captured[key] for key in set(captured) - set(bare)} == {
         "queue_id": QID,
-        "to": "b@x.org",
-        "relay": "up.example[192.0.2.1]:587",
-        "delay": "0.42",
-        "attempts": "1",
-        "dsn": "2.0.0",
-        "status": "sent",
-        "reply": "250 2.0.0 OK, id=abc (queued)",
+        "path": path,
     }
 
 
-def test_receipt_line_fields() -> None:
-    line = f"{QID}: from=<>, size=812, nrcpt=2, client=[127.0.0.1]:50000"
-    assert line_fields(line) == {
-        "queue_id": QID,
-        "from": "",
-        "size": "812",
-        "nrcpt": "2",
-        "client": "[127.0.0.1]:50000",
+def test_fields_are_written_as_text_under_their_json_names() -> None:
+    given = fields(from_="a@x.org", nrcpt=2, retry_in=0.30000000000000004, reason="x=y, z")
+    assert given == {
+        "fields": {"from": "a@x.org", "nrcpt": "2", "retry_in": "0.3", "reason": "x=y, z"}
     }
 
 
-def test_lines_without_a_queue_id_have_no_fields() -> None:
-    assert line_fields("smtp: listening on 127.0.0.1:2525") == {}
-
-
-@pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch):
-    stream = io.StringIO()
-    monkeypatch.setattr("sys.stderr", stream)
-    setup_logging(fmt="json")
-    yield stream
-    logger.handlers[:] = []
-
-
-def test_json_format_is_one_object_per_line(captured: io.StringIO) -> None:
-    logger.info("%s: removed", QID)
+def test_json_format_is_one_object_per_line(json_log) -> None:
+    logger.info("%s: removed", QID, extra=fields(queue_id=QID))
     logger.warning('reload: refused: bad "quote"\nsecond line')
-    first, second = (json.loads(line) for line in captured.getvalue().splitlines())
+    first, second = json_log()
     assert first["level"] == "info" and first["queue_id"] == QID
     assert first["message"] == f"{QID}: removed" and isinstance(first["pid"], int)
     assert second["level"] == "warning" and second["message"].endswith("second line")
     assert logging.getLogger("notify-relay").propagate is False
 
 
-def test_events_carry_their_fields_and_read_as_before(captured: io.StringIO) -> None:
+def test_events_carry_their_fields_and_read_as_before(json_log) -> None:
     """The fields travel with the call (``extra=``), so a sender the line parser would
     cut at its ``>`` arrives whole; the text rendering is the Postfix line as before."""
     sender = '"a>b"@example.org'
-    pairs = {"from": sender, "size": 812, "nrcpt": 2, "client": "[127.0.0.1]:50000"}
-    log_event(logging.INFO, QID, pairs)
+    log_event(logging.INFO, QID, from_=sender, size=812, nrcpt=2, client="[127.0.0.1]:50000")
     log_delivery(
         QID,
         "b@x.org",
@@ -80,7 +58,7 @@ def test_events_carry_their_fields_and_read_as_before(captured: io.StringIO) -> 
         status="deferred",
         reply="451 4.3.0 busy (try later)",
     )
-    receipt, delivery = (json.loads(line) for line in captured.getvalue().splitlines())
+    receipt, delivery = json_log()
     assert (
         receipt["message"] == f"{QID}: from=<{sender}>, size=812, nrcpt=2, client=[127.0.0.1]:50000"
     )
@@ -96,3 +74,10 @@ def test_events_carry_their_fields_and_read_as_before(captured: io.StringIO) -> 
         "status": "deferred",
         "reply": "451 4.3.0 busy (try later)",
     }
+
+
+def test_every_field_is_documented_and_every_documented_field_exists() -> None:
+    logs = DOCS.read_text().split("## Metrics")[0]
+    rows = re.findall(r"^\| (`[a-z_]+`(?:, `[a-z_]+`)*) \|", logs, re.MULTILINE)
+    documented = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row)}
+    assert documented == {key.rstrip("_") for key in Fields.__annotations__}

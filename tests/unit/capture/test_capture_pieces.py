@@ -9,6 +9,7 @@ import pytest
 from relay.capture.entry import entry_of, recipient_view, reversed_domain, state_key, state_of
 from relay.capture.events import Events, MailEvent, MailEventKind
 from relay.capture.message import contents, detail, link_inline_parts, part_payload
+from relay.capture.meta import CaptureMeta
 from relay.capture.release import ReleaseRefused, release_recipients
 from relay.capture.timeline import DeliveryStatus, delivery_status, timeline
 from relay.gmail import MessageState
@@ -36,25 +37,31 @@ HTML_MAIL = message_bytes(
 )
 
 
+def meta(**fields: object) -> CaptureMeta:
+    """Metadata of message Q1 with ``fields`` (no sender or recipients unless given)."""
+    return CaptureMeta(**{"id": "Q1", "sender": "", "recipients": (), **fields})
+
+
 def test_status_is_the_last_word_per_recipient() -> None:
-    assert delivery_status({}) is DeliveryStatus.CAPTURED
-    assert delivery_status({"timeline": [SENT]}) is DeliveryStatus.SENT
-    assert delivery_status({"timeline": [SENT, DEFERRED]}) is DeliveryStatus.DEFERRED
+    assert delivery_status(meta()) is DeliveryStatus.CAPTURED
+    assert delivery_status(meta(timeline=(SENT,))) is DeliveryStatus.SENT
+    assert delivery_status(meta(timeline=(SENT, DEFERRED))) is DeliveryStatus.DEFERRED
     retried = {**DEFERRED, "at": 30.0, "status": "sent"}
-    assert delivery_status({"timeline": [DEFERRED, retried]}) is DeliveryStatus.SENT
-    assert delivery_status({"releases": [SENT], "timeline": [DEFERRED]}).value == "released"
+    assert delivery_status(meta(timeline=(DEFERRED, retried))) is DeliveryStatus.SENT
+    assert delivery_status(meta(releases=(SENT,), timeline=(DEFERRED,))).value == "released"
 
 
 def test_timeline_lists_every_event_in_time_order() -> None:
-    meta = {
-        "received_at": 10.0,
-        "peer": "[127.0.0.1]:4000",
-        "helo": "trac",
-        "captured_at": 21.0,
-        "timeline": [SENT, DEFERRED],
-        "releases": [{**SENT, "at": 40.0, "status": "deferred"}],
-    }
-    events = timeline(meta)
+    events = timeline(
+        meta(
+            received_at=10.0,
+            peer="[127.0.0.1]:4000",
+            helo="trac",
+            captured_at=21.0,
+            timeline=(SENT, DEFERRED),
+            releases=({**SENT, "at": 40.0, "status": "deferred"},),
+        )
+    )
     assert [e["event"] for e in events] == [
         "received",
         "queued",
@@ -65,6 +72,7 @@ def test_timeline_lists_every_event_in_time_order() -> None:
     ]
     assert events[0]["detail"] == "[127.0.0.1]:4000 trac"
     assert events[3]["detail"] == "250 ok" and events[3]["relay"] == "up[1.2.3.4]:587"
+    assert timeline(None) == []
 
 
 def test_entry_holds_the_list_item_words_addresses_and_states() -> None:
@@ -79,8 +87,8 @@ def test_entry_holds_the_list_item_words_addresses_and_states() -> None:
             "trashed": False,
         }
     }
-    meta = {"recipients": ["a@x", "b@y"], "received_at": 100.0, "filters": filters}
-    entry = entry_of("Q1", "new/f", HTML_MAIL, meta, file_time=5.0)
+    found = meta(recipients=("a@x", "b@y"), received_at=100.0, filters=filters)
+    entry = entry_of("Q1", "new/f", HTML_MAIL, found, file_time=5.0)
     assert entry.received == 100.0 and entry.attachments == 1
     assert entry.item["subject"] == "café" and entry.item["from"]["name"] == "Trac"
     assert entry.item["snippet"] == "plain words" and entry.item["status"] == "captured"
@@ -93,13 +101,13 @@ def test_entry_holds_the_list_item_words_addresses_and_states() -> None:
 
 
 def test_entry_without_metadata_uses_the_file_time() -> None:
-    entry = entry_of("X1", "cur/f:2,S", HTML_MAIL, {}, file_time=7.0)
+    entry = entry_of("X1", "cur/f:2,S", HTML_MAIL, None, file_time=7.0)
     assert entry.received == 7.0 and entry.states == () and entry.item["recipients"] == []
 
 
 def test_a_header_with_a_garbage_charset_is_indexed_as_raw_text() -> None:
     raw = b"From: a@x\r\nSubject: =?\xffutf-8?q?caf=C3=A9?=\r\n\r\nBody\r\n"
-    entry = entry_of("Q1", "new/f", raw, {"recipients": ["b@y"], "received_at": 1.0}, file_time=0)
+    entry = entry_of("Q1", "new/f", raw, meta(recipients=("b@y",), received_at=1.0), file_time=0)
     assert entry.size == len(raw) and "caf=C3=A9" in entry.item["subject"]
     assert ("deliveredto", "b@y", "y.") in entry.addresses and (
         "from",
@@ -144,7 +152,7 @@ def deep(depth: int) -> bytes:
 
 def test_a_message_nested_too_deep_is_shown_and_indexed_by_its_header() -> None:
     raw = deep(5000)
-    entry = entry_of("Q1", "new/f", raw, {"recipients": ["b@y"]}, file_time=1.0)
+    entry = entry_of("Q1", "new/f", raw, meta(recipients=("b@y",)), file_time=1.0)
     assert entry.item["subject"] == "deep" and entry.unread is not None
     parsed = contents(raw)  # the message view: the header, and the body as one raw part
     assert ("Subject", "deep") in parsed.headers and parsed.text is None
@@ -165,15 +173,17 @@ def test_inline_images_point_at_their_parts() -> None:
 
 
 def test_detail_adds_envelope_trace_and_timeline() -> None:
-    meta = {
-        "sender": "trac@example.org",
-        "recipients": ["a@x"],
-        "trace": [["smtp_from", "From set"]],
-        "received_at": 1.0,
-    }
-    shown = detail({"id": "Q1"}, HTML_MAIL, meta)
+    found = meta(
+        sender="trac@example.org",
+        recipients=("a@x",),
+        trace=(("smtp_from", "From set"),),
+        received_at=1.0,
+        captured_at=2.0,
+    )
+    shown = detail({"id": "Q1"}, HTML_MAIL, found)
     assert shown["envelope"]["sender"] == "trac@example.org"
     assert shown["trace"] == [{"option": "smtp_from", "change": "From set"}]
+    assert shown["envelope"]["recipients"] == ["a@x"]  # a JSON list, as before
     assert shown["timeline"][0]["event"] == "received" and shown["filters"] == {}
 
 

@@ -44,7 +44,7 @@ def test_header_fields_and_bodies_are_cut_with_a_note() -> None:
     mime = b"Content-Type: text/plain; charset=iso-8859-1\r\n"  # after the limit, still read
     raw = b"Subject: long\r\n" + fields + mime + b"\r\n\xe9" + b"y" * (MAX_BODY + 10)
     started = time.monotonic()
-    shown = detail({"id": "Q1"}, raw, {})
+    shown = detail({"id": "Q1"}, raw, None)
     assert time.monotonic() - started < 2.0
     assert len(shown["headers"]) == MAX_HEADERS
     assert shown["headers_omitted"] == 300_002 - MAX_HEADERS

@@ -9,6 +9,7 @@ it is exact, and the search returns exactly relay.gmail's answer.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ import yaml
 
 from relay.capture.entry import entry_of, state_of, view_of
 from relay.capture.index import CaptureIndex
+from relay.capture.meta import CaptureMeta
 from relay.capture.search import find
 from relay.capture.sql import FALSE, TRUE, Bounds, Scope, bounds
 from relay.gmail import matches, parse_query
@@ -152,12 +154,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[CaptureIndex, dict
             if "eml" in spec:
                 continue
             recipients = [*spec.get("envelope_recipients", ()), ME, GMAIL]
-            meta: dict[str, Any] = {"recipients": recipients}
+            queue_id = f"{number}-{name}"
+            meta = CaptureMeta(id=queue_id, sender="", recipients=tuple(recipients))
             if "received_at" in spec:
-                meta["received_at"] = parse_instant(spec["received_at"], name).timestamp()
+                received = parse_instant(spec["received_at"], name).timestamp()
+                meta = replace(meta, received_at=received)
             if "state" in spec:
-                meta["filters"] = _filters(spec["state"])
-            messages[f"{number}-{name}"] = (message_bytes(spec), meta)
+                meta = replace(meta, filters=_filters(spec["state"]))
+            messages[queue_id] = (message_bytes(spec), meta)
     with index.transaction():
         index.put(
             entry_of(queue_id, queue_id, raw, meta, file_time=NOW.timestamp() - 3600)

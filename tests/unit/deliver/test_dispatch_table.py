@@ -16,10 +16,12 @@ from relay.deliver.dispatch import Dispatcher, Result
 from relay.deliver.oauth import TokenSource
 from relay.deliver.options import QuotaConfig, UpstreamConfig
 from relay.deliver.release import Releaser
+from relay.deliver.secrets import UpstreamSecrets
 from relay.errors import UpstreamError
 from relay.model import Envelope
 from relay.record import Record
 from relay.reply import Reply
+from relay.secret import Secret
 
 OK = Reply(250, "2.0.0 OK queued")
 BUSY = Reply(451, "4.3.0 try later")
@@ -77,6 +79,7 @@ class Upstreams:
         self.script = script
         self.capabilities = capabilities
         self.opened: list[str] = []
+        self.passwords: list[str | None] = []  # what each opening was to log in with
         self.sessions: list[Scripted] = []
 
     async def __call__(
@@ -84,11 +87,13 @@ class Upstreams:
         upstream: UpstreamConfig,
         *,
         hostname: str,
+        secrets: UpstreamSecrets,
         tokens: TokenSource | None,
         mx_host: tuple[str, str] | None,
         after_refusal: bool,
     ) -> Scripted:
         self.opened.append(upstream.host)
+        self.passwords.append(secrets.password.reveal() if secrets.password else None)
         relay = f"{upstream.host}[192.0.2.1]:587"
         reply = self.script[upstream.host]
         if reply.code == 0 or reply in (BAD_LOGIN,):
@@ -197,6 +202,25 @@ async def test_a_hold_ends_when_the_credentials_change(tmp_path):
     assert (await deliver(d, record("x@y.org"))).replies == {"x@y.org": OK}
 
 
+async def test_each_upstream_logs_in_with_its_own_secrets_and_a_new_password_ends_a_hold(
+    tmp_path,
+):
+    clock, transport = Clock(), Upstreams({"a.example": BAD_LOGIN, "b.example": BUSY})
+    a, b = (replace(upstream, idle_time=0.0) for upstream in (A, B))
+    d = dispatcher((A, B), transport, clock, tmp_path)
+    old = {a: UpstreamSecrets(password=Secret("old")), b: UpstreamSecrets(password=Secret("b"))}
+    d.configure((a, b), dns=None, hold=300.0, secrets=old)
+    await deliver(d, record("x@y.org"))
+    assert transport.passwords == ["old", "b"]
+    assert not d.configure((a, b), dns=None, hold=300.0, secrets=dict(old))  # the same: held
+    assert d.held(a, clock.now) is not None
+    new = {**old, a: UpstreamSecrets(password=Secret("new"))}
+    assert d.configure((a, b), dns=None, hold=300.0, secrets=new)  # the same config
+    transport.script["a.example"] = OK
+    assert (await deliver(d, record("x@y.org"))).replies == {"x@y.org": OK}
+    assert transport.passwords[-1] == "new"
+
+
 async def test_the_quota_makes_mail_wait_until_the_window_frees_a_slot(tmp_path):
     clock, transport = Clock(), Upstreams({"a.example": OK})
     d = dispatcher((A_QUOTA,), transport, clock, tmp_path)
@@ -273,7 +297,7 @@ async def test_a_release_in_relay_mode_shares_the_delivery_quota_and_skips_the_r
     routed = UpstreamConfig(name="b", host="b.example", recipients=("*@y.org",))
     d = dispatcher((routed, A_QUOTA), transport, clock, tmp_path)
     releaser = Releaser(hostname="relay.example", state=tmp_path, shared=d)
-    releaser.reconfigure(A_QUOTA, hold=300.0, dns=None, dkim=())
+    releaser.reconfigure(A_QUOTA, hold=300.0, dns=None, dkim=(), secrets={})
     (sent,) = await releaser.release(record("x@y.org"), ["x@y.org"])
     assert sent["status"] == "sent" and sent["relay"] == "a.example[192.0.2.1]:587"
     assert transport.opened == ["a.example"]  # not b.example, where the route points

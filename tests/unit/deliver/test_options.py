@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from relay.config import load_config
+from relay.credentials import read_credentials
 from relay.errors import ConfigError
 
 
@@ -17,8 +18,9 @@ def load(tmp_path: Path, text: str, **options):
 
 
 def error_of(tmp_path: Path, text: str, **options) -> str:
+    """The error of loading ``text``, and of reading the secrets it names, as at start."""
     with pytest.raises(ConfigError) as raised:
-        load(tmp_path, text, **options)
+        read_credentials(load(tmp_path, text, **options))
     return str(raised.value)
 
 
@@ -102,15 +104,45 @@ def test_oauth_secrets_are_read_once_and_must_be_private(tmp_path, secret_files)
         "  oauth: {provider: google, client_id: id.apps, client_secret_file: client-secret,\n"
         "          refresh_token_file: refresh-token}}\n"
     )
-    oauth = load(tmp_path, text).upstream.oauth
-    assert oauth.refresh_token.reveal() == "refresh-token-value"
-    assert oauth.client_secret.reveal() == "client-secret-value"
-    assert "value" not in repr(oauth)
+    config = load(tmp_path, text)
+    secrets = read_credentials(config).upstream[config.upstream]
+    assert secrets.refresh_token.reveal() == "refresh-token-value"
+    assert secrets.client_secret.reveal() == "client-secret-value"
+    assert "value" not in repr(secrets)
     (tmp_path / "refresh-token").chmod(0o644)
     assert "upstream.oauth.refresh_token_file:" in error_of(tmp_path, text)
     assert "chmod 600" in error_of(tmp_path, text)
     (tmp_path / "refresh-token").unlink()  # before `notify-relay oauth` has run
-    assert load(tmp_path, text, secrets=False).upstream.oauth.refresh_token is None
+    assert read_credentials(load(tmp_path, text), upstream=False).upstream == {}
+
+
+def test_secrets_are_read_per_upstream_and_errors_name_where_each_was_given(
+    tmp_path, secret_files, monkeypatch
+):
+    monkeypatch.setenv("RELEASE_PW", "release-value")
+    text = (
+        "upstreams:\n"
+        "  - {host: a.example, username: u, password_file: client-secret}\n"
+        "  - {host: b.example, username: u, password_file: refresh-token}\n"
+        "capture: {release: {upstream: {host: c.example, username: u, password_env: RELEASE_PW}}}\n"
+    )
+    config = load(tmp_path, text)
+    secrets = read_credentials(config).upstream
+    release = config.capture.release.upstream
+    assert [secrets[u].password.reveal() for u in (*config.upstreams, release)] == [
+        "client-secret-value",
+        "refresh-token-value",
+        "release-value",
+    ]
+    (tmp_path / "refresh-token").unlink()
+    assert "relay.yaml: upstreams[1].password_file: cannot read" in error_of(tmp_path, text)
+    (tmp_path / "refresh-token").write_text("again\n")
+    (tmp_path / "refresh-token").chmod(0o600)
+    monkeypatch.delenv("RELEASE_PW")
+    assert (
+        "relay.yaml: capture.release.upstream.password_env: environment variable RELEASE_PW "
+        "is not set" in error_of(tmp_path, text)
+    )
 
 
 def test_quota_presets_and_dns_section(tmp_path):

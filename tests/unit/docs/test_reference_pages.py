@@ -65,7 +65,7 @@ def test_the_configuration_page_lists_every_key_with_its_default() -> None:
 def test_the_key_walk_reaches_nested_sections_and_skips_computed_fields() -> None:
     paths = {key.path for key in reference.config_keys()}
     assert {"upstream.oauth.token_command", "queue.retry.jitter", "filters.sets[].rules"} <= paths
-    assert not {"source", "trac_ini_report", "upstream.secret"} & paths
+    assert not {"source", "trac_ini_report", "upstream.section"} & paths
 
 
 def test_the_cli_page_names_every_verb_and_option() -> None:

@@ -74,8 +74,8 @@ def test_the_constraints_pin_every_runtime_dependency_within_its_floor() -> None
 
 
 def test_relay_mode_config_reads_the_password_from_the_compose_secret() -> None:
-    config = load_config(DOCKER / "relay.yaml", secrets=False)
-    assert config.upstream is not None and config.upstream.secret is None
+    config = load_config(DOCKER / "relay.yaml")  # names the file; the relay reads it
+    assert config.upstream is not None
     assert str(config.upstream.password_file) == "/run/secrets/upstream_password"
     assert "upstream_password:" in (DOCKER / "compose.yaml").read_text()
 
@@ -123,3 +123,10 @@ def test_files_named_in_the_docker_directory_exist() -> None:
     for path in (path for path in DOCKER.rglob("*") if path.is_file()):
         for name in re.findall(r"\b((?:docs/[\w/.-]+|README[\w.]*)\.md)\b", path.read_text()):
             assert (ROOT / name).is_file(), f"{path.name} refers to {name}, which does not exist"
+
+
+def test_systemd_lets_the_supervisor_stop_its_processes_in_order() -> None:
+    """With the default KillMode every process gets SIGTERM at once; ``mixed`` sends it to
+    the supervisor only, which stops the receive workers before delivery."""
+    settings = unit_settings((DOCKER / "notify-relay.service").read_text())
+    assert settings["KillMode"] == ["mixed"]

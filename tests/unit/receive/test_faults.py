@@ -94,5 +94,5 @@ def test_the_guides_yaml_examples_load(tmp_path: Path) -> None:
     path = tmp_path / "relay.yaml"
     for block in blocks:
         path.write_text(block)
-        capture = load_config(path, secrets=False).capture
+        capture = load_config(path).capture
         assert capture.faults.rules or capture.webhooks

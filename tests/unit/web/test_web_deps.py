@@ -7,6 +7,7 @@ aiohttp's test client serves the app built by :func:`relay.web.app.create_app` f
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -88,3 +89,47 @@ async def test_without_a_spool_or_releaser_the_queue_is_off_and_release_refused(
 async def test_readiness_is_judged_from_the_health_the_service_gives(client) -> None:
     response = await client.get("/readyz")
     assert response.status == 200, await response.text()
+
+
+#: The message's metadata as notify-relay wrote it before the file had a version.
+UNVERSIONED = {
+    "id": "00000000000A1WEB01",
+    "sender": "trac@example.org",
+    "recipients": ["bob@example.org"],
+    "received_at": 100.0,
+    "peer": "[127.0.0.1]:4000",
+    "helo": "trac",
+    "trace": [["smtp_from", "From set"]],
+    "filters": {},
+    "timeline": [],
+    "captured_at": 101.0,
+}
+#: The message view's envelope of it, in the order the API has always printed.
+ENVELOPE = {
+    "sender": "trac@example.org",
+    "recipients": ["bob@example.org"],
+    "mail_options": [],
+    "received_at": 100.0,
+    "peer": "[127.0.0.1]:4000",
+    "helo": "trac",
+}
+
+
+async def test_the_message_view_of_an_unversioned_file_and_of_none_is_unchanged(
+    client, store
+) -> None:
+    meta = store.root / "meta" / "00000000000A1WEB01.json"
+    meta.write_text(json.dumps(UNVERSIONED))
+    shown = await (await client.get("/api/v1/messages/00000000000A1WEB01")).json()
+    assert list(shown["envelope"].items()) == list(ENVELOPE.items())
+    assert shown["trace"] == [{"option": "smtp_from", "change": "From set"}]
+    assert [(event["at"], event["event"]) for event in shown["timeline"]] == [
+        (100.0, "received"),
+        (101.0, "captured"),
+    ]
+    assert (shown["filters"], shown["relay_refusals"], shown["original_kept"]) == ({}, [], False)
+    meta.unlink()  # no metadata file: a null envelope, and nothing happened
+    shown = await (await client.get("/api/v1/messages/00000000000A1WEB01")).json()
+    assert list(shown["envelope"].items()) == [(name, None) for name in ENVELOPE]
+    assert (shown["trace"], shown["timeline"], shown["relay_refusals"]) == ([], [], [])
+    assert (shown["filters"], shown["original_kept"]) == ({}, False)
