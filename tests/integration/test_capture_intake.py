@@ -94,7 +94,7 @@ async def test_the_store_api_reads_what_was_answered_250(make_config, start_rela
         assert await asyncio.to_thread(store.resolve, queue_id[:12]) == queue_id
         assert (await asyncio.to_thread(store.item, queue_id))["id"] == queue_id
         raw, meta = await asyncio.to_thread(store.read, queue_id)
-        assert raw.endswith(b"Hello\r\n") and meta["recipients"] == [BOB]
+        assert raw.endswith(b"Hello\r\n") and meta is not None and meta.recipients == (BOB,)
     finally:
         lock.close()
 
