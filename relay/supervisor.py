@@ -121,7 +121,8 @@ class Supervisor:
             if failed:
                 await self.stop()
                 return failed[0]
-        announce(self.config, self.bound, read_credentials(self.config))
+        # for the certificate it names; the upstream's secrets are the delivery process's
+        announce(self.config, self.bound, read_credentials(self.config, upstream=False))
         self._watchers = [
             asyncio.create_task(self._watch(process), name=process.name)
             for process in self.processes

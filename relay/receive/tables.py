@@ -23,19 +23,26 @@ from typing import Any, ClassVar
 __all__ = ["CommandNames", "HookNames"]
 
 
-class CommandNames:
-    """Mixin for an aiosmtpd ``SMTP`` subclass: its commands and AUTH mechanisms."""
+class _Listed:
+    """``dir()`` lists only the names that start with ``_prefixes``, found once per class."""
 
-    local_part_limit: int
+    _prefixes: ClassVar[tuple[str, ...]] = ()
     _names: ClassVar[list[str]] = []
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._names = [name for name in dir(cls) if name.startswith(("smtp_", "auth_"))]
+        cls._names = [name for name in dir(cls) if name.startswith(cls._prefixes)]
 
     def __dir__(self) -> list[str]:
-        """The ``smtp_*`` and ``auth_*`` names: all aiosmtpd reads ``dir()`` for."""
+        """The names aiosmtpd reads ``dir()`` for."""
         return self._names
+
+
+class CommandNames(_Listed):
+    """Mixin for an aiosmtpd ``SMTP`` subclass: its commands and AUTH mechanisms."""
+
+    _prefixes = ("smtp_", "auth_")
+    local_part_limit: int
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """The address of a MAIL or RCPT argument and the rest (None, None: unparsable or
@@ -54,15 +61,7 @@ class CommandNames:
         return addr, rest
 
 
-class HookNames:
+class HookNames(_Listed):
     """Mixin for an aiosmtpd handler: its ``handle_*`` hooks and ``auth_*`` mechanisms."""
 
-    _names: ClassVar[list[str]] = []
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._names = [name for name in dir(cls) if name.startswith(("handle_", "auth_"))]
-
-    def __dir__(self) -> list[str]:
-        """The names aiosmtpd reads ``dir()`` of a handler for."""
-        return self._names
+    _prefixes = ("handle_", "auth_")
