@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["DirectorySync", "fsync_dir", "make_private_dir", "write_durably", "write_private"]
+__all__ = [
+    "DirectorySync",
+    "fill_durably",
+    "fsync_dir",
+    "make_private_dir",
+    "reserve_durably",
+    "write_durably",
+    "write_private",
+]
 
 
 def write_durably(
@@ -47,6 +55,44 @@ def write_durably(
         fsync_dir(target.parent)
     else:
         directory.sync()
+
+
+def reserve_durably(directory: Path, names: Iterable[str]) -> list[str]:
+    """Create an empty owner-only file for each of ``names`` in ``directory`` and make the
+    new entries durable with one directory fsync: :func:`fill_durably` can then store data
+    in them with one flush. Returns the names made; raises ``OSError`` (the files made so
+    far are removed)."""
+    made: list[str] = []
+    try:
+        for name in names:
+            os.close(os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            made.append(name)
+        fsync_dir(directory)
+    except OSError:
+        for name in made:
+            (directory / name).unlink(missing_ok=True)
+        raise
+    return made
+
+
+def fill_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` into the empty file ``path`` made by :func:`reserve_durably`, and flush
+    it (``fdatasync``: the new size goes with the data; the name is durable already).
+
+    The file is never created here (``FileNotFoundError`` if it is gone) and never
+    truncated: a reader sees an empty file or a beginning of ``data``, then all of it. On
+    another error the file is removed and the ``OSError`` propagates."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fdatasync(fd)
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
 
 
 def make_private_dir(path: Path) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "CorruptRecord",
     "DeliveryState",
     "Record",
+    "UnfinishedRecord",
     "decode_record",
     "decode_state",
     "encode_record",
@@ -52,6 +53,11 @@ DELIVERED_MARK = b"+"
 
 class CorruptRecord(ValueError):
     """A queue file that cannot be decoded: truncated, torn, or not ours."""
+
+
+class UnfinishedRecord(CorruptRecord):
+    """A queue file that is a beginning of one, shorter than its first line says (or
+    empty): a write in progress, or one whose writer died before it could answer 250."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +187,8 @@ def decode_record(data: bytes) -> Record:
     """Parse the bytes of a queue file; raise :class:`CorruptRecord` if they are not whole."""
     head, newline, rest = data.partition(b"\n")
     if not newline:
+        if any(magic.startswith(head[: len(magic)]) for magic in (_MAGIC, _OLD_MAGIC)):
+            raise UnfinishedRecord("empty" if not data else "truncated")
         raise CorruptRecord("not a notify-relay queue file")
     meta_len, msg_len, markable = _lengths(head)
     meta, message, tail = (
@@ -189,7 +197,9 @@ def decode_record(data: bytes) -> Record:
         rest[meta_len + 1 + msg_len :],
     )
     end = b"\nend %08x\n" % zlib.crc32(message, zlib.crc32(meta))
-    if len(message) != msg_len or not tail.startswith(b"\nend "):
+    if len(message) < msg_len or len(tail) < len(end):
+        raise UnfinishedRecord("truncated")
+    if not tail.startswith(b"\nend "):
         raise CorruptRecord("truncated")
     if tail[: len(end)] != end:
         raise CorruptRecord("checksum mismatch")
@@ -221,6 +231,8 @@ def decode_record(data: bytes) -> Record:
 
 def _delivered(recipients: tuple[str, ...], marks: bytes) -> frozenset[str]:
     """The recipients whose mark says delivered; the marks line must be whole."""
+    if len(marks) <= len(recipients):
+        raise UnfinishedRecord("truncated delivery marks")
     if len(marks) != len(recipients) + 1 or not marks.endswith(b"\n"):
         raise CorruptRecord("truncated delivery marks")
     if marks.strip(_PENDING + DELIVERED_MARK) != b"\n":

@@ -26,11 +26,12 @@ from relay.deliver.release import Releaser
 from relay.errors import ConfigError, RelayError
 from relay.log import fields, logger
 from relay.metrics import Metrics
-from relay.model import Envelope
+from relay.model import Envelope, new_queue_id
 from relay.processes import TABLE, ProcessCollector, receiving
 from relay.queue.control import ControlServer
 from relay.queue.gauges import spool_collectors
 from relay.queue.manager import QueueManager
+from relay.queue.slots import Slots
 from relay.queue.spool import Spool
 from relay.queue.wakeup import WakeReceiver, WakeSender
 from relay.receive.domains import DomainCheck, domain_check
@@ -71,9 +72,14 @@ class _SpoolSink:
         self.spool = spool
         self.notify = notify
         self.dkim = dkim
+        self.slots = Slots(spool)
+
+    def new_id(self) -> str:
+        return self.slots.take() or new_queue_id()
 
     def accept(self, record: Record) -> None:
-        self.spool.accept(planned(record, self.dkim()))  # signed as it goes out
+        reserved = self.slots.used(record.queue_id)
+        self.spool.accept(planned(record, self.dkim()), reserved=reserved)  # signed as it goes out
 
     def accepted(self, queue_id: str) -> None:
         self.notify(queue_id)
@@ -85,6 +91,9 @@ class _CaptureSink:
     def __init__(self, store: CaptureStore, dkim: Callable[[], Sequence[SigningKey]]) -> None:
         self.store = store
         self.dkim = dkim
+
+    def new_id(self) -> str:
+        return new_queue_id()
 
     def accept(self, record: Record) -> None:
         self.store.store(sign_record(record, self.dkim()))
@@ -212,12 +221,13 @@ class Relay:
         )
         self.handler: RelayHandler | None = None
         self.listeners: Listeners | None = None
-        if receives:
+        self.sink = self._sink(config) if receives else None
+        if self.sink is not None:
             self.handler = RelayHandler(
                 limits=config.limits,
                 options=lambda: self.config.notification,  # read at each use: reload replaces it
                 directory=lambda: self.directory.current(),
-                sink=self._sink(config),
+                sink=self.sink,
                 account=config.upstream.username if config.upstream else None,
                 simulate=_simulator(config),
                 metrics=self.metrics,
@@ -311,10 +321,14 @@ class Relay:
             assert self.control is not None
             await self.control.start()  # the queue is ours from here on
             await asyncio.to_thread(self.manager.spool.create)
+            if self.split is None:  # else the supervisor did, before any worker started
+                await asyncio.to_thread(self.manager.spool.recover)
             await self.manager.start()
             if self.wake is not None:
                 self.wake.start()
         if self.listeners is not None:
+            if isinstance(self.sink, _SpoolSink):
+                await asyncio.to_thread(self.sink.slots.start)
             self._background(self._refresh_directory())
             sockets = self.split.sockets if self.split is not None else None
             self.bound = await self.listeners.start(sockets)
@@ -335,6 +349,8 @@ class Relay:
             self.web = None
         if self.listeners is not None:
             await self.listeners.stop()
+            if isinstance(self.sink, _SpoolSink):
+                await asyncio.to_thread(self.sink.slots.stop)
         for task in self._tasks:
             task.cancel()
         if self.webhooks is not None:

@@ -37,6 +37,7 @@ from relay.lock import DirectoryLock
 from relay.log import fields, logger
 from relay.processes import TABLE, ProcessState, write_table
 from relay.queue.control import take
+from relay.queue.spool import Spool
 from relay.queue.wakeup import WakeSender, socket_pair
 from relay.receive.sockets import address, bind, unbind
 from relay.service import Role, announce, check_reload, reloader, restart_only_kept
@@ -110,12 +111,15 @@ class Supervisor:
         (the others are stopped), else 0."""
         make_private_dir(self.root)
         await take(self.lock, 10.0)
+        spool = Spool(self.root)  # cleared while no process of this relay runs
+        await asyncio.to_thread(spool.create)
+        await asyncio.to_thread(spool.recover)
         make_private_dir(self.run)
         self.metrics = self._make_metrics()
         for listener in self.listen:
             self.sockets += bind(listener)
         self.bound = tuple(address(sock) for sock in self.sockets)
-        for group in ([self.processes[0]], self.processes[1:]):  # delivery first: it recovers
+        for group in ([self.processes[0]], self.processes[1:]):  # delivery first: it resumes
             codes = await asyncio.gather(*(self._spawn(process) for process in group))
             failed = [code for code in codes if code is not None]
             if failed:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from relay.log import one_line
 from relay.queue.spool import QueueState, Spool
-from relay.record import CorruptRecord, DeliveryState, Record
+from relay.record import CorruptRecord, DeliveryState, Record, UnfinishedRecord
 
 __all__ = ["Entry", "entry_of", "format_message", "format_table", "read_entries", "read_one"]
 
@@ -100,6 +100,8 @@ def read_entries(spool: Spool) -> list[Entry]:
             found = read_one(spool, queue_id)
         except CorruptRecord as exc:
             where = spool.find(queue_id) or QueueState.CORRUPT
+            if isinstance(exc, UnfinishedRecord) and where is QueueState.INCOMING:
+                continue  # being written: not a message yet
             size = spool.path(queue_id, where).stat().st_size
             entries.append(Entry(queue_id=queue_id, state=where, size=size, last_reply=str(exc)))
             continue

@@ -33,7 +33,7 @@ from relay.queue.actions import Action, ActionRefused, Report, apply, due
 from relay.queue.options import RetryConfig
 from relay.queue.schedule import backoff, expired
 from relay.queue.spool import QueueState, Spool
-from relay.record import Attempt, CorruptRecord, DeliveryState, Record
+from relay.record import Attempt, CorruptRecord, DeliveryState, Record, UnfinishedRecord
 from relay.reply import Reply
 from relay.resolver import DnsConfig
 
@@ -433,7 +433,9 @@ class QueueManager:
                 record = self._upgrade(record, state, where)
             return record, state, where
         except CorruptRecord as exc:
-            self._quarantine(queue_id, where, str(exc))
+            if not (isinstance(exc, UnfinishedRecord) and where is QueueState.INCOMING):
+                self._quarantine(queue_id, where, str(exc))
+            # else a receive worker is writing it (its wake-up follows), or died doing so
         except FileNotFoundError:
             pass
         return None

@@ -3,14 +3,18 @@
 Layout under the queue path::
 
     tmp/        files being written (ignored and cleaned at start)
-    incoming/   accepted, not yet attempted          (record files named by queue id)
+    incoming/   accepted, not yet attempted          (record files named by queue id);
+                also files reserved empty for messages to come (relay/queue/slots.py)
     deferred/   attempted, waiting for the next try
     hold/       kept back by the operator
     failed/     dead letters: every recipient final and at least one failed
     corrupt/    files that did not decode, moved aside with a log line
     state/      <id>.json: the delivery state of a record (attempts, per-recipient results)
 
-A record moves between state directories by ``rename``; its delivery state is replaced
+An empty file in ``incoming/``, or one whose write has not finished
+(:class:`UnfinishedRecord`), is not a message: :meth:`Spool.ids` and the queue skip it, and
+:meth:`Spool.recover` clears it at the start of the whole relay. A record moves between state
+directories by ``rename``; its delivery state is replaced
 atomically. The only change made to a record in place is marking recipients delivered
 (:meth:`Spool.mark_delivered`): one byte each, overwritten and fsynced, so that it works
 when the disk is full. Every method is blocking: call it from a worker thread.
@@ -23,13 +27,21 @@ import os
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
-from relay.durable import DirectorySync, fsync_dir, make_private_dir, write_durably
+from relay.durable import (
+    DirectorySync,
+    fill_durably,
+    fsync_dir,
+    make_private_dir,
+    write_durably,
+)
 from relay.errors import SpoolError
+from relay.log import fields, logger
 from relay.record import (
     DELIVERED_MARK,
     CorruptRecord,
     DeliveryState,
     Record,
+    UnfinishedRecord,
     decode_record,
     decode_state,
     encode_record,
@@ -61,20 +73,56 @@ class Spool:
         self._syncs = {name: DirectorySync(root / name) for name in _DIRS}
 
     def create(self) -> None:
-        """Create the directories (mode 0700) and remove leftovers of interrupted writes."""
+        """Create the directories (mode 0700)."""
         try:
             for name in _DIRS:
                 make_private_dir(self.root / name)
-            for leftover in (self.root / "tmp").iterdir():
-                leftover.unlink()
         except OSError as exc:
             raise SpoolError(f"cannot prepare queue directory {self.root}: {exc}") from exc
 
-    def accept(self, record: Record) -> None:
-        """Make ``record`` durable in ``incoming/``: write, fsync, rename, fsync directory."""
-        self._write_atomically(
-            self.path(record.queue_id, QueueState.INCOMING), encode_record(record)
-        )
+    def recover(self) -> None:
+        """Clear what interrupted writes left: files in ``tmp/``, empty reservations in
+        ``incoming/``. A file there whose write did not finish was never answered 250; it
+        is moved to ``corrupt/`` all the same, with a log line, so that nothing the disk
+        holds is thrown away. Only while no other process of this relay runs."""
+        try:
+            for leftover in (self.root / "tmp").iterdir():
+                leftover.unlink()
+            incoming = self.root / QueueState.INCOMING.value
+            for entry in os.scandir(incoming):
+                if entry.stat().st_size == 0:
+                    os.unlink(entry.path)
+                    continue
+                try:
+                    decode_record(Path(entry.path).read_bytes())
+                except UnfinishedRecord as exc:
+                    logger.error(
+                        "%s: unfinished queue file (%s), never accepted; moved to %s/",
+                        entry.name,
+                        exc,
+                        QueueState.CORRUPT.value,
+                        extra=fields(queue_id=entry.name, reason=str(exc)),
+                    )
+                    self.move(entry.name, QueueState.INCOMING, QueueState.CORRUPT)
+                except CorruptRecord:
+                    continue  # the queue manager quarantines it, as any other
+        except OSError as exc:
+            raise SpoolError(f"cannot prepare queue directory {self.root}: {exc}") from exc
+
+    def accept(self, record: Record, *, reserved: bool = False) -> None:
+        """Make ``record`` durable in ``incoming/``: write, fsync, rename, fsync directory;
+        or, ``reserved`` (its file was made by :class:`~relay.queue.slots.Slots`), write
+        into that file and flush it alone. Raises :class:`SpoolError`."""
+        path, data = self.path(record.queue_id, QueueState.INCOMING), encode_record(record)
+        if reserved:
+            try:
+                fill_durably(path, data)
+                return
+            except FileNotFoundError:
+                pass  # the reservation was cleared: write it whole
+            except OSError as exc:
+                raise SpoolError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        self._write_atomically(path, data)
 
     def path(self, queue_id: str, state: QueueState) -> Path:
         """The file of ``queue_id`` in ``state``."""
@@ -149,9 +197,11 @@ class Spool:
             fsync_dir(self.root / state.value)
 
     def ids(self, state: QueueState) -> list[str]:
-        """Queue ids in ``state``, oldest first."""
+        """Queue ids in ``state``, oldest first (an empty file is a reservation, no id)."""
         return sorted(
-            entry.name for entry in os.scandir(self.root / state.value) if entry.is_file()
+            entry.name
+            for entry in os.scandir(self.root / state.value)
+            if entry.is_file() and (state is not QueueState.INCOMING or entry.stat().st_size)
         )
 
     def find(self, queue_id: str) -> QueueState | None:

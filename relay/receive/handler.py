@@ -26,7 +26,7 @@ from relay.cleanup.lines import has_bare_line_end
 from relay.errors import SpoolError
 from relay.log import Fields, fields, log_event, logger
 from relay.metrics import Metrics
-from relay.model import Envelope, Refusal, new_queue_id
+from relay.model import Envelope, Refusal
 from relay.receive.faults import Faults, Stage, cut_data, inject
 from relay.receive.options import Limits
 from relay.receive.policy import address_problem
@@ -39,6 +39,9 @@ __all__ = ["RelayHandler", "Sink", "describe_peer"]
 
 class Sink(Protocol):
     """Where accepted messages go: the spool (relay mode) or the capture store."""
+
+    def new_id(self) -> str:
+        """A queue id for the next message (runs in a worker thread; never blocks on disk)."""
 
     def accept(self, record: Record) -> None:
         """Store the message durably (blocking; runs in a worker thread)."""
@@ -212,7 +215,7 @@ class RelayHandler(HookNames):
         )
         if result.rejection is not None:
             return result.rejection.reply(), None
-        queue_id = new_queue_id()
+        queue_id = self.sink.new_id()
         if result.unreadable is not None:
             logger.warning(
                 "%s: cleanup: %s",

@@ -1,9 +1,10 @@
 """The durability promise, checked on the system calls (security reference b, test 1).
 
 The relay runs under ``strace -f`` and takes one message. Its queue file must be written,
-``fsync``ed, renamed into place, and the directory ``fsync``ed - each finished before the
-next starts - and only then may ``250`` be written to the socket. ``kill -9`` cannot catch
-a missing fsync (the page cache survives); this ordering check can.
+``fsync``ed, renamed into place, and the directory ``fsync``ed - or, in relay mode, made
+empty ahead of time with its directory ``fsync``ed, then written and ``fdatasync``ed - each
+finished before the next starts, and only then may ``250`` be written to the socket.
+``kill -9`` cannot catch a missing fsync (the page cache survives); this ordering check can.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from .processes import RelayProcess, write_config
 
 CALLS = "openat,write,writev,pwrite64,fsync,fdatasync,rename,renameat,renameat2,sendto,sendmsg"
 # strace pads the pid column ("3168  1795263633.735256 ..."): blanks, not one space
-_DONE = re.compile(r"^(\d+) +(\d+\.\d+) (\w+)\((.*)\) += (-?\d+)[^<]*<([\d.]+)>$")
+# (a returned file descriptor carries its path: "= 7</q/incoming/Q1> <0.000010>")
+_DONE = re.compile(r"^(\d+) +(\d+\.\d+) (\w+)\((.*)\) += (-?\d+)(?:<[^>]*>)?[^<]*<([\d.]+)>$")
 _UNFINISHED = re.compile(r"^(\d+) +(\d+\.\d+) (\w+)\((.*) <unfinished \.\.\.>$")
 _RESUMED = re.compile(r"^(\d+) +(\d+\.\d+) <\.\.\. (\w+) resumed>(.*)\) += (-?\d+)[^<]*<([\d.]+)>$")
 
@@ -102,28 +104,45 @@ def first(calls: list[Call], after: float, test) -> Call:
 
 
 def check_order(calls: list[Call], queue_id: str, target_dir: str) -> None:
-    """writes -> fsync(file) -> rename -> fsync(dir) -> 250 on the socket (and the wake-up
-    datagram to a delivery process), each done first."""
-    rename = first(
+    """Before the 250 on the socket (and the wake-up datagram to a delivery process), the
+    queue file's name and data are durable, each step done before the next starts: either
+    written in a scratch file, flushed, renamed into ``target_dir`` and the directory
+    flushed; or made empty in ``target_dir`` and the directory flushed (a reservation, ahead
+    of the message), then written and flushed."""
+    sent = [c for c in calls if _to_socket(c) and queue_id in c.args]
+    reply = first(sent, 0, lambda c: '"250 ' in c.args)
+    naming = first(
         calls,
         0,
         lambda c: (
-            c.name.startswith("rename") and f"/{target_dir}/" in c.args and queue_id in c.args
+            f"/{target_dir}/" in c.args
+            and queue_id in c.args
+            and (c.name.startswith("rename") or (c.name == "openat" and "O_CREAT" in c.args))
         ),
     )
-    scratch = re.search(r'"([^"]+)"', rename.args).group(1)  # type: ignore[union-attr]
-    writes = [c for c in calls if c.name in ("write", "pwrite64") and c.fd_path() == scratch]
-    syncs = [c for c in calls if c.name in ("fsync", "fdatasync") and c.fd_path() == scratch]
-    assert writes and syncs, f"no write or fsync of {scratch}"
-    assert max(w.end for w in writes) <= syncs[0].start, "data written after the file fsync"
-    assert syncs[0].end <= rename.start, "renamed before the file was synced"
-    directory = os.path.dirname(rename.args.split('", "')[1].rstrip('"'))
-    dir_sync = first(calls, rename.end, lambda c: c.name == "fsync" and c.fd_path() == directory)
-    sent = [c for c in calls if _to_socket(c) and queue_id in c.args]
-    reply = first(sent, 0, lambda c: '"250 ' in c.args)
-    assert dir_sync.end <= reply.start, "250 sent before the directory was synced"
+    path = re.search(r'"([^"]+)"', naming.args).group(1)  # type: ignore[union-attr]
+    reserved = naming.name == "openat"
+    writes = [c for c in calls if c.name in ("write", "pwrite64") and c.fd_path() == path]
+    syncs = [c for c in calls if c.name in ("fsync", "fdatasync") and c.fd_path() == path]
+    assert writes and syncs, f"no write or fsync of {path}"
+    flush = first(syncs, max(w.end for w in writes), lambda c: True)
+    assert all(s.start >= max(w.end for w in writes) for s in syncs), (
+        "data written after the file fsync"
+    )
+    if not reserved:
+        assert flush.end <= naming.start, "renamed before the file was synced"
+    directory = os.path.dirname(path if reserved else naming.args.split('", "')[1].rstrip('"'))
+    dir_sync = first(calls, naming.end, lambda c: c.name == "fsync" and c.fd_path() == directory)
+    if reserved:
+        assert dir_sync.end <= writes[0].start, "written before its name was durable"
+    durable = max(dir_sync.end, flush.end)
+    assert durable <= reply.start, (
+        "250 sent before the directory was synced"
+        if dir_sync.end > reply.start
+        else "250 sent before the file was synced"
+    )
     wakes = [c for c in sent if '"250 ' not in c.args]  # the datagram to the delivery process
-    assert all(dir_sync.end <= c.start for c in wakes), "delivery woken before the sync"
+    assert all(durable <= c.start for c in wakes), "delivery woken before the sync"
 
 
 def _to_socket(call: Call) -> bool:
@@ -167,6 +186,32 @@ GOOD_TRACE = "\n".join(
         "10 100.002600 <... fsync resumed>) = 0 <0.001100>",
     ]
 )
+
+
+RESERVED_TRACE = "\n".join(
+    [
+        '10 100.000000 openat(AT_FDCWD</>, "/q/incoming/Q1", O_WRONLY|O_CREAT|O_EXCL, 0600)'
+        " = 7</q/incoming/Q1> <0.000010>",
+        "10 100.000100 fsync(8</q/incoming>) = 0 <0.000500>",
+        '10 200.000000 openat(AT_FDCWD</>, "/q/incoming/Q1", O_WRONLY) = 7</q/incoming/Q1>'
+        " <0.000010>",
+        '10 200.000100 write(7</q/incoming/Q1>, "notify-relay-queue/2"..., 9) = 9 <0.000010>',
+        "10 200.000200 fdatasync(7</q/incoming/Q1> <unfinished ...>",
+        '11    200.000300 sendto(9<socket:[1]>, "250 2.0.0 Ok: queued as Q1\\r\\n", 29, 0, NULL, 0)'
+        " = 29 <0.000010>",
+        "10 200.001200 <... fdatasync resumed>) = 0 <0.001000>",
+    ]
+)
+
+
+def test_the_order_check_catches_a_250_sent_before_a_reserved_file_is_flushed():
+    with pytest.raises(AssertionError, match="before the file was synced"):
+        check_order(parse(RESERVED_TRACE), "Q1", "incoming")
+    fixed = RESERVED_TRACE.replace("11    200.000300 sendto", "11    200.002000 sendto")
+    check_order(parse(fixed), "Q1", "incoming")
+    unsynced = fixed.replace("fsync(8</q/incoming>)", "fsync(8</q/other>)")
+    with pytest.raises(AssertionError, match="not found"):
+        check_order(parse(unsynced), "Q1", "incoming")
 
 
 def test_the_order_check_catches_a_250_sent_before_the_directory_sync():

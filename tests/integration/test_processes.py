@@ -835,9 +835,54 @@ def test_a_web_port_in_use_costs_the_page_not_the_relay(split, upstream):
     assert len(children(split.pid)) == 3
 
 
-def test_a_delivery_process_that_cannot_start_stops_the_relay(split):
+def reservations(queue: Path) -> set[str]:
+    """The empty files in incoming/: queue files the receive workers reserved."""
+    return {entry.name for entry in os.scandir(queue / "incoming") if not entry.stat().st_size}
+
+
+def test_a_restarted_delivery_process_leaves_the_receive_workers_reservations(split, upstream):
+    split.start()
+    held = wait_until(
+        lambda: found if len(found := reservations(split.queue)) >= 2 * 32 else None,
+        "both receive workers reserve their files",
+    )
+    split.kill("deliver.0")  # a delivery process that cleared incoming/ would take them
+    assert held <= reservations(split.queue)
+    send_many(split.port, ["after-restart-1", "after-restart-2"], connections=2)
+    delivered(upstream, {"after-restart-1", "after-restart-2"})
+    assert set(split.accepted_by()) <= held  # written into reserved files
+    split.stop()
+    assert reservations(split.queue) == set()  # a clean stop takes its reservations back
+    split.start()
+    os.kill(split.pid, signal.SIGKILL)
+    for pid in workers_of(split.queue):
+        os.kill(pid, signal.SIGKILL)
+    left = reservations(split.queue)
+    assert left
+    split.start()  # a start after a crash clears what the dead processes reserved
+    assert not left & reservations(split.queue)
+
+
+def test_a_spool_that_cannot_be_prepared_stops_the_relay_before_any_process(split):
     split.queue.mkdir()
     (split.queue / "incoming").write_text("not a directory")
+    done = subprocess.run(
+        [sys.executable, "-m", "relay", "serve", "--config", str(split.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 71, done.stderr
+    assert re.search(r"cannot prepare queue directory .*queue/incoming", done.stderr)
+    assert workers_of(split.queue) == set()
+    assert not split.unix.exists()
+
+
+def test_a_delivery_process_that_cannot_start_stops_the_relay(split):
+    # the supervisor prepares the spool; the delivery process's control socket cannot be
+    split.queue.mkdir()
+    (split.queue / "control.sock").mkdir()
     process = subprocess.Popen(
         [sys.executable, "-m", "relay", "serve", "--config", str(split.config)],
         stdout=subprocess.DEVNULL,
@@ -850,7 +895,7 @@ def test_a_delivery_process_that_cannot_start_stops_the_relay(split):
         if process.poll() is None:
             process.kill()
     assert process.returncode == 71, stderr
-    assert re.search(r"deliver\.0: cannot start: .*queue/incoming", stderr), stderr
+    assert re.search(r"deliver\.0: cannot start: .*queue/control\.sock", stderr), stderr
     assert workers_of(split.queue) == set()
     assert not split.unix.exists()
     assert not (split.queue / "relay.pid").exists()

@@ -17,6 +17,7 @@ from relay.record import (
     CorruptRecord,
     DeliveryState,
     Record,
+    UnfinishedRecord,
     decode_record,
     decode_state,
     encode_record,
@@ -63,6 +64,24 @@ VERSION_1 = (
     b'1700000000.0, "peer": "", "helo": "", "trace": [], "filters": {}}\n'
     b"Subject: old\r\n\r\nwritten by version 1\r\n\nend 4ed304ec\n"
 )
+
+
+@pytest.mark.parametrize("version", [2, 1])
+def test_every_beginning_of_a_queue_file_is_unfinished_and_only_those(version):
+    # a reader may see a file being written into its reservation: it must wait, not
+    # quarantine it (relay/queue/slots.py)
+    data = encode_record(RECORD) if version == 2 else VERSION_1
+    for cut in range(len(data)):
+        with pytest.raises(UnfinishedRecord):
+            decode_record(data[:cut])
+    decode_record(data)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x20
+    longer = [data + b"+\n"] if version == 2 else []  # version 1 reads up to its end line
+    for damaged in (bytes(flipped), *longer, b"From nobody\n" + data, b"junk"):
+        with pytest.raises(CorruptRecord) as raised:
+            decode_record(damaged)
+        assert not isinstance(raised.value, UnfinishedRecord), damaged[:40]
 
 
 def test_a_version_1_file_still_loads_without_marks():

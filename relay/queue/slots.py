@@ -1,0 +1,138 @@
+"""Queue files reserved ahead of need, so that accepting a message costs one flush.
+
+A new file is durable after two flushes: its data's and its directory's (a new name is not
+durable until the directory is synced). A receiving process pays the second one ahead of
+time and for many files at once: it creates empty files in ``incoming/``, syncs the
+directory once, and hands their names out as queue ids (:meth:`Slots.take`). Accepting a
+message then writes into one of them and flushes only that file before the 250
+(:meth:`Spool.accept` with ``reserved=True``). Postfix's cleanup also flushes only the
+file, but leaves the name to the file system's journal; here the name is flushed, just
+earlier.
+
+An empty file in ``incoming/`` is a reservation, not a message, and one whose write did not
+finish is not one yet (:class:`UnfinishedRecord`): the queue skips both. The start of the
+whole relay removes reservations left by a process that died (:meth:`Spool.recover`); a
+clean stop removes those it never handed out (:meth:`Slots.stop`). A queue id's time is
+when its file was reserved: at most :data:`MAX_AGE` seconds before the message came, as
+older reservations are replaced, so ids still sort by arrival within that margin.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+import time
+
+from relay.durable import reserve_durably
+from relay.log import fields, logger
+from relay.model import new_queue_id
+from relay.queue.spool import QueueState, Spool
+
+__all__ = ["MAX_AGE", "Slots"]
+
+#: Seconds a reservation is handed out for; older ones are replaced.
+MAX_AGE = 30.0
+_RETRY = 1.0  # seconds before reserving again after the disk refused
+
+
+class Slots:
+    """A pool of reserved queue files for one process, refilled by a thread of its own.
+
+    Every method is thread-safe; :meth:`take` never blocks on the disk.
+    """
+
+    def __init__(self, spool: Spool, size: int = 32, max_age: float = MAX_AGE) -> None:
+        self.spool, self.size, self.max_age = spool, size, max_age
+        self._directory = spool.root / QueueState.INCOMING.value
+        self._free: collections.deque[tuple[str, float]] = collections.deque()
+        self._taken: set[str] = set()
+        self._stale: list[str] = []
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Reserve a first batch (so the first message has one), then keep the pool full."""
+        self._refill()
+        self._thread = threading.Thread(target=self._run, name="slots", daemon=True)
+        self._thread.start()
+
+    def take(self) -> str | None:
+        """A reserved queue id, oldest first, or None if none is ready (the caller writes
+        the message the ordinary way)."""
+        with self._lock:
+            now = time.monotonic()
+            while self._free:
+                queue_id, made = self._free.popleft()
+                if now - made <= self.max_age:
+                    self._taken.add(queue_id)
+                    if len(self._free) <= self.size // 2:
+                        self._wanted.set()
+                    return queue_id
+                self._stale.append(queue_id)
+            self._wanted.set()
+            return None
+
+    def used(self, queue_id: str) -> bool:
+        """Whether ``queue_id`` came from :meth:`take`; from now on it is the caller's."""
+        with self._lock:
+            if queue_id in self._taken:
+                self._taken.remove(queue_id)
+                return True
+            return False
+
+    def stop(self) -> None:
+        """Stop refilling and remove the reservations never handed out. One taken and not
+        used (its message refused late) stays, empty, for the next start to remove: a
+        write into it may still be under way."""
+        self._stopping = True
+        self._wanted.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            unused = [queue_id for queue_id, _ in self._free] + self._stale
+            self._free.clear()
+            self._stale = []
+        self._remove_empty(unused)
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            if self._stopping:
+                return
+            self._wanted.clear()
+            if not self._refill():
+                time.sleep(_RETRY)  # take() keeps answering None meanwhile
+
+    def _refill(self) -> bool:
+        """Replace stale reservations and fill the pool up; False if the disk refused."""
+        with self._lock:
+            stale, self._stale = self._stale, []
+            missing = self.size - len(self._free)
+        self._remove_empty(stale)
+        if missing <= 0:
+            return True
+        try:
+            made = reserve_durably(self._directory, [new_queue_id() for _ in range(missing)])
+        except OSError as exc:
+            logger.warning(
+                "queue: cannot reserve files in %s: %s; writing each message whole",
+                self._directory,
+                exc.strerror or exc,
+                extra=fields(reason=str(exc.strerror or exc)),
+            )
+            return False
+        now = time.monotonic()
+        with self._lock:
+            self._free.extend((queue_id, now) for queue_id in made)
+        return True
+
+    def _remove_empty(self, queue_ids: list[str]) -> None:
+        """Remove the files of ``queue_ids`` that are still empty (never a message)."""
+        for queue_id in queue_ids:
+            path = self.spool.path(queue_id, QueueState.INCOMING)
+            with contextlib.suppress(OSError):
+                if path.stat().st_size == 0:
+                    path.unlink()

@@ -1,0 +1,128 @@
+"""Queue files reserved ahead of need (relay/queue/slots.py), on a real directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import time
+
+import pytest
+
+from relay.model import Envelope
+from relay.queue import listing
+from relay.queue.slots import Slots
+from relay.queue.spool import QueueState, Spool
+from relay.record import Record
+
+INCOMING = QueueState.INCOMING
+
+
+@pytest.fixture
+def spool(tmp_path):
+    spool = Spool(tmp_path / "queue")
+    spool.create()
+    return spool
+
+
+@pytest.fixture
+def started(spool):
+    made: list[Slots] = []
+
+    def start(**options) -> Slots:
+        slots = Slots(spool, **options)
+        slots.start()
+        made.append(slots)
+        return slots
+
+    yield start
+    for slots in made:
+        slots.stop()
+
+
+def record(queue_id: str) -> Record:
+    envelope = Envelope(sender="trac@example.org", recipients=("dev@example.org",), received_at=1.0)
+    return Record(queue_id=queue_id, envelope=envelope, message=b"Subject: s\r\n\r\nbody\r\n")
+
+
+def files(spool: Spool) -> set[str]:
+    return set(os.listdir(spool.root / INCOMING.value))
+
+
+def eventually(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+    return result
+
+
+def test_reserved_files_are_empty_owner_only_and_not_messages(spool, started):
+    umask = os.umask(0)
+    try:
+        slots = started(size=4)
+    finally:
+        os.umask(umask)
+    taken = [slots.take() for _ in range(4)]
+    assert None not in taken and len(set(taken)) == 4
+    for queue_id in taken:
+        info = spool.path(queue_id, INCOMING).stat()
+        assert info.st_size == 0 and stat.S_IMODE(info.st_mode) == 0o600
+    assert spool.ids(INCOMING) == [] and listing.read_entries(spool) == []
+
+
+def test_a_message_written_into_its_reservation_is_queued_under_that_id(spool, started):
+    slots = started(size=2)
+    queue_id = slots.take()
+    assert queue_id is not None and slots.used(queue_id)
+    assert not slots.used(queue_id)  # once
+    spool.accept(record(queue_id), reserved=True)
+    assert spool.ids(INCOMING) == [queue_id]
+    assert spool.read(queue_id, INCOMING) == record(queue_id)
+
+
+def test_a_cleared_reservation_is_written_whole_instead(spool, started):
+    queue_id = started(size=1).take()
+    assert queue_id is not None
+    spool.path(queue_id, INCOMING).unlink()
+    spool.accept(record(queue_id), reserved=True)
+    assert spool.read(queue_id, INCOMING) == record(queue_id)
+
+
+def test_the_pool_is_refilled_in_the_background(spool, started):
+    slots = started(size=4)
+    first = {slots.take() for _ in range(4)}
+    fresh = eventually(slots.take)
+    assert fresh not in first
+    assert len(files(spool)) == 8 or eventually(lambda: len(files(spool)) == 8)
+
+
+def test_old_reservations_are_not_handed_out_but_replaced(spool, started):
+    slots = started(size=2, max_age=0.2)
+    old = files(spool)
+    time.sleep(0.3)
+    assert slots.take() is None  # the caller writes this message the ordinary way
+    fresh = eventually(slots.take)
+    assert fresh not in old
+    eventually(lambda: not old & files(spool))  # the stale files are removed
+
+
+def test_stop_removes_the_unused_reservations_and_start_the_rest(spool):
+    slots = Slots(spool, size=3)
+    slots.start()
+    taken = slots.take()
+    assert taken is not None
+    slots.stop()
+    assert files(spool) == {taken}  # a write into it might still be under way
+    spool.recover()  # at the next start, nothing else running
+    assert files(spool) == set()
+
+
+def test_when_nothing_can_be_reserved_take_answers_none_and_says_why(spool, started, caplog):
+    shutil.rmtree(spool.root / INCOMING.value)
+    (spool.root / INCOMING.value).write_text("not a directory")
+    with caplog.at_level(logging.WARNING, logger="notify-relay"):
+        slots = started(size=2)
+    assert slots.take() is None
+    assert "cannot reserve files in" in caplog.text and "writing each message whole" in caplog.text
