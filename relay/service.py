@@ -235,6 +235,7 @@ class Relay:
                 relaying=config.upstream is not None,
                 keep_refused=config.capture_mode,
                 faults=self.faults,
+                inline_when_alone=self.role == Role.RECEIVE,
             )
             self.listeners = Listeners(
                 config.listen,

@@ -65,6 +65,14 @@ class QueueState(enum.Enum):
 _DIRS = ("tmp", "state", *(state.value for state in QueueState))
 
 
+def _size(entry: os.DirEntry[str]) -> int:
+    """The size of a directory entry's file; 0 if it is gone meanwhile."""
+    try:
+        return entry.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 class Spool:
     """A queue directory on disk."""
 
@@ -201,7 +209,7 @@ class Spool:
         return sorted(
             entry.name
             for entry in os.scandir(self.root / state.value)
-            if entry.is_file() and (state is not QueueState.INCOMING or entry.stat().st_size)
+            if entry.is_file() and (state is not QueueState.INCOMING or _size(entry))
         )
 
     def find(self, queue_id: str) -> QueueState | None:

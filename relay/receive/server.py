@@ -74,6 +74,12 @@ class _RelaySMTP(CommandNames, StressTimer, WholeBufferData):
         self._unbroken = 0  # octets received since the last CRLF
         self._after_cr = False
 
+    @property
+    def alone(self) -> bool:
+        """Whether this is the process's only connection (the handler may then block the
+        event loop briefly: nobody else waits on it)."""
+        return len(self._gate) <= 1
+
     def data_received(self, data: bytes) -> None:
         """Hang up on a "line" longer than a whole message before it reaches aiosmtpd, which
         keeps every fragment of an over-long DATA line until its CRLF arrives, whatever

@@ -10,6 +10,7 @@ did. At the end, *lost* = acknowledged but never seen by the upstream (must be 0
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import os
 import random
@@ -153,10 +154,17 @@ def wait_until_delivered(
 
 
 def _listing(path: Path) -> list[str]:
+    """The queue files in ``path`` (an empty one is a reservation, no message)."""
     try:
-        return os.listdir(path)
+        entries = list(os.scandir(path))
     except FileNotFoundError:
         return []
+    names = []
+    for entry in entries:
+        with contextlib.suppress(FileNotFoundError):  # delivered meanwhile
+            if entry.stat().st_size:
+                names.append(entry.name)
+    return names
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import aiosmtplib
 import pytest
 from helpers import FIXTURES, port_of
 
-from relay.queue.spool import QueueState
+from relay.queue.spool import QueueState, Spool
 
 TRAC = sorted((FIXTURES / "trac").glob("*/*.eml"))
 
@@ -135,7 +135,7 @@ async def test_bare_lf_in_data_is_refused_after_the_final_dot(make_config, start
         ],
     )
     assert replies[-1].startswith(b"550 5.6.0")
-    assert not any((tmp_path / "queue" / "incoming").iterdir())
+    assert Spool(tmp_path / "queue").ids(QueueState.INCOMING) == []
 
 
 async def test_local_trouble_answers_451_and_keeps_running(
