@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import email
+import itertools
 import json
 import os
 import re
@@ -31,13 +32,13 @@ from typing import Any
 
 import pytest
 from hardening.processes import RelayProcess, write_config
-from helpers import fill, free_port, write_users
+from helpers import FIXTURES, fill, free_port, write_users
 from upstream import FakeUpstream
 
 from relay.model import Envelope, new_queue_id
 from relay.processes import ProcessState, read_table
 from relay.queue.spool import QueueState, Spool
-from relay.record import Record
+from relay.record import Record, encode_record
 
 #: Seconds any condition gets on a loaded machine.
 PATIENCE = 30.0
@@ -557,6 +558,34 @@ def test_mail_in_incoming_without_a_wake_up_goes_once_a_receive_worker_dies(spli
     wait_until(lambda: not (split.queue / "incoming" / queue_id).exists(), "the file is removed")
 
 
+def test_mail_a_scan_saw_unfinished_goes_once_its_write_ends(split, upstream):
+    # A scan (after a receive worker's death) can read a file another worker is writing:
+    # the delivery process skips it, and the wake-up that follows the write must not be lost
+    # because the skipping batch still counts the id as its own.
+    upstream.final_dot_delay = itertools.chain([6.0], itertools.repeat(0.0)).__next__
+    split.start()
+    slow = put(split.queue, "slow")  # holds the batch open for 6 s at its final dot
+    queue_id = new_queue_id()
+    envelope = Envelope(
+        sender="trac@example.org", recipients=("dev@example.org",), received_at=time.time()
+    )
+    data = encode_record(
+        Record(queue_id=queue_id, envelope=envelope, message=message("late").encode())
+    )
+    path = split.queue / "incoming" / queue_id
+    path.write_bytes(data[: len(data) // 2])  # a receive worker is writing it
+    split.kill("receive.1")  # the scan submits both: one batch, "late" skipped unfinished
+    wait_until(lambda: "slow" in seen(upstream), "the slow message reaches the upstream")
+    with path.open("ab") as rest:  # the write ends, the 250 goes out, the wake-up follows:
+        rest.write(data[len(data) // 2 :])
+    split.kill("receive.2")  # (here the supervisor's scan stands for the wake-up)
+    assert "late" not in seen(upstream)
+    assert (split.queue / "incoming" / slow).exists(), "the batch ended: the test shows nothing"
+    delivered(upstream, {"slow", "late"})
+    time.sleep(0.5)
+    assert sorted(seen(upstream).values()) == [1, 1]
+
+
 # 4. reload
 
 
@@ -861,6 +890,25 @@ def test_a_restarted_delivery_process_leaves_the_receive_workers_reservations(sp
     assert left
     split.start()  # a start after a crash clears what the dead processes reserved
     assert not left & reservations(split.queue)
+
+
+def test_mail_every_filter_discards_leaves_no_reserved_file_behind(tmp_path, upstream):
+    rules = Path(__file__).resolve().parents[2] / "rules" / "trac-own-changes.yaml"
+    change = (FIXTURES / "trac" / "new-and-change" / "0002.eml").read_bytes()  # by dave
+    discarding = {"recipients": ["dave@*"], "rules": str(rules), "params": {"username": "dave"}}
+    split = Split(tmp_path, upstream.port, filters={"sets": [discarding], "enforce": ["delete"]})
+    try:
+        split.start()
+        for _ in range(40):
+            with smtplib.SMTP("127.0.0.1", split.port, timeout=20) as smtp:
+                smtp.sendmail("trac@trac.example.org", ["dave@example.com"], change)
+        assert len(split.lines(r": discarded: every recipient's filters delete it")) == 40
+        wait_until(lambda: len(reservations(split.queue)) <= 2 * 32, "the unused reservations go")
+        split.stop()
+        assert reservations(split.queue) == set()
+    finally:
+        split.stop()
+    assert not upstream.messages
 
 
 def test_a_spool_that_cannot_be_prepared_stops_the_relay_before_any_process(split):

@@ -108,6 +108,22 @@ def test_old_reservations_are_not_handed_out_but_replaced(spool, started):
     eventually(lambda: not old & files(spool))  # the stale files are removed
 
 
+def test_a_reservation_given_back_unused_is_removed_and_not_handed_out_again(spool, started):
+    # a message every recipient's filters discarded: its id is logged, its file never written
+    slots = started(size=4)
+    given_back = slots.take()
+    assert given_back is not None
+    slots.unused(given_back)
+    eventually(lambda: given_back not in files(spool))
+    assert not slots.used(given_back)
+    assert given_back not in {eventually(slots.take) for _ in range(8)}
+    written = slots.take() or eventually(slots.take)
+    assert slots.used(written)
+    slots.unused(written)  # its store began: the file is the writer's
+    time.sleep(0.2)
+    assert written in files(spool)
+
+
 def test_stop_removes_the_unused_reservations_and_start_the_rest(spool):
     slots = Slots(spool, size=3)
     slots.start()
