@@ -586,6 +586,23 @@ def test_mail_a_scan_saw_unfinished_goes_once_its_write_ends(split, upstream):
     assert sorted(seen(upstream).values()) == [1, 1]
 
 
+def test_a_file_left_unfinished_in_incoming_is_no_message_to_the_gauges(split, upstream):
+    # as a receive worker killed while writing leaves it, until the whole relay restarts
+    split.start()
+    send(split.port, "first")
+    delivered(upstream, {"first"})
+    queue_id = new_queue_id()
+    envelope = Envelope(
+        sender="trac@example.org", recipients=("dev@example.org",), received_at=time.time()
+    )
+    data = encode_record(Record(queue_id=queue_id, envelope=envelope, message=b"x" * 1000))
+    (split.queue / "incoming" / queue_id).write_bytes(data[:500])
+    os.utime(split.queue / "incoming" / queue_id, (time.time() - 3600,) * 2)
+    text = split.metrics()
+    assert sample(text, 'notify_relay_queue_messages{state="incoming"}') == 0
+    assert sample(text, "notify_relay_queue_oldest_message_age_seconds") < 60
+
+
 # 4. reload
 
 
