@@ -41,6 +41,7 @@ def write_durably(
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
+            os.fchmod(fd, 0o600)  # whatever the umask (0277 would make it 0400)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -65,8 +66,12 @@ def reserve_durably(directory: Path, names: Iterable[str]) -> list[str]:
     made: list[str] = []
     try:
         for name in names:
-            os.close(os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             made.append(name)
+            try:  # 0600 whatever the umask: one without u+w would leave it unwritable
+                os.fchmod(fd, 0o600)
+            finally:
+                os.close(fd)
         fsync_dir(directory)
     except OSError:
         for name in made:

@@ -42,6 +42,7 @@ __all__ = [
     "encode_record",
     "encode_state",
     "mark_offset",
+    "unfinished_head",
 ]
 
 _MAGIC = b"notify-relay-queue/2"
@@ -170,6 +171,20 @@ def mark_offset(head: bytes, index: int) -> int:
         raise CorruptRecord("no delivery marks (a version 1 queue file)")
     end_line = len(b"\nend 00000000\n")
     return len(line) + 1 + meta_len + 1 + msg_len + end_line + index
+
+
+def unfinished_head(head: bytes, size: int) -> bool:
+    """Whether a queue file of ``size`` bytes that starts with ``head`` (its first line, or
+    128 bytes or more of it) is, as far as its first line tells, a beginning of one: a
+    write in progress or cut short (:class:`UnfinishedRecord`), without reading it whole."""
+    line, newline, _ = head.partition(b"\n")
+    if not newline:
+        return any(magic.startswith(line[: len(magic)]) for magic in (_MAGIC, _OLD_MAGIC))
+    try:
+        meta_len, msg_len, _ = _lengths(line)
+    except CorruptRecord:
+        return False  # not ours: the queue quarantines it
+    return size < len(line) + 1 + meta_len + 1 + msg_len + len(b"\nend 00000000\n")
 
 
 def _lengths(head: bytes) -> tuple[int, int, bool]:

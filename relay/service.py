@@ -77,9 +77,12 @@ class _SpoolSink:
     def new_id(self) -> str:
         return self.slots.take() or new_queue_id()
 
+    def unused(self, queue_id: str) -> None:
+        self.slots.unused(queue_id)
+
     def accept(self, record: Record) -> None:
-        reserved = self.slots.used(record.queue_id)
-        self.spool.accept(planned(record, self.dkim()), reserved=reserved)  # signed as it goes out
+        signed = planned(record, self.dkim())  # signed as it goes out
+        self.spool.accept(signed, reserved=self.slots.used(record.queue_id))
 
     def accepted(self, queue_id: str) -> None:
         self.notify(queue_id)
@@ -94,6 +97,9 @@ class _CaptureSink:
 
     def new_id(self) -> str:
         return new_queue_id()
+
+    def unused(self, queue_id: str) -> None:
+        pass
 
     def accept(self, record: Record) -> None:
         self.store.store(sign_record(record, self.dkim()))

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from relay.queue.spool import QueueState, Spool
-from relay.record import CorruptRecord
+from relay.record import CorruptRecord, UnfinishedRecord
 
 __all__ = ["Action", "ActionRefused", "Report", "apply", "apply_all", "due"]
 
@@ -62,7 +62,7 @@ def apply(spool: Spool, action: Action, queue_id: str, now: float) -> str:
     earlier attempts stay in its log.
     """
     where = spool.find(queue_id)
-    if where is None:
+    if where is None or (where is QueueState.INCOMING and _unwritten(spool, queue_id)):
         raise ActionRefused(f"{queue_id}: no such message in the queue")
     allowed = _APPLIES_TO[action]
     if where not in allowed:
@@ -72,6 +72,18 @@ def apply(spool: Spool, action: Action, queue_id: str, now: float) -> str:
         return _apply(spool, action, queue_id, where, now)
     except (CorruptRecord, OSError) as exc:
         raise ActionRefused(f"{queue_id}: {exc}") from None
+
+
+def _unwritten(spool: Spool, queue_id: str) -> bool:
+    """Whether ``queue_id`` in ``incoming/`` is a reserved file, empty or being written (not
+    a message: moving or removing it could take one answered 250 a moment later)."""
+    try:
+        spool.read(queue_id, QueueState.INCOMING)
+    except UnfinishedRecord:
+        return True
+    except (CorruptRecord, OSError):
+        return False
+    return False
 
 
 def _apply(spool: Spool, action: Action, queue_id: str, where: QueueState, now: float) -> str:

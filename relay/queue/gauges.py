@@ -55,6 +55,8 @@ class QueueCollector(Collector):
         for state in QueueState:
             try:
                 ids = self.spool.ids(state)
+                if state is QueueState.INCOMING:  # a file being written is no message yet
+                    ids = [queue_id for queue_id in ids if not self.spool.unfinished(queue_id)]
                 if ids and state in _WAITING:
                     first = min(first, self.spool.path(ids[0], state).stat().st_mtime)
             except OSError:  # unreadable or moved meanwhile: readiness reports it

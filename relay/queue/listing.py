@@ -89,6 +89,10 @@ def read_one(spool: Spool, queue_id: str) -> tuple[Record, DeliveryState, QueueS
             return *spool.load(queue_id, where), where
         except FileNotFoundError:
             continue
+        except UnfinishedRecord:
+            if where is QueueState.INCOMING:
+                return None  # a reserved file, or one being written: no message yet
+            raise
     return None
 
 

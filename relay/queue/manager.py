@@ -70,6 +70,9 @@ class QueueManager:
         self._ready: asyncio.Queue[str] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._busy: set[str] = set()
+        #: Busy ids submitted again meanwhile: their batch may have skipped them, unfinished
+        #: (a receive worker was writing them), so it submits them again when it ends.
+        self._again: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         #: Recipients the upstream accepted, per message still in the spool: the spool may
         #: fail to say so, and they must never be sent again.
@@ -122,7 +125,9 @@ class QueueManager:
         may have written one without saying so. A message submitted twice is sent once."""
         waiting = await asyncio.to_thread(self.spool.ids, QueueState.INCOMING)
         for queue_id in waiting:
-            if queue_id not in self._busy:
+            if queue_id in self._busy:
+                self._again.add(queue_id)
+            else:
                 self.submit(queue_id)
 
     @property
@@ -213,6 +218,7 @@ class QueueManager:
             batch = [await self._ready.get()]
             while len(batch) < self.upstream.batch_size and not self._ready.empty():
                 batch.append(self._ready.get_nowait())
+            self._again.update(queue_id for queue_id in batch if queue_id in self._busy)
             batch = [queue_id for queue_id in dict.fromkeys(batch) if queue_id not in self._busy]
             self._busy.update(batch)
             try:
@@ -229,6 +235,16 @@ class QueueManager:
                 self._retry_batch(batch, "unexpected error")
             finally:
                 self._busy.difference_update(batch)
+                self._resubmit(batch)
+
+    def _resubmit(self, batch: list[str]) -> None:
+        """Submit again what was submitted while ``batch`` had it, unless it has a retry
+        timer (deferred, or a local failure): delivered or moved meanwhile, its load finds
+        nothing; seen unfinished in ``incoming/`` by the batch, it goes now."""
+        for queue_id in self._again.intersection(batch):
+            self._again.discard(queue_id)
+            if queue_id not in self._timers:
+                self.submit(queue_id)
 
     def _retry_batch(self, batch: list[str], why: str) -> None:
         """Try a batch again after a back-off; its files never left the spool."""

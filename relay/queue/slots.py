@@ -83,6 +83,17 @@ class Slots:
                 return True
             return False
 
+    def unused(self, queue_id: str) -> None:
+        """Take back ``queue_id`` from :meth:`take` that no message was written into (one
+        every recipient's filters discarded, or whose store failed before it began): its
+        file is removed, not left empty in ``incoming/``. It is not handed out again: the
+        log has named it already."""
+        with self._lock:
+            if queue_id in self._taken:
+                self._taken.remove(queue_id)
+                self._stale.append(queue_id)
+                self._wanted.set()
+
     def stop(self) -> None:
         """Stop refilling and remove the reservations never handed out. One taken and not
         used (its message refused late) stays, empty, for the next start to remove: a

@@ -47,6 +47,7 @@ from relay.record import (
     encode_record,
     encode_state,
     mark_offset,
+    unfinished_head,
 )
 
 __all__ = ["QueueState", "Spool"]
@@ -211,6 +212,16 @@ class Spool:
             for entry in os.scandir(self.root / state.value)
             if entry.is_file() and (state is not QueueState.INCOMING or _size(entry))
         )
+
+    def unfinished(self, queue_id: str) -> bool:
+        """Whether ``queue_id`` in ``incoming/`` is shorter than its first line says: being
+        written, or left so by a receiving process that died (no message; cheap: reads the
+        first line only). False if it is gone."""
+        try:
+            with self.path(queue_id, QueueState.INCOMING).open("rb") as file:
+                return unfinished_head(file.read(256), os.fstat(file.fileno()).st_size)
+        except FileNotFoundError:
+            return False
 
     def find(self, queue_id: str) -> QueueState | None:
         """The state directory holding ``queue_id``, or None."""

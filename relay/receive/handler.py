@@ -44,6 +44,9 @@ class Sink(Protocol):
     def new_id(self) -> str:
         """A queue id for the next message (runs in a worker thread; never blocks on disk)."""
 
+    def unused(self, queue_id: str) -> None:
+        """``queue_id`` from :meth:`new_id` was given to no stored message (never blocks)."""
+
     def accept(self, record: Record) -> None:
         """Store the message durably (blocking; runs in a worker thread)."""
 
@@ -227,6 +230,20 @@ class RelayHandler(HookNames):
         if result.rejection is not None:
             return result.rejection.reply(), None
         queue_id = self.sink.new_id()
+        try:
+            return self._store(queue_id, envelope, result, refusals, original)
+        except BaseException:
+            self.sink.unused(queue_id)  # a no-op once the store began
+            raise
+
+    def _store(
+        self,
+        queue_id: str,
+        envelope: Envelope,
+        result: cleanup.CleanupResult,
+        refusals: tuple[Refusal, ...],
+        original: bytes | None,
+    ) -> tuple[str, str | None]:
         if result.unreadable is not None:
             logger.warning(
                 "%s: cleanup: %s",
@@ -269,6 +286,7 @@ class RelayHandler(HookNames):
                 queue_id,
                 extra=fields(queue_id=queue_id),
             )
+            self.sink.unused(queue_id)
             return _queued(f"Ok: {queue_id} discarded by recipients' filters"), None
         self.sink.accept(record)
         return _queued(f"Ok: queued as {queue_id}"), queue_id

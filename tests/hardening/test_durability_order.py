@@ -168,6 +168,17 @@ def test_relay_mode_syncs_file_rename_and_directory_before_250(tmp_path, strace_
     check_order(calls, queue_id, "incoming")
 
 
+def test_a_receive_worker_syncs_its_reserved_file_before_250(tmp_path, strace_usable):
+    # split: the receive worker, alone with its connection, stores on its event loop
+    calls, queue_id = traced_submission(
+        tmp_path,
+        upstream={"host": "127.0.0.1", "port": free_port(), "tls": "none"},  # nobody there
+        queue={"path": str(tmp_path / "queue")},
+        workers=2,
+    )
+    check_order(calls, queue_id, "incoming")
+
+
 def test_capture_mode_syncs_file_rename_and_directory_before_250(tmp_path, strace_usable):
     calls, queue_id = traced_submission(tmp_path, capture={"path": str(tmp_path / "mail")})
     check_order(calls, queue_id, "new")

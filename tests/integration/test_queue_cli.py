@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import tracmail
 from helpers import eventually, submit
@@ -152,6 +153,24 @@ async def test_verbs_while_the_server_runs(make_config, start_relay):
         code, out, _ = await queue("list", *args)
         assert out.splitlines()[-1].startswith("-- 1 message(s)") and "hold" in out
         assert relay.manager is not None
+
+
+async def test_a_reserved_queue_file_is_no_message_to_the_verbs(make_config, start_relay):
+    # an empty file in incoming/ is a queue id a receiving process may write any moment:
+    # removed or moved under it, mail answered 250 would be lost or held
+    with FakeUpstream(tls="none") as upstream:
+        config = relay_config(make_config, upstream)
+        await start_relay(config)
+        incoming = Path(config.queue.path) / "incoming"
+        reserved = sorted(path.name for path in incoming.iterdir() if not path.stat().st_size)
+        assert len(reserved) >= 3
+        args = ("--config", str(config.source))
+        for verb, queue_id in zip(("delete", "hold", "show"), reserved, strict=False):
+            code, out, err = await queue(verb, queue_id, *args)
+            assert (code, out) == (1, ""), (verb, out)
+            assert f"{queue_id}: no such message in the queue" in err, (verb, err)
+            assert (incoming / queue_id).exists()
+            assert not (Path(config.queue.path) / "hold" / queue_id).exists()
 
 
 async def test_flush_attempts_every_deferred_message_now(make_config, start_relay):

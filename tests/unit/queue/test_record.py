@@ -138,3 +138,15 @@ def test_backoff_doubles_up_to_the_cap_with_jitter():
 def test_expiry_after_the_lifetime():
     retry = RetryConfig(lifetime=100)
     assert not expired(0, 100, retry) and expired(0, 100.5, retry)
+
+
+def test_the_first_line_tells_a_file_cut_short_from_a_whole_one():
+    from relay.model import Envelope
+    from relay.record import Record, encode_record, unfinished_head
+
+    envelope = Envelope(sender="a@example.org", recipients=("b@example.org",), received_at=1.0)
+    data = encode_record(Record(queue_id="Q", envelope=envelope, message=b"body\r\n" * 50))
+    assert not unfinished_head(data, len(data))
+    for cut in (0, 5, 30, len(data) // 2, len(data) - 4):
+        assert unfinished_head(data[:cut], cut), cut
+    assert not unfinished_head(b"garbage\n", 8)  # not ours: quarantined, counted

@@ -108,6 +108,40 @@ def test_old_reservations_are_not_handed_out_but_replaced(spool, started):
     eventually(lambda: not old & files(spool))  # the stale files are removed
 
 
+def test_a_reservation_given_back_unused_is_removed_and_not_handed_out_again(spool, started):
+    # a message every recipient's filters discarded: its id is logged, its file never written
+    slots = started(size=4)
+    given_back = slots.take()
+    assert given_back is not None
+    slots.unused(given_back)
+    eventually(lambda: given_back not in files(spool))
+    assert not slots.used(given_back)
+    assert given_back not in {eventually(slots.take) for _ in range(8)}
+    written = slots.take() or eventually(slots.take)
+    assert slots.used(written)
+    slots.unused(written)  # its store began: the file is the writer's
+    time.sleep(0.2)
+    assert written in files(spool)
+
+
+def test_reserved_files_are_0600_and_writable_whatever_the_umask(spool):
+    # a umask without u+w (0277) made them 0400: a relay not run as root then answered
+    # 451 to every message written into one (opening it for writing was refused)
+    old = os.umask(0o277)
+    try:
+        slots = Slots(spool, size=2)
+        slots.start()
+        queue_id = slots.take()
+    finally:
+        os.umask(old)
+    try:
+        assert queue_id is not None
+        mode = stat.S_IMODE(spool.path(queue_id, INCOMING).stat().st_mode)
+        assert mode == 0o600, oct(mode)
+    finally:
+        slots.stop()
+
+
 def test_stop_removes_the_unused_reservations_and_start_the_rest(spool):
     slots = Slots(spool, size=3)
     slots.start()
@@ -126,3 +160,14 @@ def test_when_nothing_can_be_reserved_take_answers_none_and_says_why(spool, star
         slots = started(size=2)
     assert slots.take() is None
     assert "cannot reserve files in" in caplog.text and "writing each message whole" in caplog.text
+
+
+def test_a_message_written_whole_is_0600_whatever_the_umask(spool):
+    # 0400 (umask 0277) would refuse marking delivered recipients in place to a non-root relay
+    old = os.umask(0o277)
+    try:
+        spool.accept(record("0000000000000ABCDE"))
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(spool.path("0000000000000ABCDE", INCOMING).stat().st_mode)
+    assert mode == 0o600, oct(mode)
