@@ -6,6 +6,7 @@ Everything it creates is owner-only whatever the umask: files 0600, directories 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -16,6 +17,7 @@ __all__ = [
     "fill_durably",
     "fsync_dir",
     "make_private_dir",
+    "remove_unclaimed",
     "reserve_durably",
     "write_durably",
     "write_private",
@@ -58,46 +60,89 @@ def write_durably(
         directory.sync()
 
 
-def reserve_durably(directory: Path, names: Iterable[str]) -> list[str]:
+def reserve_durably(directory: Path, names: Iterable[str]) -> list[tuple[str, int]]:
     """Create an empty owner-only file for each of ``names`` in ``directory`` and make the
-    new entries durable with one directory fsync: :func:`fill_durably` can then store data
-    in them with one flush. Returns the names made; raises ``OSError`` (the files made so
-    far are removed)."""
-    made: list[str] = []
+    new names durable with one directory fsync: :func:`fill_durably` can then store data in
+    them with one flush. Returns each name made with an open descriptor that holds the file
+    locked (``flock``) for as long as the caller keeps it: a file shows under its name
+    locked already (it is made under a dot name, locked, then renamed), so
+    :func:`remove_unclaimed` takes only the files of a process that died. The descriptor
+    is read-only: no file stays open for writing (the file system can still be remounted
+    read-only). Raises ``OSError`` (the files made so far are removed)."""
+    made: list[tuple[str, int]] = []
     try:
         for name in names:
-            fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            made.append(name)
+            scratch = directory / f".{name}"
+            fd = os.open(scratch, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:  # 0600 whatever the umask: one without u+w would leave it unwritable
                 os.fchmod(fd, 0o600)
-            finally:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.rename(scratch, directory / name)
+            except OSError:
                 os.close(fd)
+                scratch.unlink(missing_ok=True)
+                raise
+            made.append((name, fd))
         fsync_dir(directory)
     except OSError:
-        for name in made:
+        for name, fd in made:
             (directory / name).unlink(missing_ok=True)
+            os.close(fd)
         raise
     return made
 
 
-def fill_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` into the empty file ``path`` made by :func:`reserve_durably`, and flush
-    it (``fdatasync``: the new size goes with the data; the name is durable already).
+def fill_durably(lock: int, path: Path, data: bytes) -> bool:
+    """Write ``data`` into the empty file ``path`` that :func:`reserve_durably` made (and
+    ``lock`` holds), flush it (``fdatasync``: the new size goes with the data; the name is
+    durable already), then close ``lock``. False if the file was removed meanwhile (nothing
+    is kept then: write ``data`` another way).
 
-    The file is never created here (``FileNotFoundError`` if it is gone) and never
-    truncated: a reader sees an empty file or a beginning of ``data``, then all of it. On
-    another error the file is removed and the ``OSError`` propagates."""
-    fd = os.open(path, os.O_WRONLY)
+    A reader sees an empty file or a beginning of ``data``, then all of it. On an error the
+    file is removed and the ``OSError`` propagates."""
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fdatasync(fd)
-    except OSError:
-        path.unlink(missing_ok=True)
-        raise
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return False
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fdatasync(fd)
+            return os.fstat(fd).st_nlink > 0
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
+        os.close(lock)
+
+
+def remove_unclaimed(directory: Path) -> list[str]:
+    """Remove the empty files in ``directory`` that no process holds locked: those
+    :func:`reserve_durably` made for a process that has died. Returns their names."""
+    removed = []
+    for entry in os.scandir(directory):
+        if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            if entry.stat().st_size:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # gone meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_size == 0:  # its owner did not fill it just before dying
+                os.unlink(entry.path)
+                removed.append(entry.name)
+        except OSError:
+            pass  # locked: a live process's reservation
+        finally:
+            os.close(fd)
+    return removed
 
 
 def make_private_dir(path: Path) -> None:

@@ -118,19 +118,19 @@ class Spool:
         except OSError as exc:
             raise SpoolError(f"cannot prepare queue directory {self.root}: {exc}") from exc
 
-    def accept(self, record: Record, *, reserved: bool = False) -> None:
+    def accept(self, record: Record, *, reserved: int | None = None) -> None:
         """Make ``record`` durable in ``incoming/``: write, fsync, rename, fsync directory;
-        or, ``reserved`` (its file was made by :class:`~relay.queue.slots.Slots`), write
-        into that file and flush it alone. Raises :class:`SpoolError`."""
+        or, ``reserved`` (the open file :class:`~relay.queue.slots.Slots` reserved for it,
+        closed here), write into that file and flush it alone. Raises
+        :class:`SpoolError`."""
         path, data = self.path(record.queue_id, QueueState.INCOMING), encode_record(record)
-        if reserved:
+        if reserved is not None:
             try:
-                fill_durably(path, data)
-                return
-            except FileNotFoundError:
-                pass  # the reservation was cleared: write it whole
+                if fill_durably(reserved, path, data):
+                    return
             except OSError as exc:
                 raise SpoolError(f"cannot write {path}: {exc.strerror or exc}") from exc
+            # the reservation was removed meanwhile: write it whole
         self._write_atomically(path, data)
 
     def path(self, queue_id: str, state: QueueState) -> Path:

@@ -107,32 +107,32 @@ def check_order(calls: list[Call], queue_id: str, target_dir: str) -> None:
     """Before the 250 on the socket (and the wake-up datagram to a delivery process), the
     queue file's name and data are durable, each step done before the next starts: either
     written in a scratch file, flushed, renamed into ``target_dir`` and the directory
-    flushed; or made empty in ``target_dir`` and the directory flushed (a reservation, ahead
-    of the message), then written and flushed."""
+    flushed; or reserved ahead of the message (made empty under a dot name in
+    ``target_dir``, renamed to its own, the directory flushed), then written and flushed."""
     sent = [c for c in calls if _to_socket(c) and queue_id in c.args]
     reply = first(sent, 0, lambda c: '"250 ' in c.args)
-    naming = first(
+    rename = first(
         calls,
         0,
         lambda c: (
-            f"/{target_dir}/" in c.args
+            c.name.startswith("rename")
+            and f"/{target_dir}/" in c.args.split('", "')[-1]
             and queue_id in c.args
-            and (c.name.startswith("rename") or (c.name == "openat" and "O_CREAT" in c.args))
         ),
     )
-    path = re.search(r'"([^"]+)"', naming.args).group(1)  # type: ignore[union-attr]
-    reserved = naming.name == "openat"
+    source, target = re.findall(r'"([^"]+)"', rename.args)[:2]
+    reserved = source == os.path.join(os.path.dirname(target), "." + os.path.basename(target))
+    path = target if reserved else source
     writes = [c for c in calls if c.name in ("write", "pwrite64") and c.fd_path() == path]
     syncs = [c for c in calls if c.name in ("fsync", "fdatasync") and c.fd_path() == path]
     assert writes and syncs, f"no write or fsync of {path}"
-    flush = first(syncs, max(w.end for w in writes), lambda c: True)
-    assert all(s.start >= max(w.end for w in writes) for s in syncs), (
-        "data written after the file fsync"
-    )
+    last_write = max(w.end for w in writes)
+    assert all(s.start >= last_write for s in syncs), "data written after the file fsync"
+    flush = syncs[0]
     if not reserved:
-        assert flush.end <= naming.start, "renamed before the file was synced"
-    directory = os.path.dirname(path if reserved else naming.args.split('", "')[1].rstrip('"'))
-    dir_sync = first(calls, naming.end, lambda c: c.name == "fsync" and c.fd_path() == directory)
+        assert flush.end <= rename.start, "renamed before the file was synced"
+    directory = os.path.dirname(target)
+    dir_sync = first(calls, rename.end, lambda c: c.name == "fsync" and c.fd_path() == directory)
     if reserved:
         assert dir_sync.end <= writes[0].start, "written before its name was durable"
     durable = max(dir_sync.end, flush.end)
@@ -201,13 +201,14 @@ GOOD_TRACE = "\n".join(
 
 RESERVED_TRACE = "\n".join(
     [
-        '10 100.000000 openat(AT_FDCWD</>, "/q/incoming/Q1", O_WRONLY|O_CREAT|O_EXCL, 0600)'
-        " = 7</q/incoming/Q1> <0.000010>",
+        '10 100.000000 openat(AT_FDCWD</>, "/q/incoming/.Q1", O_RDONLY|O_CREAT|O_EXCL, 0600)'
+        " = 7</q/incoming/.Q1> <0.000010>",
+        '10 100.000050 rename("/q/incoming/.Q1", "/q/incoming/Q1") = 0 <0.000010>',
         "10 100.000100 fsync(8</q/incoming>) = 0 <0.000500>",
-        '10 200.000000 openat(AT_FDCWD</>, "/q/incoming/Q1", O_WRONLY) = 7</q/incoming/Q1>'
+        '10 200.000000 openat(AT_FDCWD</>, "/q/incoming/Q1", O_WRONLY) = 9</q/incoming/Q1>'
         " <0.000010>",
-        '10 200.000100 write(7</q/incoming/Q1>, "notify-relay-queue/2"..., 9) = 9 <0.000010>',
-        "10 200.000200 fdatasync(7</q/incoming/Q1> <unfinished ...>",
+        '10 200.000100 write(9</q/incoming/Q1>, "notify-relay-queue/2"..., 9) = 9 <0.000010>',
+        "10 200.000200 fdatasync(9</q/incoming/Q1> <unfinished ...>",
         '11    200.000300 sendto(9<socket:[1]>, "250 2.0.0 Ok: queued as Q1\\r\\n", 29, 0, NULL, 0)'
         " = 29 <0.000010>",
         "10 200.001200 <... fdatasync resumed>) = 0 <0.001000>",

@@ -928,11 +928,6 @@ def test_mail_every_filter_discards_leaves_no_reserved_file_behind(tmp_path, ups
     assert not upstream.messages
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: the reservations of a killed receive worker stay until the whole relay "
-    "starts again (nothing may remove an empty file another live process may be writing)",
-)
 def test_the_reservations_of_killed_receive_workers_do_not_pile_up(split, upstream):
     split.start()
     wait_until(lambda: len(reservations(split.queue)) >= 2 * 32, "both workers reserve")

@@ -6,6 +6,8 @@ import logging
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import time
 
 import pytest
@@ -47,7 +49,8 @@ def record(queue_id: str) -> Record:
 
 
 def files(spool: Spool) -> set[str]:
-    return set(os.listdir(spool.root / INCOMING.value))
+    """The names in incoming/ (not a dot name: a reservation in the making)."""
+    return {name for name in os.listdir(spool.root / INCOMING.value) if name[0] != "."}
 
 
 def eventually(predicate, timeout: float = 10.0):
@@ -75,18 +78,20 @@ def test_reserved_files_are_empty_owner_only_and_not_messages(spool, started):
 def test_a_message_written_into_its_reservation_is_queued_under_that_id(spool, started):
     slots = started(size=2)
     queue_id = slots.take()
-    assert queue_id is not None and slots.used(queue_id)
-    assert not slots.used(queue_id)  # once
-    spool.accept(record(queue_id), reserved=True)
+    assert queue_id is not None
+    reserved = slots.used(queue_id)
+    assert reserved is not None and slots.used(queue_id) is None  # once
+    spool.accept(record(queue_id), reserved=reserved)
     assert spool.ids(INCOMING) == [queue_id]
     assert spool.read(queue_id, INCOMING) == record(queue_id)
 
 
 def test_a_cleared_reservation_is_written_whole_instead(spool, started):
-    queue_id = started(size=1).take()
+    slots = started(size=1)
+    queue_id = slots.take()
     assert queue_id is not None
     spool.path(queue_id, INCOMING).unlink()
-    spool.accept(record(queue_id), reserved=True)
+    spool.accept(record(queue_id), reserved=slots.used(queue_id))
     assert spool.read(queue_id, INCOMING) == record(queue_id)
 
 
@@ -115,13 +120,15 @@ def test_a_reservation_given_back_unused_is_removed_and_not_handed_out_again(spo
     assert given_back is not None
     slots.unused(given_back)
     eventually(lambda: given_back not in files(spool))
-    assert not slots.used(given_back)
+    assert slots.used(given_back) is None
     assert given_back not in {eventually(slots.take) for _ in range(8)}
     written = slots.take() or eventually(slots.take)
-    assert slots.used(written)
+    reserved = slots.used(written)
+    assert reserved is not None
     slots.unused(written)  # its store began: the file is the writer's
     time.sleep(0.2)
     assert written in files(spool)
+    os.close(reserved)
 
 
 def test_reserved_files_are_0600_and_writable_whatever_the_umask(spool):
@@ -171,3 +178,46 @@ def test_a_message_written_whole_is_0600_whatever_the_umask(spool):
         os.umask(old)
     mode = stat.S_IMODE(spool.path("0000000000000ABCDE", INCOMING).stat().st_mode)
     assert mode == 0o600, oct(mode)
+
+
+RESERVE_AND_DIE = """
+import os, sys
+from pathlib import Path
+from relay.queue.slots import Slots
+from relay.queue.spool import Spool
+slots = Slots(Spool(Path(sys.argv[1])), size=3)
+slots.start()
+print(" ".join(filter(None, (slots.take() for _ in range(3)))), flush=True)
+if sys.argv[2] == "die":
+    os._exit(0)  # as after kill -9: no stop, its files stay and its locks go
+sys.stdin.read()  # alive until told
+"""
+
+
+def reserve_in_a_process(spool: Spool, then: str) -> tuple[subprocess.Popen[str], set[str]]:
+    """Another process reserves three files; ``then`` "die" or "live" (until stdin closes)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", RESERVE_AND_DIE, str(spool.root), then],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    return child, set(child.stdout.readline().split())
+
+
+def test_a_start_removes_what_a_dead_process_reserved_and_nothing_a_live_one_did(
+    spool, started, caplog
+):
+    live, held = reserve_in_a_process(spool, "live")
+    dead, orphans = reserve_in_a_process(spool, "die")  # (its start leaves the live's alone)
+    dead.wait(30)
+    try:
+        assert len(orphans) == len(held) == 3 and orphans | held <= files(spool)
+        with caplog.at_level(logging.INFO, logger="notify-relay"):
+            started(size=2)
+        assert not orphans & files(spool)
+        assert held <= files(spool)  # locked by their live owner
+        assert "removed 3 files reserved by a process that ended" in caplog.text
+    finally:
+        live.communicate("", timeout=30)
