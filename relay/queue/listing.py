@@ -104,8 +104,6 @@ def read_entries(spool: Spool) -> list[Entry]:
             found = read_one(spool, queue_id)
         except CorruptRecord as exc:
             where = spool.find(queue_id) or QueueState.CORRUPT
-            if isinstance(exc, UnfinishedRecord) and where is QueueState.INCOMING:
-                continue  # being written: not a message yet
             size = spool.path(queue_id, where).stat().st_size
             entries.append(Entry(queue_id=queue_id, state=where, size=size, last_reply=str(exc)))
             continue

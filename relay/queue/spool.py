@@ -13,8 +13,9 @@ Layout under the queue path::
 
 An empty file in ``incoming/``, or one whose write has not finished
 (:class:`UnfinishedRecord`), is not a message: :meth:`Spool.ids` and the queue skip it, and
-:meth:`Spool.recover` clears it at the start of the whole relay. A record moves between state
-directories by ``rename``; its delivery state is replaced
+:meth:`Spool.recover` clears it at the start of the whole relay.
+
+A record moves between state directories by ``rename``; its delivery state is replaced
 atomically. The only change made to a record in place is marking recipients delivered
 (:meth:`Spool.mark_delivered`): one byte each, overwritten and fsynced, so that it works
 when the disk is full. Every method is blocking: call it from a worker thread.
